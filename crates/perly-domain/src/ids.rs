@@ -1,0 +1,61 @@
+//! Typed ids. Every row id is a UUIDv7 (time-ordered, so indexes stay compact);
+//! the newtypes keep a customer id from being passed where a workspace id belongs.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh time-ordered id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// One Perly customer (a company using Perly).
+    WorkspaceId
+);
+id_type!(
+    /// One account of a workspace's customers.
+    CustomerId
+);
+id_type!(
+    /// One detected alert.
+    AlertId
+);
+id_type!(
+    /// A person who signs in to a workspace.
+    UserId
+);
+id_type!(
+    /// An ingestion API key.
+    ApiKeyId
+);

@@ -1,0 +1,478 @@
+//! The per-customer rollup: everything scoring needs, folded from raw events.
+//!
+//! Folding is idempotent (applying an event twice changes nothing) and
+//! order-independent (any order of the same events gives the same rollup),
+//! because every part is a set keyed by a stable hash, a day bitmap merged
+//! with OR, or a "latest by (time, value)" register. Old entries are pruned
+//! relative to the newest event seen (`horizon`), never the clock, so pruning
+//! is order-independent too. The rollup is a cache of the events table: it can
+//! always be rebuilt by folding the customer's events again.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{ActivityType, Event, EventKind, TicketPriority};
+
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
+/// Entries older than this before the newest event are pruned.
+const RETENTION_MS: i64 = 180 * DAY_MS;
+/// Open tickets older than this are treated as abandoned and pruned.
+const TICKET_RETENTION_MS: i64 = 365 * DAY_MS;
+/// At most this many users and features are tracked per customer.
+const MAX_KEYS: usize = 5_000;
+
+/// Day number (days since the Unix epoch) of a millisecond timestamp.
+pub fn day_of(ms: i64) -> i32 {
+    ms.div_euclid(DAY_MS) as i32
+}
+
+/// A stable 64-bit hash (FNV-1a) for ids kept in rollups: stable across builds,
+/// unlike `std`'s hasher.
+pub fn stable_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Which of the last 128 days something happened on. Bit `k` is day `last_day - k`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayBits {
+    pub last_day: i32,
+    pub bits: u128,
+}
+
+impl DayBits {
+    pub fn mark(&mut self, day: i32) {
+        if self.bits == 0 {
+            self.last_day = day;
+            self.bits = 1;
+        } else if day > self.last_day {
+            let shift = (day - self.last_day) as u32;
+            self.bits = if shift >= 128 { 0 } else { self.bits << shift };
+            self.bits |= 1;
+            self.last_day = day;
+        } else if self.last_day - day < 128 {
+            self.bits |= 1u128 << (self.last_day - day);
+        }
+    }
+
+    /// Whether any day in `[from, to]` is marked.
+    pub fn any_in(&self, from: i32, to: i32) -> bool {
+        self.count_in(from, to) > 0
+    }
+
+    /// Number of marked days in `[from, to]`.
+    pub fn count_in(&self, from: i32, to: i32) -> u32 {
+        if self.bits == 0 || to < from {
+            return 0;
+        }
+        (from.max(self.last_day - 127)..=to.min(self.last_day))
+            .filter(|d| self.bits & (1u128 << (self.last_day - d)) != 0)
+            .count() as u32
+    }
+
+    /// The newest marked day.
+    pub fn newest(&self) -> Option<i32> {
+        (self.bits != 0).then_some(self.last_day)
+    }
+}
+
+/// Days one user was active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDays {
+    pub key: u64,
+    pub days: DayBits,
+}
+
+/// Days one feature was used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureDays {
+    pub name: String,
+    pub days: DayBits,
+}
+
+/// A seat count at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeatPoint {
+    pub at: i64,
+    pub used: u32,
+    pub purchased: Option<u32>,
+}
+
+/// One support ticket: opened and/or closed (events may arrive in any order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub key: u64,
+    pub opened_at: Option<i64>,
+    pub priority: Option<TicketPriority>,
+    pub closed_at: Option<i64>,
+}
+
+/// Outcome of a payment event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PaymentOutcome {
+    Succeeded,
+    Failed,
+    RetryFailed,
+}
+
+/// One payment event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    pub key: u64,
+    pub at: i64,
+    pub outcome: PaymentOutcome,
+    pub amount: f64,
+    pub attempt: u32,
+    /// Kept for retry failures: one alert per failed retry, keyed by the event id.
+    pub event_id: Option<String>,
+}
+
+/// The latest reading of one metered metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub metric: String,
+    pub at: i64,
+    pub value: f64,
+    pub limit: Option<f64>,
+}
+
+/// One NPS response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NpsPoint {
+    pub key: u64,
+    pub at: i64,
+    pub score: u8,
+}
+
+/// The latest plan change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanPoint {
+    pub at: i64,
+    pub plan: String,
+    pub mrr: Option<f64>,
+}
+
+/// The newest CRM activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityPoint {
+    pub at: i64,
+    pub kind: ActivityType,
+}
+
+/// Everything scoring needs about one customer, folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rollup {
+    /// Newest `occurred_at` folded in (ms); pruning is relative to it.
+    pub horizon: i64,
+    /// Sorted by key.
+    pub users: Vec<UserDays>,
+    /// Sorted by name.
+    pub features: Vec<FeatureDays>,
+    /// Sorted by time.
+    pub seats: Vec<SeatPoint>,
+    /// Sorted by key.
+    pub tickets: Vec<Ticket>,
+    /// Sorted by (time, key).
+    pub payments: Vec<Payment>,
+    /// One per metric, sorted by metric.
+    pub usage: Vec<Usage>,
+    /// Sorted by (time, key).
+    pub nps: Vec<NpsPoint>,
+    pub plan: Option<PlanPoint>,
+    pub last_activity: Option<ActivityPoint>,
+    /// How many CRM activities in the retention window (by day).
+    pub activity_days: DayBits,
+}
+
+fn upsert_sorted<T, K: Ord>(
+    v: &mut Vec<T>,
+    key: K,
+    key_of: impl Fn(&T) -> K,
+    make: impl FnOnce() -> T,
+) -> Option<&mut T> {
+    match v.binary_search_by(|x| key_of(x).cmp(&key)) {
+        Ok(i) => v.get_mut(i),
+        Err(i) => {
+            if v.len() >= MAX_KEYS {
+                return None;
+            }
+            v.insert(i, make());
+            v.get_mut(i)
+        }
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+impl Rollup {
+    /// Folds one event in. Applying the same event again changes nothing.
+    pub fn apply(&mut self, event: &Event) {
+        let at = ms(event.occurred_at);
+        let day = day_of(at);
+        match &event.kind {
+            EventKind::UserActive { user_id } => self.mark_user(user_id, day),
+            EventKind::FeatureUsed { feature, user_id } => {
+                if let Some(u) = user_id {
+                    self.mark_user(u, day);
+                }
+                let i = match self.features.binary_search_by(|f| f.name.as_str().cmp(feature)) {
+                    Ok(i) => Some(i),
+                    Err(_) if self.features.len() >= MAX_KEYS => None,
+                    Err(i) => {
+                        self.features.insert(
+                            i,
+                            FeatureDays {
+                                name: feature.clone(),
+                                days: DayBits::default(),
+                            },
+                        );
+                        Some(i)
+                    }
+                };
+                if let Some(f) = i.and_then(|i| self.features.get_mut(i)) {
+                    f.days.mark(day);
+                }
+            }
+            EventKind::SeatsChanged {
+                seats_used,
+                seats_purchased,
+            } => {
+                let p = SeatPoint {
+                    at,
+                    used: *seats_used,
+                    purchased: *seats_purchased,
+                };
+                // Latest by (time, values) wins for equal times, so order never matters.
+                match self.seats.binary_search_by(|x| x.at.cmp(&at)) {
+                    Ok(i) => {
+                        if let Some(x) = self.seats.get_mut(i) {
+                            if p > *x {
+                                *x = p;
+                            }
+                        }
+                    }
+                    Err(i) => self.seats.insert(i, p),
+                }
+            }
+            EventKind::TicketOpened { ticket_id, priority } => {
+                if let Some(t) = self.ticket(ticket_id) {
+                    // Earliest open wins; the highest priority seen wins.
+                    t.opened_at = Some(t.opened_at.map_or(at, |o| o.min(at)));
+                    t.priority = Some(t.priority.map_or(*priority, |p| p.max(*priority)));
+                }
+            }
+            EventKind::TicketClosed { ticket_id } => {
+                if let Some(t) = self.ticket(ticket_id) {
+                    t.closed_at = Some(t.closed_at.map_or(at, |c| c.max(at)));
+                }
+            }
+            EventKind::UsageMeasured { metric, value, limit } => {
+                let new = Usage {
+                    metric: metric.clone(),
+                    at,
+                    value: *value,
+                    limit: *limit,
+                };
+                match self.usage.binary_search_by(|u| u.metric.as_str().cmp(metric)) {
+                    Ok(i) => {
+                        if let Some(u) = self.usage.get_mut(i) {
+                            let newer = (new.at, new.value, new.limit.unwrap_or(-1.0))
+                                .partial_cmp(&(u.at, u.value, u.limit.unwrap_or(-1.0)))
+                                .is_some_and(|o| o.is_gt());
+                            if newer {
+                                *u = new;
+                            }
+                        }
+                    }
+                    Err(i) => self.usage.insert(i, new),
+                }
+            }
+            EventKind::PaymentSucceeded { amount } => self.payment(event, at, PaymentOutcome::Succeeded, *amount, 0),
+            EventKind::PaymentFailed { amount, .. } => self.payment(event, at, PaymentOutcome::Failed, *amount, 0),
+            EventKind::BillingRetryFailed { amount, attempt, .. } => {
+                self.payment(event, at, PaymentOutcome::RetryFailed, *amount, *attempt)
+            }
+            EventKind::NpsResponse { score } => {
+                let p = NpsPoint {
+                    key: stable_hash(&event.id),
+                    at,
+                    score: *score,
+                };
+                if let Err(i) = self.nps.binary_search_by(|x| (x.at, x.key).cmp(&(p.at, p.key))) {
+                    self.nps.insert(i, p);
+                }
+            }
+            EventKind::PlanChanged { plan, mrr } => {
+                let newer = match &self.plan {
+                    None => true,
+                    Some(p) => (at, plan.as_str()) > (p.at, p.plan.as_str()),
+                };
+                if newer {
+                    self.plan = Some(PlanPoint {
+                        at,
+                        plan: plan.clone(),
+                        mrr: *mrr,
+                    });
+                }
+            }
+            EventKind::CrmActivity { activity_type, .. } => {
+                let newer = self.last_activity.is_none_or(|a| (at, *activity_type) > (a.at, a.kind));
+                if newer {
+                    self.last_activity = Some(ActivityPoint {
+                        at,
+                        kind: *activity_type,
+                    });
+                }
+                self.activity_days.mark(day);
+            }
+        }
+        if at > self.horizon {
+            self.horizon = at;
+        }
+        self.prune();
+    }
+
+    fn mark_user(&mut self, user_id: &str, day: i32) {
+        let key = stable_hash(user_id);
+        if let Some(u) = upsert_sorted(
+            &mut self.users,
+            key,
+            |u| u.key,
+            || UserDays {
+                key,
+                days: DayBits::default(),
+            },
+        ) {
+            u.days.mark(day);
+        }
+    }
+
+    fn ticket(&mut self, ticket_id: &str) -> Option<&mut Ticket> {
+        let key = stable_hash(ticket_id);
+        upsert_sorted(
+            &mut self.tickets,
+            key,
+            |t| t.key,
+            || Ticket {
+                key,
+                opened_at: None,
+                priority: None,
+                closed_at: None,
+            },
+        )
+    }
+
+    fn payment(&mut self, event: &Event, at: i64, outcome: PaymentOutcome, amount: f64, attempt: u32) {
+        let key = stable_hash(&event.id);
+        if let Err(i) = self.payments.binary_search_by(|p| (p.at, p.key).cmp(&(at, key))) {
+            let event_id = (outcome == PaymentOutcome::RetryFailed).then(|| event.id.clone());
+            self.payments.insert(
+                i,
+                Payment {
+                    key,
+                    at,
+                    outcome,
+                    amount,
+                    attempt,
+                    event_id,
+                },
+            );
+        }
+    }
+
+    /// Drops what is older than the retention window before `horizon`.
+    fn prune(&mut self) {
+        let cutoff = self.horizon - RETENTION_MS;
+        let cutoff_day = day_of(self.horizon) - 127;
+        self.users.retain(|u| u.days.last_day >= cutoff_day);
+        self.features.retain(|f| f.days.last_day >= cutoff_day);
+        // Keep the newest seat point before the cutoff: it says what held then.
+        let first_kept = self.seats.iter().rposition(|s| s.at < cutoff).unwrap_or(0);
+        self.seats.drain(..first_kept);
+        self.tickets.retain(|t| {
+            let closed_long_ago = t.closed_at.is_some_and(|c| c < cutoff);
+            let opened_long_ago = t.opened_at.is_some_and(|o| o < self.horizon - TICKET_RETENTION_MS);
+            !(closed_long_ago || opened_long_ago)
+        });
+        self.payments.retain(|p| p.at >= cutoff);
+        self.nps.retain(|p| p.at >= cutoff);
+    }
+
+    /// The latest seat point at or before `at`.
+    pub fn seats_at(&self, at: i64) -> Option<SeatPoint> {
+        self.seats.iter().rev().find(|s| s.at <= at).copied()
+    }
+
+    /// Active user-days in `[from_day, to_day]`.
+    pub fn user_days(&self, from_day: i32, to_day: i32) -> u32 {
+        self.users.iter().map(|u| u.days.count_in(from_day, to_day)).sum()
+    }
+
+    /// Distinct users active in `[from_day, to_day]`.
+    pub fn distinct_users(&self, from_day: i32, to_day: i32) -> u32 {
+        self.users.iter().filter(|u| u.days.any_in(from_day, to_day)).count() as u32
+    }
+
+    /// Features used in `[from_day, to_day]`.
+    pub fn features_used(&self, from_day: i32, to_day: i32) -> impl Iterator<Item = &str> {
+        self.features
+            .iter()
+            .filter(move |f| f.days.any_in(from_day, to_day))
+            .map(|f| f.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn ev(id: &str, day: u32, kind: EventKind) -> Event {
+        Event {
+            id: id.into(),
+            customer_id: "c".into(),
+            occurred_at: Utc.with_ymd_and_hms(2026, 10, day, 12, 0, 0).single().expect("time"),
+            kind,
+        }
+    }
+
+    #[test]
+    fn day_bits_count_and_shift() {
+        let mut b = DayBits::default();
+        b.mark(100);
+        b.mark(90);
+        b.mark(100);
+        assert_eq!(b.count_in(0, 200), 2);
+        b.mark(300);
+        assert_eq!(b.count_in(0, 200), 0);
+        assert_eq!(b.newest(), Some(300));
+    }
+
+    #[test]
+    fn ticket_close_before_open_still_closes() {
+        let close = ev("e2", 3, EventKind::TicketClosed { ticket_id: "t".into() });
+        let open = ev(
+            "e1",
+            2,
+            EventKind::TicketOpened {
+                ticket_id: "t".into(),
+                priority: TicketPriority::High,
+            },
+        );
+        let mut a = Rollup::default();
+        a.apply(&close);
+        a.apply(&open);
+        let mut b = Rollup::default();
+        b.apply(&open);
+        b.apply(&close);
+        assert_eq!(a, b);
+        assert!(a.tickets[0].closed_at.is_some());
+    }
+}
