@@ -1,1 +1,125 @@
-//! placeholder
+//! All of Perly's SQL lives here. Handlers and workers hold an
+//! `Arc<dyn Store>`; each method is one use case and owns its transaction.
+//! Every method that touches workspace data takes the workspace id first and
+//! every statement filters on it.
+//!
+//! Layout: [`Store`] is the trait; [`sql::SqlStore`] implements it once for
+//! both SQLite and PostgreSQL over sqlx's `Any` driver (the SQL is the same
+//! text, with `$n` placeholders, and [`db::Dialect`] covers the few places the
+//! two differ); each backend has its own migrations folder. [`auth`] hashes
+//! passwords and API keys, [`cipher`] encrypts secrets at rest.
+
+pub mod auth;
+pub mod cipher;
+pub mod db;
+pub mod model;
+pub mod sql;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use perly_domain::customer::CustomerInput;
+use perly_domain::event::Event;
+use perly_domain::ids::{ApiKeyId, UserId, WorkspaceId};
+use perly_domain::scorecard::Scorecard;
+
+pub use model::*;
+
+/// What can go wrong in the store, as the caller must decide on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            sqlx::Error::Database(d) if d.is_unique_violation() => Self::Conflict(d.message().to_owned()),
+            _ => Self::Unavailable(e),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The one interface to Perly's data.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is ("sqlite" or "postgres").
+    fn backend(&self) -> &'static str;
+
+    // Workspaces, users and keys.
+    async fn create_workspace(&self, name: &str, now: DateTime<Utc>) -> Result<Workspace>;
+    /// Finds a workspace by id, slug or exact name.
+    async fn find_workspace(&self, key: &str) -> Result<Option<Workspace>>;
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+    async fn add_user(
+        &self,
+        ws: WorkspaceId,
+        email: &str,
+        password_hash: &str,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<User>;
+    async fn find_user(&self, ws: WorkspaceId, id: UserId) -> Result<Option<User>>;
+    /// Creates a key; the plaintext is returned once and only its hash is kept.
+    async fn create_api_key(&self, ws: WorkspaceId, label: &str, now: DateTime<Utc>) -> Result<(ApiKey, String)>;
+    async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKey>>;
+    async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId, now: DateTime<Utc>) -> Result<()>;
+    /// The workspace a presented key belongs to, if the key is live. The key
+    /// itself names the workspace, so this is the one lookup not scoped by one.
+    async fn authenticate_api_key(&self, plaintext: &str) -> Result<Option<(WorkspaceId, ApiKeyId)>>;
+    async fn scorecard(&self, ws: WorkspaceId) -> Result<Scorecard>;
+    /// Saves a (validated) scorecard and marks every customer for rescoring.
+    async fn set_scorecard(&self, ws: WorkspaceId, card: &Scorecard) -> Result<()>;
+
+    // Ingest.
+    async fn upsert_customers(
+        &self,
+        ws: WorkspaceId,
+        rows: &[CustomerInput],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpsertOutcome>>;
+    /// Stores the events in one transaction, folds them into their customers'
+    /// rollups and marks those customers for rescoring. One outcome per event.
+    async fn ingest_events(&self, ws: WorkspaceId, events: &[Event], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>>;
+
+    // Scoring.
+    /// Leases up to `limit` customers that need rescoring.
+    async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>>;
+    /// Writes scores, history and alerts in one transaction and clears the
+    /// dirty mark of customers whose rollup did not change meanwhile.
+    async fn record_scores(&self, ws: WorkspaceId, results: &[RescoreResult], now: DateTime<Utc>) -> Result<usize>;
+    /// Marks customers not scored since `before` for rescoring (decay).
+    async fn mark_stale(&self, ws: WorkspaceId, before: DateTime<Utc>) -> Result<u64>;
+    /// How many customers wait for rescoring.
+    async fn pending_rescore(&self, ws: WorkspaceId) -> Result<u64>;
+
+    // Reading.
+    async fn list_customers(&self, ws: WorkspaceId, query: &CustomerQuery) -> Result<Page<CustomerSummary>>;
+    async fn get_customer(
+        &self,
+        ws: WorkspaceId,
+        external_id: &str,
+        history_since: DateTime<Utc>,
+    ) -> Result<Option<CustomerDetail>>;
+    async fn list_alerts(&self, ws: WorkspaceId, query: &AlertQuery) -> Result<Page<AlertRecord>>;
+
+    // Secrets (encrypted with the configured key before they reach the database).
+    async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()>;
+    async fn get_secret(&self, ws: WorkspaceId, name: &str) -> Result<Option<String>>;
+}
+
+/// Re-exported for callers that need to name ids.
+pub use perly_domain::ids;

@@ -1,1 +1,53 @@
-//! placeholder
+//! Perly's HTTP edge. [`app`] builds the router (kept apart from serving so
+//! tests and the binary share it); [`error::ApiError`] is the one error type,
+//! mapped once to a status and the `{"error": {code, message, field}}` shape;
+//! [`auth`] turns a bearer API key into the workspace every handler is scoped
+//! to; `api/*` holds one module per resource.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use chrono::{DateTime, Utc};
+use perly_store::Store;
+use tokio::sync::Notify;
+
+/// The clock, injected so tests and the demo can control time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// Woken after ingest so rescoring starts at once.
+    pub rescore: Arc<Notify>,
+    /// Base URL of this server, for links (`PERLY_PUBLIC_URL`).
+    pub public_url: String,
+}
+
+impl AppState {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    api::router().with_state(state)
+}

@@ -1,0 +1,139 @@
+//! Connecting to the database named by `PERLY_DATABASE_URL`, choosing the
+//! dialect by URL scheme, and running the embedded migrations of that backend.
+//!
+//! SQLite runs in WAL mode with one writer connection (SQLite allows one
+//! writer at a time; queueing writers in the pool avoids lock errors) and a
+//! few reader connections. PostgreSQL uses one pool for both.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{install_default_drivers, AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::{Error, Result};
+
+/// The few places where SQLite and PostgreSQL SQL differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else {
+            Err(Error::Invalid(
+                "database URL must start with sqlite:// or postgres://".to_owned(),
+            ))
+        }
+    }
+
+    /// Row locks for read-modify-write inside a transaction (SQLite has one writer).
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Claiming work without waiting on rows another replica holds.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+}
+
+/// The pools of one database.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    pub dialect: Dialect,
+    pub write: AnyPool,
+    pub read: AnyPool,
+}
+
+/// Makes sure a SQLite URL creates the file and its folder.
+fn sqlite_url(url: &str) -> Result<String> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(Error::Invalid(
+            "SQLite URL needs a file path, e.g. sqlite://data/perly.db".into(),
+        ));
+    }
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    Ok(if url.contains('?') {
+        url.to_owned()
+    } else {
+        format!("sqlite://{path}?mode=rwc")
+    })
+}
+
+/// Opens the pools and runs migrations.
+pub async fn connect(url: &str) -> Result<Pools> {
+    install_default_drivers();
+    let dialect = Dialect::from_url(url)?;
+    let pools = match dialect {
+        Dialect::Sqlite => {
+            let url = sqlite_url(url)?;
+            let options = AnyConnectOptions::from_str(&url)?;
+            let pool = |max: u32| {
+                AnyPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options.clone())
+            };
+            let write = pool(1).await?;
+            let read = pool(4).await?;
+            Pools { dialect, write, read }
+        }
+        Dialect::Postgres => {
+            let options = AnyConnectOptions::from_str(url)?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await?;
+            Pools {
+                dialect,
+                write: pool.clone(),
+                read: pool,
+            }
+        }
+    };
+    migrate(&pools).await?;
+    Ok(pools)
+}
+
+/// Runs the embedded migrations of the backend.
+pub async fn migrate(pools: &Pools) -> Result<()> {
+    match pools.dialect {
+        Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pools.write).await,
+        Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pools.write).await,
+    }
+    .map_err(Error::Migrate)
+}

@@ -1,0 +1,197 @@
+//! The records the store reads and writes. Those that the API returns derive
+//! `Serialize` and `ToSchema`, so the OpenAPI document is generated from them.
+
+use chrono::{DateTime, Utc};
+use perly_domain::alerts::{AlertKind, AlertState, Assessment};
+use perly_domain::ids::{AlertId, ApiKeyId, CustomerId, UserId, WorkspaceId};
+use perly_domain::risk::RiskLevel;
+use perly_domain::rollup::Rollup;
+use perly_domain::scoring::{CustomerFacts, Score};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub slug: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Admins change settings; members read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Self::Admin),
+            "member" => Ok(Self::Member),
+            other => Err(format!("unknown role `{other}`; expected admin or member")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub workspace_id: WorkspaceId,
+    pub email: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ApiKey {
+    #[schema(value_type = String)]
+    pub id: ApiKeyId,
+    pub label: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Whether an upserted customer was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpsertOutcome {
+    Created,
+    Updated,
+}
+
+/// What happened to one ingested event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Accepted,
+    /// The same event id was seen before (or earlier in this batch).
+    Duplicate,
+    /// No (live) customer has this external id in the workspace.
+    UnknownCustomer,
+}
+
+/// A customer leased for rescoring.
+#[derive(Debug, Clone)]
+pub struct RescoreInput {
+    pub customer_id: CustomerId,
+    pub version: i64,
+    pub rollup: Rollup,
+    pub facts: CustomerFacts,
+    pub state: AlertState,
+}
+
+/// The outcome of rescoring one customer.
+#[derive(Debug, Clone)]
+pub struct RescoreResult {
+    pub customer_id: CustomerId,
+    pub version: i64,
+    /// `None` when the customer has no data to score yet.
+    pub scored: Option<(Score, Assessment)>,
+}
+
+/// Sort orders of the customer list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ToSchema)]
+pub enum CustomerSort {
+    /// Lowest score first (unscored last).
+    #[default]
+    #[serde(rename = "score")]
+    ScoreAsc,
+    #[serde(rename = "-score")]
+    ScoreDesc,
+    #[serde(rename = "name")]
+    NameAsc,
+    #[serde(rename = "-name")]
+    NameDesc,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CustomerQuery {
+    pub risk: Option<RiskLevel>,
+    pub sort: CustomerSort,
+    pub limit: usize,
+    /// Opaque cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of results with the cursor of the next page, if any.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CustomerSummary {
+    #[serde(skip)]
+    pub id: CustomerId,
+    pub external_id: String,
+    pub name: String,
+    pub plan: Option<String>,
+    pub mrr: Option<f64>,
+    pub seats_purchased: Option<i64>,
+    pub owner_email: Option<String>,
+    pub parent_external_id: Option<String>,
+    /// 0–100, or null before the first score.
+    pub score: Option<i64>,
+    pub risk_level: Option<RiskLevel>,
+    /// Score now minus the score 7 days ago.
+    pub delta: Option<i64>,
+    pub scored_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct HistoryPoint {
+    pub at: DateTime<Utc>,
+    pub score: i64,
+    pub risk_level: RiskLevel,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CustomerDetail {
+    #[serde(flatten)]
+    pub summary: CustomerSummary,
+    /// Measures, signals, suggested action and coverage of the latest score.
+    pub explanation: Option<Score>,
+    pub history: Vec<HistoryPoint>,
+    pub recent_alerts: Vec<AlertRecord>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery {
+    pub kind: Option<AlertKind>,
+    pub customer_external_id: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AlertRecord {
+    #[schema(value_type = String)]
+    pub id: AlertId,
+    pub kind: AlertKind,
+    pub customer_external_id: String,
+    pub customer_name: String,
+    pub risk_level: RiskLevel,
+    pub score: i64,
+    pub delta: i64,
+    pub headline: String,
+    pub signals: Vec<String>,
+    pub suggested_action: String,
+    pub occurred_at: DateTime<Utc>,
+}

@@ -1,0 +1,1046 @@
+//! [`SqlStore`]: the [`Store`] implementation for SQLite and PostgreSQL.
+//!
+//! Times are stored as Unix milliseconds and ids as text, so the same SQL
+//! (with `$n` placeholders, which both backends accept) and the same row
+//! decoding serve both. Batches are written with multi-row statements in
+//! chunks that stay under SQLite's parameter limit.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, TimeZone, Utc};
+use perly_domain::alerts::AlertState;
+use perly_domain::customer::CustomerInput;
+use perly_domain::event::Event;
+use perly_domain::ids::{AlertId, ApiKeyId, CustomerId, UserId, WorkspaceId};
+use perly_domain::rollup::Rollup;
+use perly_domain::scorecard::Scorecard;
+use perly_domain::scoring::{CustomerFacts, Score};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::auth::{api_key_hash, new_api_key};
+use crate::cipher::SecretCipher;
+use crate::db::{Dialect, Pools};
+use crate::model::*;
+use crate::{Error, Result, Store};
+
+/// Rows per multi-row statement.
+const CHUNK: usize = 100;
+/// Ids per `IN (…)` list.
+const IN_CHUNK: usize = 500;
+/// How long a rescoring lease lasts before another worker may take the row.
+const LEASE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+/// Rollup encoding version, written as the first byte.
+const ROLLUP_FORMAT: u8 = 1;
+
+/// The SQL store.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pools: Pools,
+    cipher: SecretCipher,
+}
+
+impl SqlStore {
+    /// Connects, migrates, and keeps the cipher for secrets.
+    pub async fn connect(url: &str, cipher: SecretCipher) -> Result<Self> {
+        Ok(Self {
+            pools: crate::db::connect(url).await?,
+            cipher,
+        })
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.pools.dialect
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("{what}: {e}"))
+}
+
+fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| corrupt(what, e))
+}
+
+/// `$from, $from+1, …` for `n` parameters.
+fn params(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `($from, …), (…)` for `rows` rows of `width` parameters.
+fn value_rows(from: usize, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", params(from + r * width, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn encode_rollup(r: &Rollup) -> Result<Vec<u8>> {
+    let mut out = vec![ROLLUP_FORMAT];
+    out.extend(postcard::to_allocvec(r).map_err(|e| corrupt("rollup", e))?);
+    Ok(out)
+}
+
+fn decode_rollup(data: &[u8]) -> Option<Rollup> {
+    match data.split_first() {
+        Some((&ROLLUP_FORMAT, rest)) => postcard::from_bytes(rest).ok(),
+        _ => None,
+    }
+}
+
+fn encode_cursor(value: &serde_json::Value, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::json!([value, id]).to_string())
+}
+
+fn decode_cursor(cursor: &str) -> Result<(serde_json::Value, String)> {
+    let bad = || Error::Invalid("cursor is not one this API returned".to_owned());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    match v.as_array().map(Vec::as_slice) {
+        Some([value, serde_json::Value::String(id)]) => Ok((value.clone(), id.clone())),
+        _ => Err(bad()),
+    }
+}
+
+fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() {
+        "workspace".to_owned()
+    } else {
+        slug
+    }
+}
+
+fn workspace_from(row: &AnyRow) -> Result<Workspace> {
+    Ok(Workspace {
+        id: parse("workspace id", &row.try_get::<String, _>("id")?)?,
+        name: row.try_get("name")?,
+        slug: row.try_get("slug")?,
+        created_at: time(row.try_get("created_at")?),
+    })
+}
+
+fn user_from(row: &AnyRow) -> Result<User> {
+    Ok(User {
+        id: parse("user id", &row.try_get::<String, _>("id")?)?,
+        workspace_id: parse("workspace id", &row.try_get::<String, _>("workspace_id")?)?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        role: parse("role", &row.try_get::<String, _>("role")?)?,
+        created_at: time(row.try_get("created_at")?),
+    })
+}
+
+fn api_key_from(row: &AnyRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: parse("api key id", &row.try_get::<String, _>("id")?)?,
+        label: row.try_get("label")?,
+        prefix: row.try_get("prefix")?,
+        created_at: time(row.try_get("created_at")?),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(time),
+    })
+}
+
+const CUSTOMER_COLUMNS: &str = "c.id, c.external_id, c.name, c.plan, c.mrr, c.seats_purchased, c.owner_email, \
+     c.parent_external_id, c.score, c.risk_level, c.delta, c.scored_at";
+
+fn customer_from(row: &AnyRow) -> Result<CustomerSummary> {
+    Ok(CustomerSummary {
+        id: parse("customer id", &row.try_get::<String, _>("id")?)?,
+        external_id: row.try_get("external_id")?,
+        name: row.try_get("name")?,
+        plan: row.try_get("plan")?,
+        mrr: row.try_get("mrr")?,
+        seats_purchased: row.try_get("seats_purchased")?,
+        owner_email: row.try_get("owner_email")?,
+        parent_external_id: row.try_get("parent_external_id")?,
+        score: row.try_get("score")?,
+        risk_level: row
+            .try_get::<Option<String>, _>("risk_level")?
+            .map(|r| parse("risk level", &r))
+            .transpose()?,
+        delta: row.try_get("delta")?,
+        scored_at: row.try_get::<Option<i64>, _>("scored_at")?.map(time),
+    })
+}
+
+const ALERT_COLUMNS: &str = "a.id, a.kind, c.external_id, c.name, a.risk_level, a.score, a.delta, a.headline, \
+     a.signals, a.suggested_action, a.occurred_at";
+
+fn alert_from(row: &AnyRow) -> Result<AlertRecord> {
+    Ok(AlertRecord {
+        id: parse("alert id", &row.try_get::<String, _>("id")?)?,
+        kind: parse("alert kind", &row.try_get::<String, _>("kind")?)?,
+        customer_external_id: row.try_get("external_id")?,
+        customer_name: row.try_get("name")?,
+        risk_level: parse("risk level", &row.try_get::<String, _>("risk_level")?)?,
+        score: row.try_get("score")?,
+        delta: row.try_get("delta")?,
+        headline: row.try_get("headline")?,
+        signals: serde_json::from_str(&row.try_get::<String, _>("signals")?).map_err(|e| corrupt("signals", e))?,
+        suggested_action: row.try_get("suggested_action")?,
+        occurred_at: time(row.try_get("occurred_at")?),
+    })
+}
+
+impl SqlStore {
+    /// Loads rollups of `ids` inside a write transaction, locking them on PostgreSQL.
+    async fn lock_rollups(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ws: WorkspaceId,
+        ids: &[CustomerId],
+    ) -> Result<HashMap<CustomerId, Rollup>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT customer_id, data FROM rollups WHERE workspace_id = $1 AND customer_id IN ({}) ORDER BY customer_id{}",
+                params(2, chunk.len()),
+                self.dialect().for_update()
+            );
+            let mut q = sqlx::query(&sql).bind(ws.to_string());
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                let id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
+                let data: Vec<u8> = row.try_get("data")?;
+                let rollup = match decode_rollup(&data) {
+                    Some(r) => r,
+                    None => self.rebuild_rollup(tx, ws, id).await?,
+                };
+                out.insert(id, rollup);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Folds all of a customer's stored events again (when the cached rollup
+    /// cannot be read, e.g. after a format change).
+    async fn rebuild_rollup(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ws: WorkspaceId,
+        id: CustomerId,
+    ) -> Result<Rollup> {
+        tracing::warn!(customer_id = %id, "rebuilding rollup from stored events");
+        let rows = sqlx::query("SELECT payload FROM events WHERE workspace_id = $1 AND customer_id = $2")
+            .bind(ws.to_string())
+            .bind(id.to_string())
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut rollup = Rollup::default();
+        for row in rows {
+            let event: Event =
+                serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))?;
+            rollup.apply(&event);
+        }
+        Ok(rollup)
+    }
+
+    async fn resolve_customers(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ws: WorkspaceId,
+        external_ids: &[&str],
+        include_archived: bool,
+    ) -> Result<HashMap<String, CustomerId>> {
+        let mut out = HashMap::new();
+        for chunk in external_ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT id, external_id FROM customers WHERE workspace_id = $1 AND external_id IN ({}){}",
+                params(2, chunk.len()),
+                if include_archived {
+                    ""
+                } else {
+                    " AND archived_at IS NULL"
+                }
+            );
+            let mut q = sqlx::query(&sql).bind(ws.to_string());
+            for e in chunk {
+                q = q.bind(e.to_string());
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                out.insert(
+                    row.try_get("external_id")?,
+                    parse("customer id", &row.try_get::<String, _>("id")?)?,
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    async fn create_workspace(&self, name: &str, now: DateTime<Utc>) -> Result<Workspace> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(Error::Invalid("workspace name must be 1 to 100 characters".into()));
+        }
+        let base = slugify(name);
+        let mut tx = self.pools.write.begin().await?;
+        let taken: Vec<String> = sqlx::query("SELECT slug FROM workspaces WHERE slug = $1 OR slug LIKE $2")
+            .bind(base.clone())
+            .bind(format!("{base}-%"))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("slug"))
+            .collect::<Result<_, _>>()?;
+        let slug = (1..)
+            .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
+            .find(|s| !taken.contains(s))
+            .unwrap_or(base);
+        let ws = Workspace {
+            id: WorkspaceId::new(),
+            name: name.to_owned(),
+            slug,
+            created_at: now,
+        };
+        sqlx::query("INSERT INTO workspaces (id, name, slug, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(ws.id.to_string())
+            .bind(ws.name.clone())
+            .bind(ws.slug.clone())
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ws)
+    }
+
+    async fn find_workspace(&self, key: &str) -> Result<Option<Workspace>> {
+        let row = sqlx::query(
+            "SELECT id, name, slug, created_at FROM workspaces WHERE id = $1 OR slug = $1 OR name = $1 ORDER BY created_at LIMIT 1",
+        )
+        .bind(key.to_owned())
+        .fetch_optional(&self.pools.read)
+        .await?;
+        row.as_ref().map(workspace_from).transpose()
+    }
+
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        sqlx::query("SELECT id, name, slug, created_at FROM workspaces ORDER BY created_at")
+            .fetch_all(&self.pools.read)
+            .await?
+            .iter()
+            .map(workspace_from)
+            .collect()
+    }
+
+    async fn add_user(
+        &self,
+        ws: WorkspaceId,
+        email: &str,
+        password_hash: &str,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        let user = User {
+            id: UserId::new(),
+            workspace_id: ws,
+            email: email.trim().to_lowercase(),
+            password_hash: password_hash.to_owned(),
+            role,
+            created_at: now,
+        };
+        sqlx::query("INSERT INTO users (id, workspace_id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(user.id.to_string())
+            .bind(ws.to_string())
+            .bind(user.email.clone())
+            .bind(user.password_hash.clone())
+            .bind(role.as_str())
+            .bind(ms(now))
+            .execute(&self.pools.write)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::Conflict(_) => Error::Conflict(format!("a user with email {} already exists", user.email)),
+                other => other,
+            })?;
+        Ok(user)
+    }
+
+    async fn find_user(&self, ws: WorkspaceId, id: UserId) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE workspace_id = $1 AND id = $2")
+            .bind(ws.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pools.read)
+            .await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn create_api_key(&self, ws: WorkspaceId, label: &str, now: DateTime<Utc>) -> Result<(ApiKey, String)> {
+        let (plaintext, prefix) = new_api_key();
+        let key = ApiKey {
+            id: ApiKeyId::new(),
+            label: label.to_owned(),
+            prefix,
+            created_at: now,
+            revoked_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, workspace_id, label, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.id.to_string())
+        .bind(ws.to_string())
+        .bind(key.label.clone())
+        .bind(key.prefix.clone())
+        .bind(api_key_hash(&plaintext))
+        .bind(ms(now))
+        .execute(&self.pools.write)
+        .await?;
+        Ok((key, plaintext))
+    }
+
+    async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKey>> {
+        sqlx::query("SELECT * FROM api_keys WHERE workspace_id = $1 ORDER BY created_at DESC")
+            .bind(ws.to_string())
+            .fetch_all(&self.pools.read)
+            .await?
+            .iter()
+            .map(api_key_from)
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId, now: DateTime<Utc>) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $3 WHERE workspace_id = $1 AND id = $2 AND revoked_at IS NULL",
+        )
+        .bind(ws.to_string())
+        .bind(id.to_string())
+        .bind(ms(now))
+        .execute(&self.pools.write)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn authenticate_api_key(&self, plaintext: &str) -> Result<Option<(WorkspaceId, ApiKeyId)>> {
+        let row = sqlx::query("SELECT id, workspace_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+            .bind(api_key_hash(plaintext))
+            .fetch_optional(&self.pools.read)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((
+                parse("workspace id", &r.try_get::<String, _>("workspace_id")?)?,
+                parse("api key id", &r.try_get::<String, _>("id")?)?,
+            ))),
+        }
+    }
+
+    async fn scorecard(&self, ws: WorkspaceId) -> Result<Scorecard> {
+        let row = sqlx::query("SELECT scorecard FROM workspaces WHERE id = $1")
+            .bind(ws.to_string())
+            .fetch_optional(&self.pools.read)
+            .await?
+            .ok_or(Error::NotFound)?;
+        match row.try_get::<Option<String>, _>("scorecard")? {
+            None => Ok(Scorecard::default()),
+            Some(json) => serde_json::from_str(&json).map_err(|e| corrupt("scorecard", e)),
+        }
+    }
+
+    async fn set_scorecard(&self, ws: WorkspaceId, card: &Scorecard) -> Result<()> {
+        let json = serde_json::to_string(card).map_err(|e| corrupt("scorecard", e))?;
+        let mut tx = self.pools.write.begin().await?;
+        sqlx::query("UPDATE workspaces SET scorecard = $2 WHERE id = $1")
+            .bind(ws.to_string())
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE rollups SET dirty = 1 WHERE workspace_id = $1")
+            .bind(ws.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_customers(
+        &self,
+        ws: WorkspaceId,
+        rows: &[CustomerInput],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpsertOutcome>> {
+        let mut tx = self.pools.write.begin().await?;
+        let external: Vec<&str> = rows.iter().map(|r| r.external_id.as_str()).collect();
+        let mut known = self.resolve_customers(&mut tx, ws, &external, true).await?;
+        let empty = encode_rollup(&Rollup::default())?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seats = row.seats_purchased.map(i64::from);
+            if let Some(id) = known.get(&row.external_id) {
+                sqlx::query(
+                    "UPDATE customers SET name = $3, plan = COALESCE($4, plan), mrr = COALESCE($5, mrr), \
+                     seats_purchased = COALESCE($6, seats_purchased), owner_email = COALESCE($7, owner_email), \
+                     parent_external_id = COALESCE($8, parent_external_id), updated_at = $9, archived_at = NULL \
+                     WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(ws.to_string())
+                .bind(id.to_string())
+                .bind(row.name.clone())
+                .bind(row.plan.clone())
+                .bind(row.mrr)
+                .bind(seats)
+                .bind(row.owner_email.clone())
+                .bind(row.parent_external_id.clone())
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE rollups SET dirty = 1 WHERE workspace_id = $1 AND customer_id = $2")
+                    .bind(ws.to_string())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                out.push(UpsertOutcome::Updated);
+            } else {
+                let id = CustomerId::new();
+                sqlx::query(
+                    "INSERT INTO customers (id, workspace_id, external_id, name, plan, mrr, seats_purchased, owner_email, \
+                     parent_external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                )
+                .bind(id.to_string())
+                .bind(ws.to_string())
+                .bind(row.external_id.clone())
+                .bind(row.name.clone())
+                .bind(row.plan.clone())
+                .bind(row.mrr)
+                .bind(seats)
+                .bind(row.owner_email.clone())
+                .bind(row.parent_external_id.clone())
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, updated_at) VALUES ($1, $2, $3, 0, 1, $4)",
+                )
+                .bind(id.to_string())
+                .bind(ws.to_string())
+                .bind(empty.clone())
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                known.insert(row.external_id.clone(), id);
+                out.push(UpsertOutcome::Created);
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn ingest_events(&self, ws: WorkspaceId, events: &[Event], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
+        let mut outcomes = vec![IngestOutcome::UnknownCustomer; events.len()];
+        if events.is_empty() {
+            return Ok(outcomes);
+        }
+        let mut tx = self.pools.write.begin().await?;
+        let mut external: Vec<&str> = events.iter().map(|e| e.customer_id.as_str()).collect();
+        external.sort_unstable();
+        external.dedup();
+        let customers = self.resolve_customers(&mut tx, ws, &external, false).await?;
+
+        // Rows to insert: known customer, first occurrence of the id in this batch.
+        let mut seen = HashSet::new();
+        let mut rows = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            let Some(cid) = customers.get(&e.customer_id) else {
+                continue;
+            };
+            if !seen.insert(e.id.as_str()) {
+                outcomes[i] = IngestOutcome::Duplicate;
+                continue;
+            }
+            rows.push((i, *cid, e));
+        }
+        let mut inserted: HashSet<String> = HashSet::with_capacity(rows.len());
+        let ws_s = ws.to_string();
+        let received = ms(now);
+        for chunk in rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) VALUES {} \
+                 ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING event_id",
+                value_rows(1, chunk.len(), 7)
+            );
+            let mut q = sqlx::query(&sql);
+            for (_, cid, e) in chunk {
+                let payload = serde_json::to_string(e).map_err(|err| corrupt("event", err))?;
+                q = q
+                    .bind(ws_s.clone())
+                    .bind(e.id.clone())
+                    .bind(cid.to_string())
+                    .bind(e.kind.type_name())
+                    .bind(ms(e.occurred_at))
+                    .bind(received)
+                    .bind(payload);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get("event_id")?);
+            }
+        }
+        let mut by_customer: BTreeMap<CustomerId, Vec<&Event>> = BTreeMap::new();
+        for (i, cid, e) in &rows {
+            if inserted.contains(&e.id) {
+                outcomes[*i] = IngestOutcome::Accepted;
+                by_customer.entry(*cid).or_default().push(e);
+            } else {
+                outcomes[*i] = IngestOutcome::Duplicate;
+            }
+        }
+
+        // Fold the accepted events into their customers' rollups.
+        let ids: Vec<CustomerId> = by_customer.keys().copied().collect();
+        let mut rollups = self.lock_rollups(&mut tx, ws, &ids).await?;
+        for (cid, evs) in &by_customer {
+            let rollup = rollups.entry(*cid).or_default();
+            for e in evs {
+                rollup.apply(e);
+            }
+            sqlx::query(
+                "UPDATE rollups SET data = $3, version = version + 1, dirty = 1, updated_at = $4 \
+                 WHERE workspace_id = $1 AND customer_id = $2",
+            )
+            .bind(ws_s.clone())
+            .bind(cid.to_string())
+            .bind(encode_rollup(rollup)?)
+            .bind(received)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
+        let now_ms = ms(now);
+        let mut tx = self.pools.write.begin().await?;
+        let sql = format!(
+            "UPDATE rollups SET lease_until = $3 WHERE workspace_id = $1 AND customer_id IN (\
+             SELECT customer_id FROM rollups WHERE workspace_id = $1 AND dirty = 1 \
+             AND (lease_until IS NULL OR lease_until < $2) LIMIT $4{}) RETURNING customer_id",
+            self.dialect().skip_locked()
+        );
+        let claimed: Vec<String> = sqlx::query(&sql)
+            .bind(ws.to_string())
+            .bind(now_ms)
+            .bind(now_ms + LEASE_MS)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("customer_id"))
+            .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for chunk in claimed.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT r.customer_id, r.version, r.data, c.plan, c.seats_purchased, c.alert_state \
+                 FROM rollups r JOIN customers c ON c.id = r.customer_id \
+                 WHERE r.workspace_id = $1 AND c.workspace_id = $1 AND r.customer_id IN ({})",
+                params(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(ws.to_string());
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for row in q.fetch_all(&self.pools.read).await? {
+                let data: Vec<u8> = row.try_get("data")?;
+                let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
+                let rollup = match decode_rollup(&data) {
+                    Some(r) => r,
+                    None => {
+                        let mut tx = self.pools.write.begin().await?;
+                        let r = self.rebuild_rollup(&mut tx, ws, customer_id).await?;
+                        tx.commit().await?;
+                        r
+                    }
+                };
+                let state = match row.try_get::<Option<String>, _>("alert_state")? {
+                    None => AlertState::default(),
+                    Some(s) => serde_json::from_str(&s).map_err(|e| corrupt("alert state", e))?,
+                };
+                out.push(RescoreInput {
+                    customer_id,
+                    version: row.try_get("version")?,
+                    rollup,
+                    facts: CustomerFacts {
+                        plan: row.try_get("plan")?,
+                        seats_purchased: row
+                            .try_get::<Option<i64>, _>("seats_purchased")?
+                            .and_then(|n| u32::try_from(n).ok()),
+                    },
+                    state,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_scores(&self, ws: WorkspaceId, results: &[RescoreResult], now: DateTime<Utc>) -> Result<usize> {
+        let now_ms = ms(now);
+        let hour = now_ms - now_ms.rem_euclid(HOUR_MS);
+        let ws_s = ws.to_string();
+        let mut alerts = 0;
+        let mut tx = self.pools.write.begin().await?;
+        for r in results {
+            let cid = r.customer_id.to_string();
+            match &r.scored {
+                Some((score, assessment)) => {
+                    let explanation = serde_json::to_string(score).map_err(|e| corrupt("score", e))?;
+                    let state = serde_json::to_string(&assessment.state).map_err(|e| corrupt("alert state", e))?;
+                    sqlx::query(
+                        "UPDATE customers SET score = $3, sort_score = $3, risk_level = $4, delta = $5, scored_at = $6, \
+                         explanation = $7, alert_state = $8 WHERE workspace_id = $1 AND id = $2",
+                    )
+                    .bind(ws_s.clone())
+                    .bind(cid.clone())
+                    .bind(score.score)
+                    .bind(score.risk_level.as_str())
+                    .bind(assessment.delta)
+                    .bind(now_ms)
+                    .bind(explanation)
+                    .bind(state)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level",
+                    )
+                    .bind(ws_s.clone())
+                    .bind(cid.clone())
+                    .bind(hour)
+                    .bind(score.score)
+                    .bind(score.risk_level.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    for a in &assessment.alerts {
+                        let signals = serde_json::to_string(&a.signals).map_err(|e| corrupt("signals", e))?;
+                        let done = sqlx::query(
+                            "INSERT INTO alerts (id, workspace_id, customer_id, kind, dedupe_key, risk_level, score, delta, \
+                             headline, signals, suggested_action, occurred_at, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                             ON CONFLICT (workspace_id, customer_id, dedupe_key) DO NOTHING",
+                        )
+                        .bind(AlertId::new().to_string())
+                        .bind(ws_s.clone())
+                        .bind(cid.clone())
+                        .bind(a.kind.as_str())
+                        .bind(a.dedupe_key.clone())
+                        .bind(a.risk_level.as_str())
+                        .bind(a.score)
+                        .bind(a.delta)
+                        .bind(a.headline.clone())
+                        .bind(signals)
+                        .bind(a.suggested_action.clone())
+                        .bind(ms(a.occurred_at))
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                        alerts += done.rows_affected() as usize;
+                    }
+                }
+                None => {
+                    sqlx::query("UPDATE customers SET scored_at = $3 WHERE workspace_id = $1 AND id = $2")
+                        .bind(ws_s.clone())
+                        .bind(cid.clone())
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            sqlx::query(
+                "UPDATE rollups SET dirty = CASE WHEN version = $3 THEN 0 ELSE 1 END, lease_until = NULL \
+                 WHERE workspace_id = $1 AND customer_id = $2",
+            )
+            .bind(ws_s.clone())
+            .bind(cid)
+            .bind(r.version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(alerts)
+    }
+
+    async fn mark_stale(&self, ws: WorkspaceId, before: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE rollups SET dirty = 1 WHERE workspace_id = $1 AND dirty = 0 AND customer_id IN \
+             (SELECT id FROM customers WHERE workspace_id = $1 AND archived_at IS NULL AND (scored_at IS NULL OR scored_at < $2))",
+        )
+        .bind(ws.to_string())
+        .bind(ms(before))
+        .execute(&self.pools.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn pending_rescore(&self, ws: WorkspaceId) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM rollups WHERE workspace_id = $1 AND dirty = 1")
+            .bind(ws.to_string())
+            .fetch_one(&self.pools.read)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
+    }
+
+    async fn list_customers(&self, ws: WorkspaceId, query: &CustomerQuery) -> Result<Page<CustomerSummary>> {
+        let limit = query.limit.clamp(1, 500);
+        // (sort expression, direction, cursor value of a row)
+        let (expr, desc) = match query.sort {
+            CustomerSort::ScoreAsc => ("c.sort_score", false),
+            CustomerSort::ScoreDesc => ("(CASE WHEN c.score IS NULL THEN -1 ELSE c.score END)", true),
+            CustomerSort::NameAsc => ("c.name", false),
+            CustomerSort::NameDesc => ("c.name", true),
+        };
+        let (cmp, dir) = if desc { ("<", "DESC") } else { (">", "ASC") };
+        let mut sql =
+            format!("SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.workspace_id = $1 AND c.archived_at IS NULL");
+        let mut n = 1;
+        if query.risk.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND c.risk_level = ${n}"));
+        }
+        let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        if cursor.is_some() {
+            sql.push_str(&format!(" AND ({expr}, c.id) {cmp} (${}, ${})", n + 1, n + 2));
+            n += 2;
+        }
+        sql.push_str(&format!(" ORDER BY {expr} {dir}, c.id {dir} LIMIT ${}", n + 1));
+        let mut q = sqlx::query(&sql).bind(ws.to_string());
+        if let Some(r) = query.risk {
+            q = q.bind(r.as_str());
+        }
+        if let Some((value, id)) = &cursor {
+            q = match value {
+                serde_json::Value::Number(v) => q.bind(v.as_i64().unwrap_or_default()),
+                serde_json::Value::String(s) => q.bind(s.clone()),
+                _ => return Err(Error::Invalid("cursor is not one this API returned".into())),
+            };
+            q = q.bind(id.clone());
+        }
+        let rows = q.bind((limit + 1) as i64).fetch_all(&self.pools.read).await?;
+        let mut items = rows.iter().map(customer_from).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|c| {
+                let value = match query.sort {
+                    CustomerSort::ScoreAsc => serde_json::json!(c.score.unwrap_or(1000)),
+                    CustomerSort::ScoreDesc => serde_json::json!(c.score.unwrap_or(-1)),
+                    CustomerSort::NameAsc | CustomerSort::NameDesc => serde_json::json!(c.name),
+                };
+                encode_cursor(&value, &c.id.to_string())
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn get_customer(
+        &self,
+        ws: WorkspaceId,
+        external_id: &str,
+        history_since: DateTime<Utc>,
+    ) -> Result<Option<CustomerDetail>> {
+        let sql = format!(
+            "SELECT {CUSTOMER_COLUMNS}, c.explanation FROM customers c \
+             WHERE c.workspace_id = $1 AND c.external_id = $2 AND c.archived_at IS NULL"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(ws.to_string())
+            .bind(external_id.to_owned())
+            .fetch_optional(&self.pools.read)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let summary = customer_from(&row)?;
+        let explanation: Option<Score> = row
+            .try_get::<Option<String>, _>("explanation")?
+            .map(|s| serde_json::from_str(&s).map_err(|e| corrupt("explanation", e)))
+            .transpose()?;
+        let history = sqlx::query(
+            "SELECT at, score, risk_level FROM score_history WHERE workspace_id = $1 AND customer_id = $2 AND at >= $3 ORDER BY at",
+        )
+        .bind(ws.to_string())
+        .bind(summary.id.to_string())
+        .bind(ms(history_since))
+        .fetch_all(&self.pools.read)
+        .await?
+        .iter()
+        .map(|r| -> Result<HistoryPoint> {
+            Ok(HistoryPoint {
+                at: time(r.try_get("at")?),
+                score: r.try_get("score")?,
+                risk_level: parse("risk level", &r.try_get::<String, _>("risk_level")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let recent_alerts = self
+            .list_alerts(
+                ws,
+                &AlertQuery {
+                    customer_external_id: Some(external_id.to_owned()),
+                    limit: 20,
+                    ..Default::default()
+                },
+            )
+            .await?
+            .items;
+        Ok(Some(CustomerDetail {
+            summary,
+            explanation,
+            history,
+            recent_alerts,
+        }))
+    }
+
+    async fn list_alerts(&self, ws: WorkspaceId, query: &AlertQuery) -> Result<Page<AlertRecord>> {
+        let limit = query.limit.clamp(1, 500);
+        let mut sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts a JOIN customers c ON c.id = a.customer_id \
+             WHERE a.workspace_id = $1 AND c.workspace_id = $1"
+        );
+        let mut n = 1;
+        if query.kind.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND a.kind = ${n}"));
+        }
+        if query.customer_external_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND c.external_id = ${n}"));
+        }
+        let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        if cursor.is_some() {
+            sql.push_str(&format!(" AND (a.occurred_at, a.id) < (${}, ${})", n + 1, n + 2));
+            n += 2;
+        }
+        sql.push_str(&format!(" ORDER BY a.occurred_at DESC, a.id DESC LIMIT ${}", n + 1));
+        let mut q = sqlx::query(&sql).bind(ws.to_string());
+        if let Some(k) = query.kind {
+            q = q.bind(k.as_str());
+        }
+        if let Some(c) = &query.customer_external_id {
+            q = q.bind(c.clone());
+        }
+        if let Some((value, id)) = &cursor {
+            let at = value
+                .as_i64()
+                .ok_or_else(|| Error::Invalid("cursor is not one this API returned".into()))?;
+            q = q.bind(at).bind(id.clone());
+        }
+        let rows = q.bind((limit + 1) as i64).fetch_all(&self.pools.read).await?;
+        let mut items = rows.iter().map(alert_from).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|a| encode_cursor(&serde_json::json!(ms(a.occurred_at)), &a.id.to_string()))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()> {
+        let sealed = self.cipher.encrypt(&format!("{ws}/{name}"), plaintext);
+        sqlx::query(
+            "INSERT INTO secrets (workspace_id, name, ciphertext, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (workspace_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+        )
+        .bind(ws.to_string())
+        .bind(name.to_owned())
+        .bind(sealed)
+        .bind(ms(now))
+        .execute(&self.pools.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_secret(&self, ws: WorkspaceId, name: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT ciphertext FROM secrets WHERE workspace_id = $1 AND name = $2")
+            .bind(ws.to_string())
+            .bind(name.to_owned())
+            .fetch_optional(&self.pools.read)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let data: Vec<u8> = r.try_get("ciphertext")?;
+                self.cipher
+                    .decrypt(&format!("{ws}/{name}"), &data)
+                    .map(Some)
+                    .map_err(|e| corrupt("secret", e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_in_order() {
+        assert_eq!(value_rows(1, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(params(3, 2), "$3, $4");
+    }
+
+    #[test]
+    fn slugs_are_url_safe() {
+        assert_eq!(slugify("Acme Corp!"), "acme-corp");
+        assert_eq!(slugify("***"), "workspace");
+    }
+
+    #[test]
+    fn rollups_round_trip_and_reject_unknown_formats() {
+        let r = Rollup {
+            horizon: 42,
+            ..Default::default()
+        };
+        let data = encode_rollup(&r).expect("encode");
+        assert_eq!(decode_rollup(&data), Some(r));
+        assert_eq!(decode_rollup(&[99, 1, 2]), None);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = encode_cursor(&serde_json::json!(42), "abc");
+        assert_eq!(
+            decode_cursor(&c).expect("decodes"),
+            (serde_json::json!(42), "abc".to_owned())
+        );
+        assert!(decode_cursor("!!!").is_err());
+    }
+}

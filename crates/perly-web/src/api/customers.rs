@@ -1,0 +1,186 @@
+//! Customers: `POST /api/v1/customers` upserts a batch by `external_id` (per-row
+//! results), `GET /api/v1/customers` lists them with filters and cursor pages,
+//! `GET /api/v1/customers/{external_id}` shows one with its score explained.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Duration;
+use perly_domain::customer::parse_customer;
+use perly_domain::risk::RiskLevel;
+use perly_domain::FieldError;
+use perly_store::{CustomerDetail, CustomerQuery, CustomerSort, CustomerSummary, UpsertOutcome};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{check_batch, ApiJson, ApiQuery};
+use crate::auth::Workspace;
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/customers", get(list).post(create))
+        .route("/api/v1/customers/{external_id}", get(show))
+}
+
+/// One customer as sent. Absent optional fields keep their stored value.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CustomerRow {
+    external_id: String,
+    name: String,
+    plan: Option<String>,
+    mrr: Option<f64>,
+    seats_purchased: Option<u32>,
+    owner_email: Option<String>,
+    parent_external_id: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CustomersRequest {
+    #[schema(value_type = Vec<CustomerRow>)]
+    pub customers: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerRowStatus {
+    Created,
+    Updated,
+    Rejected,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerResult {
+    pub index: usize,
+    pub external_id: Option<String>,
+    pub status: CustomerRowStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<FieldError>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomersResponse {
+    pub created: usize,
+    pub updated: usize,
+    pub rejected: usize,
+    pub results: Vec<CustomerResult>,
+}
+
+/// Upsert a batch of customers by `external_id`.
+#[utoipa::path(post, path = "/api/v1/customers", tag = "ingest", request_body = CustomersRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Per-row results", body = CustomersResponse),
+        (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 413, description = "More than 1,000 rows or over 5 MB", body = crate::error::ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiJson(body): ApiJson<CustomersRequest>,
+) -> Result<Json<CustomersResponse>, ApiError> {
+    check_batch("customers", body.customers.len())?;
+    let mut results = Vec::with_capacity(body.customers.len());
+    let mut valid = Vec::new();
+    for (i, row) in body.customers.iter().enumerate() {
+        let external_id = row.get("external_id").and_then(|v| v.as_str()).map(str::to_owned);
+        match parse_customer(i, row) {
+            Ok(c) => {
+                valid.push((i, c));
+                results.push(CustomerResult {
+                    index: i,
+                    external_id,
+                    status: CustomerRowStatus::Created,
+                    error: None,
+                });
+            }
+            Err(e) => results.push(CustomerResult {
+                index: i,
+                external_id,
+                status: CustomerRowStatus::Rejected,
+                error: Some(e),
+            }),
+        }
+    }
+    let rows: Vec<_> = valid.iter().map(|(_, c)| c.clone()).collect();
+    let outcomes = state.store.upsert_customers(ws.id, &rows, state.now()).await?;
+    for ((i, _), outcome) in valid.iter().zip(outcomes) {
+        if let (Some(r), UpsertOutcome::Updated) = (results.get_mut(*i), outcome) {
+            r.status = CustomerRowStatus::Updated;
+        }
+    }
+    if !rows.is_empty() {
+        state.rescore.notify_one();
+    }
+    let count = |f: fn(&CustomerRowStatus) -> bool| results.iter().filter(|r| f(&r.status)).count();
+    Ok(Json(CustomersResponse {
+        created: count(|s| matches!(s, CustomerRowStatus::Created)),
+        updated: count(|s| matches!(s, CustomerRowStatus::Updated)),
+        rejected: count(|s| matches!(s, CustomerRowStatus::Rejected)),
+        results,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only customers at this risk level.
+    risk_level: Option<RiskLevel>,
+    /// `score` (lowest first, the default), `-score`, `name` or `-name`.
+    #[param(value_type = Option<String>)]
+    sort: Option<CustomerSort>,
+    /// Page size, 1–500 (default 50).
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerList {
+    pub items: Vec<CustomerSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// List customers.
+#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(ListParams),
+    security(("api_key" = [])),
+    responses((status = 200, body = CustomerList), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<CustomerList>, ApiError> {
+    let query = CustomerQuery {
+        risk: p.risk_level,
+        sort: p.sort.unwrap_or_default(),
+        limit: p.limit.unwrap_or(50),
+        cursor: p.cursor,
+    };
+    let page = state.store.list_customers(ws.id, &query).await?;
+    Ok(Json(CustomerList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One customer: score, risk level, delta, signals, suggested action, coverage and 90 days of history.
+#[utoipa::path(get, path = "/api/v1/customers/{external_id}", tag = "customers",
+    params(("external_id" = String, Path, description = "The customer's external id")),
+    security(("api_key" = [])),
+    responses((status = 200, body = CustomerDetail), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(external_id): Path<String>,
+) -> Result<Json<CustomerDetail>, ApiError> {
+    let since = state.now() - Duration::days(90);
+    state
+        .store
+        .get_customer(ws.id, &external_id, since)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("customer"))
+}

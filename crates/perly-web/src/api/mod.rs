@@ -1,0 +1,106 @@
+//! The JSON API under `/api/v1`: one module per resource, each with its own
+//! `router()`, plus the body and query extractors that keep malformed input
+//! in the one error shape, and the OpenAPI document generated from the code.
+
+pub mod alerts;
+pub mod customers;
+pub mod events;
+pub mod openapi;
+pub mod scorecard;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// Most rows in one batch.
+pub const MAX_BATCH: usize = 1_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(customers::router())
+        .merge(events::router())
+        .merge(alerts::router())
+        .merge(scorecard::router())
+        .merge(openapi::router())
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// A JSON body whose problems come back as `ApiError`s: 413 over the size
+/// limit, 400 for malformed JSON, 422 naming the field for a wrong shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(
+                    "body_too_large",
+                    format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::bad_request("unreadable_body", e.body_text())
+            }
+        })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map(ApiJson).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::bad_request("malformed_json", format!("request body is not valid JSON: {inner}"))
+            } else {
+                let field = if path == "." { "body".to_owned() } else { path };
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", inner.to_string()).with_field(field)
+            }
+        })
+    }
+}
+
+/// Query parameters whose problems come back as a 400 `ApiError`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
+            let field = e.path().to_string();
+            ApiError::bad_request("invalid_query", e.into_inner().to_string()).with_field(field)
+        })
+    }
+}
+
+/// Checks a batch's size: 413 naming the field when over [`MAX_BATCH`].
+pub fn check_batch(field: &str, len: usize) -> Result<(), ApiError> {
+    if len > MAX_BATCH {
+        return Err(ApiError::too_large(
+            "batch_too_large",
+            format!("`{field}` has {len} rows; at most {MAX_BATCH} are accepted per request"),
+        )
+        .with_field(field));
+    }
+    if len == 0 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_batch",
+            format!("`{field}` is empty"),
+        )
+        .with_field(field));
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The command line: `serve`, `migrate`, `demo`, `config print`,
+//! `workspace create`, `user add`, `apikey create` and `bench`. Wrong
+//! arguments get clap's short message and exit code 2; failures print
+//! `error: …` and exit 1.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use perly_store::auth::{hash_password, random_token};
+use perly_store::cipher::SecretCipher;
+use perly_store::{Role, Store};
+use perly_web::SystemClock;
+use secrecy::SecretString;
+
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(name = "perly", version, about = "Customer health scores, churn risk and alerts")]
+pub struct Cli {
+    /// TOML configuration file (environment variables PERLY_… override it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server and its workers.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Run a demo on SQLite with a seeded workspace and live events.
+    Demo(crate::demo::DemoArgs),
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Workspace administration.
+    Workspace {
+        #[command(subcommand)]
+        command: WorkspaceCommand,
+    },
+    /// User administration.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// API key administration.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+    /// Benchmarks (figures go in BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted).
+    Print,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace.
+    Create { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from stdin, or generated and printed.
+    Add {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "member"])]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create an API key for a workspace; it is printed once.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+}
+
+/// The cipher for secrets at rest; `serve` requires the key.
+pub fn cipher(settings: &Settings, required: bool) -> anyhow::Result<SecretCipher> {
+    match &settings.secret_key {
+        Some(k) => Ok(SecretCipher::new(k)),
+        None if required => bail!(
+            "PERLY_SECRET_KEY is not set: it encrypts secrets at rest. Set it (e.g. `export PERLY_SECRET_KEY=$(openssl rand -hex 32)`) or put secret_key in the config file"
+        ),
+        // Administrative commands never read or write secrets.
+        None => Ok(SecretCipher::new(&SecretString::from(random_token(32)))),
+    }
+}
+
+async fn workspace_of(store: &Arc<dyn Store>, key: &str) -> anyhow::Result<perly_store::Workspace> {
+    store
+        .find_workspace(key)
+        .await?
+        .ok_or_else(|| anyhow!("no workspace named `{key}` (give its name, slug or id)"))
+}
+
+fn read_password() -> anyhow::Result<Option<String>> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(None);
+    }
+    let mut buf = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut buf)
+        .context("cannot read the password from stdin")?;
+    let pw = buf.lines().next().unwrap_or_default().trim().to_owned();
+    if pw.is_empty() {
+        return Ok(None);
+    }
+    if pw.chars().count() < 8 {
+        bail!("the password must be at least 8 characters");
+    }
+    Ok(Some(pw))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref()).map_err(|e| anyhow!("configuration: {e}"))?;
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Print,
+        } => {
+            print!("{}", settings.to_redacted_toml());
+            Ok(())
+        }
+        Command::Serve => {
+            crate::telemetry::init(&settings.log);
+            let store = crate::server::open_store(&settings, cipher(&settings, true)?).await?;
+            let running = crate::server::start(&settings, store, Arc::new(SystemClock)).await?;
+            tracing::info!(addr = %running.addr, backend = running.state.store.backend(), "perly is listening");
+            tokio::signal::ctrl_c().await.ok();
+            running.stop().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            crate::server::open_store(&settings, cipher(&settings, false)?).await?;
+            println!(
+                "migrations applied to {}",
+                crate::server::redact_url(&settings.database_url)
+            );
+            Ok(())
+        }
+        Command::Demo(args) => crate::demo::run(settings, args).await,
+        Command::Bench(args) => crate::bench::run(settings, args).await,
+        Command::Workspace {
+            command: WorkspaceCommand::Create { name },
+        } => {
+            let store = crate::server::open_store(&settings, cipher(&settings, false)?).await?;
+            let ws = store.create_workspace(&name, Utc::now()).await?;
+            println!("workspace created: {} (slug {}, id {})", ws.name, ws.slug, ws.id);
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Add { workspace, email, role },
+        } => {
+            let role: Role = role.parse().map_err(|e: String| anyhow!(e))?;
+            let valid = email
+                .split_once('@')
+                .is_some_and(|(a, b)| !a.is_empty() && b.contains('.'));
+            if !valid {
+                bail!("`{email}` is not an email address");
+            }
+            let store = crate::server::open_store(&settings, cipher(&settings, false)?).await?;
+            let ws = workspace_of(&store, &workspace).await?;
+            let (password, generated) = match read_password()? {
+                Some(p) => (p, false),
+                None => (random_token(12), true),
+            };
+            let hash = hash_password(&password).map_err(|e| anyhow!("cannot hash password: {e}"))?;
+            let user = store.add_user(ws.id, &email, &hash, role, Utc::now()).await?;
+            println!("user added: {} ({}) to {}", user.email, role.as_str(), ws.name);
+            if generated {
+                println!("password: {password}");
+            }
+            Ok(())
+        }
+        Command::Apikey {
+            command: ApikeyCommand::Create { workspace, label },
+        } => {
+            let store = crate::server::open_store(&settings, cipher(&settings, false)?).await?;
+            let ws = workspace_of(&store, &workspace).await?;
+            let (_, key) = store.create_api_key(ws.id, &label, Utc::now()).await?;
+            println!("{key}");
+            eprintln!(
+                "This key is shown once. Keep it secret: it can write data to workspace {}.",
+                ws.name
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Typed settings, loaded defaults → `--config` TOML file → environment
+//! (`PERLY_SECTION__KEY`, e.g. `PERLY_DATABASE_URL`, `PERLY_SLACK__BASE_URL`).
+//! Secrets are `SecretString`s: never serialised, redacted in `Debug` and in
+//! `perly config print`.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Vendor endpoints and OAuth credentials of one integration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VendorSettings {
+    pub base_url: String,
+    /// Slack only: incoming webhook URLs must start with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks_url: Option<String>,
+    /// Salesforce only: production and sandbox login hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_login_url: Option<String>,
+    pub client_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub client_secret: Option<SecretString>,
+}
+
+impl Default for VendorSettings {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            hooks_url: None,
+            login_url: None,
+            sandbox_login_url: None,
+            client_id: None,
+            client_secret: None,
+        }
+    }
+}
+
+/// Background scoring.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScoringSettings {
+    /// Customers scored per transaction.
+    pub batch_size: usize,
+    /// How often the worker looks for work when not woken (milliseconds).
+    pub poll_interval_ms: u64,
+    /// Customers not rescored for this many hours are rescored (decay of stale data).
+    pub rescore_after_hours: i64,
+}
+
+impl Default for ScoringSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval_ms: 1000,
+            rescore_after_hours: 24,
+        }
+    }
+}
+
+/// All of Perly's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Address to listen on.
+    pub listen: String,
+    /// Base URL used in links and OAuth redirect URIs.
+    pub public_url: String,
+    /// Encrypts secrets at rest. Required by `perly serve`.
+    #[serde(skip_serializing)]
+    pub secret_key: Option<SecretString>,
+    /// Folder for the SQLite file and demo data.
+    pub data_dir: PathBuf,
+    /// Log filter (`tracing` env-filter syntax).
+    pub log: String,
+    pub scoring: ScoringSettings,
+    pub slack: VendorSettings,
+    pub discord: VendorSettings,
+    pub salesforce: VendorSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://data/perly.db".into(),
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            secret_key: None,
+            data_dir: PathBuf::from("data"),
+            log: "info".into(),
+            scoring: ScoringSettings::default(),
+            slack: VendorSettings {
+                base_url: "https://slack.com".into(),
+                hooks_url: Some("https://hooks.slack.com".into()),
+                ..Default::default()
+            },
+            discord: VendorSettings {
+                base_url: "https://discord.com".into(),
+                ..Default::default()
+            },
+            salesforce: VendorSettings {
+                base_url: "https://login.salesforce.com".into(),
+                login_url: Some("https://login.salesforce.com".into()),
+                sandbox_login_url: Some("https://test.salesforce.com".into()),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then the file (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Box::new(figment::Error::from(format!(
+                    "config file {} does not exist",
+                    path.display()
+                ))));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig.merge(Env::prefixed("PERLY_").split("__"))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    /// The effective settings as TOML, secrets shown only as set/unset.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut out = toml::to_string_pretty(self).unwrap_or_default();
+        let mark = |s: &Option<SecretString>| match s {
+            Some(v) if !v.expose_secret().is_empty() => "\"<set>\"",
+            _ => "\"<unset>\"",
+        };
+        out.push_str(&format!(
+            "\n# secrets (values never printed)\n# secret_key = {}\n# slack.client_secret = {}\n# discord.client_secret = {}\n# salesforce.client_secret = {}\n",
+            mark(&self.secret_key),
+            mark(&self.slack.client_secret),
+            mark(&self.discord.client_secret),
+            mark(&self.salesforce.client_secret),
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults_and_secrets_never_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PERLY_DATABASE_URL", "postgres://x/y");
+            jail.set_env("PERLY_SLACK__BASE_URL", "http://127.0.0.1:9999");
+            jail.set_env("PERLY_SECRET_KEY", "super-secret-value");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.database_url, "postgres://x/y");
+            assert_eq!(s.slack.base_url, "http://127.0.0.1:9999");
+            assert_eq!(s.listen, "127.0.0.1:8080");
+            let printed = s.to_redacted_toml();
+            assert!(!printed.contains("super-secret-value"));
+            assert!(printed.contains("secret_key = \"<set>\""));
+            assert!(!format!("{s:?}").contains("super-secret-value"));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,546 @@
+//! `perly demo`: a workspace of made-up but realistic customers, seeded
+//! deterministically. Seeding replays 90 days one day at a time through the
+//! real ingest and rescoring code with a simulated clock, so score history and
+//! alerts are what Perly itself produced; every alert kind occurs. After that
+//! the server runs on the wall clock and a trickle of live events keeps scores
+//! moving. Running it again reuses the data folder.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::Context;
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc, Weekday};
+use perly_domain::customer::CustomerInput;
+use perly_domain::event::{ActivityType, Event, EventKind, TicketPriority};
+use perly_domain::ids::WorkspaceId;
+use perly_domain::scorecard::Scorecard;
+use perly_store::auth::{hash_password, random_token};
+use perly_store::{Role, Store};
+use perly_web::SystemClock;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use secrecy::SecretString;
+
+use crate::config::Settings;
+use crate::rescore::Rescorer;
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Folder for the demo database and its secret key.
+    #[arg(long, default_value = "data")]
+    pub data_dir: std::path::PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Number of demo customers (at least 200 by default).
+    #[arg(long, default_value_t = 240)]
+    pub customers: usize,
+    /// Do not generate live events.
+    #[arg(long)]
+    pub no_live: bool,
+}
+
+pub const DEMO_WORKSPACE: &str = "Perly Demo";
+pub const DEMO_EMAIL: &str = "demo@perly.dev";
+pub const DEMO_PASSWORD: &str = "perly-demo";
+const DAYS: i64 = 90;
+const SEED: u64 = 20_261_124;
+const FEATURES: [&str; 8] = [
+    "dashboards",
+    "reports",
+    "alerts",
+    "exports",
+    "integrations",
+    "api",
+    "sso",
+    "audit_log",
+];
+
+/// How a demo customer behaves over the 90 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archetype {
+    Steady,
+    Declining,
+    Growing,
+    NearLimit,
+    BillingTrouble,
+    SupportHeavy,
+    New,
+}
+
+/// A demo customer.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub input: CustomerInput,
+    pub users: u32,
+    pub archetype: Archetype,
+    /// Day (0..90) the customer starts sending events.
+    pub start_day: i64,
+    /// Day its NPS response comes in.
+    pub nps_day: i64,
+    /// Day offset of its monthly payment.
+    pub pay_day: i64,
+}
+
+fn archetype(i: usize) -> Archetype {
+    match i % 20 {
+        0..=7 => Archetype::Steady,
+        8..=10 => Archetype::Declining,
+        11 | 12 => Archetype::Growing,
+        13 | 14 => Archetype::NearLimit,
+        15 | 16 => Archetype::BillingTrouble,
+        17 | 18 => Archetype::SupportHeavy,
+        _ => Archetype::New,
+    }
+}
+
+/// The demo customers, always the same for the same count.
+pub fn profiles(count: usize) -> Vec<Profile> {
+    const FIRST: [&str; 24] = [
+        "Acme",
+        "Globex",
+        "Initech",
+        "Umbrella",
+        "Hooli",
+        "Vandelay",
+        "Stark",
+        "Wayne",
+        "Wonka",
+        "Tyrell",
+        "Soylent",
+        "Cyberdyne",
+        "Aperture",
+        "Gringotts",
+        "Monarch",
+        "Oscorp",
+        "Pied Piper",
+        "Massive Dynamic",
+        "Dunder Mifflin",
+        "Prestige",
+        "Sterling",
+        "Bluth",
+        "Nakatomi",
+        "Zorg",
+    ];
+    const SECOND: [&str; 12] = [
+        "Corp",
+        "Labs",
+        "Inc",
+        "Group",
+        "Systems",
+        "Analytics",
+        "Health",
+        "Logistics",
+        "Foods",
+        "Media",
+        "Energy",
+        "Robotics",
+    ];
+    const OWNERS: [&str; 5] = ["ana", "ben", "chloe", "dev", "emma"];
+    let mut rng = StdRng::seed_from_u64(SEED);
+    (0..count)
+        .map(|i| {
+            let base = format!(
+                "{} {}",
+                FIRST[i % FIRST.len()],
+                SECOND[(i / FIRST.len()) % SECOND.len()]
+            );
+            let name = if i >= FIRST.len() * SECOND.len() {
+                format!("{base} {}", i / (FIRST.len() * SECOND.len()) + 1)
+            } else {
+                base
+            };
+            let external_id = name.to_lowercase().replace(' ', "-");
+            let archetype = archetype(i);
+            let users = rng.gen_range(4..=24);
+            let plan = match archetype {
+                Archetype::NearLimit => "pro",
+                _ => ["starter", "pro", "pro", "enterprise"][rng.gen_range(0..4)],
+            };
+            let seats = match archetype {
+                Archetype::Growing => users + 2,
+                _ => users + rng.gen_range(2..=8),
+            };
+            Profile {
+                input: CustomerInput {
+                    external_id,
+                    name,
+                    plan: Some(plan.to_owned()),
+                    mrr: Some(f64::from(seats) * 45.0),
+                    seats_purchased: Some(seats),
+                    owner_email: Some(format!("{}@example.com", OWNERS[i % OWNERS.len()])),
+                    parent_external_id: None,
+                },
+                users,
+                archetype,
+                start_day: if archetype == Archetype::New { 75 } else { 0 },
+                nps_day: rng.gen_range(10..85),
+                pay_day: rng.gen_range(0..28),
+            }
+        })
+        .collect()
+}
+
+/// The demo scorecard: defaults plus two premium features.
+pub fn scorecard() -> Scorecard {
+    let mut card = Scorecard::default();
+    card.premium_features.insert("sso".into(), "enterprise".into());
+    card.premium_features.insert("audit_log".into(), "enterprise".into());
+    card
+}
+
+fn at(day_start: DateTime<Utc>, rng: &mut StdRng) -> DateTime<Utc> {
+    day_start + Duration::minutes(rng.gen_range(8 * 60..18 * 60))
+}
+
+/// The events of customer `p` on day `d` (0 = 89 days ago) starting at `day_start`.
+pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRng) -> Vec<Event> {
+    let mut out = Vec::new();
+    if d < p.start_day {
+        return out;
+    }
+    let cid = p.input.external_id.clone();
+    let push = |kind: EventKind, when: DateTime<Utc>, out: &mut Vec<Event>| {
+        let n = out.len();
+        out.push(Event {
+            id: format!("demo-{cid}-{d}-{n}"),
+            customer_id: cid.clone(),
+            occurred_at: when,
+            kind,
+        });
+    };
+    let weekend = matches!(day_start.weekday(), Weekday::Sat | Weekday::Sun);
+    let mut p_active = if weekend { 0.15 } else { 0.75 };
+    let mut users = p.users;
+    match p.archetype {
+        Archetype::Declining if d >= 45 => p_active *= (1.0 - (d - 45) as f64 / 30.0).max(0.12),
+        Archetype::Growing => users = p.users + (p.users as i64 * d / 60) as u32,
+        _ => {}
+    }
+    let seats = p.input.seats_purchased.unwrap_or(users);
+    let users = users.min(seats);
+
+    for u in 0..users {
+        if rng.gen_bool(p_active) {
+            let when = at(day_start, rng);
+            push(
+                EventKind::UserActive {
+                    user_id: format!("u{u}"),
+                },
+                when,
+                &mut out,
+            );
+            let feature = FEATURES[rng.gen_range(0..5)];
+            push(
+                EventKind::FeatureUsed {
+                    feature: feature.into(),
+                    user_id: Some(format!("u{u}")),
+                },
+                when,
+                &mut out,
+            );
+        }
+    }
+
+    // Weekly seat counts.
+    if d % 7 == 0 {
+        push(
+            EventKind::SeatsChanged {
+                seats_used: users,
+                seats_purchased: None,
+            },
+            at(day_start, rng),
+            &mut out,
+        );
+    }
+    // Monthly payment.
+    if d % 30 == p.pay_day % 30 {
+        let amount = p.input.mrr.unwrap_or(100.0);
+        let failing = p.archetype == Archetype::BillingTrouble && d >= 60;
+        let kind = if failing {
+            EventKind::PaymentFailed {
+                amount,
+                reason: Some("card_declined".into()),
+            }
+        } else {
+            EventKind::PaymentSucceeded { amount }
+        };
+        push(kind, at(day_start, rng), &mut out);
+    }
+    match p.archetype {
+        Archetype::BillingTrouble if d >= 62 && (d - 62) % 9 == 0 => {
+            let attempt = ((d - 62) / 9 + 1) as u32;
+            let amount = p.input.mrr.unwrap_or(100.0);
+            push(
+                EventKind::BillingRetryFailed {
+                    amount,
+                    attempt,
+                    next_retry_at: Some(day_start + Duration::days(9)),
+                },
+                at(day_start, rng),
+                &mut out,
+            );
+        }
+        Archetype::NearLimit => {
+            let used = 55_000.0 + 45_000.0 * (d as f64 / 80.0).min(1.0) - rng.gen_range(0.0..2_000.0);
+            push(
+                EventKind::UsageMeasured {
+                    metric: "api_calls".into(),
+                    value: used.round(),
+                    limit: Some(100_000.0),
+                },
+                at(day_start, rng),
+                &mut out,
+            );
+            if d >= 50 && rng.gen_bool(0.3) {
+                push(
+                    EventKind::FeatureUsed {
+                        feature: "sso".into(),
+                        user_id: Some("u0".into()),
+                    },
+                    at(day_start, rng),
+                    &mut out,
+                );
+            }
+        }
+        Archetype::SupportHeavy if d >= 55 && rng.gen_bool(0.35) => {
+            let priority = if rng.gen_bool(0.5) {
+                TicketPriority::Urgent
+            } else {
+                TicketPriority::High
+            };
+            push(
+                EventKind::TicketOpened {
+                    ticket_id: format!("t-{d}"),
+                    priority,
+                },
+                at(day_start, rng),
+                &mut out,
+            );
+        }
+        _ => {}
+    }
+    // Ordinary support: a ticket now and then, closed a few days later.
+    if rng.gen_bool(0.04) {
+        push(
+            EventKind::TicketOpened {
+                ticket_id: format!("n-{d}"),
+                priority: TicketPriority::Normal,
+            },
+            at(day_start, rng),
+            &mut out,
+        );
+    }
+    if d >= 3 && rng.gen_bool(0.04) {
+        push(
+            EventKind::TicketClosed {
+                ticket_id: format!("n-{}", d - 3),
+            },
+            at(day_start, rng),
+            &mut out,
+        );
+    }
+    // CRM touches every couple of weeks, fading for declining accounts.
+    let quiet = p.archetype == Archetype::Declining && d >= 40;
+    if !quiet && rng.gen_bool(0.08) {
+        let kind = [ActivityType::Call, ActivityType::Email, ActivityType::Meeting][rng.gen_range(0..3)];
+        push(
+            EventKind::CrmActivity {
+                activity_type: kind,
+                subject: Some("Check-in".into()),
+            },
+            at(day_start, rng),
+            &mut out,
+        );
+    }
+    if d == p.nps_day {
+        let score = match p.archetype {
+            Archetype::Declining | Archetype::SupportHeavy => rng.gen_range(1..=5),
+            Archetype::Growing => rng.gen_range(9..=10),
+            _ => rng.gen_range(6..=10),
+        };
+        push(EventKind::NpsResponse { score }, at(day_start, rng), &mut out);
+    }
+    out
+}
+
+/// Creates the demo workspace's customers and replays 90 days of history
+/// ending at `now`, rescoring after each simulated day.
+pub async fn seed(store: &Arc<dyn Store>, ws: WorkspaceId, count: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
+    store.set_scorecard(ws, &scorecard()).await?;
+    let people = profiles(count);
+    let first_day = now - Duration::days(DAYS - 1);
+    let first_midnight = Utc
+        .with_ymd_and_hms(first_day.year(), first_day.month(), first_day.day(), 0, 0, 0)
+        .single()
+        .unwrap_or(first_day);
+    let rows: Vec<CustomerInput> = people.iter().map(|p| p.input.clone()).collect();
+    for chunk in rows.chunks(1000) {
+        store.upsert_customers(ws, chunk, first_midnight).await?;
+    }
+    let rescorer = Rescorer::new(store.clone(), 500);
+    let mut rng = StdRng::seed_from_u64(SEED + 1);
+    for d in 0..DAYS {
+        let day_start = first_midnight + Duration::days(d);
+        let day_end = (day_start + Duration::hours(23) + Duration::minutes(59)).min(now);
+        let events: Vec<Event> = people
+            .iter()
+            .flat_map(|p| day_events(p, d, day_start, &mut rng))
+            .filter(|e| e.occurred_at <= day_end)
+            .collect();
+        for chunk in events.chunks(1000) {
+            store.ingest_events(ws, chunk, day_end).await?;
+        }
+        rescorer.run_once(day_end).await?;
+    }
+    Ok(())
+}
+
+/// Live events for a few customers, stamped `now`.
+fn live_events(people: &[Profile], now: DateTime<Utc>, rng: &mut StdRng) -> Vec<Event> {
+    let mut out = Vec::new();
+    let token = random_token(6);
+    for n in 0..4 {
+        let Some(p) = people.get(rng.gen_range(0..people.len().max(1))) else {
+            break;
+        };
+        let user = format!("u{}", rng.gen_range(0..p.users));
+        let kind = match rng.gen_range(0..40) {
+            0 => EventKind::TicketOpened {
+                ticket_id: format!("live-{token}"),
+                priority: TicketPriority::Urgent,
+            },
+            1 => EventKind::PaymentFailed {
+                amount: p.input.mrr.unwrap_or(100.0),
+                reason: Some("card_declined".into()),
+            },
+            2 => EventKind::BillingRetryFailed {
+                amount: p.input.mrr.unwrap_or(100.0),
+                attempt: 1,
+                next_retry_at: None,
+            },
+            3 => EventKind::NpsResponse {
+                score: rng.gen_range(0..=10),
+            },
+            4..=20 => EventKind::FeatureUsed {
+                feature: FEATURES[rng.gen_range(0..FEATURES.len())].into(),
+                user_id: Some(user),
+            },
+            _ => EventKind::UserActive { user_id: user },
+        };
+        out.push(Event {
+            id: format!("live-{token}-{n}"),
+            customer_id: p.input.external_id.clone(),
+            occurred_at: now,
+            kind,
+        });
+    }
+    out
+}
+
+fn secret_key(dir: &Path) -> anyhow::Result<SecretString> {
+    let path = dir.join("secret.key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        if !k.trim().is_empty() {
+            return Ok(SecretString::from(k.trim().to_owned()));
+        }
+    }
+    let key = random_token(32);
+    std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(SecretString::from(key))
+}
+
+pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
+    crate::telemetry::init("warn,perly=info");
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let key = secret_key(&args.data_dir)?;
+    settings.database_url = format!("sqlite://{}/demo.db", args.data_dir.display());
+    settings.listen = args.listen.clone();
+    settings.public_url = format!("http://{}", args.listen);
+    settings.secret_key = Some(key.clone());
+    let store = crate::server::open_store(&settings, perly_store::cipher::SecretCipher::new(&key)).await?;
+    let ws = match store.find_workspace(DEMO_WORKSPACE).await? {
+        Some(ws) => {
+            println!("Reusing the demo workspace in {}", args.data_dir.display());
+            ws
+        }
+        None => {
+            println!(
+                "Seeding {} customers with 90 days of history (takes a few seconds)…",
+                args.customers
+            );
+            let ws = store.create_workspace(DEMO_WORKSPACE, Utc::now()).await?;
+            let hash = hash_password(DEMO_PASSWORD).map_err(|e| anyhow::anyhow!(e))?;
+            store
+                .add_user(ws.id, DEMO_EMAIL, &hash, Role::Admin, Utc::now())
+                .await?;
+            seed(&store, ws.id, args.customers, Utc::now()).await?;
+            ws
+        }
+    };
+    let (_, api_key) = store.create_api_key(ws.id, "demo", Utc::now()).await?;
+    let running = crate::server::start(&settings, store.clone(), Arc::new(SystemClock)).await?;
+    let url = format!("http://{}", running.addr);
+    println!();
+    println!("Perly demo is running at {url}");
+    println!("  login:    {DEMO_EMAIL} / {DEMO_PASSWORD}");
+    println!("  API key:  {api_key}");
+    println!("  try:      curl -H 'Authorization: Bearer {api_key}' {url}/api/v1/customers?limit=5");
+    println!("  OpenAPI:  {url}/api/v1/openapi.json");
+    println!(
+        "Press Ctrl-C to stop; running it again reuses {}.",
+        args.data_dir.display()
+    );
+    let live = if args.no_live {
+        None
+    } else {
+        let people = profiles(args.customers);
+        let store = store.clone();
+        let wake = running.state.rescore.clone();
+        let cancel = running.cancel.clone();
+        Some(tokio::spawn(async move {
+            let mut rng = StdRng::from_entropy();
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(StdDuration::from_secs(2)) => {}
+                }
+                let events = live_events(&people, Utc::now(), &mut rng);
+                match store.ingest_events(ws.id, &events, Utc::now()).await {
+                    Ok(_) => wake.notify_one(),
+                    Err(e) => tracing::warn!(error = %e, "live demo events failed"),
+                }
+            }
+        }))
+    };
+    tokio::signal::ctrl_c().await.ok();
+    println!("Stopping…");
+    running.stop().await;
+    if let Some(live) = live {
+        let _ = live.await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_are_deterministic_and_unique() {
+        let a = profiles(240);
+        let b = profiles(240);
+        assert_eq!(a.len(), 240);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.input == y.input));
+        let mut ids: Vec<_> = a.iter().map(|p| p.input.external_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 240);
+    }
+}

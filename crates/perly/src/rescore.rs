@@ -1,0 +1,118 @@
+//! The rescoring worker: claims customers whose inputs changed (or whose score
+//! went stale), scores them and detects alerts with the pure domain
+//! functions, and records scores, history and alerts in one transaction per
+//! batch. `run_once` does one full pass and is what tests and the demo drive;
+//! `run` loops until cancelled, woken by ingest or a poll interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use perly_domain::alerts::detect;
+use perly_domain::scorecard::Scorecard;
+use perly_domain::scoring::score;
+use perly_store::{RescoreInput, RescoreResult, Store};
+use perly_web::Clock;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Scores one leased customer (pure).
+pub fn rescore(input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) -> RescoreResult {
+    let scored = score(&input.rollup, &input.facts, card, input.state.risk, now).map(|s| {
+        let assessment = detect(&input.state, &s, &input.rollup, &input.facts, card, now);
+        (s, assessment)
+    });
+    RescoreResult {
+        customer_id: input.customer_id,
+        version: input.version,
+        scored,
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassStats {
+    pub scored: usize,
+    pub alerts: usize,
+}
+
+#[derive(Clone)]
+pub struct Rescorer {
+    store: Arc<dyn Store>,
+    batch: usize,
+}
+
+impl Rescorer {
+    pub fn new(store: Arc<dyn Store>, batch: usize) -> Self {
+        Self {
+            store,
+            batch: batch.max(1),
+        }
+    }
+
+    /// Rescores every customer that is waiting, in every workspace.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> perly_store::Result<PassStats> {
+        let mut stats = PassStats::default();
+        for ws in self.store.list_workspaces().await? {
+            let card = Arc::new(self.store.scorecard(ws.id).await?);
+            loop {
+                let claimed = self.store.claim_rescore(ws.id, self.batch, now).await?;
+                if claimed.is_empty() {
+                    break;
+                }
+                let card = card.clone();
+                let results = tokio::task::spawn_blocking(move || {
+                    claimed.into_iter().map(|c| rescore(c, &card, now)).collect::<Vec<_>>()
+                })
+                .await
+                .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
+                stats.scored += results.len();
+                stats.alerts += self.store.record_scores(ws.id, &results, now).await?;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Marks customers not scored within `after` for rescoring.
+    pub async fn mark_stale(&self, now: DateTime<Utc>, after: chrono::Duration) -> perly_store::Result<u64> {
+        let mut n = 0;
+        for ws in self.store.list_workspaces().await? {
+            n += self.store.mark_stale(ws.id, now - after).await?;
+        }
+        Ok(n)
+    }
+
+    /// Loops until `cancel`: a pass whenever woken or every `poll`, and a
+    /// stale sweep every hour.
+    pub async fn run(
+        self,
+        clock: Arc<dyn Clock>,
+        wake: Arc<Notify>,
+        poll: Duration,
+        stale_after: chrono::Duration,
+        cancel: CancellationToken,
+    ) {
+        let mut last_sweep: Option<DateTime<Utc>> = None;
+        loop {
+            let now = clock.now();
+            if last_sweep.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
+                match self.mark_stale(now, stale_after).await {
+                    Ok(n) if n > 0 => tracing::info!(customers = n, "stale scores marked for rescoring"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "stale sweep failed"),
+                }
+                last_sweep = Some(now);
+            }
+            match self.run_once(now).await {
+                Ok(s) if s.scored > 0 => tracing::debug!(scored = s.scored, alerts = s.alerts, "rescoring pass"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rescoring pass failed, will retry"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Wiring for `perly serve` (and `perly demo`): open the store, bind the
+//! listener, start the HTTP app and the background workers, and stop them all
+//! on cancellation.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use perly_store::cipher::SecretCipher;
+use perly_store::sql::SqlStore;
+use perly_store::Store;
+use perly_web::{AppState, Clock};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::rescore::Rescorer;
+
+/// Opens the configured database (running migrations).
+pub async fn open_store(settings: &Settings, cipher: SecretCipher) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqlStore::connect(&settings.database_url, cipher)
+        .await
+        .with_context(|| format!("cannot open database {}", redact_url(&settings.database_url)))?;
+    Ok(Arc::new(store))
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub cancel: CancellationToken,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the workers and the listener and waits for them.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Binds `settings.listen` and starts the app and the rescoring worker.
+pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = if settings.public_url.is_empty() {
+        format!("http://{addr}")
+    } else {
+        settings.public_url.clone()
+    };
+    let state = AppState {
+        store: store.clone(),
+        clock: clock.clone(),
+        rescore: Arc::new(Notify::new()),
+        public_url,
+    };
+    let cancel = CancellationToken::new();
+    let app = perly_web::app(state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
+    let http_cancel = cancel.clone();
+    let http = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(http_cancel.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    let worker = Rescorer::new(store, settings.scoring.batch_size);
+    let rescoring = tokio::spawn(worker.run(
+        clock,
+        state.rescore.clone(),
+        Duration::from_millis(settings.scoring.poll_interval_ms.max(10)),
+        chrono::Duration::hours(settings.scoring.rescore_after_hours.max(1)),
+        cancel.clone(),
+    ));
+    Ok(Running {
+        addr,
+        state,
+        cancel,
+        tasks: vec![http, rescoring],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_hidden_in_messages() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db:5432/p"),
+            "postgres://u:***@db:5432/p"
+        );
+        assert_eq!(redact_url("sqlite://data/perly.db"), "sqlite://data/perly.db");
+    }
+}
