@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Vendor endpoints and OAuth credentials of one integration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VendorSettings {
     pub base_url: String,
@@ -28,18 +28,6 @@ pub struct VendorSettings {
     pub client_secret: Option<SecretString>,
 }
 
-impl Default for VendorSettings {
-    fn default() -> Self {
-        Self {
-            base_url: String::new(),
-            hooks_url: None,
-            login_url: None,
-            sandbox_login_url: None,
-            client_id: None,
-            client_secret: None,
-        }
-    }
-}
 
 /// Background scoring.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +39,8 @@ pub struct ScoringSettings {
     pub poll_interval_ms: u64,
     /// Customers not rescored for this many hours are rescored (decay of stale data).
     pub rescore_after_hours: i64,
+    /// Run the rescoring worker in this process.
+    pub worker: bool,
 }
 
 impl Default for ScoringSettings {
@@ -59,6 +49,7 @@ impl Default for ScoringSettings {
             batch_size: 500,
             poll_interval_ms: 1000,
             rescore_after_hours: 24,
+            worker: true,
         }
     }
 }
@@ -156,6 +147,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn environment_overrides_defaults_and_secrets_never_print() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PERLY_DATABASE_URL", "postgres://x/y");

@@ -85,19 +85,22 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
             tracing::error!(error = %e, "http server stopped");
         }
     });
-    let worker = Rescorer::new(store, settings.scoring.batch_size);
-    let rescoring = tokio::spawn(worker.run(
-        clock,
-        state.rescore.clone(),
-        Duration::from_millis(settings.scoring.poll_interval_ms.max(10)),
-        chrono::Duration::hours(settings.scoring.rescore_after_hours.max(1)),
-        cancel.clone(),
-    ));
+    let mut tasks = vec![http];
+    if settings.scoring.worker {
+        let worker = Rescorer::new(store, settings.scoring.batch_size);
+        tasks.push(tokio::spawn(worker.run(
+            clock,
+            state.rescore.clone(),
+            Duration::from_millis(settings.scoring.poll_interval_ms.max(10)),
+            chrono::Duration::hours(settings.scoring.rescore_after_hours.max(1)),
+            cancel.clone(),
+        )));
+    }
     Ok(Running {
         addr,
         state,
         cancel,
-        tasks: vec![http, rescoring],
+        tasks,
     })
 }
 

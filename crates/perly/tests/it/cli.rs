@@ -1,0 +1,157 @@
+//! The `perly` command line, run as a user would.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::helpers::*;
+
+fn perly(db: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perly"))
+        .args(args)
+        .env("PERLY_DATABASE_URL", db)
+        .env_remove("PERLY_SECRET_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run perly");
+    if let Some(mut input) = child.stdin.take() {
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).expect("write stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn admin_commands_create_a_workspace_a_user_and_a_working_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = fresh_database(&dir).await;
+    let (code, out, err) = perly(&db, &["migrate"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = perly(&db, &["workspace", "create", "Acme Success"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("slug acme-success"), "{out}");
+    let (code, out, err) = perly(
+        &db,
+        &[
+            "user",
+            "add",
+            "--workspace",
+            "acme-success",
+            "--email",
+            "ana@example.com",
+            "--role",
+            "admin",
+        ],
+        Some("a-long-password\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains("password:"),
+        "a password from stdin is not printed: {out}"
+    );
+    let (code, out, _) = perly(
+        &db,
+        &[
+            "user",
+            "add",
+            "--workspace",
+            "Acme Success",
+            "--email",
+            "ben@example.com",
+            "--role",
+            "member",
+        ],
+        Some(""),
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("password: "),
+        "a generated password is printed once: {out}"
+    );
+    let (code, _, err) = perly(
+        &db,
+        &[
+            "user",
+            "add",
+            "--workspace",
+            "acme-success",
+            "--email",
+            "ana@example.com",
+            "--role",
+            "admin",
+        ],
+        Some("another-password\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, key, _) = perly(&db, &["apikey", "create", "--workspace", "acme-success"], None);
+    assert_eq!(code, 0);
+
+    let settings = test_settings(db.clone(), false);
+    let store = perly::server::open_store(&settings, perly::cli::cipher(&settings, true).expect("cipher"))
+        .await
+        .expect("store");
+    let found = store.authenticate_api_key(key.trim()).await.expect("lookup");
+    let ws = store
+        .find_workspace("acme-success")
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(found.map(|(w, _)| w), Some(ws.id));
+}
+
+#[tokio::test]
+async fn wrong_arguments_get_a_short_message_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}/x.db", dir.path().display());
+    let (code, _, err) = perly(&db, &["frobnicate"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("unrecognized subcommand"), "{err}");
+    let (code, _, err) = perly(
+        &db,
+        &[
+            "user",
+            "add",
+            "--workspace",
+            "w",
+            "--email",
+            "a@b.co",
+            "--role",
+            "owner",
+        ],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("owner"), "{err}");
+    let (code, _, err) = perly(&db, &["apikey", "create", "--workspace", "missing"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("no workspace named `missing`"), "{err}");
+    let (code, _, err) = perly("mysql://x", &["migrate"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("sqlite:// or postgres://"), "{err}");
+    let (code, _, err) = perly(&db, &["serve"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("PERLY_SECRET_KEY"), "{err}");
+}
+
+#[test]
+fn config_print_shows_settings_but_never_secrets() {
+    let out = Command::new(env!("CARGO_BIN_EXE_perly"))
+        .args(["config", "print"])
+        .env("PERLY_SECRET_KEY", "do-not-print-me")
+        .env("PERLY_SLACK__BASE_URL", "http://127.0.0.1:9")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("http://127.0.0.1:9"), "{text}");
+    assert!(!text.contains("do-not-print-me"));
+    assert!(text.contains("secret_key = \"<set>\""));
+}

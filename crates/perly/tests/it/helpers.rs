@@ -1,0 +1,236 @@
+//! `spawn_app()` and friends: the real server on port 0, a fresh database, a
+//! controllable clock, and a client that speaks the public API.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use perly::config::Settings;
+use perly::rescore::{PassStats, Rescorer};
+use perly::server::Running;
+use perly_domain::ids::WorkspaceId;
+use perly_store::Store;
+use perly_web::Clock;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+/// A clock the test moves by hand.
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 12, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<TestClock>,
+    pub ws: WorkspaceId,
+    pub key: String,
+    pub _running: Running,
+    _dir: tempfile::TempDir,
+}
+
+/// A fresh database URL: SQLite in a temp dir, or a new PostgreSQL database.
+pub async fn fresh_database(dir: &tempfile::TempDir) -> String {
+    match std::env::var("PERLY_TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let name = format!("perly_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("connect to PERLY_TEST_DATABASE_URL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let (base, _) = url.rsplit_once('/').expect("database URL has a path");
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}/perly.db", dir.path().display()),
+    }
+}
+
+pub fn test_settings(database_url: String, worker: bool) -> Settings {
+    let mut s = Settings {
+        database_url,
+        listen: "127.0.0.1:0".into(),
+        public_url: String::new(),
+        secret_key: Some(SecretString::from("test-secret-key".to_owned())),
+        ..Default::default()
+    };
+    s.scoring.worker = worker;
+    s.scoring.poll_interval_ms = 50;
+    s
+}
+
+/// Starts the app without the background worker: tests drive rescoring.
+pub async fn spawn_app() -> TestApp {
+    spawn_with(false).await
+}
+
+/// Starts the app with the background rescoring worker running.
+pub async fn spawn_app_with_worker() -> TestApp {
+    spawn_with(true).await
+}
+
+async fn spawn_with(worker: bool) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = test_settings(fresh_database(&dir).await, worker);
+    let cipher = perly::cli::cipher(&settings, true).expect("cipher");
+    let store = perly::server::open_store(&settings, cipher).await.expect("open store");
+    let clock = Arc::new(TestClock(Mutex::new(t0())));
+    let ws = store.create_workspace("Test Co", t0()).await.expect("workspace");
+    let (_, key) = store.create_api_key(ws.id, "test", t0()).await.expect("key");
+    let running = perly::server::start(&settings, store.clone(), clock.clone())
+        .await
+        .expect("start");
+    TestApp {
+        base: format!("http://{}", running.addr),
+        client: reqwest::Client::new(),
+        store,
+        clock,
+        ws: ws.id,
+        key,
+        _running: running,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut t = self.clock.0.lock().expect("clock lock");
+        *t += by;
+    }
+
+    /// A second workspace with its own key.
+    pub async fn other_workspace(&self, name: &str) -> (WorkspaceId, String) {
+        let ws = self.store.create_workspace(name, self.now()).await.expect("workspace");
+        let (_, key) = self
+            .store
+            .create_api_key(ws.id, "other", self.now())
+            .await
+            .expect("key");
+        (ws.id, key)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, Some(&self.key.clone()), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(&self.key.clone()), Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, path, Some(&self.key.clone()), Some(body))
+            .await
+    }
+
+    /// Posts customers and asserts every row was taken.
+    pub async fn customers(&self, rows: Value) {
+        let (status, body) = self.post("/api/v1/customers", json!({ "customers": rows })).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["rejected"], 0, "{body}");
+    }
+
+    /// Posts events and returns the response body (asserting 200).
+    pub async fn events(&self, rows: Vec<Value>) -> Value {
+        let (status, body) = self.post("/api/v1/events", json!({ "events": rows })).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// One rescoring pass at the test clock's time.
+    pub async fn rescore(&self) -> PassStats {
+        Rescorer::new(self.store.clone(), 500)
+            .run_once(self.now())
+            .await
+            .expect("rescore")
+    }
+
+    pub async fn customer(&self, external_id: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/customers/{external_id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Alerts of one kind for one customer.
+    pub async fn alerts(&self, customer: &str, kind: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/api/v1/alerts?customer_id={customer}&kind={kind}&limit=500"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// An event row.
+pub fn event(id: &str, customer: &str, at: DateTime<Utc>, kind: Value) -> Value {
+    let mut row = json!({"id": id, "customer_id": customer, "occurred_at": at.to_rfc3339()});
+    if let (Some(r), Some(k)) = (row.as_object_mut(), kind.as_object()) {
+        for (key, v) in k {
+            r.insert(key.clone(), v.clone());
+        }
+    }
+    row
+}
+
+/// `users` users active every day from `from_days_ago` to `to_days_ago` (inclusive).
+pub fn activity(customer: &str, users: usize, from_days_ago: i64, to_days_ago: i64, now: DateTime<Utc>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for d in (to_days_ago..=from_days_ago).rev() {
+        for u in 0..users {
+            let at = now - Duration::days(d);
+            out.push(event(
+                &format!("{customer}-act-{}-{u}", at.date_naive()),
+                customer,
+                at,
+                json!({"type": "user_active", "user_id": format!("u{u}")}),
+            ));
+        }
+    }
+    out
+}
+
+/// Sends events in batches of 1,000.
+pub async fn send_all(app: &TestApp, rows: Vec<Value>) {
+    for chunk in rows.chunks(1000) {
+        let body = app.events(chunk.to_vec()).await;
+        assert_eq!(body["rejected"], 0, "{body}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Perly's integration tests: one binary, the real server on port 0 with a
+//! fresh database (a temp SQLite file, or a new PostgreSQL database when
+//! `PERLY_TEST_DATABASE_URL` is a postgres URL).
+
+mod alerts;
+mod bad_input;
+mod cli;
+mod demo;
+mod helpers;
+mod ingest;
+mod isolation;
+mod scoring;

@@ -1,0 +1,175 @@
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn score_risk_signals_and_action_follow_the_events() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 12}]))
+        .await;
+    let now = app.now();
+    let mut rows = activity("acme", 10, 59, 0, now);
+    rows.push(event(
+        "seats1",
+        "acme",
+        now,
+        json!({"type": "seats_changed", "seats_used": 10}),
+    ));
+    send_all(&app, rows).await;
+    app.rescore().await;
+    let healthy = app.customer("acme").await;
+    assert_eq!(healthy["risk_level"], "low", "{healthy}");
+    let healthy_score = healthy["score"].as_i64().expect("scored");
+    assert!(healthy_score >= 90, "{healthy}");
+    assert_eq!(healthy["explanation"]["signals"][0]["sentiment"], "positive");
+
+    // A month later only 3 of the 10 users are still active, and a payment failed twice.
+    app.advance(Duration::days(30));
+    let now = app.now();
+    let mut rows = activity("acme", 3, 29, 0, now);
+    rows.push(event(
+        "seats2",
+        "acme",
+        now,
+        json!({"type": "seats_changed", "seats_used": 3}),
+    ));
+    rows.push(event(
+        "pf1",
+        "acme",
+        now - Duration::days(9),
+        json!({"type": "payment_failed", "amount": 100.0}),
+    ));
+    rows.push(event(
+        "pf2",
+        "acme",
+        now - Duration::days(2),
+        json!({"type": "payment_failed", "amount": 100.0}),
+    ));
+    send_all(&app, rows).await;
+    app.rescore().await;
+    let risky = app.customer("acme").await;
+    let score = risky["score"].as_i64().expect("scored");
+    assert!(score < healthy_score - 40, "{risky}");
+    assert!(
+        matches!(risky["risk_level"].as_str(), Some("high" | "critical")),
+        "{risky}"
+    );
+    let signals: Vec<String> = risky["explanation"]["signals"]
+        .as_array()
+        .expect("signals")
+        .iter()
+        .map(|s| s["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        signals
+            .iter()
+            .any(|s| s.starts_with("Daily active users down 70% vs prior 30 days (avg 10.0 → 3.0)")),
+        "{signals:?}"
+    );
+    assert!(
+        signals
+            .iter()
+            .any(|s| s.starts_with("Payment failed twice in the last 30 days")),
+        "{signals:?}"
+    );
+    assert!(!risky["explanation"]["suggested_action"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty());
+    assert_eq!(risky["explanation"]["coverage"]["used"], 3);
+    assert_eq!(risky["history"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn missing_data_is_not_counted_as_bad_and_is_named() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "quiet", "name": "Quiet"}, {"external_id": "nps", "name": "NPS only"}]))
+        .await;
+    let now = app.now();
+    app.events(vec![event(
+        "n1",
+        "nps",
+        now,
+        json!({"type": "nps_response", "score": 10}),
+    )])
+    .await;
+    app.rescore().await;
+    let quiet = app.customer("quiet").await;
+    assert!(quiet["score"].is_null(), "no data, no score: {quiet}");
+    let nps = app.customer("nps").await;
+    assert_eq!(nps["score"], 100, "{nps}");
+    assert_eq!(nps["explanation"]["coverage"]["summary"], "based on 1 of 7 measures");
+    let missing = nps["explanation"]["coverage"]["missing"]
+        .as_array()
+        .expect("missing")
+        .len();
+    assert_eq!(missing, 6);
+}
+
+#[tokio::test]
+async fn an_accepted_event_shows_in_the_score_through_the_background_worker() {
+    let app = spawn_app_with_worker().await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
+    let now = app.now();
+    app.events(vec![event(
+        "n1",
+        "acme",
+        now,
+        json!({"type": "nps_response", "score": 2}),
+    )])
+    .await;
+    let started = std::time::Instant::now();
+    loop {
+        let c = app.customer("acme").await;
+        if !c["score"].is_null() {
+            assert_eq!(c["explanation"]["signals"][0]["measure"], "nps");
+            break;
+        }
+        assert!(started.elapsed() < StdDuration::from_secs(10), "score never appeared");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_scorecard_is_editable_and_validated() {
+    let app = spawn_app().await;
+    let (status, mut card) = app.get("/api/v1/scorecard").await;
+    assert_eq!(status, 200);
+    assert_eq!(card["risk_bands"]["low"], 75.0);
+
+    app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
+    let now = app.now();
+    app.events(vec![event(
+        "n1",
+        "acme",
+        now,
+        json!({"type": "nps_response", "score": 8}),
+    )])
+    .await;
+    app.rescore().await;
+    let before = app.customer("acme").await;
+    assert_eq!(before["score"], 83);
+    assert_eq!(before["risk_level"], "low");
+
+    let mut bad = card.clone();
+    bad["risk_bands"]["medium"] = json!(90.0);
+    let (status, body) = app.put("/api/v1/scorecard", bad).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "risk_bands");
+    let (status, body) = app.put("/api/v1/scorecard", json!({"measures": "nope"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "measures");
+
+    card["risk_bands"]["low"] = json!(90.0);
+    let (status, _) = app.put("/api/v1/scorecard", card).await;
+    assert_eq!(status, 200);
+    app.rescore().await;
+    let after = app.customer("acme").await;
+    assert_eq!(
+        after["risk_level"], "medium",
+        "a higher low band moves 83 to medium: {after}"
+    );
+}
