@@ -19,3 +19,6 @@ pub mod scorecard;
 pub mod scoring;
 
 pub use field_error::FieldError;
+
+#[cfg(test)]
+mod properties;

@@ -17,8 +17,6 @@ use crate::event::{ActivityType, Event, EventKind, TicketPriority};
 pub const DAY_MS: i64 = 86_400_000;
 /// Entries older than this before the newest event are pruned.
 const RETENTION_MS: i64 = 180 * DAY_MS;
-/// Open tickets older than this are treated as abandoned and pruned.
-const TICKET_RETENTION_MS: i64 = 365 * DAY_MS;
 /// At most this many users and features are tracked per customer.
 const MAX_KEYS: usize = 5_000;
 
@@ -75,6 +73,21 @@ impl DayBits {
             .count() as u32
     }
 
+    /// Forgets days before `first_day`.
+    pub fn retain_from(&mut self, first_day: i32) {
+        if self.bits == 0 {
+            return;
+        }
+        if self.last_day < first_day {
+            *self = Self::default();
+            return;
+        }
+        let keep = (self.last_day - first_day + 1) as u32;
+        if keep < 128 {
+            self.bits &= (1u128 << keep) - 1;
+        }
+    }
+
     /// The newest marked day.
     pub fn newest(&self) -> Option<i32> {
         (self.bits != 0).then_some(self.last_day)
@@ -103,13 +116,22 @@ pub struct SeatPoint {
     pub purchased: Option<u32>,
 }
 
-/// One support ticket: opened and/or closed (events may arrive in any order).
+/// One support ticket: its latest open and latest close (events may arrive in
+/// any order). It is open when the latest open is after the latest close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
     pub key: u64,
     pub opened_at: Option<i64>,
     pub priority: Option<TicketPriority>,
     pub closed_at: Option<i64>,
+}
+
+impl Ticket {
+    /// Open at `at`: opened by then, and not closed between that open and `at`.
+    pub fn is_open_at(&self, at: i64) -> bool {
+        self.opened_at
+            .is_some_and(|o| o <= at && self.closed_at.is_none_or(|c| c < o || c > at))
+    }
 }
 
 /// Outcome of a payment event.
@@ -263,9 +285,11 @@ impl Rollup {
             }
             EventKind::TicketOpened { ticket_id, priority } => {
                 if let Some(t) = self.ticket(ticket_id) {
-                    // Earliest open wins; the highest priority seen wins.
-                    t.opened_at = Some(t.opened_at.map_or(at, |o| o.min(at)));
-                    t.priority = Some(t.priority.map_or(*priority, |p| p.max(*priority)));
+                    // The latest open (with its priority) wins, so a reopened ticket is open again.
+                    if Some((at, *priority)) > t.opened_at.zip(t.priority) {
+                        t.opened_at = Some(at);
+                        t.priority = Some(*priority);
+                    }
                 }
             }
             EventKind::TicketClosed { ticket_id } => {
@@ -387,20 +411,36 @@ impl Rollup {
         }
     }
 
-    /// Drops what is older than the retention window before `horizon`.
+    /// Drops what is older than the retention window before `horizon`. Pruning
+    /// works field by field (a day bit, a ticket's open or close) so the result
+    /// is the same whichever order the events came in.
     fn prune(&mut self) {
         let cutoff = self.horizon - RETENTION_MS;
         let cutoff_day = day_of(self.horizon) - 127;
-        self.users.retain(|u| u.days.last_day >= cutoff_day);
-        self.features.retain(|f| f.days.last_day >= cutoff_day);
+        for u in &mut self.users {
+            u.days.retain_from(cutoff_day);
+        }
+        self.users.retain(|u| u.days.bits != 0);
+        for f in &mut self.features {
+            f.days.retain_from(cutoff_day);
+        }
+        self.features.retain(|f| f.days.bits != 0);
+        self.activity_days.retain_from(cutoff_day);
         // Keep the newest seat point before the cutoff: it says what held then.
         let first_kept = self.seats.iter().rposition(|s| s.at < cutoff).unwrap_or(0);
         self.seats.drain(..first_kept);
-        self.tickets.retain(|t| {
-            let closed_long_ago = t.closed_at.is_some_and(|c| c < cutoff);
-            let opened_long_ago = t.opened_at.is_some_and(|o| o < self.horizon - TICKET_RETENTION_MS);
-            !(closed_long_ago || opened_long_ago)
-        });
+        // A ticket with no open or close inside the window is forgotten
+        // (an open ticket untouched for that long is treated as abandoned).
+        for t in &mut self.tickets {
+            if t.opened_at.is_some_and(|o| o < cutoff) {
+                t.opened_at = None;
+                t.priority = None;
+            }
+            if t.closed_at.is_some_and(|c| c < cutoff) {
+                t.closed_at = None;
+            }
+        }
+        self.tickets.retain(|t| t.opened_at.is_some() || t.closed_at.is_some());
         self.payments.retain(|p| p.at >= cutoff);
         self.nps.retain(|p| p.at >= cutoff);
     }
@@ -456,6 +496,30 @@ mod tests {
     }
 
     #[test]
+    fn a_reopened_ticket_is_open_again() {
+        let mut r = Rollup::default();
+        r.apply(&ev(
+            "e1",
+            2,
+            EventKind::TicketOpened {
+                ticket_id: "t".into(),
+                priority: TicketPriority::Low,
+            },
+        ));
+        r.apply(&ev("e2", 3, EventKind::TicketClosed { ticket_id: "t".into() }));
+        r.apply(&ev(
+            "e3",
+            4,
+            EventKind::TicketOpened {
+                ticket_id: "t".into(),
+                priority: TicketPriority::Urgent,
+            },
+        ));
+        assert!(r.tickets[0].is_open_at(i64::MAX));
+        assert_eq!(r.tickets[0].priority, Some(TicketPriority::Urgent));
+    }
+
+    #[test]
     fn ticket_close_before_open_still_closes() {
         let close = ev("e2", 3, EventKind::TicketClosed { ticket_id: "t".into() });
         let open = ev(
@@ -473,6 +537,6 @@ mod tests {
         b.apply(&open);
         b.apply(&close);
         assert_eq!(a, b);
-        assert!(a.tickets[0].closed_at.is_some());
+        assert!(!a.tickets[0].is_open_at(i64::MAX));
     }
 }

@@ -280,11 +280,7 @@ fn measure(
             if r.tickets.is_empty() {
                 return Err(no_data());
             }
-            let open: Vec<_> = r
-                .tickets
-                .iter()
-                .filter(|t| t.opened_at.is_some_and(|o| o <= now_ms) && t.closed_at.is_none_or(|c| c > now_ms))
-                .collect();
+            let open: Vec<_> = r.tickets.iter().filter(|t| t.is_open_at(now_ms)).collect();
             let urgent = open.iter().filter(|t| t.priority >= Some(TicketPriority::High)).count();
             let opened_in = |from: i64, to: i64| {
                 r.tickets

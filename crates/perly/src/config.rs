@@ -28,7 +28,6 @@ pub struct VendorSettings {
     pub client_secret: Option<SecretString>,
 }
 
-
 /// Background scoring.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]

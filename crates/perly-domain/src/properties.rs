@@ -1,0 +1,150 @@
+//! Invariants checked over generated inputs: a score is always 0–100,
+//! ingesting the same events twice changes nothing, and the order in which
+//! events arrive does not change the rollup or the score.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+
+use crate::alerts::{detect, AlertState};
+use crate::event::{ActivityType, Event, EventKind, TicketPriority};
+use crate::rollup::Rollup;
+use crate::scorecard::{MeasureConfig, MeasureKind, Scorecard};
+use crate::scoring::{score, CustomerFacts};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).single().expect("time")
+}
+
+fn kind() -> impl Strategy<Value = EventKind> {
+    let user = (0..6u8).prop_map(|u| format!("u{u}"));
+    prop_oneof![
+        user.clone().prop_map(|user_id| EventKind::UserActive { user_id }),
+        ((0..5u8), proptest::option::of(user)).prop_map(|(f, user_id)| EventKind::FeatureUsed {
+            feature: format!("f{f}"),
+            user_id
+        }),
+        ((0..60u32), proptest::option::of(1..60u32)).prop_map(|(seats_used, seats_purchased)| {
+            EventKind::SeatsChanged {
+                seats_used,
+                seats_purchased,
+            }
+        }),
+        ((0..4u8), (0..4u8)).prop_map(|(t, p)| EventKind::TicketOpened {
+            ticket_id: format!("t{t}"),
+            priority: [
+                TicketPriority::Low,
+                TicketPriority::Normal,
+                TicketPriority::High,
+                TicketPriority::Urgent
+            ][p as usize],
+        }),
+        (0..4u8).prop_map(|t| EventKind::TicketClosed {
+            ticket_id: format!("t{t}")
+        }),
+        ((0..3u8), (0.0..2000.0f64), proptest::option::of(1.0..1000.0f64)).prop_map(|(m, value, limit)| {
+            EventKind::UsageMeasured {
+                metric: format!("m{m}"),
+                value,
+                limit,
+            }
+        }),
+        (0.0..1000.0f64).prop_map(|amount| EventKind::PaymentSucceeded { amount }),
+        (0.0..1000.0f64).prop_map(|amount| EventKind::PaymentFailed { amount, reason: None }),
+        ((0.0..1000.0f64), (1..5u32)).prop_map(|(amount, attempt)| EventKind::BillingRetryFailed {
+            amount,
+            attempt,
+            next_retry_at: None
+        }),
+        (0..=10u8).prop_map(|score| EventKind::NpsResponse { score }),
+        (0..4u8).prop_map(|p| EventKind::PlanChanged {
+            plan: ["free", "starter", "pro", "enterprise"][p as usize].into(),
+            mrr: None
+        }),
+        (0..3u8).prop_map(|a| EventKind::CrmActivity {
+            activity_type: [ActivityType::Call, ActivityType::Email, ActivityType::Meeting][a as usize],
+            subject: None,
+        }),
+    ]
+}
+
+fn events() -> impl Strategy<Value = Vec<Event>> {
+    proptest::collection::vec((kind(), 0..(200 * 24 * 60i64)), 0..120).prop_map(|rows| {
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, (kind, minutes_ago))| Event {
+                id: format!("e{i}"),
+                customer_id: "c".into(),
+                occurred_at: now() - Duration::minutes(minutes_ago),
+                kind,
+            })
+            .collect()
+    })
+}
+
+fn scorecard() -> impl Strategy<Value = Scorecard> {
+    proptest::collection::vec(((0.0..100.0f64), (-50.0..50.0f64), (-50.0..50.0f64)), 7).prop_map(|cfgs| {
+        let mut card = Scorecard::default();
+        for (kind, (weight, bad, good)) in MeasureKind::ALL.into_iter().zip(cfgs) {
+            let good = if (good - bad).abs() < 0.01 { bad + 1.0 } else { good };
+            card.measures.insert(kind, MeasureConfig { weight, bad, good });
+        }
+        card
+    })
+}
+
+fn fold(events: &[Event]) -> Rollup {
+    let mut r = Rollup::default();
+    for e in events {
+        r.apply(e);
+    }
+    r
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_score_is_always_between_0_and_100(evs in events(), card in prop_oneof![Just(Scorecard::default()), scorecard()], seats in proptest::option::of(0..80u32)) {
+        let facts = CustomerFacts { plan: Some("pro".into()), seats_purchased: seats };
+        let r = fold(&evs);
+        if let Some(s) = score(&r, &facts, &card, None, now()) {
+            prop_assert!((0..=100).contains(&s.score), "score {}", s.score);
+            for m in &s.measures {
+                prop_assert!((0.0..=100.0).contains(&m.points));
+            }
+            // Detection never panics and never repeats itself on the same input.
+            let first = detect(&AlertState::default(), &s, &r, &facts, &card, now());
+            let again = detect(&first.state, &s, &r, &facts, &card, now());
+            prop_assert!(again.alerts.is_empty(), "{:?}", again.alerts);
+        }
+    }
+
+    #[test]
+    fn ingesting_the_same_events_twice_changes_nothing(evs in events()) {
+        let once = fold(&evs);
+        let mut twice = once.clone();
+        for e in &evs {
+            twice.apply(e);
+        }
+        prop_assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn the_order_of_events_does_not_change_the_result(evs in events(), seed in any::<u64>()) {
+        let mut shuffled = evs.clone();
+        // A deterministic shuffle from the seed.
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let a = fold(&evs);
+        let b = fold(&shuffled);
+        prop_assert_eq!(&a, &b);
+        let card = Scorecard::default();
+        let facts = CustomerFacts::default();
+        prop_assert_eq!(score(&a, &facts, &card, None, now()), score(&b, &facts, &card, None, now()));
+    }
+}
