@@ -82,7 +82,7 @@ pub trait Store: Send + Sync + 'static {
     async fn authenticate_api_key(&self, plaintext: &str) -> Result<Option<(WorkspaceId, ApiKeyId)>>;
     async fn scorecard(&self, ws: WorkspaceId) -> Result<Scorecard>;
     /// Saves a (validated) scorecard and marks every customer for rescoring.
-    async fn set_scorecard(&self, ws: WorkspaceId, card: &Scorecard) -> Result<()>;
+    async fn set_scorecard(&self, ws: WorkspaceId, card: &Scorecard, now: DateTime<Utc>) -> Result<()>;
 
     // Ingest.
     async fn upsert_customers(
@@ -102,7 +102,7 @@ pub trait Store: Send + Sync + 'static {
     /// dirty mark of customers whose rollup did not change meanwhile.
     async fn record_scores(&self, ws: WorkspaceId, results: &[RescoreResult], now: DateTime<Utc>) -> Result<usize>;
     /// Marks customers not scored since `before` for rescoring (decay).
-    async fn mark_stale(&self, ws: WorkspaceId, before: DateTime<Utc>) -> Result<u64>;
+    async fn mark_stale(&self, ws: WorkspaceId, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64>;
     /// How many customers wait for rescoring.
     async fn pending_rescore(&self, ws: WorkspaceId) -> Result<u64>;
 

@@ -34,6 +34,9 @@ const IN_CHUNK: usize = 500;
 /// How long a rescoring lease lasts before another worker may take the row.
 const LEASE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
+/// Marks a rollup for rescoring, keeping the time it first became dirty
+/// (`$2` is now): rescoring takes the longest-waiting customers first.
+const MARK_DIRTY: &str = "dirty = 1, dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE $2 END";
 /// Rollup encoding version, written as the first byte.
 const ROLLUP_FORMAT: u8 = 1;
 
@@ -473,7 +476,7 @@ impl Store for SqlStore {
         }
     }
 
-    async fn set_scorecard(&self, ws: WorkspaceId, card: &Scorecard) -> Result<()> {
+    async fn set_scorecard(&self, ws: WorkspaceId, card: &Scorecard, now: DateTime<Utc>) -> Result<()> {
         let json = serde_json::to_string(card).map_err(|e| corrupt("scorecard", e))?;
         let mut tx = self.pools.write.begin().await?;
         sqlx::query("UPDATE workspaces SET scorecard = $2 WHERE id = $1")
@@ -481,8 +484,9 @@ impl Store for SqlStore {
             .bind(json)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE rollups SET dirty = 1 WHERE workspace_id = $1")
+        sqlx::query(&format!("UPDATE rollups SET {MARK_DIRTY} WHERE workspace_id = $1"))
             .bind(ws.to_string())
+            .bind(ms(now))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -520,11 +524,14 @@ impl Store for SqlStore {
                 .bind(ms(now))
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE rollups SET dirty = 1 WHERE workspace_id = $1 AND customer_id = $2")
-                    .bind(ws.to_string())
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!(
+                    "UPDATE rollups SET {MARK_DIRTY} WHERE workspace_id = $1 AND customer_id = $3"
+                ))
+                .bind(ws.to_string())
+                .bind(ms(now))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
                 out.push(UpsertOutcome::Updated);
             } else {
                 let id = CustomerId::new();
@@ -545,7 +552,8 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, updated_at) VALUES ($1, $2, $3, 0, 1, $4)",
+                    "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, dirty_at, updated_at) \
+                     VALUES ($1, $2, $3, 0, 1, $4, $4)",
                 )
                 .bind(id.to_string())
                 .bind(ws.to_string())
@@ -623,21 +631,25 @@ impl Store for SqlStore {
         // Fold the accepted events into their customers' rollups.
         let ids: Vec<CustomerId> = by_customer.keys().copied().collect();
         let mut rollups = self.lock_rollups(&mut tx, ws, &ids).await?;
+        let mut encoded = Vec::with_capacity(by_customer.len());
         for (cid, evs) in &by_customer {
             let rollup = rollups.entry(*cid).or_default();
             for e in evs {
                 rollup.apply(e);
             }
-            sqlx::query(
-                "UPDATE rollups SET data = $3, version = version + 1, dirty = 1, updated_at = $4 \
-                 WHERE workspace_id = $1 AND customer_id = $2",
-            )
-            .bind(ws_s.clone())
-            .bind(cid.to_string())
-            .bind(encode_rollup(rollup)?)
-            .bind(received)
-            .execute(&mut *tx)
-            .await?;
+            encoded.push((cid.to_string(), encode_rollup(rollup)?));
+        }
+        for chunk in encoded.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE rollups SET data = v.column2, version = version + 1, {MARK_DIRTY}, updated_at = $2 \
+                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = $1 AND rollups.customer_id = v.column1",
+                value_rows(3, chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(received);
+            for (cid, data) in chunk {
+                q = q.bind(cid.clone()).bind(data.clone());
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -649,7 +661,7 @@ impl Store for SqlStore {
         let sql = format!(
             "UPDATE rollups SET lease_until = $3 WHERE workspace_id = $1 AND customer_id IN (\
              SELECT customer_id FROM rollups WHERE workspace_id = $1 AND dirty = 1 \
-             AND (lease_until IS NULL OR lease_until < $2) LIMIT $4{}) RETURNING customer_id",
+             AND (lease_until IS NULL OR lease_until < $2) ORDER BY dirty_at LIMIT $4{}) RETURNING customer_id",
             self.dialect().skip_locked()
         );
         let claimed: Vec<String> = sqlx::query(&sql)
@@ -712,94 +724,128 @@ impl Store for SqlStore {
         let now_ms = ms(now);
         let hour = now_ms - now_ms.rem_euclid(HOUR_MS);
         let ws_s = ws.to_string();
-        let mut alerts = 0;
-        let mut tx = self.pools.write.begin().await?;
+        // Serialise outside the transaction.
+        let mut scored = Vec::new();
+        let mut unscored = Vec::new();
+        let mut alerts = Vec::new();
         for r in results {
             let cid = r.customer_id.to_string();
             match &r.scored {
                 Some((score, assessment)) => {
                     let explanation = serde_json::to_string(score).map_err(|e| corrupt("score", e))?;
                     let state = serde_json::to_string(&assessment.state).map_err(|e| corrupt("alert state", e))?;
-                    sqlx::query(
-                        "UPDATE customers SET score = $3, sort_score = $3, risk_level = $4, delta = $5, scored_at = $6, \
-                         explanation = $7, alert_state = $8 WHERE workspace_id = $1 AND id = $2",
-                    )
-                    .bind(ws_s.clone())
+                    for a in &assessment.alerts {
+                        let signals = serde_json::to_string(&a.signals).map_err(|e| corrupt("signals", e))?;
+                        alerts.push((cid.clone(), a, signals));
+                    }
+                    scored.push((
+                        cid,
+                        score.score,
+                        score.risk_level.as_str(),
+                        assessment.delta,
+                        explanation,
+                        state,
+                    ));
+                }
+                None => unscored.push(cid),
+            }
+        }
+        let mut tx = self.pools.write.begin().await?;
+        for chunk in scored.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4, \
+                 scored_at = $2, explanation = v.column5, alert_state = v.column6 FROM (VALUES {}) AS v \
+                 WHERE customers.workspace_id = $1 AND customers.id = v.column1",
+                value_rows(3, chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
+            for (cid, score, risk, delta, explanation, state) in chunk {
+                q = q
                     .bind(cid.clone())
-                    .bind(score.score)
-                    .bind(score.risk_level.as_str())
-                    .bind(assessment.delta)
-                    .bind(now_ms)
-                    .bind(explanation)
-                    .bind(state)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level",
-                    )
+                    .bind(*score)
+                    .bind(*risk)
+                    .bind(*delta)
+                    .bind(explanation.clone())
+                    .bind(state.clone());
+            }
+            q.execute(&mut *tx).await?;
+            let sql = format!(
+                "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES {} \
+                 ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level",
+                value_rows(1, chunk.len(), 5)
+            );
+            let mut q = sqlx::query(&sql);
+            for (cid, score, risk, _, _, _) in chunk {
+                q = q
                     .bind(ws_s.clone())
                     .bind(cid.clone())
                     .bind(hour)
-                    .bind(score.score)
-                    .bind(score.risk_level.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                    for a in &assessment.alerts {
-                        let signals = serde_json::to_string(&a.signals).map_err(|e| corrupt("signals", e))?;
-                        let done = sqlx::query(
-                            "INSERT INTO alerts (id, workspace_id, customer_id, kind, dedupe_key, risk_level, score, delta, \
-                             headline, signals, suggested_action, occurred_at, created_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                             ON CONFLICT (workspace_id, customer_id, dedupe_key) DO NOTHING",
-                        )
-                        .bind(AlertId::new().to_string())
-                        .bind(ws_s.clone())
-                        .bind(cid.clone())
-                        .bind(a.kind.as_str())
-                        .bind(a.dedupe_key.clone())
-                        .bind(a.risk_level.as_str())
-                        .bind(a.score)
-                        .bind(a.delta)
-                        .bind(a.headline.clone())
-                        .bind(signals)
-                        .bind(a.suggested_action.clone())
-                        .bind(ms(a.occurred_at))
-                        .bind(now_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                        alerts += done.rows_affected() as usize;
-                    }
-                }
-                None => {
-                    sqlx::query("UPDATE customers SET scored_at = $3 WHERE workspace_id = $1 AND id = $2")
-                        .bind(ws_s.clone())
-                        .bind(cid.clone())
-                        .bind(now_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                    .bind(*score)
+                    .bind(*risk);
             }
-            sqlx::query(
-                "UPDATE rollups SET dirty = CASE WHEN version = $3 THEN 0 ELSE 1 END, lease_until = NULL \
-                 WHERE workspace_id = $1 AND customer_id = $2",
-            )
-            .bind(ws_s.clone())
-            .bind(cid)
-            .bind(r.version)
-            .execute(&mut *tx)
-            .await?;
+            q.execute(&mut *tx).await?;
+        }
+        let mut inserted = 0;
+        for chunk in alerts.chunks(CHUNK / 2) {
+            let sql = format!(
+                "INSERT INTO alerts (id, workspace_id, customer_id, kind, dedupe_key, risk_level, score, delta, \
+                 headline, signals, suggested_action, occurred_at, created_at) VALUES {} \
+                 ON CONFLICT (workspace_id, customer_id, dedupe_key) DO NOTHING",
+                value_rows(1, chunk.len(), 13)
+            );
+            let mut q = sqlx::query(&sql);
+            for (cid, a, signals) in chunk {
+                q = q
+                    .bind(AlertId::new().to_string())
+                    .bind(ws_s.clone())
+                    .bind(cid.clone())
+                    .bind(a.kind.as_str())
+                    .bind(a.dedupe_key.clone())
+                    .bind(a.risk_level.as_str())
+                    .bind(a.score)
+                    .bind(a.delta)
+                    .bind(a.headline.clone())
+                    .bind(signals.clone())
+                    .bind(a.suggested_action.clone())
+                    .bind(ms(a.occurred_at))
+                    .bind(now_ms);
+            }
+            inserted += q.execute(&mut *tx).await?.rows_affected() as usize;
+        }
+        for chunk in unscored.chunks(IN_CHUNK) {
+            let sql = format!(
+                "UPDATE customers SET scored_at = $2 WHERE workspace_id = $1 AND id IN ({})",
+                params(3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
+            for cid in chunk {
+                q = q.bind(cid.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in results.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE rollups SET dirty = CASE WHEN rollups.version = v.column2 THEN 0 ELSE 1 END, lease_until = NULL \
+                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = $1 AND rollups.customer_id = v.column1",
+                value_rows(2, chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone());
+            for r in chunk {
+                q = q.bind(r.customer_id.to_string()).bind(r.version);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(alerts)
+        Ok(inserted)
     }
 
-    async fn mark_stale(&self, ws: WorkspaceId, before: DateTime<Utc>) -> Result<u64> {
+    async fn mark_stale(&self, ws: WorkspaceId, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE rollups SET dirty = 1 WHERE workspace_id = $1 AND dirty = 0 AND customer_id IN \
-             (SELECT id FROM customers WHERE workspace_id = $1 AND archived_at IS NULL AND (scored_at IS NULL OR scored_at < $2))",
+            "UPDATE rollups SET dirty = 1, dirty_at = $2 WHERE workspace_id = $1 AND dirty = 0 AND customer_id IN \
+             (SELECT id FROM customers WHERE workspace_id = $1 AND archived_at IS NULL AND (scored_at IS NULL OR scored_at < $3))",
         )
         .bind(ws.to_string())
+        .bind(ms(now))
         .bind(ms(before))
         .execute(&self.pools.write)
         .await?;

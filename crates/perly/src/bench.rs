@@ -1,6 +1,439 @@
-//! `perly bench`: placeholder replaced below.
+//! `perly bench`: the figures in BENCHMARKS.md.
+//!
+//! - `ingest`: starts the real server (HTTP, store, rescoring worker) on a
+//!   fresh database, pre-builds request bodies of 1,000 events, and sends them
+//!   from concurrent clients. Reports events/s accepted, the time until
+//!   rescoring has caught up, and the latency from "event accepted" to "new
+//!   score visible through the API" measured by a probe during the load.
+//! - `rescore`: loads N customers with 90 days of history (through the store's
+//!   ingest path), then times one full rescore of all of them.
+//!
+//! Both print the process's peak RSS (VmHWM).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{Duration, Utc};
+use perly_domain::customer::CustomerInput;
+use perly_domain::event::{Event, EventKind};
+use perly_store::Store;
+use perly_web::SystemClock;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use secrecy::SecretString;
+
+use crate::config::Settings;
+
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
-pub async fn run(_s: crate::config::Settings, _a: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchKind,
+    /// Database to benchmark (default: a new SQLite file in a temp folder).
+    /// For PostgreSQL give a URL to an empty database.
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchKind {
+    /// Sustained ingest through POST /api/v1/events with rescoring keeping up.
+    Ingest {
+        #[arg(long, default_value_t = 100_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 2_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Measure ingest alone (no rescoring worker).
+        #[arg(long)]
+        without_rescoring: bool,
+    },
+    /// One full rescore of customers with 90 days of history.
+    Rescore {
+        #[arg(long, default_value_t = 100_000)]
+        customers: usize,
+    },
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn bench_store(url: Option<String>, dir: &tempfile::TempDir) -> anyhow::Result<(Settings, Arc<dyn Store>)> {
+    let settings = Settings {
+        database_url: url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display())),
+        listen: "127.0.0.1:0".into(),
+        public_url: String::new(),
+        secret_key: Some(SecretString::from("bench".to_owned())),
+        log: "warn".into(),
+        ..Default::default()
+    };
+    let cipher = crate::cli::cipher(&settings, true)?;
+    let store = crate::server::open_store(&settings, cipher).await?;
+    Ok((settings, store))
+}
+
+fn customers(n: usize, prefix: &str) -> Vec<CustomerInput> {
+    (0..n)
+        .map(|i| CustomerInput {
+            external_id: format!("{prefix}{i}"),
+            name: format!("Customer {i}"),
+            plan: Some("pro".into()),
+            mrr: Some(500.0),
+            seats_purchased: Some(20),
+            owner_email: None,
+            parent_external_id: None,
+        })
+        .collect()
+}
+
+fn random_event(rng: &mut StdRng, id: String, customer: String, now: chrono::DateTime<Utc>) -> Event {
+    let kind = match rng.gen_range(0..100) {
+        0..=59 => EventKind::UserActive {
+            user_id: format!("u{}", rng.gen_range(0..20)),
+        },
+        60..=89 => EventKind::FeatureUsed {
+            feature: format!("f{}", rng.gen_range(0..8)),
+            user_id: Some(format!("u{}", rng.gen_range(0..20))),
+        },
+        90..=93 => EventKind::SeatsChanged {
+            seats_used: rng.gen_range(5..20),
+            seats_purchased: None,
+        },
+        94..=95 => EventKind::TicketOpened {
+            ticket_id: format!("t{}", rng.gen_range(0..50)),
+            priority: perly_domain::event::TicketPriority::Normal,
+        },
+        96 => EventKind::TicketClosed {
+            ticket_id: format!("t{}", rng.gen_range(0..50)),
+        },
+        97 => EventKind::PaymentSucceeded { amount: 500.0 },
+        98 => EventKind::NpsResponse {
+            score: rng.gen_range(0..=10),
+        },
+        _ => EventKind::UsageMeasured {
+            metric: "api_calls".into(),
+            value: rng.gen_range(0.0..1000.0),
+            limit: Some(1000.0),
+        },
+    };
+    Event {
+        id,
+        customer_id: customer,
+        occurred_at: now - Duration::minutes(rng.gen_range(0..43_200)),
+        kind,
+    }
+}
+
+pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    crate::telemetry::init("warn");
+    let dir = tempfile::tempdir()?;
+    match args.what {
+        BenchKind::Ingest {
+            customers: n,
+            events,
+            batch,
+            concurrency,
+            without_rescoring,
+        } => {
+            ingest(
+                args.database_url,
+                &dir,
+                n,
+                events,
+                batch,
+                concurrency,
+                !without_rescoring,
+            )
+            .await
+        }
+        BenchKind::Rescore { customers: n } => rescore(args.database_url, &dir, n).await,
+    }
+}
+
+async fn ingest(
+    url: Option<String>,
+    dir: &tempfile::TempDir,
+    n: usize,
+    total: usize,
+    batch: usize,
+    concurrency: usize,
+    rescoring: bool,
+) -> anyhow::Result<()> {
+    let (mut settings, store) = bench_store(url, dir).await?;
+    settings.scoring.worker = rescoring;
+    settings.scoring.poll_interval_ms = 50;
+    settings.scoring.batch_size = 2_000;
+    println!(
+        "backend: {}; {n} customers, {total} events in batches of {batch}, {concurrency} clients",
+        store.backend()
+    );
+    let ws = store.create_workspace("Bench", Utc::now()).await?;
+    let (_, key) = store.create_api_key(ws.id, "bench", Utc::now()).await?;
+    for chunk in customers(n, "c").chunks(1000) {
+        store.upsert_customers(ws.id, chunk, Utc::now()).await?;
+    }
+    const PROBES: usize = 200;
+    store
+        .upsert_customers(ws.id, &customers(PROBES, "probe"), Utc::now())
+        .await?;
+    let running = crate::server::start(&settings, store.clone(), Arc::new(SystemClock)).await?;
+    let base = format!("http://{}", running.addr);
+
+    // Request bodies are built before the clock starts.
+    let now = Utc::now();
+    let mut rng = StdRng::seed_from_u64(7);
+    let bodies: Vec<Vec<u8>> = (0..total.div_ceil(batch))
+        .map(|b| {
+            let events: Vec<Event> = (0..batch.min(total - b * batch))
+                .map(|i| {
+                    let customer = format!("c{}", rng.gen_range(0..n));
+                    random_event(&mut rng, format!("b{b}-{i}"), customer, now)
+                })
+                .collect();
+            serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default()
+        })
+        .collect();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .build()?;
+
+    // Probe: an event for a probe customer, then poll until its new score is visible.
+    let probe = {
+        let (client, base, key, done) = (client.clone(), base.clone(), key.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut k = 0;
+            while rescoring && !done.load(Ordering::Relaxed) {
+                let customer = format!("probe{}", k % PROBES);
+                let sent_at = Utc::now();
+                let body = serde_json::json!({"events": [{"id": format!("probe-{k}"), "customer_id": customer,
+                    "type": "nps_response", "score": k % 11, "occurred_at": sent_at.to_rfc3339()}]});
+                let started = Instant::now();
+                let ok = client
+                    .post(format!("{base}/api/v1/events"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await;
+                if ok.is_err() {
+                    break;
+                }
+                loop {
+                    let resp = client
+                        .get(format!("{base}/api/v1/customers/{customer}"))
+                        .bearer_auth(&key)
+                        .send()
+                        .await;
+                    let scored = match resp {
+                        Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| {
+                            v["scored_at"]
+                                .as_str()
+                                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                        }),
+                        Err(_) => None,
+                    };
+                    if scored.is_some_and(|t| t >= sent_at) {
+                        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                        break;
+                    }
+                    if started.elapsed() > StdDuration::from_secs(30) {
+                        latencies.push(30_000.0);
+                        break;
+                    }
+                    tokio::time::sleep(StdDuration::from_millis(5)).await;
+                }
+                k += 1;
+                tokio::time::sleep(StdDuration::from_millis(100)).await;
+            }
+            latencies
+        })
+    };
+
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..concurrency {
+        let (client, base, key, bodies, next) =
+            (client.clone(), base.clone(), key.clone(), bodies.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            let mut accepted = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let resp = client
+                    .post(format!("{base}/api/v1/events"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                if !resp.status().is_success() {
+                    bail!("batch {i} answered {}", resp.status());
+                }
+                let v: serde_json::Value = resp.json().await?;
+                accepted += v["accepted"].as_u64().unwrap_or(0);
+            }
+            Ok(accepted)
+        }));
+    }
+    let mut accepted = 0;
+    for c in clients {
+        accepted += c.await.context("client task")??;
+    }
+    let ingest_secs = started.elapsed().as_secs_f64();
+    while rescoring && store.pending_rescore(ws.id).await? > 0 {
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let caught_up = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let mut lat = probe.await.context("probe task")?;
+    lat.sort_by(f64::total_cmp);
+    running.stop().await;
+    println!("accepted:            {accepted} events");
+    println!(
+        "ingest:              {:.0} events/s ({ingest_secs:.1} s)",
+        accepted as f64 / ingest_secs
+    );
+    println!(
+        "rescoring caught up: {caught_up:.1} s after start ({:.0} events/s end to end)",
+        accepted as f64 / caught_up
+    );
+    println!(
+        "accepted → score visible: n={} p50={:.0} ms p99={:.0} ms max={:.0} ms",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+    println!("peak RSS (server + load generator): {:.0} MB", peak_rss_mb());
+    Ok(())
+}
+
+async fn rescore(url: Option<String>, dir: &tempfile::TempDir, n: usize) -> anyhow::Result<()> {
+    let (_, store) = bench_store(url, dir).await?;
+    println!("backend: {}; {n} customers with 90 days of history", store.backend());
+    let ws = store.create_workspace("Bench", Utc::now()).await?;
+    let now = Utc::now();
+    let load = Instant::now();
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut events = 0usize;
+    for (chunk_no, chunk) in customers(n, "c").chunks(1000).enumerate() {
+        store.upsert_customers(ws.id, chunk, now).await?;
+        // Per customer: 4 users active on about half the days, a feature a
+        // day, weekly seat counts, monthly payments, a ticket, an NPS answer.
+        let mut batch = Vec::new();
+        for c in chunk {
+            for d in 0..90i64 {
+                let day = now - Duration::days(89 - d) - Duration::hours(2);
+                let id = |k: &str| format!("{}-{d}-{k}", c.external_id);
+                for u in 0..4 {
+                    if rng.gen_bool(0.5) {
+                        batch.push(Event {
+                            id: id(&format!("u{u}")),
+                            customer_id: c.external_id.clone(),
+                            occurred_at: day,
+                            kind: EventKind::UserActive {
+                                user_id: format!("u{u}"),
+                            },
+                        });
+                    }
+                }
+                batch.push(Event {
+                    id: id("f"),
+                    customer_id: c.external_id.clone(),
+                    occurred_at: day,
+                    kind: EventKind::FeatureUsed {
+                        feature: format!("f{}", rng.gen_range(0..6)),
+                        user_id: None,
+                    },
+                });
+                if d % 7 == 0 {
+                    batch.push(Event {
+                        id: id("s"),
+                        customer_id: c.external_id.clone(),
+                        occurred_at: day,
+                        kind: EventKind::SeatsChanged {
+                            seats_used: rng.gen_range(8..20),
+                            seats_purchased: None,
+                        },
+                    });
+                }
+                if d % 30 == 0 {
+                    batch.push(Event {
+                        id: id("p"),
+                        customer_id: c.external_id.clone(),
+                        occurred_at: day,
+                        kind: EventKind::PaymentSucceeded { amount: 500.0 },
+                    });
+                }
+                if d == 40 {
+                    batch.push(Event {
+                        id: id("n"),
+                        customer_id: c.external_id.clone(),
+                        occurred_at: day,
+                        kind: EventKind::NpsResponse {
+                            score: rng.gen_range(0..=10),
+                        },
+                    });
+                    batch.push(Event {
+                        id: id("t"),
+                        customer_id: c.external_id.clone(),
+                        occurred_at: day,
+                        kind: EventKind::TicketOpened {
+                            ticket_id: "t1".into(),
+                            priority: perly_domain::event::TicketPriority::High,
+                        },
+                    });
+                }
+            }
+        }
+        events += batch.len();
+        for b in batch.chunks(5000) {
+            store.ingest_events(ws.id, b, now).await?;
+        }
+        if chunk_no % 10 == 9 {
+            println!(
+                "  loaded {} customers, {events} events ({:.0} s)",
+                (chunk_no + 1) * 1000,
+                load.elapsed().as_secs_f64()
+            );
+        }
+    }
+    println!("loaded {events} events in {:.1} s", load.elapsed().as_secs_f64());
+    let rescorer = crate::rescore::Rescorer::new(store.clone(), 2_000);
+    // A first pass scores everything once (so alert state exists), then the timed full rescore.
+    rescorer.run_once(now).await?;
+    store
+        .set_scorecard(ws.id, &perly_domain::scorecard::Scorecard::default(), now)
+        .await?;
+    let started = Instant::now();
+    let stats = rescorer.run_once(now + Duration::hours(1)).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "full rescore: {} customers in {secs:.2} s ({:.0} customers/s), {} alerts",
+        stats.scored,
+        stats.scored as f64 / secs,
+        stats.alerts
+    );
+    println!("peak RSS: {:.0} MB", peak_rss_mb());
+    Ok(())
 }

@@ -158,9 +158,10 @@ pub fn profiles(count: usize) -> Vec<Profile> {
                 Archetype::NearLimit => "pro",
                 _ => ["starter", "pro", "pro", "enterprise"][rng.gen_range(0..4)],
             };
+            // Most accounts bought room to grow; growing ones are close to their limit.
             let seats = match archetype {
                 Archetype::Growing => users + 2,
-                _ => users + rng.gen_range(2..=8),
+                _ => users + users / 2 + rng.gen_range(2..=8),
             };
             Profile {
                 input: CustomerInput {
@@ -368,7 +369,7 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
 /// Creates the demo workspace's customers and replays 90 days of history
 /// ending at `now`, rescoring after each simulated day.
 pub async fn seed(store: &Arc<dyn Store>, ws: WorkspaceId, count: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
-    store.set_scorecard(ws, &scorecard()).await?;
+    store.set_scorecard(ws, &scorecard(), now).await?;
     let people = profiles(count);
     let first_day = now - Duration::days(DAYS - 1);
     let first_midnight = Utc
@@ -424,7 +425,7 @@ fn live_events(people: &[Profile], now: DateTime<Utc>, rng: &mut StdRng) -> Vec<
                 score: rng.gen_range(0..=10),
             },
             4..=20 => EventKind::FeatureUsed {
-                feature: FEATURES[rng.gen_range(0..FEATURES.len())].into(),
+                feature: FEATURES[rng.gen_range(0..5)].into(),
                 user_id: Some(user),
             },
             _ => EventKind::UserActive { user_id: user },

@@ -50,24 +50,31 @@ impl Rescorer {
         }
     }
 
-    /// Rescores every customer that is waiting, in every workspace.
+    /// Rescores every customer that is waiting, in every workspace, at `now`.
     pub async fn run_once(&self, now: DateTime<Utc>) -> perly_store::Result<PassStats> {
+        self.pass(&|| now).await
+    }
+
+    /// One pass; `now` is read for each batch, so a long pass stamps scores
+    /// with the time they were computed.
+    async fn pass(&self, now: &(dyn Fn() -> DateTime<Utc> + Sync)) -> perly_store::Result<PassStats> {
         let mut stats = PassStats::default();
         for ws in self.store.list_workspaces().await? {
             let card = Arc::new(self.store.scorecard(ws.id).await?);
             loop {
-                let claimed = self.store.claim_rescore(ws.id, self.batch, now).await?;
+                let at = now();
+                let claimed = self.store.claim_rescore(ws.id, self.batch, at).await?;
                 if claimed.is_empty() {
                     break;
                 }
                 let card = card.clone();
                 let results = tokio::task::spawn_blocking(move || {
-                    claimed.into_iter().map(|c| rescore(c, &card, now)).collect::<Vec<_>>()
+                    claimed.into_iter().map(|c| rescore(c, &card, at)).collect::<Vec<_>>()
                 })
                 .await
                 .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
                 stats.scored += results.len();
-                stats.alerts += self.store.record_scores(ws.id, &results, now).await?;
+                stats.alerts += self.store.record_scores(ws.id, &results, at).await?;
             }
         }
         Ok(stats)
@@ -77,7 +84,7 @@ impl Rescorer {
     pub async fn mark_stale(&self, now: DateTime<Utc>, after: chrono::Duration) -> perly_store::Result<u64> {
         let mut n = 0;
         for ws in self.store.list_workspaces().await? {
-            n += self.store.mark_stale(ws.id, now - after).await?;
+            n += self.store.mark_stale(ws.id, now - after, now).await?;
         }
         Ok(n)
     }
@@ -103,7 +110,8 @@ impl Rescorer {
                 }
                 last_sweep = Some(now);
             }
-            match self.run_once(now).await {
+            let read = || clock.now();
+            match self.pass(&read).await {
                 Ok(s) if s.scored > 0 => tracing::debug!(scored = s.scored, alerts = s.alerts, "rescoring pass"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "rescoring pass failed, will retry"),

@@ -59,10 +59,12 @@ CREATE TABLE rollups (
     data BLOB NOT NULL,
     version INTEGER NOT NULL,
     dirty INTEGER NOT NULL,
+    -- When the rollup became dirty: rescoring takes the oldest first.
+    dirty_at INTEGER NOT NULL DEFAULT 0,
     lease_until INTEGER,
     updated_at INTEGER NOT NULL
 );
-CREATE INDEX rollups_dirty ON rollups (workspace_id, dirty) WHERE dirty = 1;
+CREATE INDEX rollups_dirty ON rollups (workspace_id, dirty_at) WHERE dirty = 1;
 
 CREATE TABLE events (
     workspace_id TEXT NOT NULL,

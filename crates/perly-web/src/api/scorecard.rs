@@ -31,7 +31,7 @@ pub async fn update(
     ApiJson(card): ApiJson<Scorecard>,
 ) -> Result<Json<Scorecard>, ApiError> {
     card.validate()?;
-    state.store.set_scorecard(ws.id, &card).await?;
+    state.store.set_scorecard(ws.id, &card, state.now()).await?;
     state.rescore.notify_one();
     Ok(Json(card))
 }
