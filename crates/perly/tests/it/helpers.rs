@@ -106,6 +106,12 @@ async fn spawn_with(worker: bool) -> TestApp {
 }
 
 impl TestApp {
+    /// The SQLite file, when the test runs on SQLite.
+    pub fn database_file(&self) -> Option<std::path::PathBuf> {
+        let path = self._dir.path().join("perly.db");
+        path.exists().then_some(path)
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

@@ -80,3 +80,22 @@ async fn another_workspace_cannot_see_or_touch_customers_and_alerts() {
     assert_eq!(status, 200);
     assert_eq!(app.get("/api/v1/scorecard").await.1["risk_bands"]["low"], 75.0);
 }
+
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest_and_scoped_to_their_workspace() {
+    let app = spawn_app().await;
+    let (b, _) = app.other_workspace("Other Co").await;
+    let url = "https://hooks.slack.com/services/T000/B000/very-secret-token";
+    app.store.put_secret(app.ws, "slack/customer-health", url, app.now()).await.expect("put");
+    assert_eq!(app.store.get_secret(app.ws, "slack/customer-health").await.expect("get").as_deref(), Some(url));
+    assert_eq!(app.store.get_secret(b, "slack/customer-health").await.expect("get"), None);
+
+    // What the database holds is ciphertext.
+    if let Some(path) = app.database_file() {
+        let raw = std::fs::read(&path).expect("read database file");
+        let wal = std::fs::read(format!("{}-wal", path.display())).unwrap_or_default();
+        let needle = b"very-secret-token";
+        assert!(!raw.windows(needle.len()).any(|w| w == needle));
+        assert!(!wal.windows(needle.len()).any(|w| w == needle));
+    }
+}
