@@ -281,9 +281,9 @@ pub fn detect(
             now_ms - i64::from(thresholds.expansion_days) * DAY_MS,
             now_ms,
         );
-    let last = f64::from(rollup.user_days(today - 29, today));
-    let prior = f64::from(rollup.user_days(today - 59, today - 30));
-    let growth = if prior >= 30.0 { last / prior - 1.0 } else { 0.0 };
+    // Usage growth needs a prior window with history and at least one active user a day.
+    let (last, prior) = rollup.dau_windows(today).unwrap_or((0.0, 0.0));
+    let growth = if prior >= 1.0 { last / prior - 1.0 } else { 0.0 };
     let growing = growth >= thresholds.expansion_usage_growth;
     if !state.expansion && (seats_sustained || growing) {
         let mut facts_text = Vec::new();
@@ -296,10 +296,8 @@ pub fn detect(
         }
         if growing {
             facts_text.push(format!(
-                "Daily active users up {:.0}% vs prior 30 days (avg {:.1} → {:.1})",
-                growth * 100.0,
-                prior / 30.0,
-                last / 30.0
+                "Daily active users up {:.0}% vs prior 30 days (avg {prior:.1} → {last:.1})",
+                growth * 100.0
             ));
         }
         let headline = format!("Expansion signal: {}", facts_text.first().cloned().unwrap_or_default());
@@ -590,6 +588,59 @@ mod tests {
         // Day 4: 90→80 fires. Day 6: 85 recovers half of 90→79 → closes.
         // Day 8: 75 is 11 below the high since re-arming (86) → fires again.
         assert_eq!(drops, vec![4, 8]);
+    }
+
+    #[test]
+    fn a_new_customer_ramping_up_is_not_an_expansion_signal_until_it_has_history() {
+        let now = t0();
+        let mut r = Rollup::default();
+        // Active for the last 40 days only, with usage rising: too new to compare.
+        for d in 0..40 {
+            for u in 0..(2 + (40 - d) / 5) {
+                r.apply(&crate::event::Event {
+                    id: format!("e{d}-{u}"),
+                    customer_id: "c".into(),
+                    occurred_at: now - Duration::days(d),
+                    kind: crate::event::EventKind::UserActive {
+                        user_id: format!("u{u}"),
+                    },
+                });
+            }
+        }
+        let card = Scorecard::default();
+        let a = detect(
+            &AlertState::default(),
+            &sc(80, None),
+            &r,
+            &CustomerFacts::default(),
+            &card,
+            now,
+        );
+        assert!(
+            a.alerts.iter().all(|x| x.kind != AlertKind::ExpansionSignal),
+            "{:?}",
+            a.alerts
+        );
+        // Thirty days on, with sustained growth, it is one.
+        for d in 0..30 {
+            for u in 0..12 {
+                r.apply(&crate::event::Event {
+                    id: format!("later{d}-{u}"),
+                    customer_id: "c".into(),
+                    occurred_at: now + Duration::days(30 - d),
+                    kind: crate::event::EventKind::UserActive {
+                        user_id: format!("u{u}"),
+                    },
+                });
+            }
+        }
+        let later = now + Duration::days(30);
+        let a = detect(&a.state, &sc(80, None), &r, &CustomerFacts::default(), &card, later);
+        assert!(
+            a.alerts.iter().any(|x| x.kind == AlertKind::ExpansionSignal),
+            "{:?}",
+            a.alerts
+        );
     }
 
     #[test]

@@ -88,6 +88,11 @@ impl DayBits {
         }
     }
 
+    /// The oldest marked day.
+    pub fn oldest(&self) -> Option<i32> {
+        (self.bits != 0).then(|| self.last_day - (127 - self.bits.leading_zeros() as i32))
+    }
+
     /// The newest marked day.
     pub fn newest(&self) -> Option<i32> {
         (self.bits != 0).then_some(self.last_day)
@@ -455,6 +460,21 @@ impl Rollup {
         self.users.iter().map(|u| u.days.count_in(from_day, to_day)).sum()
     }
 
+    /// Average daily active users over the last 30 days and over the prior 30,
+    /// counting only days since the first activity seen. `None` when the
+    /// prior window has fewer than 14 days of history (too new to compare).
+    pub fn dau_windows(&self, today: i32) -> Option<(f64, f64)> {
+        let first = self.users.iter().filter_map(|u| u.days.oldest()).min()?;
+        let prior_from = (today - 59).max(first);
+        let prior_days = today - 30 - prior_from + 1;
+        if prior_days < 14 {
+            return None;
+        }
+        let last = f64::from(self.user_days(today - 29, today)) / 30.0;
+        let prior = f64::from(self.user_days(prior_from, today - 30)) / f64::from(prior_days);
+        Some((last, prior))
+    }
+
     /// Distinct users active in `[from_day, to_day]`.
     pub fn distinct_users(&self, from_day: i32, to_day: i32) -> u32 {
         self.users.iter().filter(|u| u.days.any_in(from_day, to_day)).count() as u32
@@ -493,6 +513,9 @@ mod tests {
         b.mark(300);
         assert_eq!(b.count_in(0, 200), 0);
         assert_eq!(b.newest(), Some(300));
+        assert_eq!(b.oldest(), Some(300));
+        b.mark(250);
+        assert_eq!(b.oldest(), Some(250));
     }
 
     #[test]

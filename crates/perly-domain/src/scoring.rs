@@ -177,19 +177,21 @@ fn measure(
             if r.users.is_empty() {
                 return Err(no_data());
             }
-            let last = f64::from(r.user_days(today - 29, today)) / 30.0;
-            let prior = f64::from(r.user_days(today - 59, today - 30)) / 30.0;
-            let older = r.user_days(today - 127, today - 60) > 0;
-            if prior == 0.0 && !older {
-                if last > 0.0 {
-                    return Err("less than 30 days of usage history to compare against".into());
-                }
-                return Err(no_data());
-            }
-            let ratio = if prior > 0.0 { last / prior } else { 0.0 };
+            let Some((last, prior)) = r.dau_windows(today) else {
+                return Err("less than 44 days of usage history to compare against".into());
+            };
+            let ratio = if prior > 0.0 {
+                last / prior
+            } else if last > 0.0 {
+                2.0
+            } else {
+                0.0
+            };
             let change = ratio - 1.0;
-            let detail = if prior == 0.0 {
+            let detail = if prior == 0.0 && last == 0.0 {
                 "No active users in the last 60 days".to_owned()
+            } else if prior == 0.0 {
+                format!("Daily active users back from none to avg {last:.1} vs prior 30 days")
             } else if change.abs() < 0.05 {
                 format!("Daily active users steady vs prior 30 days (avg {prior:.1} → {last:.1})")
             } else {

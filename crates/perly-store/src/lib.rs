@@ -73,6 +73,24 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<User>;
     async fn find_user(&self, ws: WorkspaceId, id: UserId) -> Result<Option<User>>;
+    /// Users with this email in any workspace: signing in picks the workspace
+    /// by the password that matches, so this is not scoped by one.
+    async fn users_by_email(&self, email: &str) -> Result<Vec<User>>;
+    async fn list_users(&self, ws: WorkspaceId) -> Result<Vec<User>>;
+    async fn set_user_role(&self, ws: WorkspaceId, id: UserId, role: Role) -> Result<()>;
+    /// Removes a user and signs them out everywhere.
+    async fn remove_user(&self, ws: WorkspaceId, id: UserId) -> Result<()>;
+    /// Starts a session; returns the cookie token (shown once, stored hashed).
+    async fn create_session(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<String>;
+    /// The live session of a cookie token. The token names the workspace.
+    async fn session(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Session>>;
+    async fn delete_session(&self, token: &str) -> Result<()>;
     /// Creates a key; the plaintext is returned once and only its hash is kept.
     async fn create_api_key(&self, ws: WorkspaceId, label: &str, now: DateTime<Utc>) -> Result<(ApiKey, String)>;
     async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKey>>;
@@ -115,6 +133,12 @@ pub trait Store: Send + Sync + 'static {
         history_since: DateTime<Utc>,
     ) -> Result<Option<CustomerDetail>>;
     async fn list_alerts(&self, ws: WorkspaceId, query: &AlertQuery) -> Result<Page<AlertRecord>>;
+    /// The newest events of a customer.
+    async fn recent_events(&self, ws: WorkspaceId, external_id: &str, limit: usize) -> Result<Vec<EventRecord>>;
+    /// Scored customers counted by (score, risk level).
+    async fn score_buckets(&self, ws: WorkspaceId) -> Result<Vec<ScoreBucket>>;
+    /// Distinct owners and plans, for filters.
+    async fn customer_facets(&self, ws: WorkspaceId) -> Result<(Vec<String>, Vec<String>)>;
 
     // Secrets (encrypted with the configured key before they reach the database).
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()>;

@@ -118,11 +118,58 @@ pub enum CustomerSort {
     NameAsc,
     #[serde(rename = "-name")]
     NameDesc,
+    /// Largest drop first.
+    #[serde(rename = "delta")]
+    DeltaAsc,
+    #[serde(rename = "-delta")]
+    DeltaDesc,
+    #[serde(rename = "mrr")]
+    MrrAsc,
+    /// Largest accounts first.
+    #[serde(rename = "-mrr")]
+    MrrDesc,
+}
+
+impl CustomerSort {
+    pub const ALL: [CustomerSort; 8] = [
+        Self::ScoreAsc,
+        Self::ScoreDesc,
+        Self::NameAsc,
+        Self::NameDesc,
+        Self::DeltaAsc,
+        Self::DeltaDesc,
+        Self::MrrAsc,
+        Self::MrrDesc,
+    ];
+
+    /// The query-string value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ScoreAsc => "score",
+            Self::ScoreDesc => "-score",
+            Self::NameAsc => "name",
+            Self::NameDesc => "-name",
+            Self::DeltaAsc => "delta",
+            Self::DeltaDesc => "-delta",
+            Self::MrrAsc => "mrr",
+            Self::MrrDesc => "-mrr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct CustomerQuery {
     pub risk: Option<RiskLevel>,
+    /// Exact owner email.
+    pub owner: Option<String>,
+    /// Exact plan.
+    pub plan: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
     pub sort: CustomerSort,
     pub limit: usize,
     /// Opaque cursor from the previous page.
@@ -175,6 +222,7 @@ pub struct CustomerDetail {
 #[derive(Debug, Clone, Default)]
 pub struct AlertQuery {
     pub kind: Option<AlertKind>,
+    pub risk: Option<RiskLevel>,
     pub customer_external_id: Option<String>,
     pub limit: usize,
     pub cursor: Option<String>,
@@ -194,4 +242,34 @@ pub struct AlertRecord {
     pub signals: Vec<String>,
     pub suggested_action: String,
     pub occurred_at: DateTime<Utc>,
+}
+
+/// A signed-in browser session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub workspace: Workspace,
+    /// Token every form must carry.
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A stored event, for the customer profile.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct EventRecord {
+    pub id: String,
+    pub r#type: String,
+    pub occurred_at: DateTime<Utc>,
+    /// The event as received (normalised).
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// How many scored customers have each (score, risk level): enough to preview
+/// a change of risk bands without reading every customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreBucket {
+    pub score: i64,
+    pub risk_level: Option<RiskLevel>,
+    pub customers: i64,
 }

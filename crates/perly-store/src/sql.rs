@@ -190,6 +190,60 @@ fn customer_from(row: &AnyRow) -> Result<CustomerSummary> {
     })
 }
 
+/// The ORDER BY expression of a sort and whether it descends. Unscored
+/// customers (and missing values) sort last either way.
+fn sort_expression(sort: CustomerSort) -> (&'static str, bool) {
+    match sort {
+        CustomerSort::ScoreAsc => ("c.sort_score", false),
+        CustomerSort::ScoreDesc => ("(CASE WHEN c.score IS NULL THEN -1 ELSE c.score END)", true),
+        CustomerSort::NameAsc => ("c.name", false),
+        CustomerSort::NameDesc => ("c.name", true),
+        CustomerSort::DeltaAsc => ("(CASE WHEN c.delta IS NULL THEN 1000 ELSE c.delta END)", false),
+        CustomerSort::DeltaDesc => ("(CASE WHEN c.delta IS NULL THEN -1000 ELSE c.delta END)", true),
+        CustomerSort::MrrAsc => ("(CASE WHEN c.mrr IS NULL THEN 1e300 ELSE c.mrr END)", false),
+        CustomerSort::MrrDesc => ("(CASE WHEN c.mrr IS NULL THEN -1.0 ELSE c.mrr END)", true),
+    }
+}
+
+/// A value to bind: a filter or the sort key of a cursor.
+enum SortValue {
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl SortValue {
+    /// The sort key of a row, matching [`sort_expression`].
+    fn of(sort: CustomerSort, c: &CustomerSummary) -> Self {
+        match sort {
+            CustomerSort::ScoreAsc => Self::Int(c.score.unwrap_or(1000)),
+            CustomerSort::ScoreDesc => Self::Int(c.score.unwrap_or(-1)),
+            CustomerSort::NameAsc | CustomerSort::NameDesc => Self::Text(c.name.clone()),
+            CustomerSort::DeltaAsc => Self::Int(c.delta.unwrap_or(1000)),
+            CustomerSort::DeltaDesc => Self::Int(c.delta.unwrap_or(-1000)),
+            CustomerSort::MrrAsc => Self::Real(c.mrr.unwrap_or(1e300)),
+            CustomerSort::MrrDesc => Self::Real(c.mrr.unwrap_or(-1.0)),
+        }
+    }
+
+    fn from_cursor(sort: CustomerSort, v: &serde_json::Value) -> Result<Self> {
+        let bad = || Error::Invalid("cursor is not one this API returned".into());
+        Ok(match sort {
+            CustomerSort::NameAsc | CustomerSort::NameDesc => Self::Text(v.as_str().ok_or_else(bad)?.to_owned()),
+            CustomerSort::MrrAsc | CustomerSort::MrrDesc => Self::Real(v.as_f64().ok_or_else(bad)?),
+            _ => Self::Int(v.as_i64().ok_or_else(bad)?),
+        })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Int(v) => serde_json::json!(v),
+            Self::Real(v) => serde_json::json!(v),
+            Self::Text(v) => serde_json::json!(v),
+        }
+    }
+}
+
 const ALERT_COLUMNS: &str = "a.id, a.kind, c.external_id, c.name, a.risk_level, a.score, a.delta, a.headline, \
      a.signals, a.suggested_action, a.occurred_at";
 
@@ -862,51 +916,62 @@ impl Store for SqlStore {
 
     async fn list_customers(&self, ws: WorkspaceId, query: &CustomerQuery) -> Result<Page<CustomerSummary>> {
         let limit = query.limit.clamp(1, 500);
-        // (sort expression, direction, cursor value of a row)
-        let (expr, desc) = match query.sort {
-            CustomerSort::ScoreAsc => ("c.sort_score", false),
-            CustomerSort::ScoreDesc => ("(CASE WHEN c.score IS NULL THEN -1 ELSE c.score END)", true),
-            CustomerSort::NameAsc => ("c.name", false),
-            CustomerSort::NameDesc => ("c.name", true),
-        };
+        let sort = query.sort;
+        let (expr, desc) = sort_expression(sort);
         let (cmp, dir) = if desc { ("<", "DESC") } else { (">", "ASC") };
         let mut sql =
             format!("SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.workspace_id = $1 AND c.archived_at IS NULL");
-        let mut n = 1;
-        if query.risk.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND c.risk_level = ${n}"));
-        }
-        let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
-        if cursor.is_some() {
-            sql.push_str(&format!(" AND ({expr}, c.id) {cmp} (${}, ${})", n + 1, n + 2));
-            n += 2;
-        }
-        sql.push_str(&format!(" ORDER BY {expr} {dir}, c.id {dir} LIMIT ${}", n + 1));
-        let mut q = sqlx::query(&sql).bind(ws.to_string());
+        let mut args: Vec<SortValue> = Vec::new();
+        let mut filter = |sql: &mut String, clause: &str, value: SortValue| {
+            args.push(value);
+            sql.push_str(&clause.replace("$?", &format!("${}", args.len() + 1)));
+        };
         if let Some(r) = query.risk {
-            q = q.bind(r.as_str());
+            filter(
+                &mut sql,
+                " AND c.risk_level = $?",
+                SortValue::Text(r.as_str().to_owned()),
+            );
         }
-        if let Some((value, id)) = &cursor {
-            q = match value {
-                serde_json::Value::Number(v) => q.bind(v.as_i64().unwrap_or_default()),
-                serde_json::Value::String(s) => q.bind(s.clone()),
-                _ => return Err(Error::Invalid("cursor is not one this API returned".into())),
+        if let Some(o) = &query.owner {
+            filter(&mut sql, " AND c.owner_email = $?", SortValue::Text(o.clone()));
+        }
+        if let Some(p) = &query.plan {
+            filter(&mut sql, " AND c.plan = $?", SortValue::Text(p.clone()));
+        }
+        if let Some(q) = query.search.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            let escaped = q
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            filter(
+                &mut sql,
+                " AND LOWER(c.name) LIKE $? ESCAPE '\\'",
+                SortValue::Text(format!("%{escaped}%")),
+            );
+        }
+        if let Some((value, id)) = query.cursor.as_deref().map(decode_cursor).transpose()? {
+            let value = SortValue::from_cursor(sort, &value)?;
+            filter(&mut sql, &format!(" AND ({expr}, c.id) {cmp} ($?, "), value);
+            filter(&mut sql, "$?)", SortValue::Text(id));
+        }
+        sql.push_str(&format!(" ORDER BY {expr} {dir}, c.id {dir} LIMIT ${}", args.len() + 2));
+        let mut q = sqlx::query(&sql).bind(ws.to_string());
+        for a in args {
+            q = match a {
+                SortValue::Int(v) => q.bind(v),
+                SortValue::Real(v) => q.bind(v),
+                SortValue::Text(v) => q.bind(v),
             };
-            q = q.bind(id.clone());
         }
         let rows = q.bind((limit + 1) as i64).fetch_all(&self.pools.read).await?;
         let mut items = rows.iter().map(customer_from).collect::<Result<Vec<_>>>()?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|c| {
-                let value = match query.sort {
-                    CustomerSort::ScoreAsc => serde_json::json!(c.score.unwrap_or(1000)),
-                    CustomerSort::ScoreDesc => serde_json::json!(c.score.unwrap_or(-1)),
-                    CustomerSort::NameAsc | CustomerSort::NameDesc => serde_json::json!(c.name),
-                };
-                encode_cursor(&value, &c.id.to_string())
-            })
+            items
+                .last()
+                .map(|c| encode_cursor(&SortValue::of(sort, c).to_json(), &c.id.to_string()))
         } else {
             None
         };
@@ -987,6 +1052,10 @@ impl Store for SqlStore {
             n += 1;
             sql.push_str(&format!(" AND c.external_id = ${n}"));
         }
+        if query.risk.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND a.risk_level = ${n}"));
+        }
         let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
         if cursor.is_some() {
             sql.push_str(&format!(" AND (a.occurred_at, a.id) < (${}, ${})", n + 1, n + 2));
@@ -999,6 +1068,9 @@ impl Store for SqlStore {
         }
         if let Some(c) = &query.customer_external_id {
             q = q.bind(c.clone());
+        }
+        if let Some(r) = query.risk {
+            q = q.bind(r.as_str());
         }
         if let Some((value, id)) = &cursor {
             let at = value
@@ -1017,6 +1089,183 @@ impl Store for SqlStore {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    async fn users_by_email(&self, email: &str) -> Result<Vec<User>> {
+        sqlx::query("SELECT * FROM users WHERE email = $1 ORDER BY created_at")
+            .bind(email.trim().to_lowercase())
+            .fetch_all(&self.pools.read)
+            .await?
+            .iter()
+            .map(user_from)
+            .collect()
+    }
+
+    async fn list_users(&self, ws: WorkspaceId) -> Result<Vec<User>> {
+        sqlx::query("SELECT * FROM users WHERE workspace_id = $1 ORDER BY email")
+            .bind(ws.to_string())
+            .fetch_all(&self.pools.read)
+            .await?
+            .iter()
+            .map(user_from)
+            .collect()
+    }
+
+    async fn set_user_role(&self, ws: WorkspaceId, id: UserId, role: Role) -> Result<()> {
+        let done = sqlx::query("UPDATE users SET role = $3 WHERE workspace_id = $1 AND id = $2")
+            .bind(ws.to_string())
+            .bind(id.to_string())
+            .bind(role.as_str())
+            .execute(&self.pools.write)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn remove_user(&self, ws: WorkspaceId, id: UserId) -> Result<()> {
+        let mut tx = self.pools.write.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE workspace_id = $1 AND user_id = $2")
+            .bind(ws.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE workspace_id = $1 AND id = $2")
+            .bind(ws.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<String> {
+        let token = crate::auth::random_token(32);
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, workspace_id, user_id, csrf_token, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(api_key_hash(&token))
+        .bind(ws.to_string())
+        .bind(user.to_string())
+        .bind(crate::auth::random_token(32))
+        .bind(ms(now))
+        .bind(ms(now + ttl))
+        .execute(&self.pools.write)
+        .await?;
+        Ok(token)
+    }
+
+    async fn session(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT s.csrf_token, s.expires_at, u.id, u.workspace_id, u.email, u.password_hash, u.role, u.created_at, \
+             w.name AS ws_name, w.slug AS ws_slug, w.created_at AS ws_created_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id AND u.workspace_id = s.workspace_id \
+             JOIN workspaces w ON w.id = s.workspace_id WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(api_key_hash(token))
+        .bind(ms(now))
+        .fetch_optional(&self.pools.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user = user_from(&row)?;
+        let workspace = Workspace {
+            id: user.workspace_id,
+            name: row.try_get("ws_name")?,
+            slug: row.try_get("ws_slug")?,
+            created_at: time(row.try_get("ws_created_at")?),
+        };
+        Ok(Some(Session {
+            user,
+            workspace,
+            csrf_token: row.try_get("csrf_token")?,
+            expires_at: time(row.try_get("expires_at")?),
+        }))
+    }
+
+    async fn delete_session(&self, token: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(api_key_hash(token))
+            .execute(&self.pools.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn recent_events(&self, ws: WorkspaceId, external_id: &str, limit: usize) -> Result<Vec<EventRecord>> {
+        sqlx::query(
+            "SELECT e.event_id, e.type, e.occurred_at, e.payload FROM events e JOIN customers c ON c.id = e.customer_id \
+             WHERE e.workspace_id = $1 AND c.workspace_id = $1 AND c.external_id = $2 ORDER BY e.occurred_at DESC LIMIT $3",
+        )
+        .bind(ws.to_string())
+        .bind(external_id.to_owned())
+        .bind(limit.clamp(1, 500) as i64)
+        .fetch_all(&self.pools.read)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(EventRecord {
+                id: r.try_get("event_id")?,
+                r#type: r.try_get("type")?,
+                occurred_at: time(r.try_get("occurred_at")?),
+                payload: serde_json::from_str(&r.try_get::<String, _>("payload")?).map_err(|e| corrupt("event", e))?,
+            })
+        })
+        .collect()
+    }
+
+    async fn score_buckets(&self, ws: WorkspaceId) -> Result<Vec<ScoreBucket>> {
+        sqlx::query(
+            "SELECT score, risk_level, COUNT(*) AS n FROM customers WHERE workspace_id = $1 AND archived_at IS NULL \
+             AND score IS NOT NULL GROUP BY score, risk_level",
+        )
+        .bind(ws.to_string())
+        .fetch_all(&self.pools.read)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ScoreBucket {
+                score: r.try_get("score")?,
+                risk_level: r
+                    .try_get::<Option<String>, _>("risk_level")?
+                    .map(|s| parse("risk level", &s))
+                    .transpose()?,
+                customers: r.try_get("n")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn customer_facets(&self, ws: WorkspaceId) -> Result<(Vec<String>, Vec<String>)> {
+        let column = |sql: &'static str| {
+            let ws = ws.to_string();
+            async move {
+                sqlx::query(sql)
+                    .bind(ws)
+                    .fetch_all(&self.pools.read)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>("v").map_err(Error::from))
+                    .collect::<Result<Vec<String>>>()
+            }
+        };
+        let owners = column(
+            "SELECT DISTINCT owner_email AS v FROM customers WHERE workspace_id = $1 AND owner_email IS NOT NULL ORDER BY v LIMIT 200",
+        )
+        .await?;
+        let plans =
+            column("SELECT DISTINCT plan AS v FROM customers WHERE workspace_id = $1 AND plan IS NOT NULL ORDER BY v LIMIT 200")
+                .await?;
+        Ok((owners, plans))
     }
 
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()> {

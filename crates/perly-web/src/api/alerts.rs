@@ -24,6 +24,8 @@ pub struct ListParams {
     kind: Option<AlertKind>,
     /// A customer's external id.
     customer_id: Option<String>,
+    /// Only alerts at this risk level.
+    risk_level: Option<perly_domain::risk::RiskLevel>,
     /// Page size, 1–500 (default 50).
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
@@ -47,6 +49,7 @@ pub async fn list(
 ) -> Result<Json<AlertList>, ApiError> {
     let query = AlertQuery {
         kind: p.kind,
+        risk: p.risk_level,
         customer_external_id: p.customer_id,
         limit: p.limit.unwrap_or(50),
         cursor: p.cursor,

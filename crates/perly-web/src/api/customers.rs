@@ -129,7 +129,13 @@ pub async fn create(
 pub struct ListParams {
     /// Only customers at this risk level.
     risk_level: Option<RiskLevel>,
-    /// `score` (lowest first, the default), `-score`, `name` or `-name`.
+    /// Only customers of this owner (exact email).
+    owner_email: Option<String>,
+    /// Only customers on this plan.
+    plan: Option<String>,
+    /// Name contains this (case-insensitive).
+    q: Option<String>,
+    /// `score` (lowest first, the default), `-score`, `name`, `-name`, `delta` (largest drop first), `-delta`, `mrr`, `-mrr`.
     #[param(value_type = Option<String>)]
     sort: Option<CustomerSort>,
     /// Page size, 1–500 (default 50).
@@ -155,6 +161,9 @@ pub async fn list(
 ) -> Result<Json<CustomerList>, ApiError> {
     let query = CustomerQuery {
         risk: p.risk_level,
+        owner: p.owner_email,
+        plan: p.plan,
+        search: p.q,
         sort: p.sort.unwrap_or_default(),
         limit: p.limit.unwrap_or(50),
         cursor: p.cursor,

@@ -86,9 +86,22 @@ async fn secrets_are_encrypted_at_rest_and_scoped_to_their_workspace() {
     let app = spawn_app().await;
     let (b, _) = app.other_workspace("Other Co").await;
     let url = "https://hooks.slack.com/services/T000/B000/very-secret-token";
-    app.store.put_secret(app.ws, "slack/customer-health", url, app.now()).await.expect("put");
-    assert_eq!(app.store.get_secret(app.ws, "slack/customer-health").await.expect("get").as_deref(), Some(url));
-    assert_eq!(app.store.get_secret(b, "slack/customer-health").await.expect("get"), None);
+    app.store
+        .put_secret(app.ws, "slack/customer-health", url, app.now())
+        .await
+        .expect("put");
+    assert_eq!(
+        app.store
+            .get_secret(app.ws, "slack/customer-health")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some(url)
+    );
+    assert_eq!(
+        app.store.get_secret(b, "slack/customer-health").await.expect("get"),
+        None
+    );
 
     // What the database holds is ciphertext.
     if let Some(path) = app.database_file() {

@@ -177,12 +177,21 @@ async fn the_scorecard_is_editable_and_validated() {
 #[tokio::test]
 async fn customers_are_listed_by_score_filtered_by_risk_and_paged_with_a_cursor() {
     let app = spawn_app().await;
-    let rows: Vec<_> = (0..7).map(|i| json!({"external_id": format!("c{i}"), "name": format!("Customer {i}")})).collect();
+    let rows: Vec<_> = (0..7)
+        .map(|i| json!({"external_id": format!("c{i}"), "name": format!("Customer {i}")}))
+        .collect();
     app.customers(json!(rows)).await;
     let now = app.now();
     // NPS 0..=6 → scores 0, 0, 0, 0, 17, 33, 50.
     let events: Vec<_> = (0..7)
-        .map(|i| event(&format!("n{i}"), &format!("c{i}"), now, json!({"type": "nps_response", "score": i})))
+        .map(|i| {
+            event(
+                &format!("n{i}"),
+                &format!("c{i}"),
+                now,
+                json!({"type": "nps_response", "score": i}),
+            )
+        })
         .collect();
     app.events(events).await;
     app.rescore().await;
@@ -197,7 +206,10 @@ async fn customers_are_listed_by_score_filtered_by_risk_and_paged_with_a_cursor(
         let (status, page) = app.get(&path).await;
         assert_eq!(status, 200, "{page}");
         for c in page["items"].as_array().expect("items") {
-            seen.push((c["external_id"].as_str().unwrap_or_default().to_owned(), c["score"].as_i64().unwrap_or(-1)));
+            seen.push((
+                c["external_id"].as_str().unwrap_or_default().to_owned(),
+                c["score"].as_i64().unwrap_or(-1),
+            ));
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
@@ -205,11 +217,19 @@ async fn customers_are_listed_by_score_filtered_by_risk_and_paged_with_a_cursor(
         }
     }
     assert_eq!(seen.len(), 7, "every customer once: {seen:?}");
-    assert!(seen.windows(2).all(|w| w[0].1 >= w[1].1), "sorted by score, highest first: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].1 >= w[1].1),
+        "sorted by score, highest first: {seen:?}"
+    );
     assert_eq!(seen[0].0, "c6");
 
     let (_, critical) = app.get("/api/v1/customers?risk_level=critical&limit=50").await;
-    let ids: Vec<&str> = critical["items"].as_array().expect("items").iter().filter_map(|c| c["external_id"].as_str()).collect();
+    let ids: Vec<&str> = critical["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["external_id"].as_str())
+        .collect();
     assert_eq!(ids.len(), 5, "{ids:?}");
     assert!(!ids.contains(&"c6"));
     let (_, by_name) = app.get("/api/v1/customers?sort=name&limit=2").await;
