@@ -7,9 +7,11 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod ui;
 
 use std::sync::Arc;
 
+use axum::response::IntoResponse;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use perly_store::Store;
@@ -39,15 +41,32 @@ pub struct AppState {
     pub rescore: Arc<Notify>,
     /// Base URL of this server, for links (`PERLY_PUBLIC_URL`).
     pub public_url: String,
+    /// Failed sign-ins per account.
+    pub throttle: Arc<ui::session::LoginThrottle>,
 }
 
 impl AppState {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
+
+    /// Cookies are marked Secure when Perly is served over https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application: the JSON API and the web pages. Unknown
+/// paths get a JSON 404 under `/api/` and a 404 page elsewhere.
 pub fn app(state: AppState) -> Router {
-    api::router().with_state(state)
+    api::router()
+        .merge(ui::router())
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/api/") {
+                error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
+            } else {
+                ui::UiError::NotFound.into_response()
+            }
+        })
+        .with_state(state)
 }

@@ -73,6 +73,7 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         clock: clock.clone(),
         rescore: Arc::new(Notify::new()),
         public_url,
+        throttle: Arc::default(),
     };
     let cancel = CancellationToken::new();
     let app = perly_web::app(state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());

@@ -33,7 +33,6 @@ pub fn router() -> Router<AppState> {
         .merge(scorecard::router())
         .merge(openapi::router())
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

@@ -1,0 +1,217 @@
+//! The server-rendered web app: sign-in, customers, a customer's profile with
+//! its score chart, the alert feed and settings. Pages are askama templates
+//! (HTML is never built by hand), forms carry a CSRF token and answer POST
+//! with a 303 and a flash message, and errors render as pages.
+
+pub mod alerts;
+pub mod chart;
+pub mod customers;
+pub mod session;
+pub mod settings;
+
+use askama::Template;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/customers") }))
+        .route("/static/app.css", get(stylesheet))
+        .merge(session::router())
+        .merge(customers::router())
+        .merge(alerts::router())
+        .merge(settings::router())
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/app.css"),
+    )
+}
+
+/// The signed-in header of every page.
+pub struct Nav {
+    pub section: &'static str,
+    pub email: String,
+    pub workspace: String,
+    pub is_admin: bool,
+    pub csrf: String,
+}
+
+/// A one-time message shown after a redirect.
+pub struct Flash {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+const FLASH_COOKIE: &str = "perly_flash";
+
+/// Reads a cookie from request headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A `Set-Cookie` value. `secure` when served over https.
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+/// Takes the flash message of the request, if any (the page clears it).
+pub fn take_flash(headers: &HeaderMap) -> Option<Flash> {
+    let raw = cookie(headers, FLASH_COOKIE)?;
+    let decoded: String = form_urlencoded::parse(format!("f={raw}").as_bytes())
+        .map(|(_, v)| v.into_owned())
+        .next()?;
+    let (kind, text) = decoded.split_once('|')?;
+    let kind = match kind {
+        "error" => "error",
+        _ => "info",
+    };
+    Some(Flash {
+        kind,
+        text: text.to_owned(),
+    })
+}
+
+/// A 303 to `to` that leaves a flash message for the next page.
+pub fn redirect_with_flash(state: &AppState, to: &str, kind: &str, text: &str) -> Response {
+    let value: String = form_urlencoded::byte_serialize(format!("{kind}|{text}").as_bytes()).collect();
+    let mut resp = Redirect::to(to).into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(FLASH_COOKIE, &value, "/", 60, state.secure_cookies()),
+    );
+    resp
+}
+
+/// Renders a page; clears the flash cookie when one was shown.
+pub fn render<T: Template>(state: &AppState, status: StatusCode, page: &T, had_flash: bool) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut resp = (status, Html(html)).into_response();
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            if had_flash {
+                resp.headers_mut().append(
+                    header::SET_COOKIE,
+                    set_cookie(FLASH_COOKIE, "", "/", 0, state.secure_cookies()),
+                );
+            }
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            UiError::Internal.into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub nav: Option<Nav>,
+    pub flash: Option<Flash>,
+    pub heading: String,
+    pub text: String,
+}
+
+/// Errors of the web app, rendered as pages.
+#[derive(Debug)]
+pub enum UiError {
+    /// Not signed in: go to the sign-in page, then back to `next`.
+    SignIn {
+        next: String,
+    },
+    NotFound,
+    Forbidden(&'static str),
+    BadRequest(String),
+    TooManyAttempts {
+        minutes: i64,
+    },
+    Internal,
+}
+
+impl From<perly_store::Error> for UiError {
+    fn from(e: perly_store::Error) -> Self {
+        match e {
+            perly_store::Error::NotFound => Self::NotFound,
+            perly_store::Error::Invalid(m) => Self::BadRequest(m),
+            other => {
+                tracing::error!(error = %other, "store error on a page");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let (status, heading, text) = match self {
+            Self::SignIn { next } => {
+                let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+                return Redirect::to(&format!("/login?next={next}")).into_response();
+            }
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Page not found",
+                "There is nothing at this address, or it belongs to another workspace.".to_owned(),
+            ),
+            Self::Forbidden(why) => (StatusCode::FORBIDDEN, "Not allowed", why.to_owned()),
+            Self::BadRequest(why) => (StatusCode::BAD_REQUEST, "That did not work", why),
+            Self::TooManyAttempts { minutes } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                format!("Too many failed sign-in attempts for this account. Try again in {minutes} minutes."),
+            ),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Something went wrong on our side. Try again in a moment.".to_owned(),
+            ),
+        };
+        let page = MessagePage {
+            nav: None,
+            flash: None,
+            heading: heading.to_owned(),
+            text,
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(_) => (status, heading).into_response(),
+        }
+    }
+}
+
+/// Percent-encodes a path segment (customer external ids in links).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Human date-time for pages (UTC).
+pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
