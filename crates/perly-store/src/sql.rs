@@ -61,6 +61,29 @@ impl SqlStore {
     }
 }
 
+/// Runs a transaction again (up to three times) when PostgreSQL aborted it
+/// for a deadlock or a serialization failure: both mean "nothing was written,
+/// try again".
+async fn retry_conflicts<T, F, Fut>(mut run: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match run().await {
+            Err(Error::Unavailable(sqlx::Error::Database(e)))
+                if attempt < 2 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                attempt += 1;
+                tracing::warn!(attempt, code = ?e.code(), "transaction conflict, retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -295,6 +318,30 @@ impl SqlStore {
         Ok(out)
     }
 
+    /// Locks rollup rows in id order (PostgreSQL; SQLite has one writer).
+    async fn lock_rollup_rows(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ws: WorkspaceId,
+        sorted: &[CustomerId],
+    ) -> Result<()> {
+        if self.dialect() == Dialect::Sqlite {
+            return Ok(());
+        }
+        for chunk in sorted.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT customer_id FROM rollups WHERE workspace_id = $1 AND customer_id IN ({}) ORDER BY customer_id FOR UPDATE",
+                params(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(ws.to_string());
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            q.fetch_all(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     /// Folds all of a customer's stored events again (when the cached rollup
     /// cannot be read, e.g. after a format change).
     async fn rebuild_rollup(
@@ -349,6 +396,370 @@ impl SqlStore {
         }
         Ok(out)
     }
+
+    async fn upsert_customers_once(
+        &self,
+        ws: WorkspaceId,
+        rows: &[CustomerInput],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpsertOutcome>> {
+        let mut tx = self.pools.write.begin().await?;
+        let external: Vec<&str> = rows.iter().map(|r| r.external_id.as_str()).collect();
+        let mut known = self.resolve_customers(&mut tx, ws, &external, true).await?;
+        // Same lock order as ingest and rescoring: rollups first, by id.
+        let mut existing: Vec<CustomerId> = known.values().copied().collect();
+        existing.sort();
+        self.lock_rollup_rows(&mut tx, ws, &existing).await?;
+        let empty = encode_rollup(&Rollup::default())?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seats = row.seats_purchased.map(i64::from);
+            if let Some(id) = known.get(&row.external_id) {
+                sqlx::query(
+                    "UPDATE customers SET name = $3, plan = COALESCE($4, plan), mrr = COALESCE($5, mrr), \
+                     seats_purchased = COALESCE($6, seats_purchased), owner_email = COALESCE($7, owner_email), \
+                     parent_external_id = COALESCE($8, parent_external_id), updated_at = $9, archived_at = NULL \
+                     WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(ws.to_string())
+                .bind(id.to_string())
+                .bind(row.name.clone())
+                .bind(row.plan.clone())
+                .bind(row.mrr)
+                .bind(seats)
+                .bind(row.owner_email.clone())
+                .bind(row.parent_external_id.clone())
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(&format!(
+                    "UPDATE rollups SET {MARK_DIRTY} WHERE workspace_id = $1 AND customer_id = $3"
+                ))
+                .bind(ws.to_string())
+                .bind(ms(now))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                out.push(UpsertOutcome::Updated);
+            } else {
+                let id = CustomerId::new();
+                sqlx::query(
+                    "INSERT INTO customers (id, workspace_id, external_id, name, plan, mrr, seats_purchased, owner_email, \
+                     parent_external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                )
+                .bind(id.to_string())
+                .bind(ws.to_string())
+                .bind(row.external_id.clone())
+                .bind(row.name.clone())
+                .bind(row.plan.clone())
+                .bind(row.mrr)
+                .bind(seats)
+                .bind(row.owner_email.clone())
+                .bind(row.parent_external_id.clone())
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, dirty_at, updated_at) \
+                     VALUES ($1, $2, $3, 0, 1, $4, $4)",
+                )
+                .bind(id.to_string())
+                .bind(ws.to_string())
+                .bind(empty.clone())
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                known.insert(row.external_id.clone(), id);
+                out.push(UpsertOutcome::Created);
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn ingest_events_once(
+        &self,
+        ws: WorkspaceId,
+        events: &[Event],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<IngestOutcome>> {
+        let mut outcomes = vec![IngestOutcome::UnknownCustomer; events.len()];
+        if events.is_empty() {
+            return Ok(outcomes);
+        }
+        let mut tx = self.pools.write.begin().await?;
+        let mut external: Vec<&str> = events.iter().map(|e| e.customer_id.as_str()).collect();
+        external.sort_unstable();
+        external.dedup();
+        let customers = self.resolve_customers(&mut tx, ws, &external, false).await?;
+
+        // Rows to insert: known customer, first occurrence of the id in this batch.
+        let mut seen = HashSet::new();
+        let mut rows = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            let Some(cid) = customers.get(&e.customer_id) else {
+                continue;
+            };
+            if !seen.insert(e.id.as_str()) {
+                outcomes[i] = IngestOutcome::Duplicate;
+                continue;
+            }
+            rows.push((i, *cid, e));
+        }
+        let mut inserted: HashSet<String> = HashSet::with_capacity(rows.len());
+        let ws_s = ws.to_string();
+        let received = ms(now);
+        for chunk in rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) VALUES {} \
+                 ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING event_id",
+                value_rows(1, chunk.len(), 7)
+            );
+            let mut q = sqlx::query(&sql);
+            for (_, cid, e) in chunk {
+                let payload = serde_json::to_string(e).map_err(|err| corrupt("event", err))?;
+                q = q
+                    .bind(ws_s.clone())
+                    .bind(e.id.clone())
+                    .bind(cid.to_string())
+                    .bind(e.kind.type_name())
+                    .bind(ms(e.occurred_at))
+                    .bind(received)
+                    .bind(payload);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get("event_id")?);
+            }
+        }
+        let mut by_customer: BTreeMap<CustomerId, Vec<&Event>> = BTreeMap::new();
+        for (i, cid, e) in &rows {
+            if inserted.contains(&e.id) {
+                outcomes[*i] = IngestOutcome::Accepted;
+                by_customer.entry(*cid).or_default().push(e);
+            } else {
+                outcomes[*i] = IngestOutcome::Duplicate;
+            }
+        }
+
+        // Fold the accepted events into their customers' rollups.
+        let ids: Vec<CustomerId> = by_customer.keys().copied().collect();
+        let mut rollups = self.lock_rollups(&mut tx, ws, &ids).await?;
+        let mut encoded = Vec::with_capacity(by_customer.len());
+        for (cid, evs) in &by_customer {
+            let rollup = rollups.entry(*cid).or_default();
+            for e in evs {
+                rollup.apply(e);
+            }
+            encoded.push((cid.to_string(), encode_rollup(rollup)?));
+        }
+        for chunk in encoded.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE rollups SET data = v.column2, version = version + 1, {MARK_DIRTY}, updated_at = $2 \
+                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = $1 AND rollups.customer_id = v.column1",
+                value_rows(3, chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(received);
+            for (cid, data) in chunk {
+                q = q.bind(cid.clone()).bind(data.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn claim_rescore_once(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
+        let now_ms = ms(now);
+        let mut tx = self.pools.write.begin().await?;
+        let sql = format!(
+            "UPDATE rollups SET lease_until = $3 WHERE workspace_id = $1 AND customer_id IN (\
+             SELECT customer_id FROM rollups WHERE workspace_id = $1 AND dirty = 1 \
+             AND (lease_until IS NULL OR lease_until < $2) ORDER BY dirty_at LIMIT $4{}) RETURNING customer_id",
+            self.dialect().skip_locked()
+        );
+        let claimed: Vec<String> = sqlx::query(&sql)
+            .bind(ws.to_string())
+            .bind(now_ms)
+            .bind(now_ms + LEASE_MS)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("customer_id"))
+            .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for chunk in claimed.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT r.customer_id, r.version, r.data, c.plan, c.seats_purchased, c.alert_state \
+                 FROM rollups r JOIN customers c ON c.id = r.customer_id \
+                 WHERE r.workspace_id = $1 AND c.workspace_id = $1 AND r.customer_id IN ({})",
+                params(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(ws.to_string());
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for row in q.fetch_all(&self.pools.read).await? {
+                let data: Vec<u8> = row.try_get("data")?;
+                let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
+                let rollup = match decode_rollup(&data) {
+                    Some(r) => r,
+                    None => {
+                        let mut tx = self.pools.write.begin().await?;
+                        let r = self.rebuild_rollup(&mut tx, ws, customer_id).await?;
+                        tx.commit().await?;
+                        r
+                    }
+                };
+                let state = match row.try_get::<Option<String>, _>("alert_state")? {
+                    None => AlertState::default(),
+                    Some(s) => serde_json::from_str(&s).map_err(|e| corrupt("alert state", e))?,
+                };
+                out.push(RescoreInput {
+                    customer_id,
+                    version: row.try_get("version")?,
+                    rollup,
+                    facts: CustomerFacts {
+                        plan: row.try_get("plan")?,
+                        seats_purchased: row
+                            .try_get::<Option<i64>, _>("seats_purchased")?
+                            .and_then(|n| u32::try_from(n).ok()),
+                    },
+                    state,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_scores_once(
+        &self,
+        ws: WorkspaceId,
+        results: &[RescoreResult],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let now_ms = ms(now);
+        let hour = now_ms - now_ms.rem_euclid(HOUR_MS);
+        let ws_s = ws.to_string();
+        // Serialise outside the transaction.
+        let mut scored = Vec::new();
+        let mut unscored = Vec::new();
+        let mut alerts = Vec::new();
+        for r in results {
+            let cid = r.customer_id.to_string();
+            match &r.scored {
+                Some((score, assessment)) => {
+                    let explanation = serde_json::to_string(score).map_err(|e| corrupt("score", e))?;
+                    let state = serde_json::to_string(&assessment.state).map_err(|e| corrupt("alert state", e))?;
+                    for a in &assessment.alerts {
+                        let signals = serde_json::to_string(&a.signals).map_err(|e| corrupt("signals", e))?;
+                        alerts.push((cid.clone(), a, signals));
+                    }
+                    scored.push((
+                        cid,
+                        score.score,
+                        score.risk_level.as_str(),
+                        assessment.delta,
+                        explanation,
+                        state,
+                    ));
+                }
+                None => unscored.push(cid),
+            }
+        }
+        let mut tx = self.pools.write.begin().await?;
+        // Lock the rollups first, in id order, as ingest does: no deadlocks.
+        let mut ids: Vec<CustomerId> = results.iter().map(|r| r.customer_id).collect();
+        ids.sort();
+        self.lock_rollup_rows(&mut tx, ws, &ids).await?;
+        for chunk in scored.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4, \
+                 scored_at = $2, explanation = v.column5, alert_state = v.column6 FROM (VALUES {}) AS v \
+                 WHERE customers.workspace_id = $1 AND customers.id = v.column1",
+                value_rows(3, chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
+            for (cid, score, risk, delta, explanation, state) in chunk {
+                q = q
+                    .bind(cid.clone())
+                    .bind(*score)
+                    .bind(*risk)
+                    .bind(*delta)
+                    .bind(explanation.clone())
+                    .bind(state.clone());
+            }
+            q.execute(&mut *tx).await?;
+            let sql = format!(
+                "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES {} \
+                 ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level",
+                value_rows(1, chunk.len(), 5)
+            );
+            let mut q = sqlx::query(&sql);
+            for (cid, score, risk, _, _, _) in chunk {
+                q = q
+                    .bind(ws_s.clone())
+                    .bind(cid.clone())
+                    .bind(hour)
+                    .bind(*score)
+                    .bind(*risk);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut inserted = 0;
+        for chunk in alerts.chunks(CHUNK / 2) {
+            let sql = format!(
+                "INSERT INTO alerts (id, workspace_id, customer_id, kind, dedupe_key, risk_level, score, delta, \
+                 headline, signals, suggested_action, occurred_at, created_at) VALUES {} \
+                 ON CONFLICT (workspace_id, customer_id, dedupe_key) DO NOTHING",
+                value_rows(1, chunk.len(), 13)
+            );
+            let mut q = sqlx::query(&sql);
+            for (cid, a, signals) in chunk {
+                q = q
+                    .bind(AlertId::new().to_string())
+                    .bind(ws_s.clone())
+                    .bind(cid.clone())
+                    .bind(a.kind.as_str())
+                    .bind(a.dedupe_key.clone())
+                    .bind(a.risk_level.as_str())
+                    .bind(a.score)
+                    .bind(a.delta)
+                    .bind(a.headline.clone())
+                    .bind(signals.clone())
+                    .bind(a.suggested_action.clone())
+                    .bind(ms(a.occurred_at))
+                    .bind(now_ms);
+            }
+            inserted += q.execute(&mut *tx).await?.rows_affected() as usize;
+        }
+        for chunk in unscored.chunks(IN_CHUNK) {
+            let sql = format!(
+                "UPDATE customers SET scored_at = $2 WHERE workspace_id = $1 AND id IN ({})",
+                params(3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
+            for cid in chunk {
+                q = q.bind(cid.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in results.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE rollups SET dirty = CASE WHEN rollups.version = v.column2 THEN 0 ELSE 1 END, lease_until = NULL \
+                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = $1 AND rollups.customer_id = v.column1",
+                value_rows(2, chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone());
+            for r in chunk {
+                q = q.bind(r.customer_id.to_string()).bind(r.version);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
 }
 
 #[async_trait]
@@ -358,6 +769,27 @@ impl Store for SqlStore {
             Dialect::Sqlite => "sqlite",
             Dialect::Postgres => "postgres",
         }
+    }
+
+    async fn upsert_customers(
+        &self,
+        ws: WorkspaceId,
+        rows: &[CustomerInput],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpsertOutcome>> {
+        retry_conflicts(|| self.upsert_customers_once(ws, rows, now)).await
+    }
+
+    async fn ingest_events(&self, ws: WorkspaceId, events: &[Event], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
+        retry_conflicts(|| self.ingest_events_once(ws, events, now)).await
+    }
+
+    async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
+        retry_conflicts(|| self.claim_rescore_once(ws, limit, now)).await
+    }
+
+    async fn record_scores(&self, ws: WorkspaceId, results: &[RescoreResult], now: DateTime<Utc>) -> Result<usize> {
+        retry_conflicts(|| self.record_scores_once(ws, results, now)).await
     }
 
     async fn create_workspace(&self, name: &str, now: DateTime<Utc>) -> Result<Workspace> {
@@ -545,352 +977,6 @@ impl Store for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn upsert_customers(
-        &self,
-        ws: WorkspaceId,
-        rows: &[CustomerInput],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<UpsertOutcome>> {
-        let mut tx = self.pools.write.begin().await?;
-        let external: Vec<&str> = rows.iter().map(|r| r.external_id.as_str()).collect();
-        let mut known = self.resolve_customers(&mut tx, ws, &external, true).await?;
-        let empty = encode_rollup(&Rollup::default())?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let seats = row.seats_purchased.map(i64::from);
-            if let Some(id) = known.get(&row.external_id) {
-                sqlx::query(
-                    "UPDATE customers SET name = $3, plan = COALESCE($4, plan), mrr = COALESCE($5, mrr), \
-                     seats_purchased = COALESCE($6, seats_purchased), owner_email = COALESCE($7, owner_email), \
-                     parent_external_id = COALESCE($8, parent_external_id), updated_at = $9, archived_at = NULL \
-                     WHERE workspace_id = $1 AND id = $2",
-                )
-                .bind(ws.to_string())
-                .bind(id.to_string())
-                .bind(row.name.clone())
-                .bind(row.plan.clone())
-                .bind(row.mrr)
-                .bind(seats)
-                .bind(row.owner_email.clone())
-                .bind(row.parent_external_id.clone())
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(&format!(
-                    "UPDATE rollups SET {MARK_DIRTY} WHERE workspace_id = $1 AND customer_id = $3"
-                ))
-                .bind(ws.to_string())
-                .bind(ms(now))
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-                out.push(UpsertOutcome::Updated);
-            } else {
-                let id = CustomerId::new();
-                sqlx::query(
-                    "INSERT INTO customers (id, workspace_id, external_id, name, plan, mrr, seats_purchased, owner_email, \
-                     parent_external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-                )
-                .bind(id.to_string())
-                .bind(ws.to_string())
-                .bind(row.external_id.clone())
-                .bind(row.name.clone())
-                .bind(row.plan.clone())
-                .bind(row.mrr)
-                .bind(seats)
-                .bind(row.owner_email.clone())
-                .bind(row.parent_external_id.clone())
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, dirty_at, updated_at) \
-                     VALUES ($1, $2, $3, 0, 1, $4, $4)",
-                )
-                .bind(id.to_string())
-                .bind(ws.to_string())
-                .bind(empty.clone())
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
-                known.insert(row.external_id.clone(), id);
-                out.push(UpsertOutcome::Created);
-            }
-        }
-        tx.commit().await?;
-        Ok(out)
-    }
-
-    async fn ingest_events(&self, ws: WorkspaceId, events: &[Event], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-        let mut outcomes = vec![IngestOutcome::UnknownCustomer; events.len()];
-        if events.is_empty() {
-            return Ok(outcomes);
-        }
-        let mut tx = self.pools.write.begin().await?;
-        let mut external: Vec<&str> = events.iter().map(|e| e.customer_id.as_str()).collect();
-        external.sort_unstable();
-        external.dedup();
-        let customers = self.resolve_customers(&mut tx, ws, &external, false).await?;
-
-        // Rows to insert: known customer, first occurrence of the id in this batch.
-        let mut seen = HashSet::new();
-        let mut rows = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            let Some(cid) = customers.get(&e.customer_id) else {
-                continue;
-            };
-            if !seen.insert(e.id.as_str()) {
-                outcomes[i] = IngestOutcome::Duplicate;
-                continue;
-            }
-            rows.push((i, *cid, e));
-        }
-        let mut inserted: HashSet<String> = HashSet::with_capacity(rows.len());
-        let ws_s = ws.to_string();
-        let received = ms(now);
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) VALUES {} \
-                 ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING event_id",
-                value_rows(1, chunk.len(), 7)
-            );
-            let mut q = sqlx::query(&sql);
-            for (_, cid, e) in chunk {
-                let payload = serde_json::to_string(e).map_err(|err| corrupt("event", err))?;
-                q = q
-                    .bind(ws_s.clone())
-                    .bind(e.id.clone())
-                    .bind(cid.to_string())
-                    .bind(e.kind.type_name())
-                    .bind(ms(e.occurred_at))
-                    .bind(received)
-                    .bind(payload);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                inserted.insert(row.try_get("event_id")?);
-            }
-        }
-        let mut by_customer: BTreeMap<CustomerId, Vec<&Event>> = BTreeMap::new();
-        for (i, cid, e) in &rows {
-            if inserted.contains(&e.id) {
-                outcomes[*i] = IngestOutcome::Accepted;
-                by_customer.entry(*cid).or_default().push(e);
-            } else {
-                outcomes[*i] = IngestOutcome::Duplicate;
-            }
-        }
-
-        // Fold the accepted events into their customers' rollups.
-        let ids: Vec<CustomerId> = by_customer.keys().copied().collect();
-        let mut rollups = self.lock_rollups(&mut tx, ws, &ids).await?;
-        let mut encoded = Vec::with_capacity(by_customer.len());
-        for (cid, evs) in &by_customer {
-            let rollup = rollups.entry(*cid).or_default();
-            for e in evs {
-                rollup.apply(e);
-            }
-            encoded.push((cid.to_string(), encode_rollup(rollup)?));
-        }
-        for chunk in encoded.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE rollups SET data = v.column2, version = version + 1, {MARK_DIRTY}, updated_at = $2 \
-                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = $1 AND rollups.customer_id = v.column1",
-                value_rows(3, chunk.len(), 2)
-            );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(received);
-            for (cid, data) in chunk {
-                q = q.bind(cid.clone()).bind(data.clone());
-            }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-
-    async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
-        let now_ms = ms(now);
-        let mut tx = self.pools.write.begin().await?;
-        let sql = format!(
-            "UPDATE rollups SET lease_until = $3 WHERE workspace_id = $1 AND customer_id IN (\
-             SELECT customer_id FROM rollups WHERE workspace_id = $1 AND dirty = 1 \
-             AND (lease_until IS NULL OR lease_until < $2) ORDER BY dirty_at LIMIT $4{}) RETURNING customer_id",
-            self.dialect().skip_locked()
-        );
-        let claimed: Vec<String> = sqlx::query(&sql)
-            .bind(ws.to_string())
-            .bind(now_ms)
-            .bind(now_ms + LEASE_MS)
-            .bind(limit as i64)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get("customer_id"))
-            .collect::<Result<_, _>>()?;
-        tx.commit().await?;
-        let mut out = Vec::with_capacity(claimed.len());
-        for chunk in claimed.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT r.customer_id, r.version, r.data, c.plan, c.seats_purchased, c.alert_state \
-                 FROM rollups r JOIN customers c ON c.id = r.customer_id \
-                 WHERE r.workspace_id = $1 AND c.workspace_id = $1 AND r.customer_id IN ({})",
-                params(2, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(ws.to_string());
-            for id in chunk {
-                q = q.bind(id.clone());
-            }
-            for row in q.fetch_all(&self.pools.read).await? {
-                let data: Vec<u8> = row.try_get("data")?;
-                let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
-                let rollup = match decode_rollup(&data) {
-                    Some(r) => r,
-                    None => {
-                        let mut tx = self.pools.write.begin().await?;
-                        let r = self.rebuild_rollup(&mut tx, ws, customer_id).await?;
-                        tx.commit().await?;
-                        r
-                    }
-                };
-                let state = match row.try_get::<Option<String>, _>("alert_state")? {
-                    None => AlertState::default(),
-                    Some(s) => serde_json::from_str(&s).map_err(|e| corrupt("alert state", e))?,
-                };
-                out.push(RescoreInput {
-                    customer_id,
-                    version: row.try_get("version")?,
-                    rollup,
-                    facts: CustomerFacts {
-                        plan: row.try_get("plan")?,
-                        seats_purchased: row
-                            .try_get::<Option<i64>, _>("seats_purchased")?
-                            .and_then(|n| u32::try_from(n).ok()),
-                    },
-                    state,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    async fn record_scores(&self, ws: WorkspaceId, results: &[RescoreResult], now: DateTime<Utc>) -> Result<usize> {
-        let now_ms = ms(now);
-        let hour = now_ms - now_ms.rem_euclid(HOUR_MS);
-        let ws_s = ws.to_string();
-        // Serialise outside the transaction.
-        let mut scored = Vec::new();
-        let mut unscored = Vec::new();
-        let mut alerts = Vec::new();
-        for r in results {
-            let cid = r.customer_id.to_string();
-            match &r.scored {
-                Some((score, assessment)) => {
-                    let explanation = serde_json::to_string(score).map_err(|e| corrupt("score", e))?;
-                    let state = serde_json::to_string(&assessment.state).map_err(|e| corrupt("alert state", e))?;
-                    for a in &assessment.alerts {
-                        let signals = serde_json::to_string(&a.signals).map_err(|e| corrupt("signals", e))?;
-                        alerts.push((cid.clone(), a, signals));
-                    }
-                    scored.push((
-                        cid,
-                        score.score,
-                        score.risk_level.as_str(),
-                        assessment.delta,
-                        explanation,
-                        state,
-                    ));
-                }
-                None => unscored.push(cid),
-            }
-        }
-        let mut tx = self.pools.write.begin().await?;
-        for chunk in scored.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4, \
-                 scored_at = $2, explanation = v.column5, alert_state = v.column6 FROM (VALUES {}) AS v \
-                 WHERE customers.workspace_id = $1 AND customers.id = v.column1",
-                value_rows(3, chunk.len(), 6)
-            );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
-            for (cid, score, risk, delta, explanation, state) in chunk {
-                q = q
-                    .bind(cid.clone())
-                    .bind(*score)
-                    .bind(*risk)
-                    .bind(*delta)
-                    .bind(explanation.clone())
-                    .bind(state.clone());
-            }
-            q.execute(&mut *tx).await?;
-            let sql = format!(
-                "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES {} \
-                 ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level",
-                value_rows(1, chunk.len(), 5)
-            );
-            let mut q = sqlx::query(&sql);
-            for (cid, score, risk, _, _, _) in chunk {
-                q = q
-                    .bind(ws_s.clone())
-                    .bind(cid.clone())
-                    .bind(hour)
-                    .bind(*score)
-                    .bind(*risk);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let mut inserted = 0;
-        for chunk in alerts.chunks(CHUNK / 2) {
-            let sql = format!(
-                "INSERT INTO alerts (id, workspace_id, customer_id, kind, dedupe_key, risk_level, score, delta, \
-                 headline, signals, suggested_action, occurred_at, created_at) VALUES {} \
-                 ON CONFLICT (workspace_id, customer_id, dedupe_key) DO NOTHING",
-                value_rows(1, chunk.len(), 13)
-            );
-            let mut q = sqlx::query(&sql);
-            for (cid, a, signals) in chunk {
-                q = q
-                    .bind(AlertId::new().to_string())
-                    .bind(ws_s.clone())
-                    .bind(cid.clone())
-                    .bind(a.kind.as_str())
-                    .bind(a.dedupe_key.clone())
-                    .bind(a.risk_level.as_str())
-                    .bind(a.score)
-                    .bind(a.delta)
-                    .bind(a.headline.clone())
-                    .bind(signals.clone())
-                    .bind(a.suggested_action.clone())
-                    .bind(ms(a.occurred_at))
-                    .bind(now_ms);
-            }
-            inserted += q.execute(&mut *tx).await?.rows_affected() as usize;
-        }
-        for chunk in unscored.chunks(IN_CHUNK) {
-            let sql = format!(
-                "UPDATE customers SET scored_at = $2 WHERE workspace_id = $1 AND id IN ({})",
-                params(3, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
-            for cid in chunk {
-                q = q.bind(cid.clone());
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for chunk in results.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE rollups SET dirty = CASE WHEN rollups.version = v.column2 THEN 0 ELSE 1 END, lease_until = NULL \
-                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = $1 AND rollups.customer_id = v.column1",
-                value_rows(2, chunk.len(), 2)
-            );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone());
-            for r in chunk {
-                q = q.bind(r.customer_id.to_string()).bind(r.version);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(inserted)
     }
 
     async fn mark_stale(&self, ws: WorkspaceId, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64> {

@@ -4,9 +4,11 @@
 
 mod alerts;
 mod bad_input;
+mod browser;
 mod cli;
 mod demo;
 mod helpers;
 mod ingest;
 mod isolation;
 mod scoring;
+mod web;
