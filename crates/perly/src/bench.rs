@@ -57,6 +57,14 @@ pub enum BenchKind {
         #[arg(long, default_value_t = 100_000)]
         customers: usize,
     },
+    /// Server time of the customers list and profile pages.
+    Pages {
+        #[arg(long, default_value_t = 100_000)]
+        customers: usize,
+        /// Requests per page kind.
+        #[arg(long, default_value_t = 300)]
+        requests: usize,
+    },
 }
 
 fn peak_rss_mb() -> f64 {
@@ -164,6 +172,7 @@ pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             .await
         }
         BenchKind::Rescore { customers: n } => rescore(args.database_url, &dir, n).await,
+        BenchKind::Pages { customers: n, requests } => pages(args.database_url, &dir, n, requests).await,
     }
 }
 
@@ -434,6 +443,103 @@ async fn rescore(url: Option<String>, dir: &tempfile::TempDir, n: usize) -> anyh
         stats.scored as f64 / secs,
         stats.alerts
     );
+    println!("peak RSS: {:.0} MB", peak_rss_mb());
+    Ok(())
+}
+
+async fn pages(url: Option<String>, dir: &tempfile::TempDir, n: usize, requests: usize) -> anyhow::Result<()> {
+    let (mut settings, store) = bench_store(url, dir).await?;
+    settings.scoring.worker = false;
+    println!("backend: {}; {n} customers", store.backend());
+    let ws = store.create_workspace("Bench", Utc::now()).await?;
+    let now = Utc::now();
+    let mut rng = StdRng::seed_from_u64(5);
+    let load = Instant::now();
+    let owners = ["ana@example.com", "ben@example.com", "chloe@example.com", "dev@example.com"];
+    for (chunk_no, chunk) in customers(n, "c").chunks(1000).enumerate() {
+        let mut rows = chunk.to_vec();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.owner_email = Some(owners[(chunk_no + i) % owners.len()].to_owned());
+            r.mrr = Some(f64::from(rng.gen_range(100..20_000)));
+        }
+        store.upsert_customers(ws.id, &rows, now).await?;
+        // A little history per customer: a score, a few days of use, an NPS answer.
+        let mut events = Vec::new();
+        for c in chunk {
+            for d in 0..5 {
+                let at = now - Duration::days(d * 7);
+                events.push(Event { id: format!("{}-n{d}", c.external_id), customer_id: c.external_id.clone(), occurred_at: at,
+                    kind: EventKind::NpsResponse { score: rng.gen_range(0..=10) } });
+                events.push(Event { id: format!("{}-u{d}", c.external_id), customer_id: c.external_id.clone(), occurred_at: at,
+                    kind: EventKind::UserActive { user_id: "u1".into() } });
+            }
+        }
+        store.ingest_events(ws.id, &events, now).await?;
+    }
+    crate::rescore::Rescorer::new(store.clone(), 2_000).run_once(now).await?;
+    println!("loaded and scored in {:.1} s", load.elapsed().as_secs_f64());
+    let hash = perly_store::auth::hash_password("bench-password").map_err(|e| anyhow::anyhow!(e))?;
+    let user = store.add_user(ws.id, "bench@example.com", &hash, perly_store::Role::Admin, now).await?;
+    let token = store.create_session(ws.id, user.id, now, Duration::days(1)).await?;
+    let running = crate::server::start(&settings, store.clone(), Arc::new(SystemClock)).await?;
+    let base = format!("http://{}", running.addr);
+    let client = reqwest::Client::new();
+    let cookie = format!("perly_session={token}");
+    let time = |path: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        async move {
+            let started = Instant::now();
+            let resp = client.get(&path).header("cookie", cookie).send().await?;
+            let status = resp.status();
+            let body = resp.text().await?;
+            if !status.is_success() {
+                bail!("{path} answered {status}");
+            }
+            Ok::<(f64, String), anyhow::Error>((started.elapsed().as_secs_f64() * 1000.0, body))
+        }
+    };
+    let list_paths = [
+        "/customers",
+        "/customers?sort=-score",
+        "/customers?sort=-mrr",
+        "/customers?sort=delta",
+        "/customers?risk=high",
+        "/customers?owner=ben%40example.com&sort=name",
+        "/customers?q=customer+4242",
+    ];
+    let mut report = Vec::new();
+    for path in list_paths {
+        let mut lat = Vec::new();
+        for _ in 0..requests.div_ceil(list_paths.len()).max(20) {
+            lat.push(time(format!("{base}{path}")).await?.0);
+        }
+        lat.sort_by(f64::total_cmp);
+        report.push((path.to_owned(), lat));
+    }
+    // Deep paging: follow "Next page" 20 times.
+    let mut lat = Vec::new();
+    let mut next = format!("{base}/customers?sort=-score");
+    for _ in 0..20 {
+        let (ms, body) = time(next.clone()).await?;
+        lat.push(ms);
+        match body.split("href=\"").find_map(|r| r.split('"').next().filter(|h| h.contains("cursor="))) {
+            Some(h) => next = format!("{base}{}", h.replace("&amp;", "&")),
+            None => break,
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    report.push(("next pages (20 deep)".to_owned(), lat));
+    let mut lat = Vec::new();
+    for i in 0..requests {
+        lat.push(time(format!("{base}/customers/c{}", rng.gen_range(0..n).max(i % n))).await?.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    report.push(("/customers/{id} (profile)".to_owned(), lat));
+    running.stop().await;
+    println!("{:<48} {:>6} {:>8} {:>8}", "page", "n", "p50 ms", "p99 ms");
+    for (path, lat) in report {
+        println!("{path:<48} {:>6} {:>8.1} {:>8.1}", lat.len(), percentile(&lat, 0.5), percentile(&lat, 0.99));
+    }
     println!("peak RSS: {:.0} MB", peak_rss_mb());
     Ok(())
 }

@@ -20,6 +20,8 @@ pub struct Tick {
 pub struct XLabel {
     pub x: i64,
     pub label: String,
+    /// SVG text-anchor: the first label starts at the axis, the last ends at it.
+    pub anchor: &'static str,
 }
 
 pub struct Marker {
@@ -92,10 +94,12 @@ pub fn build(
     let x_labels = (0..=3)
         .map(|i| {
             let t = start + Duration::days(days * i / 3);
-            XLabel {
-                x: x(t),
-                label: t.format("%b %-d").to_string(),
-            }
+            let anchor = match i {
+                0 => "start",
+                3 => "end",
+                _ => "middle",
+            };
+            XLabel { x: x(t), label: t.format("%b %-d").to_string(), anchor }
         })
         .collect();
     // One point per day (the last score of the day) keeps the path small.

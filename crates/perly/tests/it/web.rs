@@ -287,3 +287,37 @@ async fn a_form_with_errors_shows_them_by_the_field_keeps_the_input_and_changes_
     assert!(page.contains("Enter an email address") && page.contains("Use at least 8 characters"));
     assert_eq!(app.store.list_users(app.ws).await.expect("users").len(), 1);
 }
+
+#[tokio::test]
+async fn admins_manage_users_and_keys_from_settings() {
+    let app = spawn_app().await;
+    add_user(&app, "ana@example.com", Role::Admin).await;
+    add_user(&app, "bo@example.com", Role::Member).await;
+    let web = WebClient::new(&app);
+    web.sign_in("ana@example.com", "correct horse battery").await;
+    let (_, page, _) = web.get("/settings/users").await;
+    let csrf = WebClient::csrf(&page);
+    let users = app.store.list_users(app.ws).await.expect("users");
+    let bo = users.iter().find(|u| u.email == "bo@example.com").expect("bo");
+    let me = users.iter().find(|u| u.email == "ana@example.com").expect("ana");
+
+    let (status, _, _) = web.post(&format!("/settings/users/{}/role", bo.id), &[("csrf", &csrf), ("role", "admin")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(app.store.find_user(app.ws, bo.id).await.expect("find").map(|u| u.role), Some(Role::Admin));
+    // Nobody locks themselves out.
+    web.post(&format!("/settings/users/{}/role", me.id), &[("csrf", &csrf), ("role", "member")]).await;
+    web.post(&format!("/settings/users/{}/remove", me.id), &[("csrf", &csrf)]).await;
+    assert_eq!(app.store.find_user(app.ws, me.id).await.expect("find").map(|u| u.role), Some(Role::Admin));
+    let (status, _, _) = web.post(&format!("/settings/users/{}/remove", bo.id), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert!(app.store.find_user(app.ws, bo.id).await.expect("find").is_none());
+    let (status, _) = WebClient::new(&app).sign_in("bo@example.com", "correct horse battery").await;
+    assert_eq!(status, 401, "a removed user cannot sign in");
+
+    // An API key needs a label; the error sits by the field and nothing is created.
+    let keys_before = app.store.list_api_keys(app.ws).await.expect("keys").len();
+    let (status, page, _) = web.post("/settings/api-keys", &[("csrf", &csrf), ("label", "  ")]).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("class=\"field-error\"") && page.contains("Give the key a label"));
+    assert_eq!(app.store.list_api_keys(app.ws).await.expect("keys").len(), keys_before);
+}
