@@ -41,6 +41,16 @@ impl Dialect {
         }
     }
 
+    /// A table hint for substring search: SQLite reads the table straight
+    /// through (fast) instead of walking a sort index with a row lookup per
+    /// entry; PostgreSQL's planner decides on its own.
+    pub fn scan_hint(self) -> &'static str {
+        match self {
+            Self::Sqlite => " NOT INDEXED",
+            Self::Postgres => "",
+        }
+    }
+
     /// Claiming work without waiting on rows another replica holds.
     pub fn skip_locked(self) -> &'static str {
         match self {

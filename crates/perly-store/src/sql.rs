@@ -318,6 +318,19 @@ impl SqlStore {
         Ok(out)
     }
 
+    /// The id of a live customer.
+    async fn customer_id(&self, ws: WorkspaceId, external_id: &str) -> Result<Option<CustomerId>> {
+        let row = sqlx::query(
+            "SELECT id FROM customers WHERE workspace_id = $1 AND external_id = $2 AND archived_at IS NULL",
+        )
+        .bind(ws.to_string())
+        .bind(external_id.to_owned())
+        .fetch_optional(&self.pools.read)
+        .await?;
+        row.map(|r| parse("customer id", &r.try_get::<String, _>("id")?))
+            .transpose()
+    }
+
     /// Locks rollup rows in id order (PostgreSQL; SQLite has one writer).
     async fn lock_rollup_rows(
         &self,
@@ -591,8 +604,9 @@ impl SqlStore {
         let mut out = Vec::with_capacity(claimed.len());
         for chunk in claimed.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT r.customer_id, r.version, r.data, c.plan, c.seats_purchased, c.alert_state \
+                "SELECT r.customer_id, r.version, r.data, c.plan, c.seats_purchased, s.alert_state \
                  FROM rollups r JOIN customers c ON c.id = r.customer_id \
+                 LEFT JOIN customer_scores s ON s.customer_id = r.customer_id AND s.workspace_id = $1 \
                  WHERE r.workspace_id = $1 AND c.workspace_id = $1 AND r.customer_id IN ({})",
                 params(2, chunk.len())
             );
@@ -676,17 +690,24 @@ impl SqlStore {
         for chunk in scored.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4, \
-                 scored_at = $2, explanation = v.column5, alert_state = v.column6 FROM (VALUES {}) AS v \
-                 WHERE customers.workspace_id = $1 AND customers.id = v.column1",
-                value_rows(3, chunk.len(), 6)
+                 scored_at = $2 FROM (VALUES {}) AS v WHERE customers.workspace_id = $1 AND customers.id = v.column1",
+                value_rows(3, chunk.len(), 4)
             );
             let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
-            for (cid, score, risk, delta, explanation, state) in chunk {
+            for (cid, score, risk, delta, _, _) in chunk {
+                q = q.bind(cid.clone()).bind(*score).bind(*risk).bind(*delta);
+            }
+            q.execute(&mut *tx).await?;
+            let sql = format!(
+                "INSERT INTO customer_scores (customer_id, workspace_id, explanation, alert_state) VALUES {} \
+                 ON CONFLICT (customer_id) DO UPDATE SET explanation = excluded.explanation, alert_state = excluded.alert_state",
+                value_rows(1, chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for (cid, _, _, _, explanation, state) in chunk {
                 q = q
                     .bind(cid.clone())
-                    .bind(*score)
-                    .bind(*risk)
-                    .bind(*delta)
+                    .bind(ws_s.clone())
                     .bind(explanation.clone())
                     .bind(state.clone());
             }
@@ -1005,8 +1026,11 @@ impl Store for SqlStore {
         let sort = query.sort;
         let (expr, desc) = sort_expression(sort);
         let (cmp, dir) = if desc { ("<", "DESC") } else { (">", "ASC") };
-        let mut sql =
-            format!("SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.workspace_id = $1 AND c.archived_at IS NULL");
+        let searching = query.search.as_deref().is_some_and(|q| !q.trim().is_empty());
+        let hint = if searching { self.dialect().scan_hint() } else { "" };
+        let mut sql = format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM customers c{hint} WHERE c.workspace_id = $1 AND c.archived_at IS NULL"
+        );
         let mut args: Vec<SortValue> = Vec::new();
         let mut filter = |sql: &mut String, clause: &str, value: SortValue| {
             args.push(value);
@@ -1071,7 +1095,8 @@ impl Store for SqlStore {
         history_since: DateTime<Utc>,
     ) -> Result<Option<CustomerDetail>> {
         let sql = format!(
-            "SELECT {CUSTOMER_COLUMNS}, c.explanation FROM customers c \
+            "SELECT {CUSTOMER_COLUMNS}, s.explanation FROM customers c \
+             LEFT JOIN customer_scores s ON s.customer_id = c.id AND s.workspace_id = $1 \
              WHERE c.workspace_id = $1 AND c.external_id = $2 AND c.archived_at IS NULL"
         );
         let Some(row) = sqlx::query(&sql)
@@ -1134,9 +1159,22 @@ impl Store for SqlStore {
             n += 1;
             sql.push_str(&format!(" AND a.kind = ${n}"));
         }
-        if query.customer_external_id.is_some() {
+        // Filter by the customer's id, so the (workspace, customer, time) index is used.
+        let customer = match &query.customer_external_id {
+            Some(external) => match self.customer_id(ws, external).await? {
+                Some(id) => Some(id),
+                None => {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        next_cursor: None,
+                    })
+                }
+            },
+            None => None,
+        };
+        if customer.is_some() {
             n += 1;
-            sql.push_str(&format!(" AND c.external_id = ${n}"));
+            sql.push_str(&format!(" AND a.customer_id = ${n}"));
         }
         if query.risk.is_some() {
             n += 1;
@@ -1152,8 +1190,8 @@ impl Store for SqlStore {
         if let Some(k) = query.kind {
             q = q.bind(k.as_str());
         }
-        if let Some(c) = &query.customer_external_id {
-            q = q.bind(c.clone());
+        if let Some(c) = customer {
+            q = q.bind(c.to_string());
         }
         if let Some(r) = query.risk {
             q = q.bind(r.as_str());
@@ -1288,12 +1326,15 @@ impl Store for SqlStore {
     }
 
     async fn recent_events(&self, ws: WorkspaceId, external_id: &str, limit: usize) -> Result<Vec<EventRecord>> {
+        let Some(customer) = self.customer_id(ws, external_id).await? else {
+            return Ok(Vec::new());
+        };
         sqlx::query(
-            "SELECT e.event_id, e.type, e.occurred_at, e.payload FROM events e JOIN customers c ON c.id = e.customer_id \
-             WHERE e.workspace_id = $1 AND c.workspace_id = $1 AND c.external_id = $2 ORDER BY e.occurred_at DESC LIMIT $3",
+            "SELECT event_id, type, occurred_at, payload FROM events \
+             WHERE workspace_id = $1 AND customer_id = $2 ORDER BY occurred_at DESC LIMIT $3",
         )
         .bind(ws.to_string())
-        .bind(external_id.to_owned())
+        .bind(customer.to_string())
         .bind(limit.clamp(1, 500) as i64)
         .fetch_all(&self.pools.read)
         .await?

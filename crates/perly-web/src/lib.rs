@@ -43,6 +43,8 @@ pub struct AppState {
     pub public_url: String,
     /// Failed sign-ins per account.
     pub throttle: Arc<ui::session::LoginThrottle>,
+    /// Owner and plan filter choices per workspace, refreshed every minute.
+    pub facets: Arc<ui::customers::FacetCache>,
 }
 
 impl AppState {

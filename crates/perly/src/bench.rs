@@ -455,7 +455,12 @@ async fn pages(url: Option<String>, dir: &tempfile::TempDir, n: usize, requests:
     let now = Utc::now();
     let mut rng = StdRng::seed_from_u64(5);
     let load = Instant::now();
-    let owners = ["ana@example.com", "ben@example.com", "chloe@example.com", "dev@example.com"];
+    let owners = [
+        "ana@example.com",
+        "ben@example.com",
+        "chloe@example.com",
+        "dev@example.com",
+    ];
     for (chunk_no, chunk) in customers(n, "c").chunks(1000).enumerate() {
         let mut rows = chunk.to_vec();
         for (i, r) in rows.iter_mut().enumerate() {
@@ -468,18 +473,32 @@ async fn pages(url: Option<String>, dir: &tempfile::TempDir, n: usize, requests:
         for c in chunk {
             for d in 0..5 {
                 let at = now - Duration::days(d * 7);
-                events.push(Event { id: format!("{}-n{d}", c.external_id), customer_id: c.external_id.clone(), occurred_at: at,
-                    kind: EventKind::NpsResponse { score: rng.gen_range(0..=10) } });
-                events.push(Event { id: format!("{}-u{d}", c.external_id), customer_id: c.external_id.clone(), occurred_at: at,
-                    kind: EventKind::UserActive { user_id: "u1".into() } });
+                events.push(Event {
+                    id: format!("{}-n{d}", c.external_id),
+                    customer_id: c.external_id.clone(),
+                    occurred_at: at,
+                    kind: EventKind::NpsResponse {
+                        score: rng.gen_range(0..=10),
+                    },
+                });
+                events.push(Event {
+                    id: format!("{}-u{d}", c.external_id),
+                    customer_id: c.external_id.clone(),
+                    occurred_at: at,
+                    kind: EventKind::UserActive { user_id: "u1".into() },
+                });
             }
         }
         store.ingest_events(ws.id, &events, now).await?;
     }
-    crate::rescore::Rescorer::new(store.clone(), 2_000).run_once(now).await?;
+    crate::rescore::Rescorer::new(store.clone(), 2_000)
+        .run_once(now)
+        .await?;
     println!("loaded and scored in {:.1} s", load.elapsed().as_secs_f64());
     let hash = perly_store::auth::hash_password("bench-password").map_err(|e| anyhow::anyhow!(e))?;
-    let user = store.add_user(ws.id, "bench@example.com", &hash, perly_store::Role::Admin, now).await?;
+    let user = store
+        .add_user(ws.id, "bench@example.com", &hash, perly_store::Role::Admin, now)
+        .await?;
     let token = store.create_session(ws.id, user.id, now, Duration::days(1)).await?;
     let running = crate::server::start(&settings, store.clone(), Arc::new(SystemClock)).await?;
     let base = format!("http://{}", running.addr);
@@ -522,7 +541,10 @@ async fn pages(url: Option<String>, dir: &tempfile::TempDir, n: usize, requests:
     for _ in 0..20 {
         let (ms, body) = time(next.clone()).await?;
         lat.push(ms);
-        match body.split("href=\"").find_map(|r| r.split('"').next().filter(|h| h.contains("cursor="))) {
+        match body
+            .split("href=\"")
+            .find_map(|r| r.split('"').next().filter(|h| h.contains("cursor=")))
+        {
             Some(h) => next = format!("{base}{}", h.replace("&amp;", "&")),
             None => break,
         }
@@ -531,14 +553,23 @@ async fn pages(url: Option<String>, dir: &tempfile::TempDir, n: usize, requests:
     report.push(("next pages (20 deep)".to_owned(), lat));
     let mut lat = Vec::new();
     for i in 0..requests {
-        lat.push(time(format!("{base}/customers/c{}", rng.gen_range(0..n).max(i % n))).await?.0);
+        lat.push(
+            time(format!("{base}/customers/c{}", rng.gen_range(0..n).max(i % n)))
+                .await?
+                .0,
+        );
     }
     lat.sort_by(f64::total_cmp);
     report.push(("/customers/{id} (profile)".to_owned(), lat));
     running.stop().await;
     println!("{:<48} {:>6} {:>8} {:>8}", "page", "n", "p50 ms", "p99 ms");
     for (path, lat) in report {
-        println!("{path:<48} {:>6} {:>8.1} {:>8.1}", lat.len(), percentile(&lat, 0.5), percentile(&lat, 0.99));
+        println!(
+            "{path:<48} {:>6} {:>8.1} {:>8.1}",
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
     }
     println!("peak RSS: {:.0} MB", peak_rss_mb());
     Ok(())

@@ -74,6 +74,7 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         rescore: Arc::new(Notify::new()),
         public_url,
         throttle: Arc::default(),
+        facets: Arc::default(),
     };
     let cancel = CancellationToken::new();
     let app = perly_web::app(state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());

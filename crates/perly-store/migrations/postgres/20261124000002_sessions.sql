@@ -9,5 +9,3 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_user ON sessions (workspace_id, user_id);
 CREATE INDEX users_by_email ON users (email);
-CREATE INDEX customers_by_mrr ON customers (workspace_id, mrr, id);
-CREATE INDEX customers_by_owner ON customers (workspace_id, owner_email);

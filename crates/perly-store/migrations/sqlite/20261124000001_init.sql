@@ -46,12 +46,29 @@ CREATE TABLE customers (
     risk_level TEXT,
     delta INTEGER,
     scored_at INTEGER,
-    explanation TEXT,
-    alert_state TEXT,
     UNIQUE (workspace_id, external_id)
 );
+-- One index per sort order of the customer list; the expressions are exactly
+-- those of the ORDER BY clauses (unscored customers last both ways).
 CREATE INDEX customers_by_score ON customers (workspace_id, sort_score, id);
+CREATE INDEX customers_by_score_desc ON customers (workspace_id, (CASE WHEN score IS NULL THEN -1 ELSE score END), id);
+CREATE INDEX customers_by_delta ON customers (workspace_id, (CASE WHEN delta IS NULL THEN 1000 ELSE delta END), id);
+CREATE INDEX customers_by_delta_desc ON customers (workspace_id, (CASE WHEN delta IS NULL THEN -1000 ELSE delta END), id);
+CREATE INDEX customers_by_mrr ON customers (workspace_id, (CASE WHEN mrr IS NULL THEN 1e300 ELSE mrr END), id);
+CREATE INDEX customers_by_mrr_desc ON customers (workspace_id, (CASE WHEN mrr IS NULL THEN -1.0 ELSE mrr END), id);
 CREATE INDEX customers_by_name ON customers (workspace_id, name, id);
+CREATE INDEX customers_by_owner ON customers (workspace_id, owner_email);
+CREATE INDEX customers_by_plan ON customers (workspace_id, plan);
+CREATE INDEX customers_by_risk ON customers (workspace_id, risk_level, sort_score, id);
+
+-- The latest score's explanation and the alert detector's state, kept apart
+-- from customers so that listing and sorting customers reads slim rows.
+CREATE TABLE customer_scores (
+    customer_id TEXT PRIMARY KEY REFERENCES customers(id),
+    workspace_id TEXT NOT NULL,
+    explanation TEXT,
+    alert_state TEXT
+);
 
 CREATE TABLE rollups (
     customer_id TEXT PRIMARY KEY REFERENCES customers(id),
@@ -104,7 +121,7 @@ CREATE TABLE alerts (
     UNIQUE (workspace_id, customer_id, dedupe_key)
 );
 CREATE INDEX alerts_feed ON alerts (workspace_id, occurred_at, id);
-CREATE INDEX alerts_by_customer ON alerts (workspace_id, customer_id, occurred_at);
+CREATE INDEX alerts_by_customer ON alerts (workspace_id, customer_id, occurred_at, id);
 
 CREATE TABLE secrets (
     workspace_id TEXT NOT NULL,

@@ -99,7 +99,11 @@ pub fn build(
                 3 => "end",
                 _ => "middle",
             };
-            XLabel { x: x(t), label: t.format("%b %-d").to_string(), anchor }
+            XLabel {
+                x: x(t),
+                label: t.format("%b %-d").to_string(),
+                anchor,
+            }
         })
         .collect();
     // One point per day (the last score of the day) keeps the path small.

@@ -26,6 +26,30 @@ pub fn router() -> Router<AppState> {
         .route("/customers/{external_id}", get(show))
 }
 
+/// The owners and plans offered as filters, cached per workspace for a
+/// minute: computing them reads an index entry per customer.
+#[derive(Default)]
+pub struct FacetCache {
+    entries: std::sync::Mutex<HashMap<perly_domain::ids::WorkspaceId, (chrono::DateTime<chrono::Utc>, Facets)>>,
+}
+
+type Facets = (Vec<String>, Vec<String>);
+
+impl FacetCache {
+    async fn get(&self, state: &AppState, ws: perly_domain::ids::WorkspaceId) -> Result<Facets, UiError> {
+        let now = state.now();
+        let cached = self.entries.lock().ok().and_then(|m| m.get(&ws).cloned());
+        if let Some((_, facets)) = cached.filter(|(at, _)| *at <= now && now - *at < Duration::minutes(1)) {
+            return Ok(facets);
+        }
+        let facets = state.store.customer_facets(ws).await?;
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(ws, (now, facets.clone()));
+        }
+        Ok(facets)
+    }
+}
+
 pub struct Filters {
     pub q: String,
     pub risk: String,
@@ -156,7 +180,7 @@ async fn list(
         cursor: cursor.clone(),
     };
     let page = state.store.list_customers(ws, &query).await?;
-    let (owners, plans) = state.store.customer_facets(ws).await?;
+    let (owners, plans) = state.facets.get(&state, ws).await?;
     let base = |sort: &str, cursor: &str| {
         let qs = query_string(&[
             ("q", &f.q),

@@ -301,22 +301,44 @@ async fn admins_manage_users_and_keys_from_settings() {
     let bo = users.iter().find(|u| u.email == "bo@example.com").expect("bo");
     let me = users.iter().find(|u| u.email == "ana@example.com").expect("ana");
 
-    let (status, _, _) = web.post(&format!("/settings/users/{}/role", bo.id), &[("csrf", &csrf), ("role", "admin")]).await;
+    let (status, _, _) = web
+        .post(
+            &format!("/settings/users/{}/role", bo.id),
+            &[("csrf", &csrf), ("role", "admin")],
+        )
+        .await;
     assert_eq!(status, 303);
-    assert_eq!(app.store.find_user(app.ws, bo.id).await.expect("find").map(|u| u.role), Some(Role::Admin));
+    assert_eq!(
+        app.store.find_user(app.ws, bo.id).await.expect("find").map(|u| u.role),
+        Some(Role::Admin)
+    );
     // Nobody locks themselves out.
-    web.post(&format!("/settings/users/{}/role", me.id), &[("csrf", &csrf), ("role", "member")]).await;
-    web.post(&format!("/settings/users/{}/remove", me.id), &[("csrf", &csrf)]).await;
-    assert_eq!(app.store.find_user(app.ws, me.id).await.expect("find").map(|u| u.role), Some(Role::Admin));
-    let (status, _, _) = web.post(&format!("/settings/users/{}/remove", bo.id), &[("csrf", &csrf)]).await;
+    web.post(
+        &format!("/settings/users/{}/role", me.id),
+        &[("csrf", &csrf), ("role", "member")],
+    )
+    .await;
+    web.post(&format!("/settings/users/{}/remove", me.id), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        app.store.find_user(app.ws, me.id).await.expect("find").map(|u| u.role),
+        Some(Role::Admin)
+    );
+    let (status, _, _) = web
+        .post(&format!("/settings/users/{}/remove", bo.id), &[("csrf", &csrf)])
+        .await;
     assert_eq!(status, 303);
     assert!(app.store.find_user(app.ws, bo.id).await.expect("find").is_none());
-    let (status, _) = WebClient::new(&app).sign_in("bo@example.com", "correct horse battery").await;
+    let (status, _) = WebClient::new(&app)
+        .sign_in("bo@example.com", "correct horse battery")
+        .await;
     assert_eq!(status, 401, "a removed user cannot sign in");
 
     // An API key needs a label; the error sits by the field and nothing is created.
     let keys_before = app.store.list_api_keys(app.ws).await.expect("keys").len();
-    let (status, page, _) = web.post("/settings/api-keys", &[("csrf", &csrf), ("label", "  ")]).await;
+    let (status, page, _) = web
+        .post("/settings/api-keys", &[("csrf", &csrf), ("label", "  ")])
+        .await;
     assert_eq!(status, 422);
     assert!(page.contains("class=\"field-error\"") && page.contains("Give the key a label"));
     assert_eq!(app.store.list_api_keys(app.ws).await.expect("keys").len(), keys_before);
