@@ -51,6 +51,46 @@ impl Dialect {
         }
     }
 
+    /// The SQL text to send. On SQLite, `$1 … $n` that appear exactly in
+    /// order, once each, become anonymous `?` parameters: sqlx resolves a
+    /// numbered parameter through SQLite's name lookup, which is linear in the
+    /// number of parameters, so a 700-parameter batch statement would cost
+    /// O(n²). Any other statement is sent as written.
+    pub fn positional(self, sql: String) -> String {
+        if self != Self::Sqlite {
+            return sql;
+        }
+        let bytes = sql.as_bytes();
+        let mut out = String::with_capacity(sql.len());
+        let mut expected = 1usize;
+        let mut i = 0;
+        let mut last = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'$' {
+                let start = i + 1;
+                let mut end = start;
+                while end < bytes.len() && bytes[end].is_ascii_digit() {
+                    end += 1;
+                }
+                if end > start {
+                    let n: usize = sql[start..end].parse().unwrap_or(0);
+                    if n != expected {
+                        return sql;
+                    }
+                    out.push_str(&sql[last..i]);
+                    out.push('?');
+                    expected += 1;
+                    last = end;
+                    i = end;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        out.push_str(&sql[last..]);
+        out
+    }
+
     /// Claiming work without waiting on rows another replica holds.
     pub fn skip_locked(self) -> &'static str {
         match self {
@@ -146,4 +186,20 @@ pub async fn migrate(pools: &Pools) -> Result<()> {
         Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pools.write).await,
     }
     .map_err(Error::Migrate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_gets_anonymous_parameters_only_when_they_are_in_order() {
+        let d = Dialect::Sqlite;
+        assert_eq!(d.positional("SELECT $1, $2 WHERE x IN ($3, $4)".into()), "SELECT ?, ? WHERE x IN (?, ?)");
+        // Reused or out-of-order parameters keep their numbers.
+        assert_eq!(d.positional("SELECT $2, $1".into()), "SELECT $2, $1");
+        assert_eq!(d.positional("SELECT $1 WHERE a = $1".into()), "SELECT $1 WHERE a = $1");
+        assert_eq!(d.positional("SELECT '$' || $1".into()), "SELECT '$' || ?");
+        assert_eq!(Dialect::Postgres.positional("SELECT $1".into()), "SELECT $1");
+    }
 }

@@ -301,6 +301,7 @@ impl SqlStore {
                 params(2, chunk.len()),
                 self.dialect().for_update()
             );
+            let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql).bind(ws.to_string());
             for id in chunk {
                 q = q.bind(id.to_string());
@@ -346,6 +347,7 @@ impl SqlStore {
                 "SELECT customer_id FROM rollups WHERE workspace_id = $1 AND customer_id IN ({}) ORDER BY customer_id FOR UPDATE",
                 params(2, chunk.len())
             );
+            let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql).bind(ws.to_string());
             for id in chunk {
                 q = q.bind(id.to_string());
@@ -396,6 +398,7 @@ impl SqlStore {
                     " AND archived_at IS NULL"
                 }
             );
+            let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql).bind(ws.to_string());
             for e in chunk {
                 q = q.bind(e.to_string());
@@ -528,6 +531,7 @@ impl SqlStore {
                  ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING event_id",
                 value_rows(1, chunk.len(), 7)
             );
+            let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
             for (_, cid, e) in chunk {
                 let payload = serde_json::to_string(e).map_err(|err| corrupt("event", err))?;
@@ -566,14 +570,17 @@ impl SqlStore {
             encoded.push((cid.to_string(), encode_rollup(rollup)?));
         }
         for chunk in encoded.chunks(CHUNK) {
+            // Each row carries (customer, data, now, workspace): parameters in order.
             let sql = format!(
-                "UPDATE rollups SET data = v.column2, version = version + 1, {MARK_DIRTY}, updated_at = $2 \
-                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = $1 AND rollups.customer_id = v.column1",
-                value_rows(3, chunk.len(), 2)
+                "UPDATE rollups SET data = v.column2, version = version + 1, dirty = 1, \
+                 dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.column3 END, updated_at = v.column3 \
+                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = v.column4 AND rollups.customer_id = v.column1",
+                value_rows(1, chunk.len(), 4)
             );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(received);
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql);
             for (cid, data) in chunk {
-                q = q.bind(cid.clone()).bind(data.clone());
+                q = q.bind(cid.clone()).bind(data.clone()).bind(received).bind(ws_s.clone());
             }
             q.execute(&mut *tx).await?;
         }
@@ -607,10 +614,11 @@ impl SqlStore {
                 "SELECT r.customer_id, r.version, r.data, c.plan, c.seats_purchased, s.alert_state \
                  FROM rollups r JOIN customers c ON c.id = r.customer_id \
                  LEFT JOIN customer_scores s ON s.customer_id = r.customer_id AND s.workspace_id = $1 \
-                 WHERE r.workspace_id = $1 AND c.workspace_id = $1 AND r.customer_id IN ({})",
-                params(2, chunk.len())
+                 WHERE r.workspace_id = $2 AND c.workspace_id = $3 AND r.customer_id IN ({})",
+                params(4, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(ws.to_string());
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql).bind(ws.to_string()).bind(ws.to_string()).bind(ws.to_string());
             for id in chunk {
                 q = q.bind(id.clone());
             }
@@ -690,19 +698,22 @@ impl SqlStore {
         for chunk in scored.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4, \
-                 scored_at = $2 FROM (VALUES {}) AS v WHERE customers.workspace_id = $1 AND customers.id = v.column1",
-                value_rows(3, chunk.len(), 4)
+                 scored_at = v.column5 FROM (VALUES {}) AS v WHERE customers.workspace_id = v.column6 AND customers.id = v.column1",
+                value_rows(1, chunk.len(), 6)
             );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql);
             for (cid, score, risk, delta, _, _) in chunk {
-                q = q.bind(cid.clone()).bind(*score).bind(*risk).bind(*delta);
+                q = q.bind(cid.clone()).bind(*score).bind(*risk).bind(*delta).bind(now_ms).bind(ws_s.clone());
             }
             q.execute(&mut *tx).await?;
             let sql = format!(
                 "INSERT INTO customer_scores (customer_id, workspace_id, explanation, alert_state) VALUES {} \
-                 ON CONFLICT (customer_id) DO UPDATE SET explanation = excluded.explanation, alert_state = excluded.alert_state",
+                 ON CONFLICT (customer_id) DO UPDATE SET explanation = excluded.explanation, alert_state = excluded.alert_state \
+                 WHERE customer_scores.workspace_id = excluded.workspace_id",
                 value_rows(1, chunk.len(), 4)
             );
+            let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
             for (cid, _, _, _, explanation, state) in chunk {
                 q = q
@@ -714,9 +725,11 @@ impl SqlStore {
             q.execute(&mut *tx).await?;
             let sql = format!(
                 "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES {} \
-                 ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level",
+                 ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level \
+                 WHERE score_history.workspace_id = excluded.workspace_id",
                 value_rows(1, chunk.len(), 5)
             );
+            let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
             for (cid, score, risk, _, _, _) in chunk {
                 q = q
@@ -736,6 +749,7 @@ impl SqlStore {
                  ON CONFLICT (workspace_id, customer_id, dedupe_key) DO NOTHING",
                 value_rows(1, chunk.len(), 13)
             );
+            let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
             for (cid, a, signals) in chunk {
                 q = q
@@ -757,10 +771,11 @@ impl SqlStore {
         }
         for chunk in unscored.chunks(IN_CHUNK) {
             let sql = format!(
-                "UPDATE customers SET scored_at = $2 WHERE workspace_id = $1 AND id IN ({})",
+                "UPDATE customers SET scored_at = $1 WHERE workspace_id = $2 AND id IN ({})",
                 params(3, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql).bind(now_ms).bind(ws_s.clone());
             for cid in chunk {
                 q = q.bind(cid.clone());
             }
@@ -769,12 +784,13 @@ impl SqlStore {
         for chunk in results.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE rollups SET dirty = CASE WHEN rollups.version = v.column2 THEN 0 ELSE 1 END, lease_until = NULL \
-                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = $1 AND rollups.customer_id = v.column1",
-                value_rows(2, chunk.len(), 2)
+                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = v.column3 AND rollups.customer_id = v.column1",
+                value_rows(1, chunk.len(), 3)
             );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone());
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql);
             for r in chunk {
-                q = q.bind(r.customer_id.to_string()).bind(r.version);
+                q = q.bind(r.customer_id.to_string()).bind(r.version).bind(ws_s.clone());
             }
             q.execute(&mut *tx).await?;
         }
@@ -1067,6 +1083,7 @@ impl Store for SqlStore {
             filter(&mut sql, "$?)", SortValue::Text(id));
         }
         sql.push_str(&format!(" ORDER BY {expr} {dir}, c.id {dir} LIMIT ${}", args.len() + 2));
+        let sql = self.dialect().positional(sql);
         let mut q = sqlx::query(&sql).bind(ws.to_string());
         for a in args {
             q = match a {
@@ -1186,6 +1203,7 @@ impl Store for SqlStore {
             n += 2;
         }
         sql.push_str(&format!(" ORDER BY a.occurred_at DESC, a.id DESC LIMIT ${}", n + 1));
+        let sql = self.dialect().positional(sql);
         let mut q = sqlx::query(&sql).bind(ws.to_string());
         if let Some(k) = query.kind {
             q = q.bind(k.as_str());
