@@ -38,6 +38,12 @@ fn text(
                     field,
                     format!("`{key}` must not be empty"),
                 ))
+            } else if s.chars().any(char::is_control) {
+                Err(FieldError::new(
+                    "invalid_field",
+                    field,
+                    format!("`{key}` must not contain control characters"),
+                ))
             } else if s.chars().count() > max {
                 Err(FieldError::new(
                     "invalid_field",

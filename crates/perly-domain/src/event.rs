@@ -183,6 +183,8 @@ impl<'a> Row<'a> {
                 let s = s.trim();
                 if s.is_empty() {
                     Err(self.invalid(key, format!("`{key}` must not be empty")))
+                } else if s.chars().any(char::is_control) {
+                    Err(self.invalid(key, format!("`{key}` must not contain control characters")))
                 } else if s.len() > MAX_ID_LEN {
                     Err(self.invalid(key, format!("`{key}` is longer than {MAX_ID_LEN} characters")))
                 } else {
@@ -200,6 +202,9 @@ impl<'a> Row<'a> {
     fn opt_text(&self, key: &str, max: usize) -> Result<Option<String>, FieldError> {
         match self.opt(key) {
             None => Ok(None),
+            Some(Value::String(s)) if s.contains('\0') => {
+                Err(self.invalid(key, format!("`{key}` must not contain NUL characters")))
+            }
             Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
             Some(Value::String(_)) => Err(self.invalid(key, format!("`{key}` is longer than {max} characters"))),
             Some(_) => Err(self.invalid(key, format!("`{key}` must be a string"))),

@@ -195,7 +195,10 @@ mod tests {
     #[test]
     fn sqlite_gets_anonymous_parameters_only_when_they_are_in_order() {
         let d = Dialect::Sqlite;
-        assert_eq!(d.positional("SELECT $1, $2 WHERE x IN ($3, $4)".into()), "SELECT ?, ? WHERE x IN (?, ?)");
+        assert_eq!(
+            d.positional("SELECT $1, $2 WHERE x IN ($3, $4)".into()),
+            "SELECT ?, ? WHERE x IN (?, ?)"
+        );
         // Reused or out-of-order parameters keep their numbers.
         assert_eq!(d.positional("SELECT $2, $1".into()), "SELECT $2, $1");
         assert_eq!(d.positional("SELECT $1 WHERE a = $1".into()), "SELECT $1 WHERE a = $1");

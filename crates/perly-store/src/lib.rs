@@ -46,6 +46,10 @@ impl From<sqlx::Error> for Error {
         match &e {
             sqlx::Error::RowNotFound => Self::NotFound,
             sqlx::Error::Database(d) if d.is_unique_violation() => Self::Conflict(d.message().to_owned()),
+            // SQLSTATE class 22 (data exception), e.g. a NUL byte in text on PostgreSQL.
+            sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => {
+                Self::Invalid(format!("the database refused a value: {}", d.message()))
+            }
             _ => Self::Unavailable(e),
         }
     }

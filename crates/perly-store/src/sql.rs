@@ -36,7 +36,10 @@ const LEASE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
 /// Marks a rollup for rescoring, keeping the time it first became dirty
 /// (`$2` is now): rescoring takes the longest-waiting customers first.
-const MARK_DIRTY: &str = "dirty = 1, dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE $2 END";
+/// The version moves too, so a rescoring pass already holding the old inputs
+/// does not clear the mark when it records.
+const MARK_DIRTY: &str =
+    "dirty = 1, version = rollups.version + 1, dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE $2 END";
 /// Rollup encoding version, written as the first byte.
 const ROLLUP_FORMAT: u8 = 1;
 
@@ -618,7 +621,10 @@ impl SqlStore {
                 params(4, chunk.len())
             );
             let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql).bind(ws.to_string()).bind(ws.to_string()).bind(ws.to_string());
+            let mut q = sqlx::query(&sql)
+                .bind(ws.to_string())
+                .bind(ws.to_string())
+                .bind(ws.to_string());
             for id in chunk {
                 q = q.bind(id.clone());
             }
@@ -704,7 +710,13 @@ impl SqlStore {
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
             for (cid, score, risk, delta, _, _) in chunk {
-                q = q.bind(cid.clone()).bind(*score).bind(*risk).bind(*delta).bind(now_ms).bind(ws_s.clone());
+                q = q
+                    .bind(cid.clone())
+                    .bind(*score)
+                    .bind(*risk)
+                    .bind(*delta)
+                    .bind(now_ms)
+                    .bind(ws_s.clone());
             }
             q.execute(&mut *tx).await?;
             let sql = format!(
@@ -1066,14 +1078,10 @@ impl Store for SqlStore {
             filter(&mut sql, " AND c.plan = $?", SortValue::Text(p.clone()));
         }
         if let Some(q) = query.search.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            let escaped = q
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
+            let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             filter(
                 &mut sql,
-                " AND LOWER(c.name) LIKE $? ESCAPE '\\'",
+                " AND LOWER(c.name) LIKE LOWER($?) ESCAPE '\\'",
                 SortValue::Text(format!("%{escaped}%")),
             );
         }

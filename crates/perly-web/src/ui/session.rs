@@ -26,6 +26,10 @@ const SESSION_DAYS: i64 = 7;
 /// Failed attempts allowed per account within [`THROTTLE_WINDOW_MINUTES`].
 pub const MAX_FAILURES: usize = 5;
 const THROTTLE_WINDOW_MINUTES: i64 = 15;
+/// An argon2 hash of a random password, verified against when the email is
+/// unknown so timing does not tell which accounts exist.
+const UNKNOWN_USER_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Qm9r3dDqY2ZVKf8Yx6Zf3H3kq0b6m5oV8i5QfQ9Y0w";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -145,7 +149,11 @@ struct LoginPage {
 /// Only local paths are followed after signing in.
 fn safe_next(next: Option<&String>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.clone(),
+        // A local path only: browsers drop tabs and newlines and read `\` as
+        // `/`, so `/\t/evil.example` would otherwise leave the site.
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.chars().any(|c| c.is_control() || c == '\\') => {
+            n.clone()
+        }
         _ => "/customers".to_owned(),
     }
 }
@@ -220,6 +228,10 @@ async fn create(
         Ok(u) => u,
         Err(e) => return UiError::from(e).into_response(),
     };
+    if users.is_empty() {
+        // Hash anyway, so the answer takes as long as for a real account.
+        let _ = verify_password(&password, UNKNOWN_USER_HASH);
+    }
     let Some(user) = users.into_iter().find(|u| verify_password(&password, &u.password_hash)) else {
         state.throttle.record_failure(&email, now);
         return login_page(
@@ -294,5 +306,8 @@ mod tests {
         assert_eq!(safe_next(Some(&"//evil.example".to_owned())), "/customers");
         assert_eq!(safe_next(Some(&"https://evil.example".to_owned())), "/customers");
         assert_eq!(safe_next(None), "/customers");
+        assert_eq!(safe_next(Some(&"/\t/evil.example".to_owned())), "/customers");
+        assert_eq!(safe_next(Some(&"/\\evil.example".to_owned())), "/customers");
+        assert_eq!(safe_next(Some(&"/a\r\nSet-Cookie: x".to_owned())), "/customers");
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -21,7 +21,7 @@ use perly_store::Role;
 
 use super::customers::measure_name;
 use super::session::CurrentUser;
-use super::{cookie, redirect_with_flash, render, set_cookie, take_flash, when, Flash, Nav, UiError};
+use super::{redirect_with_flash, render, take_flash, when, Flash, Nav, UiError};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -360,8 +360,6 @@ struct KeysPage {
     label_error: Option<String>,
 }
 
-const NEW_KEY_COOKIE: &str = "perly_new_key";
-
 async fn keys_page(
     state: &AppState,
     user: &CurrentUser,
@@ -395,18 +393,10 @@ async fn keys_page(
 }
 
 async fn keys(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
-    let new_key = cookie(&headers, NEW_KEY_COOKIE).filter(|k| !k.is_empty());
     let flash = take_flash(&headers);
     let had = flash.is_some();
-    let page = keys_page(&state, &user, new_key.clone(), String::new(), None, flash).await?;
-    let mut resp = render(&state, StatusCode::OK, &page, had);
-    if new_key.is_some() {
-        resp.headers_mut().append(
-            header::SET_COOKIE,
-            set_cookie(NEW_KEY_COOKIE, "", "/settings/api-keys", 0, state.secure_cookies()),
-        );
-    }
-    Ok(resp)
+    let page = keys_page(&state, &user, None, String::new(), None, flash).await?;
+    Ok(render(&state, StatusCode::OK, &page, had))
 }
 
 async fn create_key(
@@ -432,19 +422,13 @@ async fn create_key(
         .store
         .create_api_key(user.session.workspace.id, &label, state.now())
         .await?;
-    // The key is handed to the next page once, in a short-lived HttpOnly cookie.
-    let mut resp = redirect_with_flash(&state, "/settings/api-keys", "info", "API key created.");
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(
-            NEW_KEY_COOKIE,
-            &plaintext,
-            "/settings/api-keys",
-            120,
-            state.secure_cookies(),
-        ),
-    );
-    Ok(resp)
+    // The key is shown in this answer only: never stored, never put in a cookie.
+    let flash = Some(Flash {
+        kind: "info",
+        text: "API key created.".into(),
+    });
+    let page = keys_page(&state, &user, Some(plaintext), String::new(), None, flash).await?;
+    Ok(render(&state, StatusCode::CREATED, &page, false))
 }
 
 async fn revoke_key(
@@ -592,7 +576,7 @@ async fn create_user(
             Err(e) => return Err(e.into()),
         }
     } else if role.is_none() {
-        errors.insert("email".to_owned(), "Choose admin or member".to_owned());
+        errors.insert("role".to_owned(), "Choose admin or member".to_owned());
     }
     let page = users_page(&state, &user, keep, errors, None).await?;
     Ok(render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page, false))

@@ -198,3 +198,38 @@ async fn odd_requests_never_get_a_500() {
         assert!(body["error"]["code"].is_string(), "{path} -> {body}");
     }
 }
+
+#[tokio::test]
+async fn control_characters_are_rejected_as_bad_input_on_every_backend() {
+    let app = spawn_app().await;
+    let (status, body) = app
+        .post(
+            "/api/v1/customers",
+            json!({"customers": [{"external_id": "ok", "name": "OK"}, {"external_id": "nul", "name": "A\u{0}B"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][1]["error"]["field"], "customers[1].name");
+    let now = app.now();
+    let body = app
+        .events(vec![
+            event("a\u{0}b", "ok", now, json!({"type": "user_active", "user_id": "u"})),
+            event(
+                "fine",
+                "ok",
+                now,
+                json!({"type": "payment_failed", "amount": 1.0, "reason": "x\u{0}y"}),
+            ),
+        ])
+        .await;
+    assert_eq!(body["results"][0]["error"]["field"], "events[0].id");
+    assert_eq!(body["results"][1]["error"]["field"], "events[1].reason");
+    for path in [
+        "/api/v1/customers/%00",
+        "/api/v1/customers?q=%00",
+        "/api/v1/alerts?customer_id=%00",
+    ] {
+        let (status, body) = app.get(path).await;
+        assert!((200..500).contains(&status), "{path} -> {status} {body}");
+    }
+}

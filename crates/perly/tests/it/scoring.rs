@@ -235,3 +235,33 @@ async fn customers_are_listed_by_score_filtered_by_risk_and_paged_with_a_cursor(
     let (_, by_name) = app.get("/api/v1/customers?sort=name&limit=2").await;
     assert_eq!(by_name["items"][0]["name"], "Customer 0");
 }
+
+#[tokio::test]
+async fn a_scorecard_saved_during_a_rescoring_pass_is_not_lost() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
+    app.events(vec![event(
+        "n1",
+        "acme",
+        app.now(),
+        json!({"type": "nps_response", "score": 8}),
+    )])
+    .await;
+    // A pass claims the customer with the old inputs...
+    let claimed = app.store.claim_rescore(app.ws, 10, app.now()).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // ...an admin saves a new scorecard meanwhile...
+    let card = app.store.scorecard(app.ws).await.expect("card");
+    app.store.set_scorecard(app.ws, &card, app.now()).await.expect("save");
+    // ...and the pass records its (old) result: the customer stays marked.
+    let card = perly_domain::scorecard::Scorecard::default();
+    let results: Vec<_> = claimed
+        .into_iter()
+        .map(|c| perly::rescore::rescore(c, &card, app.now()))
+        .collect();
+    app.store
+        .record_scores(app.ws, &results, app.now())
+        .await
+        .expect("record");
+    assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 1);
+}
