@@ -51,6 +51,9 @@ pub enum BenchKind {
         /// Measure ingest alone (no rescoring worker).
         #[arg(long)]
         without_rescoring: bool,
+        /// Send at this many events per second instead of as fast as possible.
+        #[arg(long)]
+        rate: Option<u64>,
     },
     /// One full rescore of customers with 90 days of history.
     Rescore {
@@ -153,46 +156,34 @@ pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     crate::telemetry::init("warn");
     let dir = tempfile::tempdir()?;
     match args.what {
-        BenchKind::Ingest {
-            customers: n,
-            events,
-            batch,
-            concurrency,
-            without_rescoring,
-        } => {
-            ingest(
-                args.database_url,
-                &dir,
-                n,
-                events,
-                batch,
-                concurrency,
-                !without_rescoring,
-            )
-            .await
+        BenchKind::Ingest { customers: n, events, batch, concurrency, without_rescoring, rate } => {
+            let load = Load { customers: n, total: events, batch, concurrency, rescoring: !without_rescoring, rate };
+            ingest(args.database_url, &dir, load).await
         }
         BenchKind::Rescore { customers: n } => rescore(args.database_url, &dir, n).await,
         BenchKind::Pages { customers: n, requests } => pages(args.database_url, &dir, n, requests).await,
     }
 }
 
-async fn ingest(
-    url: Option<String>,
-    dir: &tempfile::TempDir,
-    n: usize,
+/// The shape of an ingest run.
+struct Load {
+    customers: usize,
     total: usize,
     batch: usize,
     concurrency: usize,
     rescoring: bool,
-) -> anyhow::Result<()> {
+    rate: Option<u64>,
+}
+
+async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> anyhow::Result<()> {
+    let Load { customers: n, total, batch, concurrency, rescoring, rate } = load;
+    let batch = batch.max(1);
     let (mut settings, store) = bench_store(url, dir).await?;
     settings.scoring.worker = rescoring;
     settings.scoring.poll_interval_ms = 50;
     settings.scoring.batch_size = 2_000;
-    println!(
-        "backend: {}; {n} customers, {total} events in batches of {batch}, {concurrency} clients",
-        store.backend()
-    );
+    let pace = rate.map_or("as fast as possible".to_owned(), |r| format!("at {r} events/s"));
+    println!("backend: {}; {n} customers, {total} events in batches of {batch}, {concurrency} clients, {pace}", store.backend());
     let ws = store.create_workspace("Bench", Utc::now()).await?;
     let (_, key) = store.create_api_key(ws.id, "bench", Utc::now()).await?;
     for chunk in customers(n, "c").chunks(1000) {
@@ -288,6 +279,11 @@ async fn ingest(
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
+                if let Some(r) = rate {
+                    // Batch i is due i·batch/rate seconds after the start.
+                    let due = started + StdDuration::from_secs_f64(i as f64 * batch as f64 / r.max(1) as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let resp = client
                     .post(format!("{base}/api/v1/events"))
                     .bearer_auth(&key)
