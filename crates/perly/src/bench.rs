@@ -156,8 +156,22 @@ pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     crate::telemetry::init("warn");
     let dir = tempfile::tempdir()?;
     match args.what {
-        BenchKind::Ingest { customers: n, events, batch, concurrency, without_rescoring, rate } => {
-            let load = Load { customers: n, total: events, batch, concurrency, rescoring: !without_rescoring, rate };
+        BenchKind::Ingest {
+            customers: n,
+            events,
+            batch,
+            concurrency,
+            without_rescoring,
+            rate,
+        } => {
+            let load = Load {
+                customers: n,
+                total: events,
+                batch,
+                concurrency,
+                rescoring: !without_rescoring,
+                rate,
+            };
             ingest(args.database_url, &dir, load).await
         }
         BenchKind::Rescore { customers: n } => rescore(args.database_url, &dir, n).await,
@@ -176,14 +190,24 @@ struct Load {
 }
 
 async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> anyhow::Result<()> {
-    let Load { customers: n, total, batch, concurrency, rescoring, rate } = load;
+    let Load {
+        customers: n,
+        total,
+        batch,
+        concurrency,
+        rescoring,
+        rate,
+    } = load;
     let batch = batch.max(1);
     let (mut settings, store) = bench_store(url, dir).await?;
     settings.scoring.worker = rescoring;
     settings.scoring.poll_interval_ms = 50;
     settings.scoring.batch_size = 2_000;
     let pace = rate.map_or("as fast as possible".to_owned(), |r| format!("at {r} events/s"));
-    println!("backend: {}; {n} customers, {total} events in batches of {batch}, {concurrency} clients, {pace}", store.backend());
+    println!(
+        "backend: {}; {n} customers, {total} events in batches of {batch}, {concurrency} clients, {pace}",
+        store.backend()
+    );
     let ws = store.create_workspace("Bench", Utc::now()).await?;
     let (_, key) = store.create_api_key(ws.id, "bench", Utc::now()).await?;
     for chunk in customers(n, "c").chunks(1000) {
