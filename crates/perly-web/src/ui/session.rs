@@ -99,6 +99,19 @@ impl CurrentUser {
         }
     }
 
+    /// Checks a settings form: its CSRF token, then that the user is an admin.
+    pub fn check_admin_form(&self, form: &HashMap<String, String>) -> Result<(), UiError> {
+        self.check_csrf(form)?;
+        self.require_admin()
+    }
+
+    /// The id of another user of the workspace named in a path (`None` when it
+    /// is the signed-in user: nobody changes their own role or removes themselves).
+    pub fn other_user(&self, id: &str) -> Result<Option<perly_domain::ids::UserId>, UiError> {
+        let id: perly_domain::ids::UserId = id.parse().map_err(|_| UiError::NotFound)?;
+        Ok((id != self.session.user.id).then_some(id))
+    }
+
     /// Refuses a form whose CSRF token is missing or wrong.
     pub fn check_csrf(&self, form: &HashMap<String, String>) -> Result<(), UiError> {
         let sent = form.get("csrf").map(String::as_str).unwrap_or_default();

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use perly_domain::ids::{ApiKeyId, UserId};
+use perly_domain::ids::ApiKeyId;
 use perly_domain::risk::RiskLevel;
 use perly_domain::scorecard::{MeasureKind, Scorecard};
 use perly_store::auth::hash_password;
@@ -300,8 +300,7 @@ async fn update_scoring(
     user: CurrentUser,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    user.check_csrf(&form)?;
-    user.require_admin()?;
+    user.check_admin_form(&form)?;
     let ws = user.session.workspace.id;
     let current = state.store.scorecard(ws).await?;
     let card = match parse_scorecard(&current, &form) {
@@ -404,8 +403,7 @@ async fn create_key(
     user: CurrentUser,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    user.check_csrf(&form)?;
-    user.require_admin()?;
+    user.check_admin_form(&form)?;
     let label = form.get("label").map(|l| l.trim().to_owned()).unwrap_or_default();
     let error = if label.is_empty() {
         Some("Give the key a label, e.g. “billing sync”.")
@@ -437,8 +435,7 @@ async fn revoke_key(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    user.check_csrf(&form)?;
-    user.require_admin()?;
+    user.check_admin_form(&form)?;
     let id: ApiKeyId = id.parse().map_err(|_| UiError::NotFound)?;
     state
         .store
@@ -529,8 +526,7 @@ async fn create_user(
     user: CurrentUser,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    user.check_csrf(&form)?;
-    user.require_admin()?;
+    user.check_admin_form(&form)?;
     let email = form.get("email").map(|e| e.trim().to_lowercase()).unwrap_or_default();
     let role_text = form.get("role").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
@@ -588,17 +584,15 @@ async fn update_role(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    user.check_csrf(&form)?;
-    user.require_admin()?;
-    let id: UserId = id.parse().map_err(|_| UiError::NotFound)?;
-    if id == user.session.user.id {
+    user.check_admin_form(&form)?;
+    let Some(id) = user.other_user(&id)? else {
         return Ok(redirect_with_flash(
             &state,
             "/settings/users",
             "error",
             "You cannot change your own role.",
         ));
-    }
+    };
     let role: Role = form
         .get("role")
         .and_then(|r| r.parse().ok())
@@ -613,17 +607,15 @@ async fn delete_user(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    user.check_csrf(&form)?;
-    user.require_admin()?;
-    let id: UserId = id.parse().map_err(|_| UiError::NotFound)?;
-    if id == user.session.user.id {
+    user.check_admin_form(&form)?;
+    let Some(id) = user.other_user(&id)? else {
         return Ok(redirect_with_flash(
             &state,
             "/settings/users",
             "error",
             "You cannot remove yourself.",
         ));
-    }
+    };
     state.store.remove_user(user.session.workspace.id, id).await?;
     Ok(redirect_with_flash(
         &state,
