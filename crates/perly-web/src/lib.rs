@@ -11,11 +11,13 @@ pub mod ui;
 
 use std::sync::Arc;
 
+use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use perly_store::Store;
 use tokio::sync::Notify;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The clock, injected so tests and the demo can control time.
 pub trait Clock: Send + Sync + 'static {
@@ -70,5 +72,22 @@ pub fn app(state: AppState) -> Router {
                 ui::UiError::NotFound.into_response()
             }
         })
+        // Headers on every answer: pages load nothing from other hosts, run
+        // no inline script, cannot be framed, and keep URLs out of referrers.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
         .with_state(state)
 }

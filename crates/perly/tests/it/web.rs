@@ -343,3 +343,22 @@ async fn admins_manage_users_and_keys_from_settings() {
     assert!(page.contains("class=\"field-error\"") && page.contains("Give the key a label"));
     assert_eq!(app.store.list_api_keys(app.ws).await.expect("keys").len(), keys_before);
 }
+
+#[tokio::test]
+async fn pages_forbid_framing_inline_script_and_other_hosts() {
+    let app = spawn_app().await;
+    let web = WebClient::new(&app);
+    let (_, _, headers) = web.get("/login").await;
+    let csp = headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && csp.contains("script-src 'none'"),
+        "{csp}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+}
