@@ -1,0 +1,208 @@
+//! Discord execute-webhook payloads: one embed with an integer `color` (the
+//! border), the customer linked to its profile, fields for score, risk,
+//! signals and action, and a timestamp. `allowed_mentions: {"parse": []}`
+//! means no text in the message can ping anyone (a customer named `@everyone`
+//! included), and markdown in customer text is escaped. Every embed limit is
+//! kept (title 256, description 4096, 25 fields, name 256, value 1024,
+//! footer 2048, 6000 in total), truncating with "…"; no field is ever null.
+
+use serde_json::{json, Value};
+
+use crate::message::{risk_color, AlertMessage};
+
+pub const TITLE_MAX: usize = 256;
+pub const DESCRIPTION_MAX: usize = 4_096;
+pub const FIELD_VALUE_MAX: usize = 1_024;
+pub const FOOTER_MAX: usize = 2_048;
+pub const EMBED_TOTAL_MAX: usize = 6_000;
+pub const URL_MAX: usize = 2_048;
+
+/// Escapes Discord markdown in `s` and keeps it within `max` characters,
+/// never splitting an escape from its character; a cut ends with "…".
+pub fn escape(s: &str, max: usize) -> String {
+    let piece = |c: char| -> String {
+        if matches!(
+            c,
+            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '[' | ']' | '(' | ')' | '-' | '<' | ':'
+        ) {
+            format!("\\{c}")
+        } else {
+            c.to_string()
+        }
+    };
+    let total: usize = s.chars().map(|c| piece(c).chars().count()).sum();
+    let budget = if total <= max { max } else { max.saturating_sub(1) };
+    let mut out = String::new();
+    let mut len = 0;
+    for c in s.chars() {
+        let p = piece(c);
+        let n = p.chars().count();
+        if len + n > budget {
+            out.push('…');
+            return out;
+        }
+        out.push_str(&p);
+        len += n;
+    }
+    out
+}
+
+/// Discord trims whitespace and refuses empty field values: never send one.
+fn non_empty(s: String) -> String {
+    if s.trim().is_empty() {
+        "—".to_owned()
+    } else {
+        s
+    }
+}
+
+/// The webhook payload for one alert.
+pub fn render(m: &AlertMessage) -> Value {
+    let title = escape(&format!("{} — {}", m.customer_name, m.headline), TITLE_MAX);
+    let signals = m
+        .signals
+        .iter()
+        .map(|s| format!("• {}", escape(s, FIELD_VALUE_MAX)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let signals = non_empty(crate::message::truncate(&signals, FIELD_VALUE_MAX));
+    let action = non_empty(escape(&m.suggested_action, FIELD_VALUE_MAX));
+    let risk = m.risk_level.label();
+    let mut embed = json!({
+        "title": non_empty(title),
+        "color": risk_color(m.risk_level),
+        "description": format!("Risk level: **{risk}**"),
+        "fields": [
+            {"name": "Health score", "value": m.score_with_delta(), "inline": true},
+            {"name": "Risk level", "value": risk, "inline": true},
+            {"name": "Top signals", "value": signals, "inline": false},
+            {"name": "Suggested action", "value": action, "inline": false},
+        ],
+        "footer": {"text": format!("Perly · {}", m.kind.label())},
+        "timestamp": m.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    // A link longer than Discord accepts is left out rather than refused.
+    if m.profile_url.chars().count() <= URL_MAX {
+        embed["url"] = json!(m.profile_url);
+    }
+    json!({
+        "username": "Perly",
+        "allowed_mentions": {"parse": []},
+        "embeds": [embed],
+    })
+}
+
+/// Characters Discord counts toward an embed's 6000 total.
+pub fn embed_size(embed: &Value) -> usize {
+    let len = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+    let mut n = len(&embed["title"])
+        + len(&embed["description"])
+        + len(&embed["footer"]["text"])
+        + len(&embed["author"]["name"]);
+    if let Some(fields) = embed["fields"].as_array() {
+        n += fields.iter().map(|f| len(&f["name"]) + len(&f["value"])).sum::<usize>();
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::tests::sample;
+    use perly_domain::alerts::AlertKind;
+    use perly_domain::risk::RiskLevel;
+    use proptest::prelude::*;
+
+    fn schema() -> jsonschema::Validator {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/specs/discord/execute_webhook_request.schema.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+        jsonschema::validator_for(&schema).expect("valid schema")
+    }
+
+    fn no_nulls(v: &Value) -> bool {
+        match v {
+            Value::Null => false,
+            Value::Array(a) => a.iter().all(no_nulls),
+            Value::Object(o) => o.values().all(no_nulls),
+            _ => true,
+        }
+    }
+
+    #[test]
+    fn the_alert_reads_as_the_product_page_shows_it() {
+        let p = render(&sample());
+        let e = &p["embeds"][0];
+        assert_eq!(e["color"], 15105570);
+        assert_eq!(e["title"], "Acme Corp — Health score dropped to 32 \\(−18\\)");
+        assert_eq!(e["url"], "https://app.perly.example/customers/acme-corp");
+        assert_eq!(e["fields"][0]["value"], "32 (−18)");
+        assert_eq!(e["timestamp"], "2026-08-24T09:30:00.000Z");
+        assert_eq!(p["allowed_mentions"], json!({"parse": []}));
+        assert!(schema().is_valid(&p));
+        // The schema has teeth: an over-long title is refused.
+        let mut bad = p.clone();
+        bad["embeds"][0]["title"] = json!("x".repeat(TITLE_MAX + 1));
+        assert!(!schema().is_valid(&bad));
+    }
+
+    #[test]
+    fn customer_text_cannot_ping_or_format() {
+        let mut m = sample();
+        m.customer_name = "@everyone **Acme** `x`".into();
+        let p = render(&m);
+        assert_eq!(p["allowed_mentions"]["parse"], json!([]));
+        assert!(p["embeds"][0]["title"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("@everyone \\*\\*Acme\\*\\* \\`x\\`"));
+    }
+
+    fn message() -> impl Strategy<Value = crate::message::AlertMessage> {
+        (
+            ".{0,400}",
+            proptest::collection::vec(".{0,600}", 0..6),
+            ".{0,1500}",
+            ".{0,300}",
+            0..4usize,
+            0..5usize,
+            -100i64..100,
+            0i64..=100,
+            "[a-z0-9-]{1,3000}",
+        )
+            .prop_map(|(name, signals, action, headline, risk, kind, delta, score, path)| {
+                let mut m = sample();
+                m.customer_name = name;
+                m.signals = signals;
+                m.suggested_action = action;
+                m.headline = headline;
+                m.risk_level = RiskLevel::ALL[risk];
+                m.kind = AlertKind::ALL[kind];
+                m.delta = delta;
+                m.score = score;
+                m.profile_url = format!("https://app.perly.example/customers/{path}");
+                m
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_payload_validates_against_the_discord_schema_and_limits(m in message()) {
+            let p = render(&m);
+            prop_assert!(schema().is_valid(&p), "{p}");
+            prop_assert!(no_nulls(&p));
+            let e = &p["embeds"][0];
+            prop_assert!(embed_size(e) <= EMBED_TOTAL_MAX);
+            prop_assert!(e["title"].as_str().is_some_and(|t| t.chars().count() <= TITLE_MAX && !t.trim().is_empty()));
+            for f in e["fields"].as_array().into_iter().flatten() {
+                let v = f["value"].as_str().unwrap_or_default();
+                prop_assert!(v.chars().count() <= FIELD_VALUE_MAX && !v.trim().is_empty(), "{v:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Discord: execute-webhook payloads.
+
+pub mod message;

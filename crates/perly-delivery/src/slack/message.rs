@@ -1,0 +1,162 @@
+//! Slack incoming-webhook payloads: a top-level `text` (the notification and
+//! fallback) and one legacy attachment, whose `color` draws the sidebar.
+//! Customer-supplied text is escaped as Slack documents (`&`, `<`, `>`), so a
+//! customer named `<!channel>` is shown, not broadcast.
+
+use serde_json::{json, Value};
+
+use crate::message::{risk_color, AlertMessage};
+
+/// Recommended maximum of `text` (longer text is truncated by Slack).
+pub const TEXT_MAX: usize = 4_000;
+/// Field values are kept within Block Kit's section limit, to be safe.
+pub const FIELD_MAX: usize = 2_000;
+pub const TITLE_MAX: usize = 256;
+
+/// Escapes `s` for Slack and keeps the result within `max` characters,
+/// never cutting an entity in half; a cut ends with "…".
+pub fn escape(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut len = 0;
+    let total: usize = s.chars().map(|c| escaped(c).chars().count()).sum();
+    let budget = if total <= max { max } else { max.saturating_sub(1) };
+    for c in s.chars() {
+        let e = escaped(c);
+        let n = e.chars().count();
+        if len + n > budget {
+            out.push('…');
+            return out;
+        }
+        out.push_str(&e);
+        len += n;
+    }
+    out
+}
+
+fn escaped(c: char) -> String {
+    match c {
+        '&' => "&amp;".into(),
+        '<' => "&lt;".into(),
+        '>' => "&gt;".into(),
+        c => c.to_string(),
+    }
+}
+
+/// The webhook payload for one alert.
+pub fn render(m: &AlertMessage) -> Value {
+    let name = escape(&m.customer_name, 200);
+    let headline = escape(&m.headline, TITLE_MAX);
+    let signals = m
+        .signals
+        .iter()
+        .map(|s| format!("• {s}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let signals = if signals.is_empty() {
+        "—".to_owned()
+    } else {
+        escape(&signals, FIELD_MAX)
+    };
+    let action = escape(&m.suggested_action, FIELD_MAX);
+    let risk = m.risk_level.label();
+    let text = escape(
+        &format!("{}: {}, risk {risk}", m.customer_name, m.headline.to_lowercase_first()),
+        TEXT_MAX,
+    );
+    let fallback = escape(
+        &format!(
+            "{}: {}. Risk level: {risk}. Signals: {}. Suggested: {}.",
+            m.customer_name,
+            m.headline,
+            m.signals.join(", "),
+            m.suggested_action
+        ),
+        TEXT_MAX,
+    );
+    json!({
+        "text": text,
+        "attachments": [{
+            "color": format!("#{:06X}", risk_color(m.risk_level)),
+            "fallback": fallback,
+            "title": escape_title(&name, &headline),
+            "title_link": m.profile_url,
+            "fields": [
+                {"title": "Health score", "value": m.score_with_delta(), "short": true},
+                {"title": "Risk level", "value": risk, "short": true},
+                {"title": "Top signals", "value": signals, "short": false},
+                {"title": "Suggested action", "value": if action.is_empty() { "—".to_owned() } else { action }, "short": false},
+            ],
+            "footer": format!("Perly · {}", m.kind.label()),
+            "ts": m.occurred_at.timestamp(),
+        }],
+    })
+}
+
+/// "Acme Corp — Health score dropped to 32 (−18)", within the title limit.
+fn escape_title(name: &str, headline: &str) -> String {
+    let title = format!("{name} — {headline}");
+    if title.chars().count() <= TITLE_MAX {
+        title
+    } else {
+        crate::message::truncate(&title, TITLE_MAX)
+    }
+}
+
+trait LowerFirst {
+    fn to_lowercase_first(&self) -> String;
+}
+
+impl LowerFirst for String {
+    /// "Health score dropped…" → "health score dropped…" (for "Acme: health…").
+    fn to_lowercase_first(&self) -> String {
+        let mut c = self.chars();
+        match c.next() {
+            Some(f) => f.to_lowercase().chain(c).collect(),
+            None => String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::tests::sample;
+
+    #[test]
+    fn the_alert_reads_as_the_product_page_shows_it() {
+        let p = render(&sample());
+        assert_eq!(p["text"], "Acme Corp: health score dropped to 32 (−18), risk High");
+        let a = &p["attachments"][0];
+        assert_eq!(a["color"], "#E67E22");
+        assert_eq!(a["title"], "Acme Corp — Health score dropped to 32 (−18)");
+        assert_eq!(a["title_link"], "https://app.perly.example/customers/acme-corp");
+        assert_eq!(a["fields"][0]["value"], "32 (−18)");
+        assert_eq!(
+            a["fields"][2]["value"],
+            "• Login frequency down 60%\n• Payment failed twice\n• Support tickets up"
+        );
+        assert_eq!(
+            a["fields"][3]["value"],
+            "Schedule a check-in call with the account owner"
+        );
+        assert_eq!(a["footer"], "Perly · Health score drop");
+    }
+
+    #[test]
+    fn customer_text_cannot_ping_or_inject_links() {
+        let mut m = sample();
+        m.customer_name = "<!channel> & <https://evil.example|click>".into();
+        let p = render(&m).to_string();
+        assert!(!p.contains("<!channel>") && !p.contains("<https://evil"), "{p}");
+        assert!(p.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"));
+    }
+
+    #[test]
+    fn escaping_never_cuts_an_entity_and_respects_the_limit() {
+        assert_eq!(escape("a&b", 10), "a&amp;b");
+        assert_eq!(escape("<<<<", 7), "&lt;…");
+        let long = "&".repeat(5_000);
+        let e = escape(&long, TEXT_MAX);
+        assert!(e.chars().count() <= TEXT_MAX && e.ends_with('…'));
+    }
+}

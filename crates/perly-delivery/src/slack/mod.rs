@@ -1,0 +1,3 @@
+//! Slack: incoming-webhook payloads.
+
+pub mod message;
