@@ -9,6 +9,7 @@
 //! customer's [`alerts::AlertState`] to decide which of the five alert kinds fire.
 
 pub mod alerts;
+pub mod channels;
 pub mod customer;
 pub mod event;
 pub mod field_error;
