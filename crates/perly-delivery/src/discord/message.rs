@@ -113,13 +113,10 @@ mod tests {
     use perly_domain::risk::RiskLevel;
     use proptest::prelude::*;
 
+    /// Discord's execute-webhook request schema (see `specs/README.md`).
     fn schema() -> jsonschema::Validator {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/specs/discord/execute_webhook_request.schema.json"
-        );
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-        let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+        let text = include_str!("../../specs/discord_execute_webhook_request.schema.json");
+        let schema: Value = serde_json::from_str(text).expect("schema is JSON");
         jsonschema::validator_for(&schema).expect("valid schema")
     }
 
