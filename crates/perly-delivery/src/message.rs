@@ -26,14 +26,7 @@ pub struct AlertMessage {
 impl AlertMessage {
     /// From a stored alert; `public_url` is `PERLY_PUBLIC_URL`.
     pub fn from_record(a: &AlertRecord, public_url: &str) -> Self {
-        let segment: String = a
-            .customer_external_id
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
+        let segment = perly_domain::customer::path_segment(&a.customer_external_id);
         Self {
             customer_name: a.customer_name.clone(),
             profile_url: format!("{}/customers/{segment}", public_url.trim_end_matches('/')),
@@ -82,6 +75,27 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
     let mut out: String = s.chars().take(max - 1).collect();
     out.push('…');
+    out
+}
+
+/// Escapes `s` character by character with `piece` and keeps the result
+/// within `max` characters, never splitting an escape; a cut ends with "…".
+/// Each platform supplies its own `piece` (Slack entities, Discord backslashes).
+pub fn escape_within(s: &str, max: usize, piece: impl Fn(char) -> String) -> String {
+    let total: usize = s.chars().map(|c| piece(c).chars().count()).sum();
+    let budget = if total <= max { max } else { max.saturating_sub(1) };
+    let mut out = String::new();
+    let mut len = 0;
+    for c in s.chars() {
+        let p = piece(c);
+        let n = p.chars().count();
+        if len + n > budget {
+            out.push('…');
+            return out;
+        }
+        out.push_str(&p);
+        len += n;
+    }
     out
 }
 

@@ -21,6 +21,24 @@ pub struct CustomerInput {
 
 const MAX_NAME: usize = 300;
 
+/// Whether `s` looks like an email address (`local@domain.tld`, no spaces):
+/// the one check for customers' owners, CLI users and the users form.
+pub fn is_email(s: &str) -> bool {
+    s.split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !s.contains(' '))
+}
+
+/// Percent-encodes an external id for a URL path segment, as in the
+/// profile link `/customers/{segment}` (pages and Slack/Discord messages).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn text(
     row: &serde_json::Map<String, Value>,
     prefix: &str,
@@ -114,10 +132,7 @@ pub fn parse_customer(index: usize, value: &Value) -> Result<CustomerInput, Fiel
     };
     let owner_email = text(row, &prefix, "owner_email", 320)?;
     if let Some(email) = &owner_email {
-        let valid = email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !email.contains(' '));
-        if !valid {
+        if !is_email(email) {
             return Err(FieldError::new(
                 "invalid_field",
                 format!("{prefix}.owner_email"),

@@ -175,10 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: UserCommand::Add { workspace, email, role },
         } => {
             let role: Role = role.parse().map_err(|e: String| anyhow!(e))?;
-            let valid = email
-                .split_once('@')
-                .is_some_and(|(a, b)| !a.is_empty() && b.contains('.'));
-            if !valid {
+            if !perly_domain::customer::is_email(&email) {
                 bail!("`{email}` is not an email address");
             }
             let store = crate::server::open_store(&settings, cipher(&settings, false)?).await?;

@@ -20,7 +20,7 @@ pub const URL_MAX: usize = 2_048;
 /// Escapes Discord markdown in `s` and keeps it within `max` characters,
 /// never splitting an escape from its character; a cut ends with "…".
 pub fn escape(s: &str, max: usize) -> String {
-    let piece = |c: char| -> String {
+    crate::message::escape_within(s, max, |c| {
         if matches!(
             c,
             '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '[' | ']' | '(' | ')' | '-' | '<' | ':'
@@ -29,22 +29,7 @@ pub fn escape(s: &str, max: usize) -> String {
         } else {
             c.to_string()
         }
-    };
-    let total: usize = s.chars().map(|c| piece(c).chars().count()).sum();
-    let budget = if total <= max { max } else { max.saturating_sub(1) };
-    let mut out = String::new();
-    let mut len = 0;
-    for c in s.chars() {
-        let p = piece(c);
-        let n = p.chars().count();
-        if len + n > budget {
-            out.push('…');
-            return out;
-        }
-        out.push_str(&p);
-        len += n;
-    }
-    out
+    })
 }
 
 /// Discord trims whitespace and refuses empty field values: never send one.

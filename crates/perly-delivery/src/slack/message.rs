@@ -16,21 +16,7 @@ pub const TITLE_MAX: usize = 256;
 /// Escapes `s` for Slack and keeps the result within `max` characters,
 /// never cutting an entity in half; a cut ends with "…".
 pub fn escape(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    let mut len = 0;
-    let total: usize = s.chars().map(|c| escaped(c).chars().count()).sum();
-    let budget = if total <= max { max } else { max.saturating_sub(1) };
-    for c in s.chars() {
-        let e = escaped(c);
-        let n = e.chars().count();
-        if len + n > budget {
-            out.push('…');
-            return out;
-        }
-        out.push_str(&e);
-        len += n;
-    }
-    out
+    crate::message::escape_within(s, max, escaped)
 }
 
 fn escaped(c: char) -> String {

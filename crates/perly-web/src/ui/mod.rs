@@ -201,15 +201,7 @@ impl IntoResponse for UiError {
     }
 }
 
-/// Percent-encodes a path segment (customer external ids in links).
-pub fn path_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use perly_domain::customer::path_segment;
 
 /// Human date-time for pages (UTC).
 pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {

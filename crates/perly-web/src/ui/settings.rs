@@ -531,10 +531,7 @@ async fn create_user(
     let role_text = form.get("role").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
     let mut errors = HashMap::new();
-    let valid_email = email
-        .split_once('@')
-        .is_some_and(|(a, b)| !a.is_empty() && b.contains('.') && !email.contains(' '));
-    if !valid_email {
+    if !perly_domain::customer::is_email(&email) {
         errors.insert(
             "email".to_owned(),
             "Enter an email address, like ana@example.com".to_owned(),
