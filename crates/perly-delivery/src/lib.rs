@@ -1,11 +1,22 @@
-//! Slack and Discord delivery. So far it holds the pure message renderers:
-//! [`message::AlertMessage`] is what an alert says (the same content on both
-//! platforms), and [`slack::message`] and [`discord::message`] turn it into
-//! each platform's webhook payload: colour by risk, the customer linked to its
-//! profile, score and delta, top signals, suggested action, kind and time,
-//! within every documented length limit and with customer text escaped so it
-//! pings no one.
+//! Slack and Discord delivery.
+//!
+//! - [`message`] is what an alert says, whatever the platform; [`slack::message`]
+//!   and [`discord::message`] turn one alert (or a digest of several) into each
+//!   platform's webhook payload: colour by risk, the customer linked to its
+//!   profile, score and delta, top signals, suggested action, kind and time,
+//!   within every documented length limit and with customer text escaped so
+//!   it pings no one. All pure.
+//! - [`slack::oauth`] and [`discord::oauth`] install a webhook with OAuth;
+//!   [`webhook`] checks a pasted webhook URL against the configured vendor host.
+//! - [`worker`] drains the delivery outbox: claim a channel, render, post,
+//!   acknowledge; [`retry`] says what an answer means and how long to wait,
+//!   [`pacing`] keeps each webhook within its platform's rate limit.
 
 pub mod discord;
 pub mod message;
+pub mod oauth;
+pub mod pacing;
+pub mod retry;
 pub mod slack;
+pub mod webhook;
+pub mod worker;

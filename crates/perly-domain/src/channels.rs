@@ -15,6 +15,43 @@ use crate::alerts::AlertKind;
 use crate::risk::RiskLevel;
 use crate::FieldError;
 
+/// Where a channel lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Slack,
+    Discord,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 2] = [Self::Slack, Self::Discord];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slack => "slack",
+            Self::Discord => "discord",
+        }
+    }
+
+    /// Words for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Slack => "Slack",
+            Self::Discord => "Discord",
+        }
+    }
+}
+
+impl std::str::FromStr for Platform {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown platform `{s}`; expected slack or discord"))
+    }
+}
+
 /// Business hours: outside them only critical alerts are sent at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QuietHours {
@@ -24,10 +61,12 @@ pub struct QuietHours {
     #[schema(value_type = Vec<String>)]
     pub business_days: Vec<Weekday>,
     /// Opening time, `HH:MM`, local.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, example = "09:00")]
+    #[serde(with = "hhmm")]
     pub opens: NaiveTime,
-    /// Closing time, `HH:MM`, local (after `opens`).
-    #[schema(value_type = String)]
+    /// Closing time, `HH:MM`, local (after `opens`; `24:00` is midnight at the end of the day).
+    #[schema(value_type = String, example = "18:00")]
+    #[serde(with = "hhmm")]
     pub closes: NaiveTime,
 }
 
@@ -55,6 +94,13 @@ impl ChannelRules {
     }
 
     pub fn validate(&self) -> Result<(), FieldError> {
+        if self.event_kinds.is_empty() {
+            return Err(FieldError::new(
+                "invalid_field",
+                "event_kinds",
+                "choose at least one alert kind (customer_at_risk, expansion_signal, health_score_drop, upsell_opportunity, billing_retry_failed)",
+            ));
+        }
         if let Some(q) = &self.quiet_hours {
             q.zone()?;
             if q.business_days.is_empty() {
@@ -133,6 +179,43 @@ impl QuietHours {
         now
     }
 }
+
+/// `HH:MM` times of day, with a clear error for anything else.
+mod hhmm {
+    use chrono::NaiveTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
+        if *t == NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default() {
+            return s.serialize_str("24:00");
+        }
+        s.serialize_str(&t.format("%H:%M").to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
+        let raw = String::deserialize(d)?;
+        parse(&raw).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{raw}` is not a time of day: use HH:MM, hours 00–23 and minutes 00–59 (or 24:00)"
+            ))
+        })
+    }
+
+    /// `HH:MM`; `24:00` is the end of the day.
+    pub fn parse(raw: &str) -> Option<NaiveTime> {
+        let (h, m) = raw.trim().split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        if h == 24 && m == 0 {
+            return NaiveTime::from_hms_opt(23, 59, 59);
+        }
+        NaiveTime::from_hms_opt(h, m, 0)
+    }
+}
+
+pub use hhmm::parse as parse_time_of_day;
 
 /// What to do with one alert for one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -59,3 +59,11 @@ id_type!(
     /// An ingestion API key.
     ApiKeyId
 );
+id_type!(
+    /// A Slack or Discord channel that receives alerts.
+    ChannelId
+);
+id_type!(
+    /// One outbox row: an alert (or a test message) on its way to a channel.
+    DeliveryId
+);

@@ -10,6 +10,7 @@
 //! passwords and API keys, [`cipher`] encrypts secrets at rest.
 
 pub mod auth;
+pub mod channels;
 pub mod cipher;
 pub mod db;
 pub mod model;
@@ -19,7 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::Event;
-use perly_domain::ids::{ApiKeyId, UserId, WorkspaceId};
+use perly_domain::ids::{ApiKeyId, ChannelId, UserId, WorkspaceId};
 use perly_domain::scorecard::Scorecard;
 
 pub use model::*;
@@ -143,6 +144,60 @@ pub trait Store: Send + Sync + 'static {
     async fn score_buckets(&self, ws: WorkspaceId) -> Result<Vec<ScoreBucket>>;
     /// Distinct owners and plans, for filters.
     async fn customer_facets(&self, ws: WorkspaceId) -> Result<(Vec<String>, Vec<String>)>;
+
+    // Channels (Slack and Discord) and their delivery outbox.
+    async fn create_channel(&self, ws: WorkspaceId, new: &NewChannel, now: DateTime<Utc>) -> Result<Channel>;
+    async fn list_channels(&self, ws: WorkspaceId) -> Result<Vec<Channel>>;
+    async fn get_channel(&self, ws: WorkspaceId, id: ChannelId) -> Result<Option<Channel>>;
+    /// Changes name, rules, paused state or webhook (a new webhook clears
+    /// the broken mark, so held alerts go out).
+    async fn update_channel(
+        &self,
+        ws: WorkspaceId,
+        id: ChannelId,
+        update: &ChannelUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Channel>;
+    /// Removes a channel with its outbox rows and delivery log.
+    async fn delete_channel(&self, ws: WorkspaceId, id: ChannelId) -> Result<()>;
+    /// Queues a test message for the channel (it goes out like an alert).
+    async fn enqueue_test_message(&self, ws: WorkspaceId, id: ChannelId, now: DateTime<Utc>) -> Result<()>;
+    /// The newest attempts to post to a channel.
+    async fn delivery_log(&self, ws: WorkspaceId, id: ChannelId, limit: usize) -> Result<Vec<DeliveryAttempt>>;
+    /// Leases up to `limit` channels that have something due and may send
+    /// now (not paused, not broken, not in flight, past pacing and backoff),
+    /// with their due rows. One lease per channel: one message in flight.
+    async fn claim_deliveries(
+        &self,
+        ws: WorkspaceId,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<ClaimedChannel>>;
+    /// Records how an attempt ended and releases the channel's lease.
+    async fn ack_delivery(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<()>;
+
+    // OAuth flows.
+    /// Starts a flow: returns the random state to send (only its hash is kept).
+    async fn create_oauth_state(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        provider: &str,
+        data: &serde_json::Value,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<String>;
+    /// Redeems a state once: `None` when unknown, expired, already used, or
+    /// started by someone else or for another provider.
+    async fn take_oauth_state(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        provider: &str,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthState>>;
 
     // Secrets (encrypted with the configured key before they reach the database).
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()>;

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use perly_domain::alerts::{AlertKind, AlertState, Assessment};
-use perly_domain::ids::{AlertId, ApiKeyId, CustomerId, UserId, WorkspaceId};
+use perly_domain::channels::{ChannelRules, Platform};
+use perly_domain::ids::{AlertId, ApiKeyId, ChannelId, CustomerId, DeliveryId, UserId, WorkspaceId};
 use perly_domain::risk::RiskLevel;
 use perly_domain::rollup::Rollup;
 use perly_domain::scoring::{CustomerFacts, Score};
@@ -222,6 +223,8 @@ pub struct CustomerDetail {
 #[derive(Debug, Clone, Default)]
 pub struct AlertQuery {
     pub kind: Option<AlertKind>,
+    /// Only alerts that occurred at or after this time.
+    pub since: Option<DateTime<Utc>>,
     pub risk: Option<RiskLevel>,
     pub customer_external_id: Option<String>,
     pub limit: usize,
@@ -272,4 +275,150 @@ pub struct ScoreBucket {
     pub score: i64,
     pub risk_level: Option<RiskLevel>,
     pub customers: i64,
+}
+
+// ---------- channels and the delivery outbox ----------
+
+/// A Slack or Discord channel that receives alerts. The webhook itself is
+/// never part of it: only a hint of where it points.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Channel {
+    #[schema(value_type = String)]
+    pub id: ChannelId,
+    pub platform: Platform,
+    pub name: String,
+    /// The webhook's host and the start of its path; the rest is hidden.
+    pub webhook_hint: String,
+    /// `oauth` or `pasted`.
+    pub source: String,
+    pub rules: ChannelRules,
+    /// A paused channel receives nothing.
+    pub enabled: bool,
+    /// Set when the vendor said the webhook is gone (deleted, archived,
+    /// revoked). Alerts wait until an admin reconnects the channel.
+    pub broken_reason: Option<String>,
+    pub broken_at: Option<DateTime<Utc>>,
+    /// Alerts waiting to go out (held for quiet hours, or queued).
+    pub pending: i64,
+    pub last_sent_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Channel {
+    pub fn status(&self) -> &'static str {
+        if self.broken_reason.is_some() {
+            "broken"
+        } else if !self.enabled {
+            "paused"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// A channel to create; `webhook_url` is encrypted before it is stored.
+#[derive(Debug, Clone)]
+pub struct NewChannel {
+    pub platform: Platform,
+    pub name: String,
+    pub webhook_url: String,
+    pub source: &'static str,
+    /// Vendor details from the OAuth exchange (team, guild, channel ids), as JSON.
+    pub details: serde_json::Value,
+    pub rules: ChannelRules,
+}
+
+/// What an update changes; `None` leaves a value alone. A new webhook
+/// (reconnect) clears the broken mark.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelUpdate {
+    pub name: Option<String>,
+    pub rules: Option<ChannelRules>,
+    pub enabled: Option<bool>,
+    pub webhook_url: Option<String>,
+    pub details: Option<serde_json::Value>,
+}
+
+/// A channel a delivery worker holds, with what is due for it.
+#[derive(Debug, Clone)]
+pub struct ClaimedChannel {
+    pub id: ChannelId,
+    pub platform: Platform,
+    pub name: String,
+    pub webhook_url: String,
+    pub pace_tat: DateTime<Utc>,
+    /// Due rows in order (oldest first).
+    pub items: Vec<OutboxItem>,
+}
+
+/// One due outbox row.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: DeliveryId,
+    pub attempts: i64,
+    pub held: bool,
+    /// `None` for a test message.
+    pub alert: Option<AlertRecord>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckOutcome {
+    Sent,
+    /// Try again at `next_attempt_at`.
+    Retry,
+    /// The webhook is gone: mark the channel broken with this reason.
+    Broken(String),
+    /// Refused for good: keep the rows as dead letters with the answer.
+    Dead,
+}
+
+impl AckOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Retry => "retry",
+            Self::Broken(_) => "broken",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// The result of posting one message (one alert or a digest) to a channel.
+#[derive(Debug, Clone)]
+pub struct DeliveryAck {
+    pub channel_id: ChannelId,
+    pub delivery_ids: Vec<DeliveryId>,
+    pub outcome: AckOutcome,
+    /// HTTP status, or `None` when no answer came (timeout, connection refused).
+    pub status: Option<u16>,
+    pub latency_ms: i64,
+    /// The vendor's answer (or the network error), cut to a few hundred characters.
+    pub answer: String,
+    pub pace_tat: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// One line of a channel's delivery log.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DeliveryAttempt {
+    pub at: DateTime<Utc>,
+    /// How many alerts the message carried (a digest carries several; a test message none).
+    pub alerts: i64,
+    pub status: Option<u16>,
+    pub latency_ms: i64,
+    /// sent, retry, broken or dead.
+    pub outcome: String,
+    pub answer: String,
+}
+
+/// A started OAuth flow, returned once when its state is redeemed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthState {
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
+    pub provider: String,
+    /// What the flow needs back (e.g. the channel being reconnected), as JSON.
+    pub data: serde_json::Value,
 }

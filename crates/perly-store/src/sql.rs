@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use perly_domain::alerts::AlertState;
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::Event;
-use perly_domain::ids::{AlertId, ApiKeyId, CustomerId, UserId, WorkspaceId};
+use perly_domain::ids::{AlertId, ApiKeyId, ChannelId, CustomerId, UserId, WorkspaceId};
 use perly_domain::rollup::Rollup;
 use perly_domain::scorecard::Scorecard;
 use perly_domain::scoring::{CustomerFacts, Score};
@@ -28,9 +28,9 @@ use crate::model::*;
 use crate::{Error, Result, Store};
 
 /// Rows per multi-row statement.
-const CHUNK: usize = 100;
+pub(crate) const CHUNK: usize = 100;
 /// Ids per `IN (…)` list.
-const IN_CHUNK: usize = 500;
+pub(crate) const IN_CHUNK: usize = 500;
 /// How long a rescoring lease lasts before another worker may take the row.
 const LEASE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -46,8 +46,8 @@ const ROLLUP_FORMAT: u8 = 1;
 /// The SQL store.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pools: Pools,
-    cipher: SecretCipher,
+    pub(crate) pools: Pools,
+    pub(crate) cipher: SecretCipher,
 }
 
 impl SqlStore {
@@ -59,7 +59,7 @@ impl SqlStore {
         })
     }
 
-    fn dialect(&self) -> Dialect {
+    pub(crate) fn dialect(&self) -> Dialect {
         self.pools.dialect
     }
 }
@@ -67,7 +67,7 @@ impl SqlStore {
 /// Runs a transaction again (up to three times) when PostgreSQL aborted it
 /// for a deadlock or a serialization failure: both mean "nothing was written,
 /// try again".
-async fn retry_conflicts<T, F, Fut>(mut run: F) -> Result<T>
+pub(crate) async fn retry_conflicts<T, F, Fut>(mut run: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -87,19 +87,19 @@ where
     }
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
+pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("{what}: {e}"))
 }
 
-fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T>
+pub(crate) fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
@@ -107,12 +107,12 @@ where
 }
 
 /// `$from, $from+1, …` for `n` parameters.
-fn params(from: usize, n: usize) -> String {
+pub(crate) fn params(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// `($from, …), (…)` for `rows` rows of `width` parameters.
-fn value_rows(from: usize, rows: usize, width: usize) -> String {
+pub(crate) fn value_rows(from: usize, rows: usize, width: usize) -> String {
     (0..rows)
         .map(|r| format!("({})", params(from + r * width, width)))
         .collect::<Vec<_>>()
@@ -270,10 +270,11 @@ impl SortValue {
     }
 }
 
-const ALERT_COLUMNS: &str = "a.id, a.kind, c.external_id, c.name, a.risk_level, a.score, a.delta, a.headline, \
+pub(crate) const ALERT_COLUMNS: &str =
+    "a.id, a.kind, c.external_id, c.name, a.risk_level, a.score, a.delta, a.headline, \
      a.signals, a.suggested_action, a.occurred_at";
 
-fn alert_from(row: &AnyRow) -> Result<AlertRecord> {
+pub(crate) fn alert_from(row: &AnyRow) -> Result<AlertRecord> {
     Ok(AlertRecord {
         id: parse("alert id", &row.try_get::<String, _>("id")?)?,
         kind: parse("alert kind", &row.try_get::<String, _>("kind")?)?,
@@ -758,14 +759,15 @@ impl SqlStore {
             let sql = format!(
                 "INSERT INTO alerts (id, workspace_id, customer_id, kind, dedupe_key, risk_level, score, delta, \
                  headline, signals, suggested_action, occurred_at, created_at) VALUES {} \
-                 ON CONFLICT (workspace_id, customer_id, dedupe_key) DO NOTHING",
+                 ON CONFLICT (workspace_id, customer_id, dedupe_key) DO NOTHING RETURNING id",
                 value_rows(1, chunk.len(), 13)
             );
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
-            for (cid, a, signals) in chunk {
+            let ids: Vec<String> = chunk.iter().map(|_| AlertId::new().to_string()).collect();
+            for ((cid, a, signals), id) in chunk.iter().zip(&ids) {
                 q = q
-                    .bind(AlertId::new().to_string())
+                    .bind(id.clone())
                     .bind(ws_s.clone())
                     .bind(cid.clone())
                     .bind(a.kind.as_str())
@@ -779,7 +781,21 @@ impl SqlStore {
                     .bind(ms(a.occurred_at))
                     .bind(now_ms);
             }
-            inserted += q.execute(&mut *tx).await?.rows_affected() as usize;
+            let new_ids: HashSet<String> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<_, _>>()?;
+            inserted += new_ids.len();
+            // Each new alert's outbox rows, in this same transaction.
+            let fresh: Vec<crate::channels::NewAlert<'_>> = chunk
+                .iter()
+                .zip(ids)
+                .filter(|(_, id)| new_ids.contains(id))
+                .map(|((_, a, _), id)| crate::channels::NewAlert { id, draft: a })
+                .collect();
+            crate::channels::route_alerts(self, &mut tx, ws, &fresh, now).await?;
         }
         for chunk in unscored.chunks(IN_CHUNK) {
             let sql = format!(
@@ -1205,6 +1221,10 @@ impl Store for SqlStore {
             n += 1;
             sql.push_str(&format!(" AND a.risk_level = ${n}"));
         }
+        if query.since.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND a.occurred_at >= ${n}"));
+        }
         let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
         if cursor.is_some() {
             sql.push_str(&format!(" AND (a.occurred_at, a.id) < (${}, ${})", n + 1, n + 2));
@@ -1221,6 +1241,9 @@ impl Store for SqlStore {
         }
         if let Some(r) = query.risk {
             q = q.bind(r.as_str());
+        }
+        if let Some(since) = query.since {
+            q = q.bind(ms(since));
         }
         if let Some((value, id)) = &cursor {
             let at = value
@@ -1419,6 +1442,77 @@ impl Store for SqlStore {
             column("SELECT DISTINCT plan AS v FROM customers WHERE workspace_id = $1 AND plan IS NOT NULL ORDER BY v LIMIT 200")
                 .await?;
         Ok((owners, plans))
+    }
+
+    async fn create_channel(&self, ws: WorkspaceId, new: &NewChannel, now: DateTime<Utc>) -> Result<Channel> {
+        self.create_channel_once(ws, new, now).await
+    }
+
+    async fn list_channels(&self, ws: WorkspaceId) -> Result<Vec<Channel>> {
+        self.list_channels_once(ws).await
+    }
+
+    async fn get_channel(&self, ws: WorkspaceId, id: ChannelId) -> Result<Option<Channel>> {
+        self.get_channel_once(ws, id).await
+    }
+
+    async fn update_channel(
+        &self,
+        ws: WorkspaceId,
+        id: ChannelId,
+        update: &ChannelUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Channel> {
+        self.update_channel_once(ws, id, update, now).await
+    }
+
+    async fn delete_channel(&self, ws: WorkspaceId, id: ChannelId) -> Result<()> {
+        retry_conflicts(|| self.delete_channel_once(ws, id)).await
+    }
+
+    async fn enqueue_test_message(&self, ws: WorkspaceId, id: ChannelId, now: DateTime<Utc>) -> Result<()> {
+        self.enqueue_test_message_once(ws, id, now).await
+    }
+
+    async fn delivery_log(&self, ws: WorkspaceId, id: ChannelId, limit: usize) -> Result<Vec<DeliveryAttempt>> {
+        self.delivery_log_once(ws, id, limit).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        ws: WorkspaceId,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<ClaimedChannel>> {
+        retry_conflicts(|| self.claim_deliveries_once(ws, limit, now, lease)).await
+    }
+
+    async fn ack_delivery(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<()> {
+        retry_conflicts(|| self.ack_delivery_once(ws, ack, now)).await
+    }
+
+    async fn create_oauth_state(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        provider: &str,
+        data: &serde_json::Value,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<String> {
+        self.create_oauth_state_once(ws, user, provider, data, now, ttl).await
+    }
+
+    async fn take_oauth_state(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        provider: &str,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthState>> {
+        self.take_oauth_state_once(ws, user, provider, state, now).await
     }
 
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()> {

@@ -43,15 +43,60 @@ fn non_empty(s: String) -> String {
 
 /// The webhook payload for one alert.
 pub fn render(m: &AlertMessage) -> Value {
-    let title = escape(&format!("{} — {}", m.customer_name, m.headline), TITLE_MAX);
+    render_many(std::slice::from_ref(m))
+}
+
+/// Most embeds in one message (Discord's limit); a digest of more alerts
+/// goes as several messages.
+pub const EMBEDS_MAX: usize = 10;
+
+/// One message for up to [`EMBEDS_MAX`] alerts (a digest when more than
+/// one): an embed each, their sizes budgeted so that all of them together
+/// stay within the 6000-character total.
+pub fn render_many(alerts: &[AlertMessage]) -> Value {
+    let alerts = &alerts[..alerts.len().min(EMBEDS_MAX)];
+    let per = EMBED_TOTAL_MAX / alerts.len().max(1);
+    // Field names, the short fields, description and footer take at most this.
+    const FIXED: usize = 130;
+    let title_max = TITLE_MAX.min(per / 5);
+    let value_max = FIELD_VALUE_MAX.min(per.saturating_sub(title_max + FIXED) / 2);
+    let embeds: Vec<Value> = alerts.iter().map(|m| embed(m, title_max, value_max)).collect();
+    let mut payload = json!({
+        "username": "Perly",
+        "allowed_mentions": {"parse": []},
+        "embeds": embeds,
+    });
+    if alerts.len() > 1 {
+        payload["content"] = json!(format!("**{} Perly alerts**", alerts.len()));
+    }
+    payload
+}
+
+/// A message that says the channel is connected.
+pub fn render_test(public_url: &str) -> Value {
+    json!({
+        "username": "Perly",
+        "allowed_mentions": {"parse": []},
+        "embeds": [{
+            "title": "Perly test message",
+            "description": "This channel is connected. Perly alerts (customer at risk, expansion signal, health score drop, upsell opportunity, billing retry failed) will appear here.",
+            "color": 0x58_65_F2,
+            "url": crate::message::truncate(public_url, URL_MAX),
+            "footer": {"text": "Perly"},
+        }],
+    })
+}
+
+fn embed(m: &AlertMessage, title_max: usize, value_max: usize) -> Value {
+    let title = escape(&format!("{} — {}", m.customer_name, m.headline), title_max);
     let signals = m
         .signals
         .iter()
-        .map(|s| format!("• {}", escape(s, FIELD_VALUE_MAX)))
+        .map(|s| format!("• {}", escape(s, value_max)))
         .collect::<Vec<_>>()
         .join("\n");
-    let signals = non_empty(crate::message::truncate(&signals, FIELD_VALUE_MAX));
-    let action = non_empty(escape(&m.suggested_action, FIELD_VALUE_MAX));
+    let signals = non_empty(crate::message::truncate(&signals, value_max));
+    let action = non_empty(escape(&m.suggested_action, value_max));
     let risk = m.risk_level.label();
     let mut embed = json!({
         "title": non_empty(title),
@@ -70,11 +115,7 @@ pub fn render(m: &AlertMessage) -> Value {
     if m.profile_url.chars().count() <= URL_MAX {
         embed["url"] = json!(m.profile_url);
     }
-    json!({
-        "username": "Perly",
-        "allowed_mentions": {"parse": []},
-        "embeds": [embed],
-    })
+    embed
 }
 
 /// Characters Discord counts toward an embed's 6000 total.
@@ -132,6 +173,11 @@ mod tests {
     }
 
     #[test]
+    fn the_test_message_validates() {
+        assert!(schema().is_valid(&render_test("http://127.0.0.1:8080")));
+    }
+
+    #[test]
     fn customer_text_cannot_ping_or_format() {
         let mut m = sample();
         m.customer_name = "@everyone **Acme** `x`".into();
@@ -172,6 +218,16 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_digest_validates_and_keeps_the_total_within_6000(ms in proptest::collection::vec(message(), 1..14)) {
+            let p = render_many(&ms);
+            prop_assert!(schema().is_valid(&p), "{p}");
+            prop_assert!(no_nulls(&p));
+            let embeds = p["embeds"].as_array().cloned().unwrap_or_default();
+            prop_assert_eq!(embeds.len(), ms.len().min(EMBEDS_MAX));
+            prop_assert!(embeds.iter().map(embed_size).sum::<usize>() <= EMBED_TOTAL_MAX);
+        }
 
         #[test]
         fn every_payload_validates_against_the_discord_schema_and_limits(m in message()) {

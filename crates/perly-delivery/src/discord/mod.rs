@@ -1,3 +1,4 @@
-//! Discord: execute-webhook payloads.
+//! Discord: execute-webhook payloads and the OAuth2 `webhook.incoming` install.
 
 pub mod message;
+pub mod oauth;

@@ -30,6 +30,55 @@ fn escaped(c: char) -> String {
 
 /// The webhook payload for one alert.
 pub fn render(m: &AlertMessage) -> Value {
+    render_many(std::slice::from_ref(m))
+}
+
+/// Most alerts in one digest message (as on Discord, so both platforms
+/// carry the same content).
+pub const ATTACHMENTS_MAX: usize = 10;
+/// Slack truncates messages over 40,000 characters; a digest stays well under.
+const MESSAGE_BUDGET: usize = 30_000;
+
+/// One message for up to [`ATTACHMENTS_MAX`] alerts (a digest when more
+/// than one): the notification `text`, then a coloured attachment each.
+pub fn render_many(alerts: &[AlertMessage]) -> Value {
+    let alerts = &alerts[..alerts.len().min(ATTACHMENTS_MAX)];
+    let field_max = FIELD_MAX.min(MESSAGE_BUDGET / alerts.len().max(1) / 3);
+    let text = match alerts {
+        [m] => escape(
+            &format!(
+                "{}: {}, risk {}",
+                m.customer_name,
+                m.headline.to_lowercase_first(),
+                m.risk_level.label()
+            ),
+            TEXT_MAX,
+        ),
+        many => {
+            let names: Vec<&str> = many.iter().map(|m| m.customer_name.as_str()).collect();
+            escape(&format!("{} Perly alerts: {}", many.len(), names.join(", ")), TEXT_MAX)
+        }
+    };
+    let attachments: Vec<Value> = alerts.iter().map(|m| attachment(m, field_max)).collect();
+    json!({"text": text, "attachments": attachments})
+}
+
+/// A message that says the channel is connected.
+pub fn render_test(public_url: &str) -> Value {
+    json!({
+        "text": "Perly test message: this channel is connected.",
+        "attachments": [{
+            "color": "#5865F2",
+            "fallback": "Perly test message: this channel is connected.",
+            "title": "Perly test message",
+            "title_link": public_url,
+            "text": "Perly alerts (customer at risk, expansion signal, health score drop, upsell opportunity, billing retry failed) will appear here.",
+            "footer": "Perly",
+        }],
+    })
+}
+
+fn attachment(m: &AlertMessage, field_max: usize) -> Value {
     let name = escape(&m.customer_name, 200);
     let headline = escape(&m.headline, TITLE_MAX);
     let signals = m
@@ -41,14 +90,10 @@ pub fn render(m: &AlertMessage) -> Value {
     let signals = if signals.is_empty() {
         "—".to_owned()
     } else {
-        escape(&signals, FIELD_MAX)
+        escape(&signals, field_max)
     };
-    let action = escape(&m.suggested_action, FIELD_MAX);
+    let action = escape(&m.suggested_action, field_max);
     let risk = m.risk_level.label();
-    let text = escape(
-        &format!("{}: {}, risk {risk}", m.customer_name, m.headline.to_lowercase_first()),
-        TEXT_MAX,
-    );
     let fallback = escape(
         &format!(
             "{}: {}. Risk level: {risk}. Signals: {}. Suggested: {}.",
@@ -57,24 +102,21 @@ pub fn render(m: &AlertMessage) -> Value {
             m.signals.join(", "),
             m.suggested_action
         ),
-        TEXT_MAX,
+        field_max,
     );
     json!({
-        "text": text,
-        "attachments": [{
-            "color": format!("#{:06X}", risk_color(m.risk_level)),
-            "fallback": fallback,
-            "title": escape_title(&name, &headline),
-            "title_link": m.profile_url,
-            "fields": [
-                {"title": "Health score", "value": m.score_with_delta(), "short": true},
-                {"title": "Risk level", "value": risk, "short": true},
-                {"title": "Top signals", "value": signals, "short": false},
-                {"title": "Suggested action", "value": if action.is_empty() { "—".to_owned() } else { action }, "short": false},
-            ],
-            "footer": format!("Perly · {}", m.kind.label()),
-            "ts": m.occurred_at.timestamp(),
-        }],
+        "color": format!("#{:06X}", risk_color(m.risk_level)),
+        "fallback": fallback,
+        "title": escape_title(&name, &headline),
+        "title_link": m.profile_url,
+        "fields": [
+            {"title": "Health score", "value": m.score_with_delta(), "short": true},
+            {"title": "Risk level", "value": risk, "short": true},
+            {"title": "Top signals", "value": signals, "short": false},
+            {"title": "Suggested action", "value": if action.is_empty() { "—".to_owned() } else { action }, "short": false},
+        ],
+        "footer": format!("Perly · {}", m.kind.label()),
+        "ts": m.occurred_at.timestamp(),
     })
 }
 
@@ -135,6 +177,22 @@ mod tests {
         let p = render(&m).to_string();
         assert!(!p.contains("<!channel>") && !p.contains("<https://evil"), "{p}");
         assert!(p.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"));
+    }
+
+    #[test]
+    fn a_digest_lists_each_alert_with_its_own_colour() {
+        let mut low = sample();
+        low.customer_name = "Globex".into();
+        low.risk_level = perly_domain::risk::RiskLevel::Low;
+        let p = render_many(&[sample(), low]);
+        assert_eq!(p["text"], "2 Perly alerts: Acme Corp, Globex");
+        assert_eq!(p["attachments"][0]["color"], "#E67E22");
+        assert_eq!(p["attachments"][1]["color"], "#2ECC71");
+        let many: Vec<_> = (0..25).map(|_| sample()).collect();
+        assert_eq!(
+            render_many(&many)["attachments"].as_array().map(Vec::len),
+            Some(ATTACHMENTS_MAX)
+        );
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! What both OAuth installs share: the result of a successful install (a
+//! webhook and the vendor's details about it) and the ways one can fail,
+//! each with a message fit to show the admin. The flows themselves are in
+//! [`crate::slack::oauth`] and [`crate::discord::oauth`].
+
+/// A webhook obtained by an OAuth install.
+#[derive(Clone)]
+pub struct Installed {
+    /// What the channel is called in Perly at first (the admin may rename it).
+    pub channel_name: String,
+    pub webhook_url: String,
+    /// Team/guild and channel ids, configuration URL: kept, never secret.
+    pub details: serde_json::Value,
+}
+
+impl std::fmt::Debug for Installed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installed")
+            .field("channel_name", &self.channel_name)
+            .field("webhook_url", &"<redacted>")
+            .field("details", &self.details)
+            .finish()
+    }
+}
+
+/// Why an install failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The vendor refused the exchange (`invalid_code`, `invalid_grant`, …).
+    #[error("{vendor} refused the connection: {code}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        vendor: &'static str,
+        code: String,
+        description: Option<String>,
+    },
+    /// The vendor could not be reached or answered with something unusable.
+    #[error("{vendor} could not be reached or answered unexpectedly: {detail}")]
+    Unavailable { vendor: &'static str, detail: String },
+    /// The returned webhook points somewhere Perly does not post to.
+    #[error("{0}")]
+    BadWebhook(#[from] crate::webhook::BadWebhook),
+    /// OAuth is not configured (no client id or secret).
+    #[error("{0} is not configured: set PERLY_{1}__CLIENT_ID and PERLY_{1}__CLIENT_SECRET")]
+    NotConfigured(&'static str, &'static str),
+}
+
+/// OAuth settings of one vendor.
+#[derive(Clone)]
+pub struct OAuthClient {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: secrecy::SecretString,
+    /// Where vendor webhooks must live (Slack: the hooks URL; Discord: the base URL).
+    pub webhook_base: String,
+}
+
+impl std::fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("base_url", &self.base_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `base` + `path` + the query, encoded.
+pub(crate) fn url_with(base: &str, path: &str, query: &[(&str, &str)]) -> String {
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query)
+        .finish();
+    format!("{}{path}?{q}", base.trim_end_matches('/'))
+}

@@ -1,0 +1,586 @@
+//! Channels, the delivery outbox and OAuth states, in SQL.
+//!
+//! How an alert leaves: [`route_alerts`] runs inside the transaction that
+//! records alerts and writes one `deliveries` row per (alert, channel) whose
+//! rules want it, with `run_at` set to now or, in quiet hours, to when
+//! business hours open. A delivery worker then claims *channels*, not rows
+//! ([`SqlStore::claim_deliveries_once`]): a channel lease means one message in
+//! flight per channel, and the channel's `next_attempt_at` carries pacing,
+//! backoff and the vendor's Retry-After, so rows go out in order. The worker
+//! posts with no transaction open and reports back through
+//! [`SqlStore::ack_delivery_once`], which marks rows sent or dead, or the
+//! channel broken, logs the attempt, and releases the lease. A crashed
+//! worker's lease simply expires.
+//!
+//! Webhook URLs are encrypted with the store's cipher, bound to the
+//! workspace and channel id; only a hint of them is ever read back for display.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use perly_domain::channels::{decide, ChannelRules, Decision};
+use perly_domain::ids::{ChannelId, DeliveryId, UserId, WorkspaceId};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::model::*;
+use crate::sql::{alert_from, corrupt, ms, params, parse, time, value_rows, SqlStore, ALERT_COLUMNS, CHUNK, IN_CHUNK};
+use crate::{Error, Result};
+
+use crate::auth::api_key_hash;
+
+const CHANNEL_COLUMNS: &str = "id, platform, name, webhook_hint, source, rules, enabled, broken_reason, broken_at, \
+     last_sent_at, created_at, updated_at";
+
+/// Where a webhook points, without what makes it a credential: scheme, host
+/// and the first characters of each path segment but the last.
+pub fn webhook_hint(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let mut parts = rest.split('/').filter(|p| !p.is_empty());
+    let host = parts.next().unwrap_or_default();
+    let segments: Vec<&str> = parts.collect();
+    let mut out = format!("{scheme}://{host}");
+    if let Some((_, init)) = segments.split_last() {
+        for seg in init {
+            out.push('/');
+            if seg.chars().count() > 8 {
+                out.extend(seg.chars().take(4));
+                out.push('…');
+            } else {
+                out.push_str(seg);
+            }
+        }
+        out.push_str("/••••");
+    }
+    out
+}
+
+fn secret_context(ws: WorkspaceId, channel: ChannelId) -> String {
+    format!("{ws}/channel/{channel}")
+}
+
+fn state_hash(state: &str) -> String {
+    api_key_hash(state)
+}
+
+fn channel_from(row: &AnyRow, pending: &HashMap<String, i64>) -> Result<Channel> {
+    let id: String = row.try_get("id")?;
+    Ok(Channel {
+        id: parse("channel id", &id)?,
+        platform: parse("platform", &row.try_get::<String, _>("platform")?)?,
+        name: row.try_get("name")?,
+        webhook_hint: row.try_get("webhook_hint")?,
+        source: row.try_get("source")?,
+        rules: serde_json::from_str(&row.try_get::<String, _>("rules")?).map_err(|e| corrupt("channel rules", e))?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        broken_reason: row.try_get("broken_reason")?,
+        broken_at: row.try_get::<Option<i64>, _>("broken_at")?.map(time),
+        pending: pending.get(&id).copied().unwrap_or(0),
+        last_sent_at: row.try_get::<Option<i64>, _>("last_sent_at")?.map(time),
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+    })
+}
+
+/// A newly recorded alert, as routing needs it.
+pub(crate) struct NewAlert<'a> {
+    pub id: String,
+    pub draft: &'a perly_domain::alerts::AlertDraft,
+}
+
+/// Writes the outbox rows of newly recorded alerts, in the caller's
+/// transaction: one per (alert, channel) whose rules want it. Broken
+/// channels still get them (they go out after a reconnect); paused ones do not.
+pub(crate) async fn route_alerts(
+    store: &SqlStore,
+    tx: &mut Transaction<'static, Any>,
+    ws: WorkspaceId,
+    alerts: &[NewAlert<'_>],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    let rows = sqlx::query("SELECT id, rules FROM channels WHERE workspace_id = $1 AND enabled = 1 ORDER BY id")
+        .bind(ws.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut channels = Vec::with_capacity(rows.len());
+    for r in rows {
+        let rules: ChannelRules =
+            serde_json::from_str(&r.try_get::<String, _>("rules")?).map_err(|e| corrupt("channel rules", e))?;
+        channels.push((r.try_get::<String, _>("id")?, rules));
+    }
+    let mut out = Vec::new();
+    for a in alerts {
+        for (channel, rules) in &channels {
+            if let Decision::SendAt(at) = decide(rules, a.draft.kind, a.draft.risk_level, a.draft.delta, now) {
+                out.push((channel.clone(), a.id.clone(), at > now, ms(at)));
+            }
+        }
+    }
+    let ws_s = ws.to_string();
+    for chunk in out.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO deliveries (id, workspace_id, channel_id, alert_id, state, held, run_at, created_at) VALUES {} \
+             ON CONFLICT (channel_id, alert_id) DO NOTHING",
+            value_rows(1, chunk.len(), 8)
+        );
+        let sql = store.dialect().positional(sql);
+        let mut q = sqlx::query(&sql);
+        for (channel, alert, held, run_at) in chunk {
+            q = q
+                .bind(DeliveryId::new().to_string())
+                .bind(ws_s.clone())
+                .bind(channel.clone())
+                .bind(alert.clone())
+                .bind("pending")
+                .bind(i64::from(*held))
+                .bind(*run_at)
+                .bind(ms(now));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+impl SqlStore {
+    async fn pending_counts(&self, ws: WorkspaceId, channel: Option<ChannelId>) -> Result<HashMap<String, i64>> {
+        let mut sql =
+            "SELECT channel_id, COUNT(*) AS n FROM deliveries WHERE workspace_id = $1 AND state = 'pending'".to_owned();
+        if channel.is_some() {
+            sql.push_str(" AND channel_id = $2");
+        }
+        sql.push_str(" GROUP BY channel_id");
+        let mut q = sqlx::query(&sql).bind(ws.to_string());
+        if let Some(c) = channel {
+            q = q.bind(c.to_string());
+        }
+        q.fetch_all(&self.pools.read)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>("channel_id")?, r.try_get::<i64, _>("n")?)))
+            .collect()
+    }
+
+    pub(crate) async fn create_channel_once(
+        &self,
+        ws: WorkspaceId,
+        new: &NewChannel,
+        now: DateTime<Utc>,
+    ) -> Result<Channel> {
+        let id = ChannelId::new();
+        let sealed = self.cipher.encrypt(&secret_context(ws, id), &new.webhook_url);
+        let rules = serde_json::to_string(&new.rules).map_err(|e| corrupt("channel rules", e))?;
+        sqlx::query(
+            "INSERT INTO channels (id, workspace_id, platform, name, webhook, webhook_hint, source, details, rules, \
+             enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10)",
+        )
+        .bind(id.to_string())
+        .bind(ws.to_string())
+        .bind(new.platform.as_str())
+        .bind(new.name.clone())
+        .bind(sealed)
+        .bind(webhook_hint(&new.webhook_url))
+        .bind(new.source)
+        .bind(new.details.to_string())
+        .bind(rules)
+        .bind(ms(now))
+        .execute(&self.pools.write)
+        .await?;
+        self.get_channel_once(ws, id).await?.ok_or(Error::NotFound)
+    }
+
+    pub(crate) async fn list_channels_once(&self, ws: WorkspaceId) -> Result<Vec<Channel>> {
+        let pending = self.pending_counts(ws, None).await?;
+        sqlx::query(&format!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE workspace_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(ws.to_string())
+        .fetch_all(&self.pools.read)
+        .await?
+        .iter()
+        .map(|r| channel_from(r, &pending))
+        .collect()
+    }
+
+    pub(crate) async fn get_channel_once(&self, ws: WorkspaceId, id: ChannelId) -> Result<Option<Channel>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE workspace_id = $1 AND id = $2"
+        ))
+        .bind(ws.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pools.write)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let pending = self.pending_counts(ws, Some(id)).await?;
+                channel_from(&r, &pending).map(Some)
+            }
+        }
+    }
+
+    pub(crate) async fn update_channel_once(
+        &self,
+        ws: WorkspaceId,
+        id: ChannelId,
+        u: &ChannelUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Channel> {
+        let mut sets = vec!["updated_at = $3".to_owned()];
+        let mut n = 3;
+        let mut next = |col: &str, sets: &mut Vec<String>| {
+            n += 1;
+            sets.push(format!("{col} = ${n}"));
+        };
+        if u.name.is_some() {
+            next("name", &mut sets);
+        }
+        if u.rules.is_some() {
+            next("rules", &mut sets);
+        }
+        if u.enabled.is_some() {
+            next("enabled", &mut sets);
+        }
+        if u.webhook_url.is_some() {
+            next("webhook", &mut sets);
+            next("webhook_hint", &mut sets);
+            // A reconnect: deliveries resume at once.
+            sets.push("broken_reason = NULL, broken_at = NULL, next_attempt_at = 0".to_owned());
+        }
+        if u.details.is_some() {
+            next("details", &mut sets);
+        }
+        let sql = format!(
+            "UPDATE channels SET {} WHERE workspace_id = $1 AND id = $2",
+            sets.join(", ")
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(ws.to_string())
+            .bind(id.to_string())
+            .bind(ms(now));
+        if let Some(name) = &u.name {
+            q = q.bind(name.clone());
+        }
+        if let Some(rules) = &u.rules {
+            q = q.bind(serde_json::to_string(rules).map_err(|e| corrupt("channel rules", e))?);
+        }
+        if let Some(enabled) = u.enabled {
+            q = q.bind(i64::from(enabled));
+        }
+        if let Some(url) = &u.webhook_url {
+            q = q
+                .bind(self.cipher.encrypt(&secret_context(ws, id), url))
+                .bind(webhook_hint(url));
+        }
+        if let Some(details) = &u.details {
+            q = q.bind(details.to_string());
+        }
+        if q.execute(&self.pools.write).await?.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        self.get_channel_once(ws, id).await?.ok_or(Error::NotFound)
+    }
+
+    pub(crate) async fn delete_channel_once(&self, ws: WorkspaceId, id: ChannelId) -> Result<()> {
+        let mut tx = self.pools.write.begin().await?;
+        for table in ["deliveries", "delivery_attempts"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE workspace_id = $1 AND channel_id = $2"
+            ))
+            .bind(ws.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let gone = sqlx::query("DELETE FROM channels WHERE workspace_id = $1 AND id = $2")
+            .bind(ws.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if gone == 0 {
+            return Err(Error::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn enqueue_test_message_once(
+        &self,
+        ws: WorkspaceId,
+        id: ChannelId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (id, workspace_id, channel_id, alert_id, state, held, run_at, created_at) \
+             SELECT $1, $2, id, NULL, 'pending', 0, $3, $3 FROM channels WHERE workspace_id = $2 AND id = $4",
+        )
+        .bind(DeliveryId::new().to_string())
+        .bind(ws.to_string())
+        .bind(ms(now))
+        .bind(id.to_string())
+        .execute(&self.pools.write)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn delivery_log_once(
+        &self,
+        ws: WorkspaceId,
+        id: ChannelId,
+        limit: usize,
+    ) -> Result<Vec<DeliveryAttempt>> {
+        sqlx::query(
+            "SELECT at, alerts, status, latency_ms, outcome, answer FROM delivery_attempts \
+             WHERE workspace_id = $1 AND channel_id = $2 ORDER BY at DESC, id DESC LIMIT $3",
+        )
+        .bind(ws.to_string())
+        .bind(id.to_string())
+        .bind(limit.clamp(1, 1000) as i64)
+        .fetch_all(&self.pools.read)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(DeliveryAttempt {
+                at: time(r.try_get("at")?),
+                alerts: r.try_get("alerts")?,
+                status: r
+                    .try_get::<Option<i64>, _>("status")?
+                    .and_then(|s| u16::try_from(s).ok()),
+                latency_ms: r.try_get("latency_ms")?,
+                outcome: r.try_get("outcome")?,
+                answer: r.try_get("answer")?,
+            })
+        })
+        .collect()
+    }
+
+    pub(crate) async fn claim_deliveries_once(
+        &self,
+        ws: WorkspaceId,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<ClaimedChannel>> {
+        let now_ms = ms(now);
+        let ws_s = ws.to_string();
+        let mut tx = self.pools.write.begin().await?;
+        let sql = format!(
+            "UPDATE channels SET lease_until = $3 WHERE workspace_id = $1 AND id IN (\
+             SELECT c.id FROM channels c WHERE c.workspace_id = $1 AND c.enabled = 1 AND c.broken_reason IS NULL \
+             AND c.next_attempt_at <= $2 AND (c.lease_until IS NULL OR c.lease_until < $2) \
+             AND c.id IN (SELECT d.channel_id FROM deliveries d WHERE d.workspace_id = $1 AND d.state = 'pending' AND d.run_at <= $2) \
+             ORDER BY c.next_attempt_at LIMIT $4{}) \
+             RETURNING id, platform, name, webhook, pace_tat",
+            self.dialect().skip_locked()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(ws_s.clone())
+            .bind(now_ms)
+            .bind(now_ms + lease.num_milliseconds())
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut index = HashMap::new();
+        for r in rows {
+            let id: ChannelId = parse("channel id", &r.try_get::<String, _>("id")?)?;
+            let sealed: Vec<u8> = r.try_get("webhook")?;
+            let webhook_url = self
+                .cipher
+                .decrypt(&secret_context(ws, id), &sealed)
+                .map_err(|e| corrupt("channel webhook", e))?;
+            index.insert(id.to_string(), claimed.len());
+            claimed.push(ClaimedChannel {
+                id,
+                platform: parse("platform", &r.try_get::<String, _>("platform")?)?,
+                name: r.try_get("name")?,
+                webhook_url,
+                pace_tat: time(r.try_get("pace_tat")?),
+                items: Vec::new(),
+            });
+        }
+        let ids: Vec<String> = index.keys().cloned().collect();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT d.id AS delivery_id, d.channel_id, d.attempts, d.held, d.alert_id, {ALERT_COLUMNS} \
+                 FROM deliveries d LEFT JOIN alerts a ON a.id = d.alert_id AND a.workspace_id = $1 \
+                 LEFT JOIN customers c ON c.id = a.customer_id AND c.workspace_id = $1 \
+                 WHERE d.workspace_id = $1 AND d.state = 'pending' AND d.run_at <= $2 AND d.channel_id IN ({}) \
+                 ORDER BY d.channel_id, d.id",
+                params(3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for r in q.fetch_all(&self.pools.read).await? {
+                let channel: String = r.try_get("channel_id")?;
+                let Some(&i) = index.get(&channel) else { continue };
+                let alert = match r.try_get::<Option<String>, _>("alert_id")? {
+                    Some(_) => Some(alert_from(&r)?),
+                    None => None,
+                };
+                claimed[i].items.push(OutboxItem {
+                    id: parse("delivery id", &r.try_get::<String, _>("delivery_id")?)?,
+                    attempts: r.try_get("attempts")?,
+                    held: r.try_get::<i64, _>("held")? != 0,
+                    alert,
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    pub(crate) async fn ack_delivery_once(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<()> {
+        let ws_s = ws.to_string();
+        let channel = ack.channel_id.to_string();
+        let now_ms = ms(now);
+        let mut tx = self.pools.write.begin().await?;
+        let ids: Vec<String> = ack.delivery_ids.iter().map(ToString::to_string).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let (set, bind_error) = match ack.outcome {
+                AckOutcome::Sent => ("state = 'sent', sent_at = $3, attempts = attempts + 1", false),
+                AckOutcome::Dead => ("state = 'dead', attempts = attempts + 1, last_error = $3", true),
+                AckOutcome::Retry | AckOutcome::Broken(_) => ("attempts = attempts + 1, last_error = $3", true),
+            };
+            let sql = format!(
+                "UPDATE deliveries SET {set} WHERE workspace_id = $1 AND channel_id = $2 AND state = 'pending' AND id IN ({})",
+                params(4, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(channel.clone());
+            q = if bind_error {
+                q.bind(ack.answer.clone())
+            } else {
+                q.bind(now_ms)
+            };
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let sent = matches!(ack.outcome, AckOutcome::Sent);
+        let broken = match &ack.outcome {
+            AckOutcome::Broken(reason) => Some(reason.clone()),
+            _ => None,
+        };
+        sqlx::query(
+            "UPDATE channels SET lease_until = NULL, pace_tat = $3, next_attempt_at = $4, \
+             last_sent_at = CASE WHEN $5 = 1 THEN $6 ELSE last_sent_at END, \
+             broken_reason = COALESCE($7, broken_reason), broken_at = CASE WHEN $7 IS NULL THEN broken_at ELSE $6 END \
+             WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(ws_s.clone())
+        .bind(channel.clone())
+        .bind(ms(ack.pace_tat))
+        .bind(ms(ack.next_attempt_at))
+        .bind(i64::from(sent))
+        .bind(now_ms)
+        .bind(broken)
+        .execute(&mut *tx)
+        .await?;
+        let alerts = ack.delivery_ids.len() as i64;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (id, workspace_id, channel_id, at, alerts, status, latency_ms, outcome, answer) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(DeliveryId::new().to_string())
+        .bind(ws_s)
+        .bind(channel)
+        .bind(now_ms)
+        .bind(alerts)
+        .bind(ack.status.map(i64::from))
+        .bind(ack.latency_ms)
+        .bind(ack.outcome.as_str())
+        .bind(ack.answer.clone())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn create_oauth_state_once(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        provider: &str,
+        data: &serde_json::Value,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<String> {
+        let state = crate::auth::random_token(32);
+        sqlx::query(
+            "INSERT INTO oauth_states (state_hash, workspace_id, user_id, provider, data, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(state_hash(&state))
+        .bind(ws.to_string())
+        .bind(user.to_string())
+        .bind(provider.to_owned())
+        .bind(data.to_string())
+        .bind(ms(now))
+        .bind(ms(now + ttl))
+        .execute(&self.pools.write)
+        .await?;
+        // Forget flows that expired a day ago.
+        sqlx::query("DELETE FROM oauth_states WHERE workspace_id = $1 AND expires_at < $2")
+            .bind(ws.to_string())
+            .bind(ms(now) - 86_400_000)
+            .execute(&self.pools.write)
+            .await?;
+        Ok(state)
+    }
+
+    pub(crate) async fn take_oauth_state_once(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        provider: &str,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthState>> {
+        let row = sqlx::query(
+            "UPDATE oauth_states SET used_at = $5 WHERE state_hash = $1 AND workspace_id = $2 AND user_id = $3 \
+             AND provider = $4 AND used_at IS NULL AND expires_at > $5 RETURNING data",
+        )
+        .bind(state_hash(state))
+        .bind(ws.to_string())
+        .bind(user.to_string())
+        .bind(provider.to_owned())
+        .bind(ms(now))
+        .fetch_optional(&self.pools.write)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(OAuthState {
+                workspace_id: ws,
+                user_id: user,
+                provider: provider.to_owned(),
+                data: serde_json::from_str(&r.try_get::<String, _>("data")?).map_err(|e| corrupt("oauth state", e))?,
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_hints_hide_the_credential() {
+        assert_eq!(
+            webhook_hint("https://hooks.slack.com/services/T9TK3CUKW/B0ABCDEF123/XXXXXXXXXXXXXXXXXXXXXXXX"),
+            "https://hooks.slack.com/services/T9TK…/B0AB…/••••"
+        );
+        let d = webhook_hint("https://discord.com/api/webhooks/347114750880120863/kKDdjXa1g9tKNs0-_yOw");
+        assert_eq!(d, "https://discord.com/api/webhooks/3471…/••••");
+        assert!(!d.contains("kKDd"));
+    }
+}
