@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod channels;
 pub mod error;
 pub mod ui;
 
@@ -41,6 +42,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Woken after ingest so rescoring starts at once.
     pub rescore: Arc<Notify>,
+    /// Woken when something is queued for delivery (a test message, a reconnect).
+    pub deliver: Arc<Notify>,
+    /// Slack and Discord endpoints and OAuth clients.
+    pub integrations: channels::Integrations,
     /// Base URL of this server, for links (`PERLY_PUBLIC_URL`).
     pub public_url: String,
     /// Failed sign-ins per account.

@@ -53,6 +53,48 @@ impl Default for ScoringSettings {
     }
 }
 
+/// The Slack/Discord delivery worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeliveryConfig {
+    /// Run the delivery worker in this process.
+    pub worker: bool,
+    /// How long a worker holds a channel while posting (seconds); a crashed
+    /// worker's channels come back after this.
+    pub lease_secs: u64,
+    /// Channels posted to at once.
+    pub concurrency: usize,
+    /// Timeout of one webhook post (milliseconds).
+    pub timeout_ms: u64,
+    /// How often to look for due alerts when not woken (milliseconds).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            worker: true,
+            lease_secs: 30,
+            concurrency: 256,
+            timeout_ms: 10_000,
+            poll_interval_ms: 250,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn worker_settings(&self) -> perly_delivery::worker::DeliverySettings {
+        let timeout = std::time::Duration::from_millis(self.timeout_ms.clamp(100, 120_000));
+        perly_delivery::worker::DeliverySettings {
+            // The lease must outlast a post.
+            lease: chrono::Duration::seconds(self.lease_secs.max(timeout.as_secs() + 1) as i64),
+            concurrency: self.concurrency.clamp(1, 10_000),
+            timeout,
+            poll: std::time::Duration::from_millis(self.poll_interval_ms.clamp(10, 60_000)),
+        }
+    }
+}
+
 /// All of Perly's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -71,6 +113,7 @@ pub struct Settings {
     /// Log filter (`tracing` env-filter syntax).
     pub log: String,
     pub scoring: ScoringSettings,
+    pub delivery: DeliveryConfig,
     pub slack: VendorSettings,
     pub discord: VendorSettings,
     pub salesforce: VendorSettings,
@@ -86,6 +129,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             log: "info".into(),
             scoring: ScoringSettings::default(),
+            delivery: DeliveryConfig::default(),
             slack: VendorSettings {
                 base_url: "https://slack.com".into(),
                 hooks_url: Some("https://hooks.slack.com".into()),

@@ -40,6 +40,8 @@ pub struct PassStats {
 pub struct Rescorer {
     store: Arc<dyn Store>,
     batch: usize,
+    /// Woken when new alerts (and their outbox rows) are recorded.
+    delivery: Option<Arc<Notify>>,
 }
 
 impl Rescorer {
@@ -47,7 +49,14 @@ impl Rescorer {
         Self {
             store,
             batch: batch.max(1),
+            delivery: None,
         }
+    }
+
+    /// Wakes the delivery worker whenever a batch records alerts.
+    pub fn waking(mut self, delivery: Arc<Notify>) -> Self {
+        self.delivery = Some(delivery);
+        self
     }
 
     /// Rescores every customer that is waiting, in every workspace, at `now`.
@@ -74,7 +83,13 @@ impl Rescorer {
                 .await
                 .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
                 stats.scored += results.len();
-                stats.alerts += self.store.record_scores(ws.id, &results, at).await?;
+                let alerts = self.store.record_scores(ws.id, &results, at).await?;
+                if alerts > 0 {
+                    if let Some(d) = &self.delivery {
+                        d.notify_one();
+                    }
+                }
+                stats.alerts += alerts;
             }
         }
         Ok(stats)

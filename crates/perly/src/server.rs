@@ -16,7 +16,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use perly_delivery::oauth::OAuthClient;
+use perly_delivery::worker::Deliverer;
+use perly_web::channels::Integrations;
+
+use crate::config::{Settings, VendorSettings};
 use crate::rescore::Rescorer;
 
 /// Opens the configured database (running migrations).
@@ -36,6 +40,38 @@ pub fn redact_url(url: &str) -> String {
             format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
         }
         _ => url.to_owned(),
+    }
+}
+
+/// Vendor endpoints and OAuth clients from the settings. OAuth for a vendor
+/// is on when both its client id and secret are set.
+pub fn integrations(settings: &Settings) -> Integrations {
+    let oauth = |v: &VendorSettings, webhook_base: &str| match (&v.client_id, &v.client_secret) {
+        (Some(id), Some(secret)) if !id.is_empty() => Some(OAuthClient {
+            base_url: v.base_url.trim_end_matches('/').to_owned(),
+            client_id: id.clone(),
+            client_secret: secret.clone(),
+            webhook_base: webhook_base.to_owned(),
+        }),
+        _ => None,
+    };
+    let hooks = settings
+        .slack
+        .hooks_url
+        .clone()
+        .unwrap_or_else(|| "https://hooks.slack.com".into());
+    let hooks = hooks.trim_end_matches('/').to_owned();
+    let discord = settings.discord.base_url.trim_end_matches('/').to_owned();
+    Integrations {
+        slack: oauth(&settings.slack, &hooks),
+        discord: oauth(&settings.discord, &discord),
+        slack_hooks_url: hooks,
+        discord_base_url: discord,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default(),
     }
 }
 
@@ -72,6 +108,8 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         store: store.clone(),
         clock: clock.clone(),
         rescore: Arc::new(Notify::new()),
+        deliver: Arc::new(Notify::new()),
+        integrations: integrations(settings),
         public_url,
         throttle: Arc::default(),
         facets: Arc::default(),
@@ -88,8 +126,17 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         }
     });
     let mut tasks = vec![http];
+    if settings.delivery.worker {
+        let worker = Deliverer::new(store.clone(), state.public_url.clone(), settings.delivery.worker_settings());
+        let clock = clock.clone();
+        tasks.push(tokio::spawn(worker.run(
+            Arc::new(move || clock.now()),
+            state.deliver.clone(),
+            cancel.clone(),
+        )));
+    }
     if settings.scoring.worker {
-        let worker = Rescorer::new(store, settings.scoring.batch_size);
+        let worker = Rescorer::new(store, settings.scoring.batch_size).waking(state.deliver.clone());
         tasks.push(tokio::spawn(worker.run(
             clock,
             state.rescore.clone(),

@@ -53,6 +53,7 @@ pub async fn list(
         customer_external_id: p.customer_id,
         limit: p.limit.unwrap_or(50),
         cursor: p.cursor,
+        since: None,
     };
     let page = state.store.list_alerts(ws.id, &query).await?;
     Ok(Json(AlertList {

@@ -3,6 +3,7 @@
 //! in the one error shape, and the OpenAPI document generated from the code.
 
 pub mod alerts;
+pub mod channels;
 pub mod customers;
 pub mod events;
 pub mod openapi;
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(events::router())
         .merge(alerts::router())
+        .merge(channels::router())
         .merge(scorecard::router())
         .merge(openapi::router())
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))

@@ -37,6 +37,15 @@ impl Modify for ApiKeyAuth {
         super::alerts::list,
         super::scorecard::show,
         super::scorecard::update,
+        super::channels::list,
+        super::channels::create,
+        super::channels::show,
+        super::channels::update,
+        super::channels::delete,
+        super::channels::test,
+        super::channels::deliveries,
+        super::channels::dry_run_rules,
+        super::channels::dry_run_channel,
     ),
     modifiers(&ApiKeyAuth)
 )]

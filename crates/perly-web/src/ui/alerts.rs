@@ -77,6 +77,7 @@ async fn list(
         customer_external_id: Some(f.customer.clone()).filter(|c| !c.is_empty()),
         limit: 50,
         cursor: Some(get("cursor")).filter(|c| !c.is_empty()),
+        since: None,
     };
     let page = state.store.list_alerts(user.session.workspace.id, &query).await?;
     let next_link = page
