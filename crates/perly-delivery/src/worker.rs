@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use perly_domain::channels::Platform;
-use perly_domain::ids::WorkspaceId;
 use perly_store::{AckOutcome, ClaimedChannel, DeliveryAck, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -114,24 +113,22 @@ impl Deliverer {
     pub async fn run_once(&self, now: DateTime<Utc>) -> perly_store::Result<DeliveryStats> {
         let mut stats = DeliveryStats::default();
         let clock: Now = Arc::new(move || now);
-        for ws in self.store.list_workspaces().await? {
-            for _ in 0..1_000 {
-                let claimed = self
-                    .store
-                    .claim_deliveries(ws.id, self.settings.concurrency, now, self.settings.lease)
-                    .await?;
-                if claimed.is_empty() {
-                    break;
-                }
-                let results: Vec<_> = futures::stream::iter(claimed)
-                    .map(|c| self.deliver(ws.id, c, clock.clone()))
-                    .buffer_unordered(self.settings.concurrency)
-                    .collect()
-                    .await;
-                for r in results {
-                    let (outcome, items) = r?;
-                    stats.add(&outcome, items);
-                }
+        for _ in 0..1_000 {
+            let claimed = self
+                .store
+                .claim_deliveries(self.settings.concurrency, now, self.settings.lease)
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            let results: Vec<_> = futures::stream::iter(claimed)
+                .map(|c| self.deliver(c, clock.clone()))
+                .buffer_unordered(self.settings.concurrency)
+                .collect()
+                .await;
+            for r in results {
+                let (outcome, items) = r?;
+                stats.add(&outcome, items);
             }
         }
         Ok(stats)
@@ -140,32 +137,18 @@ impl Deliverer {
     /// Runs until `cancel`, keeping up to `concurrency` channels in flight.
     pub async fn run(self, now: Now, wake: Arc<Notify>, cancel: CancellationToken) {
         let mut inflight: JoinSet<perly_store::Result<(AckOutcome, usize)>> = JoinSet::new();
-        let mut workspaces: Vec<WorkspaceId> = Vec::new();
-        let mut listed_at: Option<Instant> = None;
         loop {
-            if listed_at.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
-                match self.store.list_workspaces().await {
-                    Ok(list) => {
-                        workspaces = list.into_iter().map(|w| w.id).collect();
-                        listed_at = Some(Instant::now());
-                    }
-                    Err(e) => tracing::warn!(error = %e, "delivery: cannot list workspaces"),
-                }
-            }
-            for ws in &workspaces {
-                let free = self.settings.concurrency.saturating_sub(inflight.len());
-                if free == 0 {
-                    break;
-                }
-                match self.store.claim_deliveries(*ws, free, now(), self.settings.lease).await {
+            let free = self.settings.concurrency.saturating_sub(inflight.len());
+            if free > 0 {
+                match self.store.claim_deliveries(free, now(), self.settings.lease).await {
                     Ok(claimed) => {
                         for c in claimed {
                             let me = self.clone();
-                            let (ws, now) = (*ws, now.clone());
-                            inflight.spawn(async move { me.deliver(ws, c, now).await });
+                            let now = now.clone();
+                            inflight.spawn(async move { me.deliver(c, now).await });
                         }
                     }
-                    Err(e) => tracing::warn!(workspace = %ws, error = %e, "delivery: claim failed, will retry"),
+                    Err(e) => tracing::warn!(error = %e, "delivery: claim failed, will retry"),
                 }
             }
             tokio::select! {
@@ -181,12 +164,14 @@ impl Deliverer {
         }
         // Let posts in flight finish and be acknowledged (their leases would
         // otherwise hold the channels until they expire).
-        let drain = async { while inflight.join_next().await.is_some() {} };
+        let drain = async {
+            while inflight.join_next().await.is_some() {}
+        };
         let _ = tokio::time::timeout(self.settings.timeout + Duration::from_secs(1), drain).await;
     }
 
     /// Posts one message to a claimed channel and acknowledges the outcome.
-    async fn deliver(&self, ws: WorkspaceId, c: ClaimedChannel, now: Now) -> perly_store::Result<(AckOutcome, usize)> {
+    async fn deliver(&self, c: ClaimedChannel, now: Now) -> perly_store::Result<(AckOutcome, usize)> {
         let batch = batch(&c);
         let payload = self.render(&c, &batch);
         let started = Instant::now();
@@ -270,7 +255,7 @@ impl Deliverer {
             pace_tat,
             next_attempt_at,
         };
-        self.store.ack_delivery(ws, &ack, at).await?;
+        self.store.ack_delivery(c.workspace_id, &ack, at).await?;
         Ok((outcome, batch.len()))
     }
 

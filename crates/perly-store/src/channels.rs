@@ -361,27 +361,28 @@ impl SqlStore {
         .collect()
     }
 
+    /// Leases channels in every workspace: the one claim that is not scoped
+    /// by a workspace, because the worker serves them all. Each claimed
+    /// channel carries its workspace, and every row read for it afterwards
+    /// is joined on that workspace.
     pub(crate) async fn claim_deliveries_once(
         &self,
-        ws: WorkspaceId,
         limit: usize,
         now: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<Vec<ClaimedChannel>> {
         let now_ms = ms(now);
-        let ws_s = ws.to_string();
         let mut tx = self.pools.write.begin().await?;
         let sql = format!(
-            "UPDATE channels SET lease_until = $3 WHERE workspace_id = $1 AND id IN (\
-             SELECT c.id FROM channels c WHERE c.workspace_id = $1 AND c.enabled = 1 AND c.broken_reason IS NULL \
-             AND c.next_attempt_at <= $2 AND (c.lease_until IS NULL OR c.lease_until < $2) \
-             AND c.id IN (SELECT d.channel_id FROM deliveries d WHERE d.workspace_id = $1 AND d.state = 'pending' AND d.run_at <= $2) \
-             ORDER BY c.next_attempt_at LIMIT $4{}) \
-             RETURNING id, platform, name, webhook, pace_tat",
+            "UPDATE channels SET lease_until = $2 WHERE id IN (\
+             SELECT c.id FROM channels c WHERE c.enabled = 1 AND c.broken_reason IS NULL \
+             AND c.next_attempt_at <= $1 AND (c.lease_until IS NULL OR c.lease_until < $1) \
+             AND c.id IN (SELECT d.channel_id FROM deliveries d WHERE d.state = 'pending' AND d.run_at <= $1) \
+             ORDER BY c.next_attempt_at LIMIT $3{}) \
+             RETURNING id, workspace_id, platform, name, webhook, pace_tat",
             self.dialect().skip_locked()
         );
         let rows = sqlx::query(&sql)
-            .bind(ws_s.clone())
             .bind(now_ms)
             .bind(now_ms + lease.num_milliseconds())
             .bind(limit as i64)
@@ -392,6 +393,7 @@ impl SqlStore {
         let mut index = HashMap::new();
         for r in rows {
             let id: ChannelId = parse("channel id", &r.try_get::<String, _>("id")?)?;
+            let ws: WorkspaceId = parse("workspace id", &r.try_get::<String, _>("workspace_id")?)?;
             let sealed: Vec<u8> = r.try_get("webhook")?;
             let webhook_url = self
                 .cipher
@@ -400,6 +402,7 @@ impl SqlStore {
             index.insert(id.to_string(), claimed.len());
             claimed.push(ClaimedChannel {
                 id,
+                workspace_id: ws,
                 platform: parse("platform", &r.try_get::<String, _>("platform")?)?,
                 name: r.try_get("name")?,
                 webhook_url,
@@ -411,13 +414,15 @@ impl SqlStore {
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
                 "SELECT d.id AS delivery_id, d.channel_id, d.attempts, d.held, d.alert_id, {ALERT_COLUMNS} \
-                 FROM deliveries d LEFT JOIN alerts a ON a.id = d.alert_id AND a.workspace_id = $1 \
-                 LEFT JOIN customers c ON c.id = a.customer_id AND c.workspace_id = $1 \
-                 WHERE d.workspace_id = $1 AND d.state = 'pending' AND d.run_at <= $2 AND d.channel_id IN ({}) \
+                 FROM deliveries d JOIN channels ch ON ch.id = d.channel_id AND ch.workspace_id = d.workspace_id \
+                 LEFT JOIN alerts a ON a.id = d.alert_id AND a.workspace_id = d.workspace_id \
+                 LEFT JOIN customers c ON c.id = a.customer_id AND c.workspace_id = d.workspace_id \
+                 WHERE d.state = 'pending' AND d.run_at <= $1 AND d.channel_id IN ({}) \
                  ORDER BY d.channel_id, d.id",
-                params(3, chunk.len())
+                params(2, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(now_ms);
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql).bind(now_ms);
             for id in chunk {
                 q = q.bind(id.clone());
             }

@@ -164,12 +164,13 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue_test_message(&self, ws: WorkspaceId, id: ChannelId, now: DateTime<Utc>) -> Result<()>;
     /// The newest attempts to post to a channel.
     async fn delivery_log(&self, ws: WorkspaceId, id: ChannelId, limit: usize) -> Result<Vec<DeliveryAttempt>>;
-    /// Leases up to `limit` channels that have something due and may send
-    /// now (not paused, not broken, not in flight, past pacing and backoff),
-    /// with their due rows. One lease per channel: one message in flight.
+    /// Leases up to `limit` channels, in any workspace, that have something
+    /// due and may send now (not paused, not broken, not in flight, past
+    /// pacing and backoff), with their due rows. One lease per channel: one
+    /// message in flight. The only outbox query not scoped by a workspace:
+    /// the worker serves them all, and each claimed channel names its own.
     async fn claim_deliveries(
         &self,
-        ws: WorkspaceId,
         limit: usize,
         now: DateTime<Utc>,
         lease: chrono::Duration,

@@ -344,6 +344,7 @@ pub struct ChannelUpdate {
 #[derive(Debug, Clone)]
 pub struct ClaimedChannel {
     pub id: ChannelId,
+    pub workspace_id: WorkspaceId,
     pub platform: Platform,
     pub name: String,
     pub webhook_url: String,

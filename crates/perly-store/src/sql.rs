@@ -1480,12 +1480,11 @@ impl Store for SqlStore {
 
     async fn claim_deliveries(
         &self,
-        ws: WorkspaceId,
         limit: usize,
         now: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<Vec<ClaimedChannel>> {
-        retry_conflicts(|| self.claim_deliveries_once(ws, limit, now, lease)).await
+        retry_conflicts(|| self.claim_deliveries_once(limit, now, lease)).await
     }
 
     async fn ack_delivery(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<()> {

@@ -46,7 +46,8 @@ CREATE TABLE deliveries (
     sent_at INTEGER,
     UNIQUE (channel_id, alert_id)
 );
-CREATE INDEX deliveries_due ON deliveries (workspace_id, run_at) WHERE state = 'pending';
+-- Workers claim across workspaces: what is due, oldest first.
+CREATE INDEX deliveries_due ON deliveries (run_at, channel_id) WHERE state = 'pending';
 CREATE INDEX deliveries_by_channel ON deliveries (channel_id, state, id);
 
 -- Every attempt to post to a channel, for the delivery log.
