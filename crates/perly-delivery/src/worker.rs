@@ -248,6 +248,7 @@ impl Deliverer {
         let ack = DeliveryAck {
             channel_id: c.id,
             delivery_ids: batch.iter().map(|i| i.id).collect(),
+            alerts: batch.iter().filter(|i| i.alert.is_some()).count() as i64,
             outcome: outcome.clone(),
             status,
             latency_ms,

@@ -65,15 +65,18 @@ fn state_hash(state: &str) -> String {
 
 fn channel_from(row: &AnyRow, pending: &HashMap<String, i64>) -> Result<Channel> {
     let id: String = row.try_get("id")?;
+    let enabled = row.try_get::<i64, _>("enabled")? != 0;
+    let broken_reason: Option<String> = row.try_get("broken_reason")?;
     Ok(Channel {
+        status: ChannelStatus::of(enabled, broken_reason.is_some()),
         id: parse("channel id", &id)?,
         platform: parse("platform", &row.try_get::<String, _>("platform")?)?,
         name: row.try_get("name")?,
         webhook_hint: row.try_get("webhook_hint")?,
         source: row.try_get("source")?,
         rules: serde_json::from_str(&row.try_get::<String, _>("rules")?).map_err(|e| corrupt("channel rules", e))?,
-        enabled: row.try_get::<i64, _>("enabled")? != 0,
-        broken_reason: row.try_get("broken_reason")?,
+        enabled,
+        broken_reason,
         broken_at: row.try_get::<Option<i64>, _>("broken_at")?.map(time),
         pending: pending.get(&id).copied().unwrap_or(0),
         last_sent_at: row.try_get::<Option<i64>, _>("last_sent_at")?.map(time),
@@ -491,7 +494,7 @@ impl SqlStore {
         .bind(broken)
         .execute(&mut *tx)
         .await?;
-        let alerts = ack.delivery_ids.len() as i64;
+        let alerts = ack.alerts;
         sqlx::query(
             "INSERT INTO delivery_attempts (id, workspace_id, channel_id, at, alerts, status, latency_ms, outcome, answer) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -292,6 +292,9 @@ pub struct Channel {
     /// `oauth` or `pasted`.
     pub source: String,
     pub rules: ChannelRules,
+    /// active, paused (receives nothing) or broken (the vendor said the
+    /// webhook is gone; alerts wait for a reconnect).
+    pub status: ChannelStatus,
     /// A paused channel receives nothing.
     pub enabled: bool,
     /// Set when the vendor said the webhook is gone (deleted, archived,
@@ -305,15 +308,35 @@ pub struct Channel {
     pub updated_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelStatus {
+    Active,
+    Paused,
+    Broken,
+}
+
+impl ChannelStatus {
+    pub fn of(enabled: bool, broken: bool) -> Self {
+        match (broken, enabled) {
+            (true, _) => Self::Broken,
+            (false, false) => Self::Paused,
+            (false, true) => Self::Active,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Broken => "broken",
+        }
+    }
+}
+
 impl Channel {
     pub fn status(&self) -> &'static str {
-        if self.broken_reason.is_some() {
-            "broken"
-        } else if !self.enabled {
-            "paused"
-        } else {
-            "active"
-        }
+        self.status.as_str()
     }
 }
 
@@ -391,6 +414,8 @@ impl AckOutcome {
 pub struct DeliveryAck {
     pub channel_id: ChannelId,
     pub delivery_ids: Vec<DeliveryId>,
+    /// Alerts the message carried (0 for a test message).
+    pub alerts: i64,
     pub outcome: AckOutcome,
     /// HTTP status, or `None` when no answer came (timeout, connection refused).
     pub status: Option<u16>,

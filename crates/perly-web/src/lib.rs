@@ -65,6 +65,13 @@ impl AppState {
     }
 }
 
+/// The policy of every page: nothing from other hosts, no script, forms post
+/// only here, no framing. A page whose form redirects to a vendor's OAuth
+/// page (Connect Slack) widens `form-action` to that vendor's origin, since
+/// browsers apply it to the redirect too.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
+     script-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// The whole HTTP application: the JSON API and the web pages. Unknown
 /// paths get a JSON 404 under `/api/` and a 404 page elsewhere.
 pub fn app(state: AppState) -> Router {
@@ -81,10 +88,7 @@ pub fn app(state: AppState) -> Router {
         // no inline script, cannot be framed, and keep URLs out of referrers.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; \
-                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            ),
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

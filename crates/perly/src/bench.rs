@@ -8,7 +8,12 @@
 //! - `rescore`: loads N customers with 90 days of history (through the store's
 //!   ingest path), then times one full rescore of all of them.
 //!
-//! Both print the process's peak RSS (VmHWM).
+//! - `delivery`: see [`delivery`]: event accepted → Slack/Discord message
+//!   received, backlog and rate limits at many channels.
+//!
+//! All print the process's peak RSS (VmHWM).
+
+mod delivery;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -60,6 +65,8 @@ pub enum BenchKind {
         #[arg(long, default_value_t = 100_000)]
         customers: usize,
     },
+    /// Event accepted → message received by the Slack/Discord stand-in.
+    Delivery(delivery::DeliveryArgs),
     /// Server time of the customers list and profile pages.
     Pages {
         #[arg(long, default_value_t = 100_000)]
@@ -176,6 +183,7 @@ pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         }
         BenchKind::Rescore { customers: n } => rescore(args.database_url, &dir, n).await,
         BenchKind::Pages { customers: n, requests } => pages(args.database_url, &dir, n, requests).await,
+        BenchKind::Delivery(a) => delivery::run(args.database_url, &dir, a).await,
     }
 }
 

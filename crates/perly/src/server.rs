@@ -115,7 +115,13 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         facets: Arc::default(),
     };
     let cancel = CancellationToken::new();
-    let app = perly_web::app(state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
+    // Spans name the method and path only: query strings can carry OAuth
+    // codes and states, which must never reach the logs.
+    let app = perly_web::app(state.clone()).layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+        |req: &axum::http::Request<axum::body::Body>| {
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        },
+    ));
     let http_cancel = cancel.clone();
     let http = tokio::spawn(async move {
         let served = axum::serve(listener, app)

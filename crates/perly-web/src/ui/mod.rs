@@ -4,6 +4,7 @@
 //! with a 303 and a flash message, and errors render as pages.
 
 pub mod alerts;
+pub mod channels;
 pub mod chart;
 pub mod customers;
 pub mod session;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(alerts::router())
         .merge(settings::router())
+        .merge(channels::router())
 }
 
 async fn stylesheet() -> impl IntoResponse {

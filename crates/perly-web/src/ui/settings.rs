@@ -1,16 +1,17 @@
 //! `/settings/*`: scoring (weights, thresholds, risk bands and alert
 //! thresholds, with a preview of how many customers would change band), API
 //! keys (create, shown once; revoke), users (add, change role, remove) and the
-//! integrations page. Members see settings; only admins change them. A form
-//! with errors is shown again with the error next to each field and what the
-//! user typed, and nothing is changed.
+//! integrations page (its Slack and Discord cards count channels; the
+//! channels themselves are in [`super::channels`]). Members see settings;
+//! only admins change them. A form with errors is shown again with the error
+//! next to each field and what the user typed, and nothing is changed.
 
 use std::collections::{BTreeMap, HashMap};
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use perly_domain::ids::ApiKeyId;
@@ -624,6 +625,24 @@ async fn delete_user(
 
 // ---------- integrations ----------
 
+/// A vendor card: how many channels it has and whether any is broken.
+pub struct VendorCard {
+    pub connected: String,
+    pub broken: usize,
+}
+
+fn vendor_card(channels: &[perly_store::Channel], platform: perly_domain::channels::Platform) -> VendorCard {
+    let mine: Vec<_> = channels.iter().filter(|c| c.platform == platform).collect();
+    VendorCard {
+        connected: match mine.len() {
+            0 => "No channels connected yet.".to_owned(),
+            1 => "1 channel connected.".to_owned(),
+            n => format!("{n} channels connected."),
+        },
+        broken: mine.iter().filter(|c| c.broken_reason.is_some()).count(),
+    }
+}
+
 #[derive(Template)]
 #[template(path = "settings_integrations.html")]
 struct IntegrationsPage {
@@ -631,14 +650,20 @@ struct IntegrationsPage {
     flash: Option<Flash>,
     tab: &'static str,
     can_edit: bool,
+    slack: VendorCard,
+    discord: VendorCard,
 }
 
-async fn integrations(State(state): State<AppState>, user: CurrentUser) -> Response {
+async fn integrations(State(state): State<AppState>, user: CurrentUser) -> Result<Response, UiError> {
+    use perly_domain::channels::Platform;
+    let channels = state.store.list_channels(user.session.workspace.id).await?;
     let page = IntegrationsPage {
         nav: Some(user.nav("settings")),
         flash: None,
         tab: "integrations",
         can_edit: user.is_admin(),
+        slack: vendor_card(&channels, Platform::Slack),
+        discord: vendor_card(&channels, Platform::Discord),
     };
-    render(&state, StatusCode::OK, &page, false).into_response()
+    Ok(render(&state, StatusCode::OK, &page, false))
 }

@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use perly::config::Settings;
+use perly_delivery::worker::{Deliverer, DeliverySettings, DeliveryStats};
+use perly_standins::{DiscordStandin, OAuthApp, SlackStandin};
 use perly::rescore::{PassStats, Rescorer};
 use perly::server::Running;
 use perly_domain::ids::WorkspaceId;
@@ -36,8 +38,37 @@ pub struct TestApp {
     pub clock: Arc<TestClock>,
     pub ws: WorkspaceId,
     pub key: String,
+    /// Local Slack and Discord, when the test asked for them.
+    pub slack: Option<SlackStandin>,
+    pub discord: Option<DiscordStandin>,
     pub _running: Running,
     _dir: tempfile::TempDir,
+}
+
+/// The OAuth app the stand-ins accept and the tests configure.
+pub fn oauth_app(vendor: &str) -> OAuthApp {
+    OAuthApp {
+        client_id: format!("{vendor}-client-id"),
+        client_secret: format!("{vendor}-client-secret"),
+    }
+}
+
+/// Slack and Discord stand-ins on port 0, and settings pointing at them.
+pub async fn standins(settings: &mut Settings) -> (SlackStandin, DiscordStandin) {
+    let slack = SlackStandin::start("127.0.0.1:0", oauth_app("slack"))
+        .await
+        .expect("slack stand-in");
+    let discord = DiscordStandin::start("127.0.0.1:0", oauth_app("discord"))
+        .await
+        .expect("discord stand-in");
+    settings.slack.base_url = slack.base_url();
+    settings.slack.hooks_url = Some(slack.hooks_url());
+    settings.slack.client_id = Some(oauth_app("slack").client_id);
+    settings.slack.client_secret = Some(SecretString::from(oauth_app("slack").client_secret));
+    settings.discord.base_url = discord.base_url();
+    settings.discord.client_id = Some(oauth_app("discord").client_id);
+    settings.discord.client_secret = Some(SecretString::from(oauth_app("discord").client_secret));
+    (slack, discord)
 }
 
 /// A fresh database URL: SQLite in a temp dir, or a new PostgreSQL database.
@@ -68,6 +99,7 @@ pub fn test_settings(database_url: String, worker: bool) -> Settings {
         ..Default::default()
     };
     s.scoring.worker = worker;
+    s.delivery.worker = worker;
     s.scoring.poll_interval_ms = 50;
     s
 }
@@ -82,9 +114,25 @@ pub async fn spawn_app_with_worker() -> TestApp {
     spawn_with(true).await
 }
 
+/// Starts the app with Slack and Discord stand-ins; tests drive rescoring
+/// and delivery.
+pub async fn spawn_app_with_standins() -> TestApp {
+    spawn_inner(false, true).await
+}
+
 async fn spawn_with(worker: bool) -> TestApp {
+    spawn_inner(worker, false).await
+}
+
+async fn spawn_inner(worker: bool, with_standins: bool) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let settings = test_settings(fresh_database(&dir).await, worker);
+    let mut settings = test_settings(fresh_database(&dir).await, worker);
+    let (slack, discord) = if with_standins {
+        let (s, d) = standins(&mut settings).await;
+        (Some(s), Some(d))
+    } else {
+        (None, None)
+    };
     let cipher = perly::cli::cipher(&settings, true).expect("cipher");
     let store = perly::server::open_store(&settings, cipher).await.expect("open store");
     let clock = Arc::new(TestClock(Mutex::new(t0())));
@@ -100,6 +148,8 @@ async fn spawn_with(worker: bool) -> TestApp {
         clock,
         ws: ws.id,
         key,
+        slack,
+        discord,
         _running: running,
         _dir: dir,
     }
@@ -179,6 +229,48 @@ impl TestApp {
         let (status, body) = self.post("/api/v1/events", json!({ "events": rows })).await;
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// Delivers everything due at the test clock's time.
+    pub async fn deliver(&self) -> DeliveryStats {
+        Deliverer::new(
+            self.store.clone(),
+            self._running.state.public_url.clone(),
+            DeliverySettings::default(),
+        )
+        .run_once(self.now())
+        .await
+        .expect("deliver")
+    }
+
+    pub fn slack(&self) -> &SlackStandin {
+        self.slack.as_ref().expect("started with stand-ins")
+    }
+
+    pub fn discord(&self) -> &DiscordStandin {
+        self.discord.as_ref().expect("started with stand-ins")
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PATCH, path, Some(&self.key.clone()), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::DELETE, path, Some(&self.key.clone()), None)
+            .await
+    }
+
+    /// Adds a channel from a webhook URL; returns its id.
+    pub async fn channel(&self, platform: &str, name: &str, webhook_url: &str, rules: Value) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/channels",
+                json!({"platform": platform, "name": name, "webhook_url": webhook_url, "rules": rules}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("channel id").to_owned()
     }
 
     /// One rescoring pass at the test clock's time.

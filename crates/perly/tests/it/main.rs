@@ -6,6 +6,8 @@ mod alerts;
 mod bad_input;
 mod browser;
 mod cli;
+mod crash;
+mod delivery;
 mod demo;
 mod helpers;
 mod ingest;

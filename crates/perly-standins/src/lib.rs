@@ -1,0 +1,100 @@
+//! Local stand-ins for Slack and Discord that speak the vendors' real HTTP
+//! protocol: the OAuth install (authorize page, consent, code, token
+//! exchange that hands back an incoming webhook) and the webhook itself,
+//! with the vendors' statuses, bodies, headers, payload limits and rate
+//! limits as written down in `shared/specs/{slack,discord}` (bundled copies
+//! of the schemas live in this crate's `specs/` folder).
+//!
+//! Perly's integration tests and `perly demo` both use them. A test starts
+//! one with [`SlackStandin::start`] or [`DiscordStandin::start`] on port 0,
+//! points Perly's settings at [`SlackStandin::base_url`], drives Perly, then
+//! reads back what arrived with `messages()` / `requests()` and injects
+//! failures with `inject()` and a [`Fault`]. A person can watch the same
+//! traffic at `GET /` on each stand-in, drawn as the vendor would draw it.
+//!
+//! Layout: [`slack`] and [`discord`] each own their routes and vendor rules
+//! (`oauth`, `webhook`, `page` in the same shape); shared pieces are the
+//! request `journal` (what arrived, which faults are pending), `grant`
+//! (authorization codes and client credentials), `rate` (token bucket and
+//! fixed window, pure over `now`), `schema` (loading the bundled JSON
+//! Schemas) and `view` (askama pages).
+
+pub mod discord;
+pub mod slack;
+
+mod control;
+mod grant;
+mod journal;
+mod rate;
+mod schema;
+mod server;
+mod view;
+
+pub use discord::DiscordStandin;
+pub use slack::SlackStandin;
+
+/// One OAuth client the stand-in accepts.
+#[derive(Clone, Debug)]
+pub struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// A fault to inject for one webhook (identified by its full URL as returned
+/// by the stand-in). Counted faults are used up in the order they were
+/// injected; `Slow` is applied on top of whatever the answer is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer the next `times` requests with this HTTP status and the
+    /// vendor's body for it (Slack 500 → `rollup_error`; Discord 500 →
+    /// `{"message": "500: Internal Server Error", "code": 0}`).
+    Status { status: u16, times: u32 },
+    /// Answer the next `times` requests with 429 and a retry-after of
+    /// `retry_after_ms` (Slack: `Retry-After` in whole seconds, rounded up;
+    /// Discord: `retry_after` in float seconds plus the `X-RateLimit-*`
+    /// headers with scope `user`).
+    RateLimit { retry_after_ms: u64, times: u32 },
+    /// The webhook was deleted: Slack 404 `channel_not_found` (a URL the
+    /// stand-in never issued gets 404 `no_service`), Discord 404
+    /// `Unknown Webhook` (10015). Permanent.
+    Delete,
+    /// The channel was archived: Slack 410 `channel_is_archived`. Discord has
+    /// no archived channels; there it acts as [`Fault::Delete`]. Permanent.
+    Archive,
+    /// The token was revoked: Slack 403 `invalid_token`, Discord 401
+    /// `Invalid Webhook Token` (50027). Permanent.
+    Revoke,
+    /// Delay each answer by `delay_ms`, for the next `times` requests.
+    Slow { delay_ms: u64, times: u32 },
+}
+
+/// A webhook request the stand-in answered, accepted (2xx) or refused.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Received {
+    /// Full URL it was posted to, without the query string.
+    pub webhook_url: String,
+    /// Slack: `#customer-health`; Discord: `customer-health` (see `guild`).
+    /// Empty when the webhook is unknown.
+    pub channel: String,
+    /// Discord only: the guild (server) the channel belongs to.
+    pub guild: Option<String>,
+    /// The request body as JSON (`null` when it was not JSON).
+    pub body: serde_json::Value,
+    /// The HTTP status the stand-in answered.
+    pub status: u16,
+    /// The body the stand-in answered (empty for 204).
+    pub answer: String,
+    /// When the request arrived.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// When the request arrived, on tokio's monotonic clock (for latency and
+    /// pacing assertions; honours `tokio::time::pause`).
+    #[serde(skip)]
+    pub at_instant: tokio::time::Instant,
+}
+
+impl Received {
+    /// Whether the stand-in accepted the message (2xx).
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
