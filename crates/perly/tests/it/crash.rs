@@ -23,6 +23,14 @@ struct Server {
     base: String,
 }
 
+impl Drop for Server {
+    /// A failing test leaves no server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -51,7 +59,7 @@ async fn start_server(database_url: &str, slack: &SlackStandin, port: u16) -> Se
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(format!("{base}/api/v1/healthz")).send().await {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
             if r.status().is_success() {
                 break;
             }
@@ -143,10 +151,12 @@ async fn a_server_killed_while_delivering_loses_no_alert_and_resends_only_what_w
             while slack.requests().len() < CHANNELS && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            // SIGKILL: no shutdown, no draining.
             server.child.kill().expect("SIGKILL");
             server.child.wait().expect("reaped");
             let before = slack.requests().len();
             assert!(before > 0, "deliveries were under way at the kill");
+            drop(server);
             server = start_server(&database_url, &slack, port).await;
         }
     }
@@ -177,8 +187,7 @@ async fn a_server_killed_while_delivering_loses_no_alert_and_resends_only_what_w
         assert!(Instant::now() < deadline, "not every alert reached every channel");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    server.child.kill().expect("stop");
-    let _ = server.child.wait();
+    drop(server);
 
     // None lost; a repeat only of the one message each channel had in flight.
     let messages = slack.messages();
@@ -199,12 +208,22 @@ async fn a_server_killed_while_delivering_loses_no_alert_and_resends_only_what_w
                 }
             }
         }
+        eprintln!(
+            "{h}: {} messages, alerts of {} message(s) repeated after the kill",
+            mine.len(),
+            repeated_from.len()
+        );
         assert!(
             repeated_from.len() <= 1,
             "{h}: alerts of {} different messages were sent twice",
             repeated_from.len()
         );
-        let delivered: HashSet<&str> = seen.keys().copied().collect();
-        assert_eq!(delivered.len(), expected.len(), "{h}: exactly the expected alerts");
+        // Falling scores raise at-risk and drop alerts too; the retries are all there.
+        let retries: HashSet<String> = seen
+            .keys()
+            .filter(|t| t.contains("Billing retry"))
+            .map(|t| (*t).to_owned())
+            .collect();
+        assert_eq!(retries, expected, "{h}: every retry alert, once");
     }
 }
