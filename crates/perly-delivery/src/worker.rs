@@ -164,9 +164,7 @@ impl Deliverer {
         }
         // Let posts in flight finish and be acknowledged (their leases would
         // otherwise hold the channels until they expire).
-        let drain = async {
-            while inflight.join_next().await.is_some() {}
-        };
+        let drain = async { while inflight.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(self.settings.timeout + Duration::from_secs(1), drain).await;
     }
 

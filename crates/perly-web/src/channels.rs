@@ -58,7 +58,11 @@ pub fn check_name(name: &str, field: &str) -> Result<String, FieldError> {
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(FieldError::new("invalid_field", field, "a channel name cannot hold control characters"));
+        return Err(FieldError::new(
+            "invalid_field",
+            field,
+            "a channel name cannot hold control characters",
+        ));
     }
     Ok(name.to_owned())
 }

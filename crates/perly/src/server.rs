@@ -133,7 +133,11 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
     });
     let mut tasks = vec![http];
     if settings.delivery.worker {
-        let worker = Deliverer::new(store.clone(), state.public_url.clone(), settings.delivery.worker_settings());
+        let worker = Deliverer::new(
+            store.clone(),
+            state.public_url.clone(),
+            settings.delivery.worker_settings(),
+        );
         let clock = clock.clone();
         tasks.push(tokio::spawn(worker.run(
             Arc::new(move || clock.now()),

@@ -134,7 +134,10 @@ pub async fn update(
             .transpose()?,
         details: None,
     };
-    let channel = state.store.update_channel(ws.id, current.id, &update, state.now()).await?;
+    let channel = state
+        .store
+        .update_channel(ws.id, current.id, &update, state.now())
+        .await?;
     state.deliver.notify_one();
     Ok(Json(channel))
 }

@@ -224,19 +224,29 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
         .rev()
         .map(|(s, b)| format!("{s}s:{b}"))
         .collect();
-    println!("backlog (accepted, not yet received) max {max_backlog}; last samples {}", last.join(" "));
+    println!(
+        "backlog (accepted, not yet received) max {max_backlog}; last samples {}",
+        last.join(" ")
+    );
     let (slack_1s, discord_2s, discord_60s) = busiest(&received);
     println!(
         "429s from the stand-ins: {limited}; busiest webhook: Slack {slack_1s} posts in 1 s, Discord {discord_2s} in 2 s and {discord_60s} in 60 s"
     );
-    println!("peak RSS {:.0} MB (server, stand-ins and load generator)", peak_rss_mb());
+    println!(
+        "peak RSS {:.0} MB (server, stand-ins and load generator)",
+        peak_rss_mb()
+    );
     running.stop().await;
     Ok(())
 }
 
 /// Alert titles in a Slack or Discord message ("w3c1 — Billing retry 2 failed (10.00)").
 fn titles(body: &serde_json::Value) -> Vec<String> {
-    let slack = body["attachments"].as_array().into_iter().flatten().filter_map(|a| a["title"].as_str());
+    let slack = body["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["title"].as_str());
     // Discord escapes markdown: "w3c1 — Billing retry 2 failed \(10.00\)".
     let discord = body["embeds"]
         .as_array()

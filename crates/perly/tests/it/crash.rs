@@ -106,7 +106,9 @@ fn alerts_in(body: &Value) -> Vec<String> {
 async fn a_server_killed_while_delivering_loses_no_alert_and_resends_only_what_was_in_flight() {
     let dir = tempfile::tempdir().expect("dir");
     let database_url = fresh_database(&dir).await;
-    let slack = SlackStandin::start("127.0.0.1:0", oauth_app("slack")).await.expect("slack");
+    let slack = SlackStandin::start("127.0.0.1:0", oauth_app("slack"))
+        .await
+        .expect("slack");
 
     // A workspace and key, made before the server starts.
     let settings = test_settings(database_url.clone(), false);
@@ -124,16 +126,30 @@ async fn a_server_killed_while_delivering_loses_no_alert_and_resends_only_what_w
     let customers: Vec<Value> = (0..CUSTOMERS)
         .map(|c| json!({"external_id": format!("c{c}"), "name": format!("c{c}"), "seats_purchased": 10}))
         .collect();
-    post(&client, &server, &key, "/api/v1/customers", json!({ "customers": customers }))
-        .await
-        .expect("customers");
+    post(
+        &client,
+        &server,
+        &key,
+        "/api/v1/customers",
+        json!({ "customers": customers }),
+    )
+    .await
+    .expect("customers");
     let mut hooks = Vec::new();
     for n in 0..CHANNELS {
         let hook = slack.create_webhook(&format!("#alerts-{n}"));
         // Each post takes a while, so posts are in flight when the kill comes.
-        slack.inject(&hook, Fault::Slow { delay_ms: 40, times: 10_000 });
+        slack.inject(
+            &hook,
+            Fault::Slow {
+                delay_ms: 40,
+                times: 10_000,
+            },
+        );
         let body = json!({"platform": "slack", "name": format!("#alerts-{n}"), "webhook_url": hook});
-        let created = post(&client, &server, &key, "/api/v1/channels", body).await.expect("channel");
+        let created = post(&client, &server, &key, "/api/v1/channels", body)
+            .await
+            .expect("channel");
         assert!(created["id"].is_string(), "{created}");
         hooks.push(hook);
     }

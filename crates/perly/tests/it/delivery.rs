@@ -85,8 +85,16 @@ fn kinds_of(platform: &str, body: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .map(|i| {
-            let footer = if platform == "slack" { &i["footer"] } else { &i["footer"]["text"] };
-            footer.as_str().unwrap_or_default().trim_start_matches("Perly · ").to_owned()
+            let footer = if platform == "slack" {
+                &i["footer"]
+            } else {
+                &i["footer"]["text"]
+            };
+            footer
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("Perly · ")
+                .to_owned()
         })
         .collect()
 }
@@ -96,8 +104,20 @@ async fn an_alert_reaches_slack_and_discord_with_colour_link_score_delta_signals
     let app = setup().await;
     let slack_hook = app.slack().create_webhook("#cs-escalations");
     let discord_hook = app.discord().create_webhook("cs-escalations");
-    app.channel("slack", "#cs-escalations", &slack_hook, rules(&["customer_at_risk"], None)).await;
-    app.channel("discord", "cs-escalations", &discord_hook, rules(&["customer_at_risk"], None)).await;
+    app.channel(
+        "slack",
+        "#cs-escalations",
+        &slack_hook,
+        rules(&["customer_at_risk"], None),
+    )
+    .await;
+    app.channel(
+        "discord",
+        "cs-escalations",
+        &discord_hook,
+        rules(&["customer_at_risk"], None),
+    )
+    .await;
 
     set_score(&app, "acme", 80).await;
     app.advance(Duration::days(1));
@@ -112,7 +132,10 @@ async fn an_alert_reaches_slack_and_discord_with_colour_link_score_delta_signals
     let a = &slack[0].body["attachments"][0];
     assert_eq!(a["color"], "#E67E22", "high is orange");
     assert_eq!(a["title_link"], profile.as_str());
-    assert!(a["title"].as_str().unwrap_or_default().starts_with("Acme Corp — Risk escalated to High"));
+    assert!(a["title"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Acme Corp — Risk escalated to High"));
     assert_eq!(a["fields"][0]["value"], "45 (−35)");
     let signals = alert["signals"].as_array().expect("signals");
     assert!(!signals.is_empty());
@@ -145,7 +168,10 @@ async fn the_seed_four_channel_table_routes_each_alert_to_exactly_the_matching_c
     let table = [
         ("#customer-health", rules(&ALL, None)),
         ("#cs-escalations", rules(&["customer_at_risk"], Some("high"))),
-        ("#revenue-signals", rules(&["expansion_signal", "upsell_opportunity"], None)),
+        (
+            "#revenue-signals",
+            rules(&["expansion_signal", "upsell_opportunity"], None),
+        ),
         ("#billing-alerts", rules(&["billing_retry_failed"], None)),
     ];
     for platform in ["slack", "discord"] {
@@ -179,7 +205,12 @@ async fn the_seed_four_channel_table_routes_each_alert_to_exactly_the_matching_c
     app.rescore().await;
     app.deliver().await;
 
-    let mut expected_all = vec!["Billing retry failed", "Customer at risk", "Health score drop", "Upsell opportunity"];
+    let mut expected_all = vec![
+        "Billing retry failed",
+        "Customer at risk",
+        "Health score drop",
+        "Upsell opportunity",
+    ];
     expected_all.sort();
     for platform in ["slack", "discord"] {
         let received = match platform {
@@ -198,7 +229,11 @@ async fn the_seed_four_channel_table_routes_each_alert_to_exactly_the_matching_c
         assert_eq!(by_channel("#customer-health"), expected_all, "{platform}");
         assert_eq!(by_channel("#cs-escalations"), vec!["Customer at risk"], "{platform}");
         assert_eq!(by_channel("#revenue-signals"), vec!["Upsell opportunity"], "{platform}");
-        assert_eq!(by_channel("#billing-alerts"), vec!["Billing retry failed"], "{platform}");
+        assert_eq!(
+            by_channel("#billing-alerts"),
+            vec!["Billing retry failed"],
+            "{platform}"
+        );
     }
 }
 
@@ -242,7 +277,10 @@ async fn quiet_hours_hold_alerts_then_deliver_them_as_one_digest_when_business_h
     let received = app.slack().messages();
     assert_eq!(received.len(), 1, "one digest message");
     assert_eq!(received[0].body["attachments"].as_array().map(Vec::len), Some(3));
-    assert!(received[0].body["text"].as_str().unwrap_or_default().starts_with("3 Perly alerts"));
+    assert!(received[0].body["text"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("3 Perly alerts"));
     let (_, channel) = app.get(&format!("/api/v1/channels/{id}")).await;
     assert_eq!(channel["pending"], 0);
 }
@@ -269,7 +307,13 @@ async fn a_429_with_retry_after_is_waited_out_before_trying_again() {
     let app = setup().await;
     let hook = app.slack().create_webhook("#customer-health");
     let id = app.channel("slack", "#customer-health", &hook, rules(&ALL, None)).await;
-    app.slack().inject(&hook, Fault::RateLimit { retry_after_ms: 30_000, times: 1 });
+    app.slack().inject(
+        &hook,
+        Fault::RateLimit {
+            retry_after_ms: 30_000,
+            times: 1,
+        },
+    );
     billing_retry_failed(&app, "globex", 1).await;
     app.deliver().await;
     let first = app.slack().requests();
@@ -299,8 +343,15 @@ async fn a_429_with_retry_after_is_waited_out_before_trying_again() {
 async fn discord_retry_after_in_the_body_is_honoured() {
     let app = setup().await;
     let hook = app.discord().create_webhook("customer-health");
-    app.channel("discord", "customer-health", &hook, rules(&ALL, None)).await;
-    app.discord().inject(&hook, Fault::RateLimit { retry_after_ms: 5_000, times: 1 });
+    app.channel("discord", "customer-health", &hook, rules(&ALL, None))
+        .await;
+    app.discord().inject(
+        &hook,
+        Fault::RateLimit {
+            retry_after_ms: 5_000,
+            times: 1,
+        },
+    );
     billing_retry_failed(&app, "globex", 1).await;
     app.deliver().await;
     app.advance(Duration::seconds(4));
@@ -315,7 +366,9 @@ async fn discord_retry_after_in_the_body_is_honoured() {
 async fn a_500_is_retried_with_backoff_until_it_is_delivered() {
     let app = setup().await;
     let hook = app.discord().create_webhook("customer-health");
-    let id = app.channel("discord", "customer-health", &hook, rules(&ALL, None)).await;
+    let id = app
+        .channel("discord", "customer-health", &hook, rules(&ALL, None))
+        .await;
     app.discord().inject(&hook, Fault::Status { status: 500, times: 2 });
     billing_retry_failed(&app, "globex", 1).await;
     for _ in 0..10 {
@@ -350,7 +403,10 @@ async fn a_deleted_webhook_marks_the_channel_broken_and_a_reconnect_sends_what_w
         app.deliver().await;
         let (_, channel) = app.get(&format!("/api/v1/channels/{id}")).await;
         assert_eq!(channel["status"], "broken", "{channel}");
-        assert!(channel["broken_reason"].as_str().unwrap_or_default().contains(reason), "{channel}");
+        assert!(
+            channel["broken_reason"].as_str().unwrap_or_default().contains(reason),
+            "{channel}"
+        );
 
         // No more attempts while broken, however long it waits.
         let before = match platform {
@@ -370,7 +426,9 @@ async fn a_deleted_webhook_marks_the_channel_broken_and_a_reconnect_sends_what_w
             "slack" => app.slack().create_webhook("#customer-health"),
             _ => app.discord().create_webhook("customer-health"),
         };
-        let (status, channel) = app.patch(&format!("/api/v1/channels/{id}"), json!({"webhook_url": fresh})).await;
+        let (status, channel) = app
+            .patch(&format!("/api/v1/channels/{id}"), json!({"webhook_url": fresh}))
+            .await;
         assert_eq!(status, 200, "{channel}");
         assert_eq!(channel["status"], "active");
         app.deliver().await;
@@ -408,7 +466,10 @@ async fn archived_channels_and_revoked_tokens_mark_the_channel_broken_with_the_r
     for ((_, _, reason), id) in cases.iter().zip(&ids) {
         let (_, channel) = app.get(&format!("/api/v1/channels/{id}")).await;
         assert_eq!(channel["status"], "broken", "{channel}");
-        assert!(channel["broken_reason"].as_str().unwrap_or_default().contains(reason), "{channel}");
+        assert!(
+            channel["broken_reason"].as_str().unwrap_or_default().contains(reason),
+            "{channel}"
+        );
         assert_eq!(channel["pending"], 1, "the alert waits for a reconnect");
     }
 }
@@ -447,7 +508,9 @@ async fn a_test_message_is_sent_and_paused_channels_receive_nothing() {
     assert_eq!(m.len(), 1);
     assert!(m[0].body["text"].as_str().unwrap_or_default().contains("test message"));
 
-    let (_, paused) = app.patch(&format!("/api/v1/channels/{id}"), json!({"enabled": false})).await;
+    let (_, paused) = app
+        .patch(&format!("/api/v1/channels/{id}"), json!({"enabled": false}))
+        .await;
     assert_eq!(paused["status"], "paused");
     billing_retry_failed(&app, "globex", 1).await;
     app.deliver().await;
@@ -463,7 +526,9 @@ async fn a_dry_run_counts_and_lists_the_alerts_the_rules_would_have_sent() {
     app.advance(Duration::days(1));
     set_score(&app, "acme", 45).await;
     billing_retry_failed(&app, "globex", 1).await;
-    let (status, all) = app.post("/api/v1/channels/dry-run", json!({"rules": rules(&ALL, None)})).await;
+    let (status, all) = app
+        .post("/api/v1/channels/dry-run", json!({"rules": rules(&ALL, None)}))
+        .await;
     assert_eq!(status, 200, "{all}");
     assert_eq!(all["matched"], 3, "{all}");
     let (_, escalations) = app
@@ -510,7 +575,10 @@ async fn bad_channel_input_names_the_field_and_saves_nothing() {
             "rules.event_kinds",
         ),
         (json!({"platform": "slack", "name": "  ", "webhook_url": good}), "name"),
-        (json!({"platform": "teams", "name": "#x", "webhook_url": good}), "platform"),
+        (
+            json!({"platform": "teams", "name": "#x", "webhook_url": good}),
+            "platform",
+        ),
     ];
     for (body, field) in cases {
         let (status, answer) = app.post("/api/v1/channels", body.clone()).await;
@@ -524,7 +592,10 @@ async fn bad_channel_input_names_the_field_and_saves_nothing() {
     // An update with a bad rule changes nothing either.
     let id = app.channel("slack", "#customer-health", &good, rules(&ALL, None)).await;
     let (status, answer) = app
-        .patch(&format!("/api/v1/channels/{id}"), json!({"name": "#renamed", "rules": {"event_kinds": []}}))
+        .patch(
+            &format!("/api/v1/channels/{id}"),
+            json!({"name": "#renamed", "rules": {"event_kinds": []}}),
+        )
         .await;
     assert_eq!(status, 422);
     assert_eq!(answer["error"]["field"], "rules.event_kinds");
@@ -541,12 +612,18 @@ async fn webhook_urls_are_encrypted_at_rest_never_shown_and_scoped_to_the_worksp
     let secret = hook.rsplit('/').next().expect("secret part").to_owned();
     let (_, listed) = app.get("/api/v1/channels").await;
     assert!(!listed.to_string().contains(&secret), "{listed}");
-    assert!(listed["items"][0]["webhook_hint"].as_str().unwrap_or_default().ends_with("/••••"));
+    assert!(listed["items"][0]["webhook_hint"]
+        .as_str()
+        .unwrap_or_default()
+        .ends_with("/••••"));
     if let Some(file) = app.database_file() {
         let bytes = std::fs::read(&file).expect("db");
         let wal = std::fs::read(file.with_extension("db-wal")).unwrap_or_default();
         for b in [bytes, wal] {
-            assert!(!b.windows(secret.len()).any(|w| w == secret.as_bytes()), "webhook stored in the clear");
+            assert!(
+                !b.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "webhook stored in the clear"
+            );
         }
     }
     let (_, other_key) = app.other_workspace("Other Co").await;

@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use perly::config::Settings;
-use perly_delivery::worker::{Deliverer, DeliverySettings, DeliveryStats};
-use perly_standins::{DiscordStandin, OAuthApp, SlackStandin};
 use perly::rescore::{PassStats, Rescorer};
 use perly::server::Running;
+use perly_delivery::worker::{Deliverer, DeliverySettings, DeliveryStats};
 use perly_domain::ids::WorkspaceId;
+use perly_standins::{DiscordStandin, OAuthApp, SlackStandin};
 use perly_store::Store;
 use perly_web::Clock;
 use secrecy::SecretString;

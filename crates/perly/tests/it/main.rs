@@ -12,5 +12,6 @@ mod demo;
 mod helpers;
 mod ingest;
 mod isolation;
+mod oauth;
 mod scoring;
 mod web;
