@@ -12,6 +12,7 @@ mod demo;
 mod helpers;
 mod ingest;
 mod isolation;
+mod notifications;
 mod oauth;
 mod scoring;
 mod web;
