@@ -17,7 +17,9 @@
 //! request `journal` (what arrived, which faults are pending), `grant`
 //! (authorization codes and client credentials), `rate` (token bucket and
 //! fixed window, pure over `now`), `schema` (loading the bundled JSON
-//! Schemas) and `view` (askama pages).
+//! Schemas), `control` (the stand-ins' own `/_standin/*` routes: messages as
+//! JSON, the faults form), `server` (bind and serve) and `view` (askama
+//! pages).
 
 pub mod discord;
 pub mod slack;
@@ -78,7 +80,8 @@ pub struct Received {
     pub channel: String,
     /// Discord only: the guild (server) the channel belongs to.
     pub guild: Option<String>,
-    /// The request body as JSON (`null` when it was not JSON).
+    /// The request body as JSON; a body that was not JSON is kept as a
+    /// JSON string of its text.
     pub body: serde_json::Value,
     /// The HTTP status the stand-in answered.
     pub status: u16,
