@@ -28,6 +28,7 @@ mod control;
 mod grant;
 mod journal;
 mod rate;
+mod saved;
 mod schema;
 mod server;
 mod view;

@@ -22,6 +22,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use secrecy::SecretString;
 
+use perly_standins::{DiscordStandin, OAuthApp, SlackStandin};
+
 use crate::config::Settings;
 use crate::rescore::Rescorer;
 
@@ -457,6 +459,88 @@ fn secret_key(dir: &Path) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(key))
 }
 
+/// The OAuth app the demo's stand-ins accept.
+fn demo_app(vendor: &str) -> OAuthApp {
+    OAuthApp {
+        client_id: format!("perly-demo-{vendor}"),
+        client_secret: format!("perly-demo-{vendor}-secret"),
+    }
+}
+
+/// Starts the Slack and Discord stand-ins beside the demo (on the next two
+/// ports), keeping their webhooks in the data folder so a re-run's stored
+/// channels keep working, and points the settings at them.
+async fn start_standins(settings: &mut Settings, args: &DemoArgs) -> anyhow::Result<(SlackStandin, DiscordStandin)> {
+    let addr: std::net::SocketAddr = args
+        .listen
+        .parse()
+        .with_context(|| format!("--listen {} is not an address like 127.0.0.1:8080", args.listen))?;
+    let next = |n: u16| {
+        let port = if addr.port() == 0 {
+            0
+        } else {
+            addr.port().saturating_add(n)
+        };
+        std::net::SocketAddr::new(addr.ip(), port).to_string()
+    };
+    let slack = SlackStandin::start_saved(&next(1), demo_app("slack"), args.data_dir.join("slack-standin.json"))
+        .await
+        .with_context(|| format!("cannot start the Slack stand-in on {}", next(1)))?;
+    let discord = DiscordStandin::start_saved(
+        &next(2),
+        demo_app("discord"),
+        args.data_dir.join("discord-standin.json"),
+    )
+    .await
+    .with_context(|| format!("cannot start the Discord stand-in on {}", next(2)))?;
+    settings.slack.base_url = slack.base_url();
+    settings.slack.hooks_url = Some(slack.hooks_url());
+    settings.slack.client_id = Some(demo_app("slack").client_id);
+    settings.slack.client_secret = Some(SecretString::from(demo_app("slack").client_secret));
+    settings.discord.base_url = discord.base_url();
+    settings.discord.client_id = Some(demo_app("discord").client_id);
+    settings.discord.client_secret = Some(SecretString::from(demo_app("discord").client_secret));
+    Ok((slack, discord))
+}
+
+/// The four Slack channels of the product page, connected in the demo
+/// workspace (Discord is left for the newcomer to connect with OAuth).
+pub async fn seed_channels(
+    store: &Arc<dyn Store>,
+    ws: WorkspaceId,
+    slack: &SlackStandin,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    use perly_domain::alerts::AlertKind::*;
+    use perly_domain::channels::{ChannelRules, Platform};
+    let only = |kinds: &[perly_domain::alerts::AlertKind], min_risk| ChannelRules {
+        event_kinds: kinds.iter().copied().collect(),
+        min_risk,
+        ..ChannelRules::everything()
+    };
+    let table = [
+        ("#customer-health", ChannelRules::everything()),
+        (
+            "#cs-escalations",
+            only(&[CustomerAtRisk], Some(perly_domain::risk::RiskLevel::High)),
+        ),
+        ("#revenue-signals", only(&[ExpansionSignal, UpsellOpportunity], None)),
+        ("#billing-alerts", only(&[BillingRetryFailed], None)),
+    ];
+    for (name, rules) in table {
+        let new = perly_store::NewChannel {
+            platform: Platform::Slack,
+            name: name.into(),
+            webhook_url: slack.create_webhook(name),
+            source: "pasted",
+            details: serde_json::json!({}),
+            rules,
+        };
+        store.create_channel(ws, &new, now).await?;
+    }
+    Ok(())
+}
+
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     crate::telemetry::init("warn,perly=info");
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -465,6 +549,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     settings.listen = args.listen.clone();
     settings.public_url = format!("http://{}", args.listen);
     settings.secret_key = Some(key.clone());
+    let (slack, discord) = start_standins(&mut settings, &args).await?;
     let store = crate::server::open_store(&settings, perly_store::cipher::SecretCipher::new(&key)).await?;
     let ws = match store.find_workspace(DEMO_WORKSPACE).await? {
         Some(ws) => {
@@ -482,6 +567,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
                 .add_user(ws.id, DEMO_EMAIL, &hash, Role::Admin, Utc::now())
                 .await?;
             seed(&store, ws.id, args.customers, Utc::now()).await?;
+            seed_channels(&store, ws.id, &slack, Utc::now()).await?;
             ws
         }
     };
@@ -494,6 +580,12 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     println!("  API key:  {api_key}");
     println!("  try:      curl -H 'Authorization: Bearer {api_key}' {url}/api/v1/customers?limit=5");
     println!("  OpenAPI:  {url}/api/v1/openapi.json");
+    println!("  alerts:   {url}/settings/notifications (four Slack channels; Connect Discord to try OAuth)");
+    println!(
+        "  Slack:    {} (local stand-in: messages as Slack shows them)",
+        slack.base_url()
+    );
+    println!("  Discord:  {} (local stand-in)", discord.base_url());
     println!(
         "Press Ctrl-C to stop; running it again reuses {}.",
         args.data_dir.display()

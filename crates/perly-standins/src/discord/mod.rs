@@ -26,6 +26,7 @@ use crate::control::{self, Control};
 use crate::grant::{self, Codes};
 use crate::journal::Journal;
 use crate::rate::FixedWindow;
+use crate::saved::{HookFile, SavedHook};
 use crate::server::{self, Serving};
 use crate::view::HookOption;
 use crate::{Fault, OAuthApp, Received};
@@ -103,6 +104,7 @@ pub(crate) struct Discord {
     pub(crate) app: OAuthApp,
     pub(crate) journal: Journal,
     state: Mutex<State>,
+    saved: HookFile,
 }
 
 pub(crate) struct State {
@@ -189,7 +191,43 @@ impl Discord {
                 channel,
             },
         );
+        self.save(state);
         url
+    }
+
+    fn save(&self, state: &State) {
+        let hooks: Vec<SavedHook> = state
+            .hooks
+            .values()
+            .map(|h| SavedHook {
+                url: h.url.clone(),
+                channel: format!("{}/{}", h.channel.guild, h.channel.name),
+            })
+            .collect();
+        self.saved.save(&hooks);
+    }
+
+    /// Webhooks saved by an earlier run.
+    fn restore(&self) {
+        let mut state = self.lock();
+        for h in self.saved.load() {
+            let path = h.url.split('?').next().unwrap_or_default();
+            let mut parts = path.rsplit('/');
+            let (Some(token), Some(id)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let (id, token) = (id.to_owned(), token.to_owned());
+            let channel = Self::channel(&mut state, &h.channel);
+            state.hooks.insert(
+                id.clone(),
+                Hook {
+                    id,
+                    token,
+                    url: h.url,
+                    channel,
+                },
+            );
+        }
     }
 }
 
@@ -253,6 +291,19 @@ impl DiscordStandin {
         Ok(standin)
     }
 
+    /// Like [`DiscordStandin::start`], keeping webhooks in `file` across
+    /// runs (for `perly demo`, whose stored webhooks must keep working).
+    pub async fn start_saved(addr: &str, app: OAuthApp, file: impl Into<std::path::PathBuf>) -> std::io::Result<Self> {
+        let (listener, local) = server::bind(addr).await?;
+        let mut standin = Self::new(server::base_url(local), app);
+        if let Some(inner) = Arc::get_mut(&mut standin.inner) {
+            inner.saved = HookFile(Some(file.into()));
+        }
+        standin.inner.restore();
+        standin.serving = Some(server::spawn(listener, standin.router(), "discord"));
+        Ok(standin)
+    }
+
     /// A stand-in that is not served yet: mount [`DiscordStandin::router`]
     /// so that it answers at `base_url` (which may carry a path prefix).
     pub fn new(base_url: impl Into<String>, app: OAuthApp) -> Self {
@@ -279,6 +330,7 @@ impl DiscordStandin {
                 webhook_windows: HashMap::new(),
                 channel_windows: HashMap::new(),
             }),
+            saved: HookFile::default(),
         };
         Self {
             inner: Arc::new(inner),

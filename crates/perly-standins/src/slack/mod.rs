@@ -23,6 +23,7 @@ use crate::control::{self, Control};
 use crate::grant::{self, Codes};
 use crate::journal::Journal;
 use crate::rate::TokenBucket;
+use crate::saved::{HookFile, SavedHook};
 use crate::server::{self, Serving};
 use crate::view::HookOption;
 use crate::{Fault, OAuthApp, Received};
@@ -81,6 +82,7 @@ pub(crate) struct Slack {
     pub(crate) app: OAuthApp,
     pub(crate) journal: Journal,
     state: Mutex<State>,
+    saved: HookFile,
 }
 
 pub(crate) struct State {
@@ -120,16 +122,46 @@ impl Slack {
         let secret = grant::random_alnum(24);
         let key = format!("{TEAM_ID}/{service_id}/{secret}");
         let url = format!("{}/services/{key}", self.base);
+        Self::insert_hook(state, key, url.clone(), service_id, channel);
+        self.save(state);
+        url
+    }
+
+    fn insert_hook(state: &mut State, key: String, url: String, service_id: String, channel: Channel) {
         state.hooks.insert(
             key,
             Hook {
-                url: url.clone(),
+                url,
                 service_id,
                 channel,
                 bucket: TokenBucket::new(BURST, REFILL),
             },
         );
-        url
+    }
+
+    fn save(&self, state: &State) {
+        let hooks: Vec<SavedHook> = state
+            .hooks
+            .values()
+            .map(|h| SavedHook {
+                url: h.url.clone(),
+                channel: h.channel.name.clone(),
+            })
+            .collect();
+        self.saved.save(&hooks);
+    }
+
+    /// Webhooks saved by an earlier run.
+    fn restore(&self) {
+        let mut state = self.lock();
+        for h in self.saved.load() {
+            let key = key_of(&h.url);
+            let Some(service_id) = key.split('/').nth(1).map(str::to_owned) else {
+                continue;
+            };
+            let channel = Self::channel(&mut state, &h.channel);
+            Self::insert_hook(&mut state, key, h.url, service_id, channel);
+        }
     }
 }
 
@@ -189,6 +221,19 @@ impl SlackStandin {
         Ok(standin)
     }
 
+    /// Like [`SlackStandin::start`], keeping webhooks in `file` across runs
+    /// (for `perly demo`, whose stored webhooks must keep working).
+    pub async fn start_saved(addr: &str, app: OAuthApp, file: impl Into<std::path::PathBuf>) -> std::io::Result<Self> {
+        let (listener, local) = server::bind(addr).await?;
+        let mut standin = Self::new(server::base_url(local), app);
+        if let Some(inner) = Arc::get_mut(&mut standin.inner) {
+            inner.saved = HookFile(Some(file.into()));
+        }
+        standin.inner.restore();
+        standin.serving = Some(server::spawn(listener, standin.router(), "slack"));
+        Ok(standin)
+    }
+
     /// A stand-in that is not served yet: mount [`SlackStandin::router`] so
     /// that it answers at `base_url` (which may carry a path prefix, e.g.
     /// `http://127.0.0.1:8080/_slack`, for a router nested at `/_slack`).
@@ -209,6 +254,7 @@ impl SlackStandin {
                 hooks: HashMap::new(),
                 codes: Codes::default(),
             }),
+            saved: HookFile::default(),
         };
         Self {
             inner: Arc::new(inner),

@@ -470,3 +470,35 @@ async fn the_faults_form_injects_a_fault() {
     slack.clear();
     assert!(slack.requests().is_empty());
 }
+
+#[tokio::test]
+async fn saved_webhooks_keep_working_in_the_next_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("slack-hooks.json");
+    let first = SlackStandin::start_saved("127.0.0.1:0", app(), &file)
+        .await
+        .expect("start");
+    let url = first.create_webhook("#customer-health");
+    first.shutdown();
+    let second = SlackStandin::start_saved("127.0.0.1:0", app(), &file)
+        .await
+        .expect("again");
+    let path = url.split("/services/").nth(1).expect("path");
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(format!("{}/services/{path}", second.hooks_url()))
+        .json(&json!({"text": "still here"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(second.messages()[0].channel, "#customer-health");
+    // Unknown webhooks are still refused.
+    let answer = client
+        .post(format!("{}/services/T1/B1/nope", second.hooks_url()))
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+}
