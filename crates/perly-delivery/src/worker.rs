@@ -13,12 +13,14 @@
 //! can go, for tests; [`Deliverer::run`] keeps up to `concurrency` channels
 //! in flight until cancelled, woken by new alerts or a short poll.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use perly_domain::channels::Platform;
+use perly_domain::ids::ChannelId;
 use perly_store::{AckOutcome, ClaimedChannel, DeliveryAck, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -137,15 +139,26 @@ impl Deliverer {
     /// Runs until `cancel`, keeping up to `concurrency` channels in flight.
     pub async fn run(self, now: Now, wake: Arc<Notify>, cancel: CancellationToken) {
         let mut inflight: JoinSet<perly_store::Result<(AckOutcome, usize)>> = JoinSet::new();
+        let mut tasks: HashMap<tokio::task::Id, ChannelId> = HashMap::new();
+        // Channels this worker is posting to. A lease that ran out while a
+        // post or its acknowledgement was slow lets the claim return the
+        // channel again: it must not get a second message in flight.
+        let mut busy: HashSet<ChannelId> = HashSet::new();
         loop {
             let free = self.settings.concurrency.saturating_sub(inflight.len());
             if free > 0 {
                 match self.store.claim_deliveries(free, now(), self.settings.lease).await {
                     Ok(claimed) => {
                         for c in claimed {
+                            if !busy.insert(c.id) {
+                                tracing::warn!(channel_id = %c.id, "delivery: lease ran out while posting; not posting twice");
+                                continue;
+                            }
                             let me = self.clone();
                             let now = now.clone();
-                            inflight.spawn(async move { me.deliver(c, now).await });
+                            let id = c.id;
+                            let task = inflight.spawn(async move { me.deliver(c, now).await });
+                            tasks.insert(task.id(), id);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "delivery: claim failed, will retry"),
@@ -153,9 +166,19 @@ impl Deliverer {
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                    if let Ok(Err(e)) = done {
-                        tracing::warn!(error = %e, "delivery: acknowledging failed; the lease will expire and the row go again");
+                Some(done) = inflight.join_next_with_id(), if !inflight.is_empty() => {
+                    let task = match &done {
+                        Ok((task, _)) => *task,
+                        Err(e) => e.id(),
+                    };
+                    let channel = tasks.remove(&task);
+                    if let Some(c) = channel {
+                        busy.remove(&c);
+                    }
+                    match done {
+                        Ok((_, Err(e))) => tracing::warn!(channel_id = ?channel, error = %e, "delivery: acknowledging failed; the lease will expire and the row go again"),
+                        Err(e) => tracing::error!(channel_id = ?channel, error = %e, "delivery task failed"),
+                        Ok(_) => {}
                     }
                 }
                 _ = wake.notified() => {}

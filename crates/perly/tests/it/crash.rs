@@ -49,7 +49,7 @@ async fn start_server(database_url: &str, slack: &SlackStandin, port: u16) -> Se
         .env("PERLY_SLACK__BASE_URL", slack.base_url())
         .env("PERLY_SLACK__HOOKS_URL", slack.hooks_url())
         .env("PERLY_DELIVERY__TIMEOUT_MS", "1000")
-        .env("PERLY_DELIVERY__LEASE_SECS", "2")
+        .env("PERLY_DELIVERY__LEASE_SECS", "5")
         .env("PERLY_SCORING__POLL_INTERVAL_MS", "50")
         .env("PERLY_LOG", "warn")
         .stdout(Stdio::null())
