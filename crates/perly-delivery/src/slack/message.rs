@@ -55,7 +55,12 @@ pub fn render_many(alerts: &[AlertMessage]) -> Value {
             TEXT_MAX,
         ),
         many => {
-            let names: Vec<&str> = many.iter().map(|m| m.customer_name.as_str()).collect();
+            let mut names: Vec<&str> = Vec::new();
+            for m in many {
+                if !names.contains(&m.customer_name.as_str()) {
+                    names.push(&m.customer_name);
+                }
+            }
             escape(&format!("{} Perly alerts: {}", many.len(), names.join(", ")), TEXT_MAX)
         }
     };

@@ -95,6 +95,28 @@ fn timestamp(v: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// Text as Discord shows it: markdown escapes (`\(`) become the character,
+/// and bold/italic/strike markers are dropped (the page shows plain text).
+fn md(v: &Value) -> String {
+    let raw = text(v);
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(|n| n.is_ascii_punctuation()) => {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            '*' | '~' if chars.peek() == Some(&c) => {
+                chars.next();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn item(r: &crate::Received) -> Item {
     let b = &r.body;
     let place = match (&r.guild, r.channel.is_empty()) {
@@ -111,24 +133,24 @@ fn item(r: &crate::Received) -> Item {
         accepted: r.accepted(),
         status: r.status,
         answer: r.answer.clone(),
-        content: text(&b["content"]),
+        content: md(&b["content"]),
         embeds: array(&b["embeds"])
             .iter()
             .map(|e| Embed {
                 color: color(&e["color"]),
                 author: text(&e["author"]["name"]),
-                title: text(&e["title"]),
+                title: md(&e["title"]),
                 url: link(&e["url"]),
-                description: text(&e["description"]),
+                description: md(&e["description"]),
                 fields: array(&e["fields"])
                     .iter()
                     .map(|f| Field {
-                        name: text(&f["name"]),
-                        value: text(&f["value"]),
+                        name: md(&f["name"]),
+                        value: md(&f["value"]),
                         inline: f["inline"].as_bool().unwrap_or(false),
                     })
                     .collect(),
-                footer: text(&e["footer"]["text"]),
+                footer: md(&e["footer"]["text"]),
                 timestamp: timestamp(&e["timestamp"]),
             })
             .collect(),
@@ -146,4 +168,17 @@ pub(crate) async fn messages(State(s): State<Arc<Discord>>) -> Response {
         items,
     };
     server::page(StatusCode::OK, page.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_escapes_and_bold_markers_read_as_discord_shows_them() {
+        assert_eq!(
+            md(&serde_json::json!("Risk level: **High** \\(−35\\) ~~x~~")),
+            "Risk level: High (−35) x"
+        );
+    }
 }

@@ -318,3 +318,54 @@ async fn a_member_cannot_change_settings() {
         "no revoke buttons for members"
     );
 }
+
+#[tokio::test]
+async fn an_admin_connects_slack_and_discord_by_clicking_through_oauth_and_sees_alerts_arrive() {
+    let app = spawn_app_with_standins().await;
+    add_user(&app, "ana@example.com", Role::Admin).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.base, "ana@example.com").await;
+    for (vendor, allow) in [("slack", "Allow"), ("discord", "Authorize")] {
+        b.goto(&format!("{}/settings/notifications", app.base)).await;
+        // The form posts to Perly, which redirects to the vendor's consent page.
+        b.click(&format!("form[action='/integrations/{vendor}/connect'] button"))
+            .await;
+        let consent = b.client.current_url().await.expect("url");
+        let standin = match vendor {
+            "slack" => app.slack().base_url(),
+            _ => app.discord().base_url(),
+        };
+        let standin = reqwest::Url::parse(&standin).expect("url");
+        assert_eq!(consent.port(), standin.port(), "on the {vendor} stand-in");
+        if vendor == "slack" {
+            b.screenshot("slack-consent").await;
+        }
+        b.click("button[value=allow]").await;
+        assert!(
+            b.path().await.starts_with("/settings/notifications/"),
+            "{}",
+            b.path().await
+        );
+        let flash = b.text(".flash").await;
+        assert!(flash.starts_with("Connected"), "{flash} ({allow})");
+    }
+    b.goto(&format!("{}/settings/notifications", app.base)).await;
+    b.screenshot("notifications").await;
+
+    crate::delivery::seat_only_scorecard(&app).await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme Corp", "seats_purchased": 100}]))
+        .await;
+    crate::delivery::set_score(&app, "acme", 80).await;
+    app.advance(chrono::Duration::days(1));
+    crate::delivery::set_score(&app, "acme", 45).await;
+    app.deliver().await;
+    for (standin, name) in [
+        (app.slack().base_url(), "slack-standin"),
+        (app.discord().base_url(), "discord-standin"),
+    ] {
+        b.goto(&standin).await;
+        let page = b.client.source().await.expect("source");
+        assert!(page.contains("Acme Corp"), "{name} shows the alert");
+        b.screenshot(name).await;
+    }
+}
