@@ -42,6 +42,11 @@ impl Journal {
         self.lock().requests.iter().filter(|r| r.accepted()).cloned().collect()
     }
 
+    /// Requests from the `from`-th on (for readers that poll a long journal).
+    pub(crate) fn requests_from(&self, from: usize) -> Vec<Received> {
+        self.lock().requests.iter().skip(from).cloned().collect()
+    }
+
     pub(crate) fn clear(&self) {
         self.lock().requests.clear();
     }

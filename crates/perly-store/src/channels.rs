@@ -144,6 +144,29 @@ pub(crate) async fn route_alerts(
         }
         q.execute(&mut **tx).await?;
     }
+    // Each channel's earliest due time moves up to its earliest new row.
+    let mut due: HashMap<&str, i64> = HashMap::new();
+    for (channel, _, _, run_at) in &out {
+        let e = due.entry(channel.as_str()).or_insert(*run_at);
+        *e = (*e).min(*run_at);
+    }
+    for (channel, run_at) in due {
+        mark_due(tx, ws, channel, run_at).await?;
+    }
+    Ok(())
+}
+
+/// Moves a channel's `next_due_at` up to `run_at` if that is earlier.
+async fn mark_due(tx: &mut Transaction<'static, Any>, ws: WorkspaceId, channel: &str, run_at: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE channels SET next_due_at = CASE WHEN next_due_at IS NULL OR next_due_at > $3 THEN $3 ELSE next_due_at END \
+         WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(ws.to_string())
+    .bind(channel.to_owned())
+    .bind(run_at)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -316,6 +339,7 @@ impl SqlStore {
         id: ChannelId,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.pools.write.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO deliveries (id, workspace_id, channel_id, alert_id, state, held, run_at, created_at) \
              SELECT $1, $2, id, NULL, 'pending', 0, $3, $3 FROM channels WHERE workspace_id = $2 AND id = $4",
@@ -324,12 +348,14 @@ impl SqlStore {
         .bind(ws.to_string())
         .bind(ms(now))
         .bind(id.to_string())
-        .execute(&self.pools.write)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 0 {
             return Err(Error::NotFound);
         }
+        mark_due(&mut tx, ws, &id.to_string(), ms(now)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -378,10 +404,9 @@ impl SqlStore {
         let mut tx = self.pools.write.begin().await?;
         let sql = format!(
             "UPDATE channels SET lease_until = $2 WHERE id IN (\
-             SELECT c.id FROM channels c WHERE c.enabled = 1 AND c.broken_reason IS NULL \
-             AND c.next_attempt_at <= $1 AND (c.lease_until IS NULL OR c.lease_until < $1) \
-             AND c.id IN (SELECT d.channel_id FROM deliveries d WHERE d.state = 'pending' AND d.run_at <= $1) \
-             ORDER BY c.next_attempt_at LIMIT $3{}) \
+             SELECT c.id FROM channels c WHERE c.next_due_at <= $1 AND c.next_attempt_at <= $1 \
+             AND c.enabled = 1 AND c.broken_reason IS NULL AND (c.lease_until IS NULL OR c.lease_until < $1) \
+             ORDER BY c.next_due_at LIMIT $3{}) \
              RETURNING id, workspace_id, platform, name, webhook, pace_tat",
             self.dialect().skip_locked()
         );
@@ -420,7 +445,7 @@ impl SqlStore {
                  FROM deliveries d JOIN channels ch ON ch.id = d.channel_id AND ch.workspace_id = d.workspace_id \
                  LEFT JOIN alerts a ON a.id = d.alert_id AND a.workspace_id = d.workspace_id \
                  LEFT JOIN customers c ON c.id = a.customer_id AND c.workspace_id = d.workspace_id \
-                 WHERE d.state = 'pending' AND d.run_at <= $1 AND d.channel_id IN ({}) \
+                 WHERE d.channel_id IN ({}) AND d.state = 'pending' AND +d.run_at <= $1 \
                  ORDER BY d.channel_id, d.id",
                 params(2, chunk.len())
             );
@@ -481,6 +506,7 @@ impl SqlStore {
         };
         sqlx::query(
             "UPDATE channels SET lease_until = NULL, pace_tat = $3, next_attempt_at = $4, \
+             next_due_at = (SELECT MIN(d.run_at) FROM deliveries d WHERE d.channel_id = $2 AND d.state = 'pending' AND d.workspace_id = $1), \
              last_sent_at = CASE WHEN $5 = 1 THEN $6 ELSE last_sent_at END, \
              broken_reason = COALESCE($7, broken_reason), broken_at = CASE WHEN $7 IS NULL THEN broken_at ELSE $6 END \
              WHERE workspace_id = $1 AND id = $2",

@@ -126,6 +126,10 @@ pub trait Store: Send + Sync + 'static {
     async fn record_scores(&self, ws: WorkspaceId, results: &[RescoreResult], now: DateTime<Utc>) -> Result<usize>;
     /// Marks customers not scored since `before` for rescoring (decay).
     async fn mark_stale(&self, ws: WorkspaceId, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64>;
+    /// Workspaces with customers waiting for rescoring: the rescoring
+    /// worker's schedule, across workspaces (it serves them all), so a pass
+    /// touches only workspaces with work.
+    async fn workspaces_to_rescore(&self) -> Result<Vec<WorkspaceId>>;
     /// How many customers wait for rescoring.
     async fn pending_rescore(&self, ws: WorkspaceId) -> Result<u64>;
 

@@ -1057,6 +1057,15 @@ impl Store for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn workspaces_to_rescore(&self) -> Result<Vec<WorkspaceId>> {
+        sqlx::query("SELECT DISTINCT workspace_id FROM rollups WHERE dirty = 1")
+            .fetch_all(&self.pools.read)
+            .await?
+            .iter()
+            .map(|r| parse("workspace id", &r.try_get::<String, _>("workspace_id")?))
+            .collect()
+    }
+
     async fn pending_rescore(&self, ws: WorkspaceId) -> Result<u64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM rollups WHERE workspace_id = $1 AND dirty = 1")
             .bind(ws.to_string())

@@ -68,11 +68,11 @@ impl Rescorer {
     /// with the time they were computed.
     async fn pass(&self, now: &(dyn Fn() -> DateTime<Utc> + Sync)) -> perly_store::Result<PassStats> {
         let mut stats = PassStats::default();
-        for ws in self.store.list_workspaces().await? {
-            let card = Arc::new(self.store.scorecard(ws.id).await?);
+        for ws in self.store.workspaces_to_rescore().await? {
+            let card = Arc::new(self.store.scorecard(ws).await?);
             loop {
                 let at = now();
-                let claimed = self.store.claim_rescore(ws.id, self.batch, at).await?;
+                let claimed = self.store.claim_rescore(ws, self.batch, at).await?;
                 if claimed.is_empty() {
                     break;
                 }
@@ -83,7 +83,7 @@ impl Rescorer {
                 .await
                 .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
                 stats.scored += results.len();
-                let alerts = self.store.record_scores(ws.id, &results, at).await?;
+                let alerts = self.store.record_scores(ws, &results, at).await?;
                 if alerts > 0 {
                     if let Some(d) = &self.delivery {
                         d.notify_one();
@@ -114,7 +114,9 @@ impl Rescorer {
         stale_after: chrono::Duration,
         cancel: CancellationToken,
     ) {
-        let mut last_sweep: Option<DateTime<Utc>> = None;
+        // The first sweep waits a minute: at start-up the writer belongs to
+        // work that is waiting (a sweep touches every workspace).
+        let mut last_sweep: Option<DateTime<Utc>> = Some(clock.now() - chrono::Duration::minutes(59));
         loop {
             let now = clock.now();
             if last_sweep.is_none_or(|t| now - t > chrono::Duration::hours(1)) {

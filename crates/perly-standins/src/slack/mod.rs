@@ -306,6 +306,12 @@ impl SlackStandin {
         self.inner.journal.requests()
     }
 
+    /// Webhook POSTs from the `from`-th on: what arrived since a reader last
+    /// looked, without copying the whole journal.
+    pub fn requests_from(&self, from: usize) -> Vec<Received> {
+        self.inner.journal.requests_from(from)
+    }
+
     /// Queues `fault` for the webhook at `webhook_url`.
     pub fn inject(&self, webhook_url: &str, fault: Fault) {
         self.inner.journal.inject(key_of(webhook_url), fault);

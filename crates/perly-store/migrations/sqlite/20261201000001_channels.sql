@@ -20,6 +20,9 @@ CREATE TABLE channels (
     -- Pacing (GCRA theoretical arrival time) and the earliest next attempt (pacing, backoff, Retry-After).
     pace_tat INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    -- When its oldest pending delivery falls due (NULL: nothing pending), so
+    -- a claim reads channels, not the whole outbox.
+    next_due_at INTEGER,
     -- A worker holds the channel while one message is in flight.
     lease_until INTEGER,
     last_sent_at INTEGER,
@@ -27,6 +30,7 @@ CREATE TABLE channels (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX channels_by_workspace ON channels (workspace_id, created_at);
+CREATE INDEX channels_due ON channels (next_due_at) WHERE next_due_at IS NOT NULL;
 
 -- The delivery outbox: one row per (alert, channel), written in the
 -- transaction that recorded the alert. Test messages have no alert.
@@ -46,8 +50,6 @@ CREATE TABLE deliveries (
     sent_at INTEGER,
     UNIQUE (channel_id, alert_id)
 );
--- Workers claim across workspaces: what is due, oldest first.
-CREATE INDEX deliveries_due ON deliveries (run_at, channel_id) WHERE state = 'pending';
 CREATE INDEX deliveries_by_channel ON deliveries (channel_id, state, id);
 
 -- Every attempt to post to a channel, for the delivery log.

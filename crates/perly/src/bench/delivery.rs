@@ -119,6 +119,7 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
     let mut backlog_samples = Vec::new();
     let mut next_sample = StdDuration::from_secs(1);
     let mut pending = futures::stream::FuturesUnordered::new();
+    let mut tally = Tally::default();
     use futures::StreamExt;
     for i in 0..total {
         let due = interval * i as u32;
@@ -159,8 +160,9 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
             (title, ok)
         });
         if started.elapsed() >= next_sample {
-            let received = alerts_received(&slack, &discord);
-            backlog_samples.push((next_sample.as_secs(), accepted.len().saturating_sub(received)));
+            tally.poll(&slack, &discord);
+            let expected = accepted.len() * a.channels_per_workspace;
+            backlog_samples.push((next_sample.as_secs(), expected.saturating_sub(tally.alerts)));
             next_sample += StdDuration::from_secs(1);
         }
     }
@@ -172,13 +174,15 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
     let sent_for = started.elapsed();
     // Wait for the tail.
     let deadline = Instant::now() + StdDuration::from_secs(60);
-    while alerts_received(&slack, &discord) < accepted.len() * a.channels_per_workspace && Instant::now() < deadline {
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    loop {
+        tally.poll(&slack, &discord);
+        if tally.alerts >= accepted.len() * a.channels_per_workspace || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(250)).await;
     }
     let drained = started.elapsed();
-
-    let mut received: Vec<Received> = slack.messages();
-    received.extend(discord.messages());
+    let received = tally.messages;
     let mut latencies = Vec::new();
     let mut seen = 0usize;
     for m in &received {
@@ -190,12 +194,7 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
         }
     }
     latencies.sort_by(f64::total_cmp);
-    let limited = slack
-        .requests()
-        .iter()
-        .chain(discord.requests().iter())
-        .filter(|r| r.status == 429)
-        .count();
+    let limited = tally.limited;
     println!(
         "sent {} events in {:.1} s ({:.0}/s); {} accepted; {} alert messages expected, {} received (in {} posts) after {:.1} s",
         total,
@@ -256,13 +255,35 @@ fn titles(body: &serde_json::Value) -> Vec<String> {
     slack.chain(discord).map(|t| t.replace('\\', "")).collect()
 }
 
-fn alerts_received(slack: &SlackStandin, discord: &DiscordStandin) -> usize {
-    slack
-        .messages()
-        .iter()
-        .chain(discord.messages().iter())
-        .map(|m| titles(&m.body).len())
-        .sum()
+/// What the stand-ins received, read a little at a time while the load runs.
+#[derive(Default)]
+struct Tally {
+    slack_read: usize,
+    discord_read: usize,
+    /// Accepted posts.
+    messages: Vec<Received>,
+    /// Retry alerts those carried.
+    alerts: usize,
+    /// 429 answers.
+    limited: usize,
+}
+
+impl Tally {
+    fn poll(&mut self, slack: &SlackStandin, discord: &DiscordStandin) {
+        let fresh_slack = slack.requests_from(self.slack_read);
+        let fresh_discord = discord.requests_from(self.discord_read);
+        self.slack_read += fresh_slack.len();
+        self.discord_read += fresh_discord.len();
+        for r in fresh_slack.into_iter().chain(fresh_discord) {
+            if r.status == 429 {
+                self.limited += 1;
+            }
+            if r.accepted() {
+                self.alerts += titles(&r.body).iter().filter(|t| t.contains("Billing retry")).count();
+                self.messages.push(r);
+            }
+        }
+    }
 }
 
 /// The most posts one webhook got in 1 s (Slack) and in 2 s and 60 s (Discord).
