@@ -4,9 +4,11 @@
 //! with a 303 and a flash message, and errors render as pages.
 
 pub mod alerts;
+pub mod channel_rules;
 pub mod channels;
 pub mod chart;
 pub mod customers;
+pub mod oauth;
 pub mod session;
 pub mod settings;
 
@@ -26,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(alerts::router())
         .merge(settings::router())
+        .merge(oauth::router())
         .merge(channels::router())
 }
 
