@@ -3,6 +3,8 @@
 //! each with a message fit to show the admin. The flows themselves are in
 //! [`crate::slack::oauth`] and [`crate::discord::oauth`].
 
+use secrecy::ExposeSecret;
+
 /// A webhook obtained by an OAuth install.
 #[derive(Clone)]
 pub struct Installed {
@@ -62,6 +64,32 @@ impl std::fmt::Debug for OAuthClient {
             .field("client_secret", &"<redacted>")
             .finish()
     }
+}
+
+/// Posts a token-exchange form to `{base}{path}` with HTTP Basic client
+/// authentication (as both vendors recommend) and returns the status and
+/// body; a transport failure is `Unavailable` and never carries the URL.
+pub(crate) async fn post_token_form(
+    http: &reqwest::Client,
+    c: &OAuthClient,
+    vendor: &'static str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Result<(reqwest::StatusCode, String), InstallError> {
+    let unavailable = |detail: String| InstallError::Unavailable { vendor, detail };
+    let resp = http
+        .post(format!("{}{path}", c.base_url.trim_end_matches('/')))
+        .basic_auth(&c.client_id, Some(c.client_secret.expose_secret()))
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| unavailable(e.without_url().to_string()))?;
+    let status = resp.status();
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| unavailable(e.without_url().to_string()))?;
+    Ok((status, body))
 }
 
 /// `base` + `path` + the query, encoded.

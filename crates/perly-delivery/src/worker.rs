@@ -223,14 +223,15 @@ impl Deliverer {
             Ok(a) => {
                 let text = short(&a.body);
                 match classify(c.platform, a) {
-                    Verdict::Delivered | Verdict::Refused => {
+                    verdict @ (Verdict::Delivered | Verdict::Refused) => {
                         let (tat, mut next) = p.after_post(c.pace_tat, at);
                         if a.rate_remaining == Some(0) {
                             if let Some(reset) = a.rate_reset_after {
                                 next = next.max(at + chrono_dur(reset));
                             }
                         }
-                        let outcome = if (200..300).contains(&a.status) {
+                        // Either way the vendor took a post: pacing counts it.
+                        let outcome = if verdict == Verdict::Delivered {
                             AckOutcome::Sent
                         } else {
                             AckOutcome::Dead

@@ -334,12 +334,6 @@ impl ChannelStatus {
     }
 }
 
-impl Channel {
-    pub fn status(&self) -> &'static str {
-        self.status.as_str()
-    }
-}
-
 /// A channel to create; `webhook_url` is encrypted before it is stored.
 #[derive(Debug, Clone)]
 pub struct NewChannel {

@@ -467,6 +467,25 @@ fn demo_app(vendor: &str) -> OAuthApp {
     }
 }
 
+/// Points the Slack and Discord settings (endpoints and OAuth client) at
+/// stand-ins that accept these OAuth apps: the demo, the benchmarks and the
+/// tests all wire them this way.
+pub fn point_at_standins(
+    settings: &mut Settings,
+    slack: &SlackStandin,
+    slack_app: &OAuthApp,
+    discord: &DiscordStandin,
+    discord_app: &OAuthApp,
+) {
+    settings.slack.base_url = slack.base_url();
+    settings.slack.hooks_url = Some(slack.hooks_url());
+    settings.slack.client_id = Some(slack_app.client_id.clone());
+    settings.slack.client_secret = Some(SecretString::from(slack_app.client_secret.clone()));
+    settings.discord.base_url = discord.base_url();
+    settings.discord.client_id = Some(discord_app.client_id.clone());
+    settings.discord.client_secret = Some(SecretString::from(discord_app.client_secret.clone()));
+}
+
 /// Starts the Slack and Discord stand-ins beside the demo (on the next two
 /// ports), keeping their webhooks in the data folder so a re-run's stored
 /// channels keep working, and points the settings at them.
@@ -493,13 +512,7 @@ async fn start_standins(settings: &mut Settings, args: &DemoArgs) -> anyhow::Res
     )
     .await
     .with_context(|| format!("cannot start the Discord stand-in on {}", next(2)))?;
-    settings.slack.base_url = slack.base_url();
-    settings.slack.hooks_url = Some(slack.hooks_url());
-    settings.slack.client_id = Some(demo_app("slack").client_id);
-    settings.slack.client_secret = Some(SecretString::from(demo_app("slack").client_secret));
-    settings.discord.base_url = discord.base_url();
-    settings.discord.client_id = Some(demo_app("discord").client_id);
-    settings.discord.client_secret = Some(SecretString::from(demo_app("discord").client_secret));
+    point_at_standins(settings, &slack, &demo_app("slack"), &discord, &demo_app("discord"));
     Ok((slack, discord))
 }
 

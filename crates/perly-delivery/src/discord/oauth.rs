@@ -5,10 +5,9 @@
 //! access token and the new `webhook`. Perly keeps only the webhook; it needs
 //! no access token to post.
 
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::oauth::{url_with, InstallError, Installed, OAuthClient};
+use crate::oauth::{post_token_form, url_with, InstallError, Installed, OAuthClient};
 
 pub const SCOPE: &str = "webhook.incoming";
 
@@ -58,19 +57,18 @@ pub async fn exchange(
         vendor: "Discord",
         detail,
     };
-    let resp = http
-        .post(format!("{}/api/v10/oauth2/token", c.base_url.trim_end_matches('/')))
-        .basic_auth(&c.client_id, Some(c.client_secret.expose_secret()))
-        .form(&[
+    let (status, body) = post_token_form(
+        http,
+        c,
+        "Discord",
+        "/api/v10/oauth2/token",
+        &[
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
-        ])
-        .send()
-        .await
-        .map_err(|e| unavailable(e.without_url().to_string()))?;
-    let status = resp.status();
-    let body = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
+        ],
+    )
+    .await?;
     if !status.is_success() {
         return Err(match serde_json::from_str::<TokenError>(&body) {
             Ok(e) => InstallError::Refused {

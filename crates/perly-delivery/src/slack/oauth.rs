@@ -4,10 +4,9 @@
 //! authenticates with HTTP Basic (as Slack recommends) and answers HTTP 200
 //! with `ok: false` on errors, so the body decides, not the status.
 
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::oauth::{url_with, InstallError, Installed, OAuthClient};
+use crate::oauth::{post_token_form, url_with, InstallError, Installed, OAuthClient};
 
 pub const SCOPE: &str = "incoming-webhook";
 
@@ -58,15 +57,14 @@ pub async fn exchange(
         vendor: "Slack",
         detail,
     };
-    let resp = http
-        .post(format!("{}/api/oauth.v2.access", c.base_url.trim_end_matches('/')))
-        .basic_auth(&c.client_id, Some(c.client_secret.expose_secret()))
-        .form(&[("code", code), ("redirect_uri", redirect_uri)])
-        .send()
-        .await
-        .map_err(|e| unavailable(e.without_url().to_string()))?;
-    let status = resp.status();
-    let body = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
+    let (status, body) = post_token_form(
+        http,
+        c,
+        "Slack",
+        "/api/oauth.v2.access",
+        &[("code", code), ("redirect_uri", redirect_uri)],
+    )
+    .await?;
     let access: Access = serde_json::from_str(&body)
         .map_err(|_| unavailable(format!("HTTP {status}, body is not the JSON of oauth.v2.access")))?;
     if !access.ok {

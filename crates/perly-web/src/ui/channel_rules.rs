@@ -120,7 +120,7 @@ pub fn quiet_summary(q: Option<&QuietHours>) -> String {
 }
 
 pub(super) fn status_words(c: &Channel) -> &'static str {
-    match c.status() {
+    match c.status.as_str() {
         "broken" => "Broken",
         "paused" => "Paused",
         _ => "Active",

@@ -102,7 +102,7 @@ fn row(state: &AppState, c: &Channel) -> Row {
         platform: c.platform.label(),
         platform_key: c.platform.as_str(),
         name: c.name.clone(),
-        status: c.status(),
+        status: c.status.as_str(),
         status_words: status_words(c),
         broken_reason: c.broken_reason.clone().unwrap_or_default(),
         reconnect_oauth: reconnects_by_oauth(state, c),
@@ -602,7 +602,7 @@ async fn test(
         .enqueue_test_message(user.session.workspace.id, c.id, state.now())
         .await?;
     state.deliver.notify_one();
-    let text = match c.status() {
+    let text = match c.status.as_str() {
         "broken" => "Test message queued. It goes out once the channel is reconnected.",
         "paused" => "Test message queued. It goes out once the channel is resumed.",
         _ => "Test message queued. It shows in the delivery log below once sent.",

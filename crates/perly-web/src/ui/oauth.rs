@@ -28,46 +28,25 @@ use super::{redirect_with_flash, render, Flash, MessagePage, Nav, UiError};
 use crate::channels::check_name;
 use crate::AppState;
 
+/// `/integrations/{slack,discord}/connect` and `…/callback`.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/integrations/slack/connect",
-            get(
-                |s: State<AppState>, u: CurrentUser, q: Query<HashMap<String, String>>| {
-                    connect_page(s, u, q, Platform::Slack)
-                },
+    Platform::ALL.into_iter().fold(Router::new(), |router, p| {
+        let base = format!("/integrations/{}", p.as_str());
+        router
+            .route(
+                &format!("{base}/connect"),
+                get(
+                    move |s: State<AppState>, u: CurrentUser, q: Query<HashMap<String, String>>| {
+                        connect_page(s, u, q, p)
+                    },
+                )
+                .post(move |s: State<AppState>, u: CurrentUser, f: Form<HashMap<String, String>>| connect(s, u, f, p)),
             )
-            .post(|s: State<AppState>, u: CurrentUser, f: Form<HashMap<String, String>>| {
-                connect(s, u, f, Platform::Slack)
-            }),
-        )
-        .route(
-            "/integrations/discord/connect",
-            get(
-                |s: State<AppState>, u: CurrentUser, q: Query<HashMap<String, String>>| {
-                    connect_page(s, u, q, Platform::Discord)
-                },
+            .route(
+                &format!("{base}/callback"),
+                get(move |s: State<AppState>, u: CurrentUser, q: Query<HashMap<String, String>>| callback(s, u, q, p)),
             )
-            .post(|s: State<AppState>, u: CurrentUser, f: Form<HashMap<String, String>>| {
-                connect(s, u, f, Platform::Discord)
-            }),
-        )
-        .route(
-            "/integrations/slack/callback",
-            get(
-                |s: State<AppState>, u: CurrentUser, q: Query<HashMap<String, String>>| {
-                    callback(s, u, q, Platform::Slack)
-                },
-            ),
-        )
-        .route(
-            "/integrations/discord/callback",
-            get(
-                |s: State<AppState>, u: CurrentUser, q: Query<HashMap<String, String>>| {
-                    callback(s, u, q, Platform::Discord)
-                },
-            ),
-        )
+    })
 }
 
 fn redirect_uri(state: &AppState, p: Platform) -> String {

@@ -50,11 +50,9 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
         client_secret: "bench".into(),
     };
     let slack = SlackStandin::start("127.0.0.1:0", app.clone()).await?;
-    let discord = DiscordStandin::start("127.0.0.1:0", app).await?;
+    let discord = DiscordStandin::start("127.0.0.1:0", app.clone()).await?;
     let (mut settings, store) = bench_store(url, dir).await?;
-    settings.slack.hooks_url = Some(slack.hooks_url());
-    settings.slack.base_url = slack.base_url();
-    settings.discord.base_url = discord.base_url();
+    crate::demo::point_at_standins(&mut settings, &slack, &app, &discord, &app);
     settings.scoring.poll_interval_ms = 1000;
 
     let setup = Instant::now();

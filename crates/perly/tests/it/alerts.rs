@@ -7,18 +7,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-async fn seat_only_scorecard(app: &TestApp) {
-    let (_, mut card) = app.get("/api/v1/scorecard").await;
-    let measures = card["measures"].as_object_mut().expect("measures");
-    for (name, m) in measures.iter_mut() {
-        m["weight"] = json!(if name == "seat_utilisation" { 1.0 } else { 0.0 });
-    }
-    card["measures"]["seat_utilisation"]["bad"] = json!(0.0);
-    card["measures"]["seat_utilisation"]["good"] = json!(1.0);
-    let (status, body) = app.put("/api/v1/scorecard", card).await;
-    assert_eq!(status, 200, "{body}");
-}
-
 /// Sets the score of `customer` (100 seats) to `score` a day later, and rescores.
 async fn score_day(app: &TestApp, customer: &str, score: u32) -> Vec<Value> {
     app.advance(Duration::days(1));

@@ -2,7 +2,6 @@
 //! chromium-driver), driven over WebDriver with fantoccini. Set
 //! `PERLY_SCREENSHOTS=dir` to also save screenshots of the main pages.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration as StdDuration;
 
@@ -25,13 +24,6 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 impl Browser {
@@ -352,12 +344,12 @@ async fn an_admin_connects_slack_and_discord_by_clicking_through_oauth_and_sees_
     b.goto(&format!("{}/settings/notifications", app.base)).await;
     b.screenshot("notifications").await;
 
-    crate::delivery::seat_only_scorecard(&app).await;
+    seat_only_scorecard(&app).await;
     app.customers(json!([{"external_id": "acme", "name": "Acme Corp", "seats_purchased": 100}]))
         .await;
-    crate::delivery::set_score(&app, "acme", 80).await;
+    set_score(&app, "acme", 80).await;
     app.advance(chrono::Duration::days(1));
-    crate::delivery::set_score(&app, "acme", 45).await;
+    set_score(&app, "acme", 45).await;
     app.deliver().await;
     for (standin, name) in [
         (app.slack().base_url(), "slack-standin"),

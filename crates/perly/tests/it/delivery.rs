@@ -9,44 +9,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-/// Only seat utilisation counts (0 → 100 linearly), so a test sets scores exactly.
-pub async fn seat_only_scorecard(app: &TestApp) {
-    let (_, mut card) = app.get("/api/v1/scorecard").await;
-    let measures = card["measures"].as_object_mut().expect("measures");
-    for (name, m) in measures.iter_mut() {
-        m["weight"] = json!(if name == "seat_utilisation" { 1.0 } else { 0.0 });
-    }
-    card["measures"]["seat_utilisation"]["bad"] = json!(0.0);
-    card["measures"]["seat_utilisation"]["good"] = json!(1.0);
-    let (status, body) = app.put("/api/v1/scorecard", card).await;
-    assert_eq!(status, 200, "{body}");
-}
-
-/// Sets `customer`'s score (100 seats) at the test clock's time and rescores.
-pub async fn set_score(app: &TestApp, customer: &str, score: u32) {
-    let now = app.now();
-    app.events(vec![event(
-        &format!("{customer}-seats-{}-{score}", now.timestamp_millis()),
-        customer,
-        now,
-        json!({"type": "seats_changed", "seats_used": score}),
-    )])
-    .await;
-    app.rescore().await;
-}
-
-pub async fn billing_retry_failed(app: &TestApp, customer: &str, attempt: u32) {
-    let now = app.now();
-    app.events(vec![event(
-        &format!("{customer}-retry-{attempt}-{}", now.timestamp_millis()),
-        customer,
-        now,
-        json!({"type": "billing_retry_failed", "amount": 420.0, "attempt": attempt}),
-    )])
-    .await;
-    app.rescore().await;
-}
-
 async fn setup() -> TestApp {
     let app = spawn_app_with_standins().await;
     seat_only_scorecard(&app).await;

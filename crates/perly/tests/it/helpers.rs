@@ -61,13 +61,7 @@ pub async fn standins(settings: &mut Settings) -> (SlackStandin, DiscordStandin)
     let discord = DiscordStandin::start("127.0.0.1:0", oauth_app("discord"))
         .await
         .expect("discord stand-in");
-    settings.slack.base_url = slack.base_url();
-    settings.slack.hooks_url = Some(slack.hooks_url());
-    settings.slack.client_id = Some(oauth_app("slack").client_id);
-    settings.slack.client_secret = Some(SecretString::from(oauth_app("slack").client_secret));
-    settings.discord.base_url = discord.base_url();
-    settings.discord.client_id = Some(oauth_app("discord").client_id);
-    settings.discord.client_secret = Some(SecretString::from(oauth_app("discord").client_secret));
+    perly::demo::point_at_standins(settings, &slack, &oauth_app("slack"), &discord, &oauth_app("discord"));
     (slack, discord)
 }
 
@@ -331,4 +325,50 @@ pub async fn send_all(app: &TestApp, rows: Vec<Value>) {
         let body = app.events(chunk.to_vec()).await;
         assert_eq!(body["rejected"], 0, "{body}");
     }
+}
+
+/// Only seat utilisation counts (0 → 100 linearly), so a test sets scores exactly.
+pub async fn seat_only_scorecard(app: &TestApp) {
+    let (_, mut card) = app.get("/api/v1/scorecard").await;
+    let measures = card["measures"].as_object_mut().expect("measures");
+    for (name, m) in measures.iter_mut() {
+        m["weight"] = json!(if name == "seat_utilisation" { 1.0 } else { 0.0 });
+    }
+    card["measures"]["seat_utilisation"]["bad"] = json!(0.0);
+    card["measures"]["seat_utilisation"]["good"] = json!(1.0);
+    let (status, body) = app.put("/api/v1/scorecard", card).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Sets `customer`'s score (100 seats) at the test clock's time and rescores.
+pub async fn set_score(app: &TestApp, customer: &str, score: u32) {
+    let now = app.now();
+    app.events(vec![event(
+        &format!("{customer}-seats-{}-{score}", now.timestamp_millis()),
+        customer,
+        now,
+        json!({"type": "seats_changed", "seats_used": score}),
+    )])
+    .await;
+    app.rescore().await;
+}
+
+pub async fn billing_retry_failed(app: &TestApp, customer: &str, attempt: u32) {
+    let now = app.now();
+    app.events(vec![event(
+        &format!("{customer}-retry-{attempt}-{}", now.timestamp_millis()),
+        customer,
+        now,
+        json!({"type": "billing_retry_failed", "amount": 420.0, "attempt": attempt}),
+    )])
+    .await;
+    app.rescore().await;
+}
+
+/// A free local port (for processes that must be told theirs).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }

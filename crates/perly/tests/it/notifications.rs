@@ -164,11 +164,11 @@ async fn bad_rules_and_webhooks_are_shown_at_their_field_and_nothing_is_saved() 
 async fn the_channel_page_runs_a_dry_run_sends_a_test_message_and_shows_the_delivery_log() {
     let app = spawn_app_with_standins().await;
     let (web, csrf) = admin(&app).await;
-    crate::delivery::seat_only_scorecard(&app).await;
+    seat_only_scorecard(&app).await;
     app.customers(serde_json::json!([{"external_id": "acme", "name": "Acme Corp", "seats_purchased": 100}]))
         .await;
-    crate::delivery::set_score(&app, "acme", 80).await;
-    crate::delivery::billing_retry_failed(&app, "acme", 1).await;
+    set_score(&app, "acme", 80).await;
+    billing_retry_failed(&app, "acme", 1).await;
 
     let hook = app.discord().create_webhook("customer-health");
     let path = add(&web, &csrf, "discord", "customer-health", &hook).await;

@@ -141,11 +141,11 @@ async fn slack_and_discord_connect_with_oauth_and_the_channel_receives_alerts() 
     );
 
     // The installed webhooks work: an alert arrives on both.
-    crate::delivery::seat_only_scorecard(&app).await;
+    seat_only_scorecard(&app).await;
     app.customers(json!([{"external_id": "acme", "name": "Acme Corp", "seats_purchased": 100}]))
         .await;
-    crate::delivery::set_score(&app, "acme", 80).await;
-    crate::delivery::billing_retry_failed(&app, "acme", 1).await;
+    set_score(&app, "acme", 80).await;
+    billing_retry_failed(&app, "acme", 1).await;
     app.deliver().await;
     assert_eq!(app.slack().messages().len(), 1);
     assert_eq!(app.discord().messages().len(), 1);
