@@ -67,3 +67,15 @@ id_type!(
     /// One outbox row: an alert (or a test message) on its way to a channel.
     DeliveryId
 );
+id_type!(
+    /// One Salesforce sync run.
+    SyncId
+);
+id_type!(
+    /// One Salesforce automation rule.
+    RuleId
+);
+id_type!(
+    /// One Salesforce automation action (a Task or a Chatter post for an alert).
+    ActionId
+);

@@ -16,6 +16,7 @@ pub mod field_error;
 pub mod ids;
 pub mod risk;
 pub mod rollup;
+pub mod salesforce;
 pub mod scorecard;
 pub mod scoring;
 

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use perly_domain::channels::{decide, ChannelRules, Decision};
 use perly_domain::ids::{ChannelId, DeliveryId, UserId, WorkspaceId};
@@ -550,15 +551,18 @@ impl SqlStore {
         ttl: chrono::Duration,
     ) -> Result<String> {
         let state = crate::auth::random_token(32);
+        let hash = state_hash(&state);
+        // The data may hold a PKCE verifier: sealed like any other secret.
+        let sealed = self.cipher.encrypt(&format!("{ws}/oauth/{hash}"), &data.to_string());
         sqlx::query(
             "INSERT INTO oauth_states (state_hash, workspace_id, user_id, provider, data, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(state_hash(&state))
+        .bind(hash)
         .bind(ws.to_string())
         .bind(user.to_string())
         .bind(provider.to_owned())
-        .bind(data.to_string())
+        .bind(base64::engine::general_purpose::STANDARD.encode(sealed))
         .bind(ms(now))
         .bind(ms(now + ttl))
         .execute(&self.pools.write)
@@ -580,26 +584,32 @@ impl SqlStore {
         state: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<OAuthState>> {
+        let hash = state_hash(state);
         let row = sqlx::query(
             "UPDATE oauth_states SET used_at = $5 WHERE state_hash = $1 AND workspace_id = $2 AND user_id = $3 \
              AND provider = $4 AND used_at IS NULL AND expires_at > $5 RETURNING data",
         )
-        .bind(state_hash(state))
+        .bind(hash.clone())
         .bind(ws.to_string())
         .bind(user.to_string())
         .bind(provider.to_owned())
         .bind(ms(now))
         .fetch_optional(&self.pools.write)
         .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(OAuthState {
-                workspace_id: ws,
-                user_id: user,
-                provider: provider.to_owned(),
-                data: serde_json::from_str(&r.try_get::<String, _>("data")?).map_err(|e| corrupt("oauth state", e))?,
-            })),
-        }
+        let Some(r) = row else { return Ok(None) };
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(r.try_get::<String, _>("data")?)
+            .map_err(|e| corrupt("oauth state", e))?;
+        let data = self
+            .cipher
+            .decrypt(&format!("{ws}/oauth/{hash}"), &sealed)
+            .map_err(|e| corrupt("oauth state", e))?;
+        Ok(Some(OAuthState {
+            workspace_id: ws,
+            user_id: user,
+            provider: provider.to_owned(),
+            data: serde_json::from_str(&data).map_err(|e| corrupt("oauth state", e))?,
+        }))
     }
 }
 

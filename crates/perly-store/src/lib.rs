@@ -14,6 +14,7 @@ pub mod channels;
 pub mod cipher;
 pub mod db;
 pub mod model;
+pub mod salesforce;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -21,9 +22,14 @@ use chrono::{DateTime, Utc};
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::Event;
 use perly_domain::ids::{ApiKeyId, ChannelId, UserId, WorkspaceId};
+use perly_domain::salesforce::SyncSettings;
 use perly_domain::scorecard::Scorecard;
 
 pub use model::*;
+pub use salesforce::{
+    ApiUsageSeen, AppliedAccounts, CrmRecord, NewSalesforceConnection, ObjectProgress, ObjectState, PulledAccount,
+    SalesforceConnection, SalesforceSync, SyncClaim, SyncState, SYNC_OBJECTS,
+};
 
 /// What can go wrong in the store, as the caller must decide on it.
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +209,89 @@ pub trait Store: Send + Sync + 'static {
         state: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<OAuthState>>;
+
+    // Salesforce: the connection (refresh token encrypted), sync runs, pulled records.
+    /// Saves a completed OAuth connection and its refresh token in one
+    /// transaction; reconnecting the same org keeps settings and watermarks.
+    async fn save_salesforce_connection(
+        &self,
+        ws: WorkspaceId,
+        new: &NewSalesforceConnection,
+        now: DateTime<Utc>,
+    ) -> Result<SalesforceConnection>;
+    async fn salesforce_connection(&self, ws: WorkspaceId) -> Result<Option<SalesforceConnection>>;
+    async fn salesforce_refresh_token(&self, ws: WorkspaceId) -> Result<Option<String>>;
+    /// Forgets the connection, its token and pending pushes; pulled data stays.
+    async fn delete_salesforce_connection(&self, ws: WorkspaceId, now: DateTime<Utc>) -> Result<()>;
+    /// Salesforce refused the refresh token: stop until reconnected.
+    async fn mark_salesforce_broken(&self, ws: WorkspaceId, reason: &str, now: DateTime<Utc>) -> Result<()>;
+    async fn update_salesforce_settings(
+        &self,
+        ws: WorkspaceId,
+        settings: &SyncSettings,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Stores a permission check and/or the custom fields' state (JSON).
+    async fn record_salesforce_checks(
+        &self,
+        ws: WorkspaceId,
+        permissions: Option<&serde_json::Value>,
+        fields: Option<&serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Stores the org's API usage (used, max) and, when set, a pause.
+    async fn record_salesforce_usage(
+        &self,
+        ws: WorkspaceId,
+        usage: Option<(u64, u64)>,
+        paused_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// "Sync now": `false` when there is no working connection.
+    async fn request_salesforce_sync(&self, ws: WorkspaceId, now: DateTime<Utc>) -> Result<bool>;
+    /// Claims one due sync (any workspace): the unfinished run to resume or a new one.
+    async fn claim_salesforce_sync(&self, now: DateTime<Utc>, lease: chrono::Duration) -> Result<Option<SyncClaim>>;
+    /// Saves progress and renews the lease; `Conflict` once the lease is lost.
+    async fn save_salesforce_sync(
+        &self,
+        ws: WorkspaceId,
+        sync: &SalesforceSync,
+        lease: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn advance_salesforce_watermark(&self, ws: WorkspaceId, object: &str, until: DateTime<Utc>) -> Result<()>;
+    async fn finish_salesforce_sync(
+        &self,
+        ws: WorkspaceId,
+        sync: &SalesforceSync,
+        next_sync_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Keeps a run resumable after an error; it is due again at `retry_at`.
+    async fn postpone_salesforce_sync(
+        &self,
+        ws: WorkspaceId,
+        sync: &SalesforceSync,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Newest first.
+    async fn salesforce_syncs(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<SalesforceSync>>;
+    async fn apply_salesforce_accounts(
+        &self,
+        ws: WorkspaceId,
+        rows: &[PulledAccount],
+        now: DateTime<Utc>,
+    ) -> Result<AppliedAccounts>;
+    async fn apply_crm_records(&self, ws: WorkspaceId, rows: &[CrmRecord]) -> Result<u64>;
+    /// Account Id → the customer's external id, for the Accounts pulled so far.
+    async fn crm_external_ids(
+        &self,
+        ws: WorkspaceId,
+        sf_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>>;
+    /// A customer's pulled contacts, roles, opportunities and activities.
+    async fn crm_records_for(&self, ws: WorkspaceId, external_id: &str) -> Result<Vec<CrmRecord>>;
 
     // Secrets (encrypted with the configured key before they reach the database).
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()>;

@@ -16,6 +16,7 @@ use perly_domain::customer::CustomerInput;
 use perly_domain::event::Event;
 use perly_domain::ids::{AlertId, ApiKeyId, ChannelId, CustomerId, UserId, WorkspaceId};
 use perly_domain::rollup::Rollup;
+use perly_domain::salesforce::SyncSettings;
 use perly_domain::scorecard::Scorecard;
 use perly_domain::scoring::{CustomerFacts, Score};
 use sqlx::any::AnyRow;
@@ -25,6 +26,9 @@ use crate::auth::{api_key_hash, new_api_key};
 use crate::cipher::SecretCipher;
 use crate::db::{Dialect, Pools};
 use crate::model::*;
+use crate::salesforce::{
+    AppliedAccounts, CrmRecord, NewSalesforceConnection, PulledAccount, SalesforceConnection, SalesforceSync, SyncClaim,
+};
 use crate::{Error, Result, Store};
 
 /// Rows per multi-row statement.
@@ -119,7 +123,7 @@ pub(crate) fn value_rows(from: usize, rows: usize, width: usize) -> String {
         .join(", ")
 }
 
-fn encode_rollup(r: &Rollup) -> Result<Vec<u8>> {
+pub(crate) fn encode_rollup(r: &Rollup) -> Result<Vec<u8>> {
     let mut out = vec![ROLLUP_FORMAT];
     out.extend(postcard::to_allocvec(r).map_err(|e| corrupt("rollup", e))?);
     Ok(out)
@@ -1521,6 +1525,127 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Option<OAuthState>> {
         self.take_oauth_state_once(ws, user, provider, state, now).await
+    }
+
+    async fn save_salesforce_connection(
+        &self,
+        ws: WorkspaceId,
+        new: &NewSalesforceConnection,
+        now: DateTime<Utc>,
+    ) -> Result<SalesforceConnection> {
+        retry_conflicts(|| self.save_salesforce_connection_once(ws, new, now)).await
+    }
+
+    async fn salesforce_connection(&self, ws: WorkspaceId) -> Result<Option<SalesforceConnection>> {
+        self.salesforce_connection_once(ws).await
+    }
+
+    async fn salesforce_refresh_token(&self, ws: WorkspaceId) -> Result<Option<String>> {
+        self.salesforce_refresh_token_once(ws).await
+    }
+
+    async fn delete_salesforce_connection(&self, ws: WorkspaceId, now: DateTime<Utc>) -> Result<()> {
+        retry_conflicts(|| self.delete_salesforce_connection_once(ws, now)).await
+    }
+
+    async fn mark_salesforce_broken(&self, ws: WorkspaceId, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        self.mark_salesforce_broken_once(ws, reason, now).await
+    }
+
+    async fn update_salesforce_settings(
+        &self,
+        ws: WorkspaceId,
+        settings: &SyncSettings,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.update_salesforce_settings_once(ws, settings, now).await
+    }
+
+    async fn record_salesforce_checks(
+        &self,
+        ws: WorkspaceId,
+        permissions: Option<&serde_json::Value>,
+        fields: Option<&serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.record_salesforce_checks_once(ws, permissions, fields, now).await
+    }
+
+    async fn record_salesforce_usage(
+        &self,
+        ws: WorkspaceId,
+        usage: Option<(u64, u64)>,
+        paused_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.record_salesforce_usage_once(ws, usage, paused_until, now).await
+    }
+
+    async fn request_salesforce_sync(&self, ws: WorkspaceId, now: DateTime<Utc>) -> Result<bool> {
+        self.request_salesforce_sync_once(ws, now).await
+    }
+
+    async fn claim_salesforce_sync(&self, now: DateTime<Utc>, lease: chrono::Duration) -> Result<Option<SyncClaim>> {
+        retry_conflicts(|| self.claim_salesforce_sync_once(now, lease)).await
+    }
+
+    async fn save_salesforce_sync(
+        &self,
+        ws: WorkspaceId,
+        sync: &SalesforceSync,
+        lease: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        retry_conflicts(|| self.save_salesforce_sync_once(ws, sync, lease, now)).await
+    }
+
+    async fn advance_salesforce_watermark(&self, ws: WorkspaceId, object: &str, until: DateTime<Utc>) -> Result<()> {
+        retry_conflicts(|| self.advance_salesforce_watermark_once(ws, object, until)).await
+    }
+
+    async fn finish_salesforce_sync(
+        &self,
+        ws: WorkspaceId,
+        sync: &SalesforceSync,
+        next_sync_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        retry_conflicts(|| self.finish_salesforce_sync_once(ws, sync, next_sync_at, now)).await
+    }
+
+    async fn postpone_salesforce_sync(
+        &self,
+        ws: WorkspaceId,
+        sync: &SalesforceSync,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        retry_conflicts(|| self.postpone_salesforce_sync_once(ws, sync, retry_at, now)).await
+    }
+
+    async fn salesforce_syncs(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<SalesforceSync>> {
+        self.salesforce_syncs_once(ws, limit).await
+    }
+
+    async fn apply_salesforce_accounts(
+        &self,
+        ws: WorkspaceId,
+        rows: &[PulledAccount],
+        now: DateTime<Utc>,
+    ) -> Result<AppliedAccounts> {
+        retry_conflicts(|| self.apply_salesforce_accounts_once(ws, rows, now)).await
+    }
+
+    async fn apply_crm_records(&self, ws: WorkspaceId, rows: &[CrmRecord]) -> Result<u64> {
+        retry_conflicts(|| self.apply_crm_records_once(ws, rows)).await
+    }
+
+    async fn crm_external_ids(&self, ws: WorkspaceId, sf_ids: &[&str]) -> Result<HashMap<String, String>> {
+        self.crm_external_ids_once(ws, sf_ids).await
+    }
+
+    async fn crm_records_for(&self, ws: WorkspaceId, external_id: &str) -> Result<Vec<CrmRecord>> {
+        self.crm_records_for_once(ws, external_id).await
     }
 
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()> {

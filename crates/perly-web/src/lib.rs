@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod channels;
 pub mod error;
+pub mod salesforce;
 pub mod ui;
 
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub deliver: Arc<Notify>,
     /// Slack and Discord endpoints and OAuth clients.
     pub integrations: channels::Integrations,
+    /// Salesforce login hosts, connected orgs and the sync worker's wake-up.
+    pub salesforce: salesforce::SalesforceSetup,
     /// Base URL of this server, for links (`PERLY_PUBLIC_URL`).
     pub public_url: String,
     /// Failed sign-ins per account.

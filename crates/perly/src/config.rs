@@ -95,6 +95,47 @@ impl DeliveryConfig {
     }
 }
 
+/// The Salesforce sync worker (`[sync]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncConfig {
+    /// Run the Salesforce sync worker in this process.
+    pub worker: bool,
+    /// How long a worker holds a sync without saving progress (seconds); a
+    /// crashed worker's sync is picked up again after this.
+    pub lease_secs: u64,
+    /// How often to look for due syncs when not woken (milliseconds).
+    pub poll_interval_ms: u64,
+    /// First wait between polls of a Bulk query job (milliseconds).
+    pub job_poll_ms: u64,
+    /// Pause after Salesforce's limit answer or with Perly's share used up (minutes).
+    pub limit_pause_minutes: i64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            worker: true,
+            lease_secs: 120,
+            poll_interval_ms: 5_000,
+            job_poll_ms: 500,
+            limit_pause_minutes: 30,
+        }
+    }
+}
+
+impl SyncConfig {
+    pub fn worker_settings(&self) -> perly_salesforce::sync::SyncSettings {
+        perly_salesforce::sync::SyncSettings {
+            lease: chrono::Duration::seconds(self.lease_secs.clamp(5, 3_600) as i64),
+            job_poll: std::time::Duration::from_millis(self.job_poll_ms.clamp(10, 60_000)),
+            poll: std::time::Duration::from_millis(self.poll_interval_ms.clamp(10, 600_000)),
+            limit_pause: chrono::Duration::minutes(self.limit_pause_minutes.clamp(1, 24 * 60)),
+            ..perly_salesforce::sync::SyncSettings::default()
+        }
+    }
+}
+
 /// All of Perly's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -114,6 +155,7 @@ pub struct Settings {
     pub log: String,
     pub scoring: ScoringSettings,
     pub delivery: DeliveryConfig,
+    pub sync: SyncConfig,
     pub slack: VendorSettings,
     pub discord: VendorSettings,
     pub salesforce: VendorSettings,
@@ -130,6 +172,7 @@ impl Default for Settings {
             log: "info".into(),
             scoring: ScoringSettings::default(),
             delivery: DeliveryConfig::default(),
+            sync: SyncConfig::default(),
             slack: VendorSettings {
                 base_url: "https://slack.com".into(),
                 hooks_url: Some("https://hooks.slack.com".into()),

@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use perly_delivery::oauth::OAuthClient;
 use perly_delivery::worker::Deliverer;
+use perly_salesforce::orgs::Orgs;
+use perly_salesforce::sync::Syncer;
 use perly_web::channels::Integrations;
+use perly_web::salesforce::SalesforceSetup;
 
 use crate::config::{Settings, VendorSettings};
 use crate::rescore::Rescorer;
@@ -76,6 +79,32 @@ pub fn integrations(settings: &Settings) -> Integrations {
 }
 
 /// A running server.
+/// The Salesforce OAuth app (None until a client id and secret are set),
+/// login hosts and the orgs registry.
+pub fn salesforce(settings: &Settings, store: Arc<dyn Store>, public_url: &str) -> SalesforceSetup {
+    let v = &settings.salesforce;
+    let app = match (&v.client_id, &v.client_secret) {
+        (Some(id), Some(secret)) if !id.is_empty() => Some(perly_salesforce::OAuthApp {
+            client_id: id.clone(),
+            client_secret: secret.clone(),
+            redirect_uri: format!("{}/integrations/salesforce/callback", public_url.trim_end_matches('/')),
+        }),
+        _ => None,
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
+    let trim = |u: &Option<String>, default: &str| u.as_deref().unwrap_or(default).trim_end_matches('/').to_owned();
+    SalesforceSetup {
+        orgs: Arc::new(Orgs::new(store, http, app)),
+        login_url: trim(&v.login_url, "https://login.salesforce.com"),
+        sandbox_login_url: trim(&v.sandbox_login_url, "https://test.salesforce.com"),
+        wake_sync: Arc::new(Notify::new()),
+    }
+}
+
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
@@ -110,6 +139,7 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         rescore: Arc::new(Notify::new()),
         deliver: Arc::new(Notify::new()),
         integrations: integrations(settings),
+        salesforce: salesforce(settings, store.clone(), &public_url),
         public_url,
         throttle: Arc::default(),
         facets: Arc::default(),
@@ -142,6 +172,19 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         tasks.push(tokio::spawn(worker.run(
             Arc::new(move || clock.now()),
             state.deliver.clone(),
+            cancel.clone(),
+        )));
+    }
+    if settings.sync.worker {
+        let worker = Syncer::new(
+            store.clone(),
+            state.salesforce.orgs.clone(),
+            settings.sync.worker_settings(),
+        );
+        let clock = clock.clone();
+        tasks.push(tokio::spawn(worker.run(
+            Arc::new(move || clock.now()),
+            state.salesforce.wake_sync.clone(),
             cancel.clone(),
         )));
     }

@@ -7,6 +7,7 @@ pub mod channels;
 pub mod customers;
 pub mod events;
 pub mod openapi;
+pub mod salesforce;
 pub mod scorecard;
 
 use axum::extract::rejection::BytesRejection;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(alerts::router())
         .merge(channels::router())
         .merge(scorecard::router())
+        .merge(salesforce::router())
         .merge(openapi::router())
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

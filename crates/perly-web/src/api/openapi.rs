@@ -46,6 +46,13 @@ impl Modify for ApiKeyAuth {
         super::channels::deliveries,
         super::channels::dry_run_rules,
         super::channels::dry_run_channel,
+        super::salesforce::show,
+        super::salesforce::disconnect,
+        super::salesforce::check_permissions,
+        super::salesforce::fields,
+        super::salesforce::update_settings,
+        super::salesforce::sync_status,
+        super::salesforce::sync_now,
     ),
     modifiers(&ApiKeyAuth)
 )]

@@ -53,15 +53,24 @@ pub fn router() -> Router<AppState> {
 
 /// A page whose forms may redirect to the configured vendors' OAuth pages:
 /// browsers check `form-action` against that redirect too.
-pub(super) fn allow_oauth_redirects(state: &AppState, mut resp: Response) -> Response {
+pub(super) fn allow_oauth_redirects(state: &AppState, resp: Response) -> Response {
     let origins: Vec<String> = Platform::ALL
         .iter()
         .filter_map(|p| state.integrations.oauth(*p))
-        .filter_map(|c| reqwest::Url::parse(&c.base_url).ok())
-        .map(|u| u.origin())
-        .filter(|o| o.is_tuple())
-        .map(|o| o.ascii_serialization())
+        .filter_map(|c| origin_of(&c.base_url))
         .collect();
+    allow_form_targets(resp, &origins)
+}
+
+/// `scheme://host[:port]` of a URL, if it has one.
+pub(super) fn origin_of(url: &str) -> Option<String> {
+    let o = reqwest::Url::parse(url).ok()?.origin();
+    o.is_tuple().then(|| o.ascii_serialization())
+}
+
+/// Lets a page's forms lead to these origins too (a connect button answers
+/// with a redirect to the vendor, which `form-action 'self'` would block).
+pub(super) fn allow_form_targets(mut resp: Response, origins: &[String]) -> Response {
     if origins.is_empty() {
         return resp;
     }

@@ -9,6 +9,7 @@ pub mod channels;
 pub mod chart;
 pub mod customers;
 pub mod oauth;
+pub mod salesforce;
 pub mod session;
 pub mod settings;
 
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .merge(alerts::router())
         .merge(settings::router())
         .merge(oauth::router())
+        .merge(salesforce::router())
         .merge(channels::router())
 }
 

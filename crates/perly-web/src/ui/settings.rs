@@ -652,12 +652,24 @@ struct IntegrationsPage {
     can_edit: bool,
     slack: VendorCard,
     discord: VendorCard,
+    salesforce: String,
 }
 
 async fn integrations(State(state): State<AppState>, user: CurrentUser) -> Result<Response, UiError> {
     use perly_domain::channels::Platform;
     let channels = state.store.list_channels(user.session.workspace.id).await?;
+    let salesforce = match state.store.salesforce_connection(user.session.workspace.id).await? {
+        None => "Not connected.".to_owned(),
+        Some(c) if c.broken_reason.is_some() => format!("{}: connection broken, reconnect needed.", c.org_name),
+        Some(c) => format!(
+            "Connected to {} ({}) as {}.",
+            c.org_name,
+            c.environment.label(),
+            c.username
+        ),
+    };
     let page = IntegrationsPage {
+        salesforce,
         nav: Some(user.nav("settings")),
         flash: None,
         tab: "integrations",

@@ -1,0 +1,112 @@
+//! Connected orgs: one [`Client`] per workspace, built from the stored
+//! connection and its decrypted refresh token, kept while the connection
+//! stays the same so its access token is reused across calls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use perly_domain::ids::WorkspaceId;
+use perly_store::{SalesforceConnection, Store};
+use secrecy::SecretString;
+use url::Url;
+
+use crate::client::{Client, Connection};
+use crate::limits::Budget;
+use crate::oauth::OAuthApp;
+
+/// Why there is no client for a workspace.
+#[derive(Debug, thiserror::Error)]
+pub enum OrgError {
+    #[error("Salesforce is not configured on this server (PERLY_SALESFORCE__CLIENT_ID and __CLIENT_SECRET)")]
+    NotConfigured,
+    #[error("Salesforce is not connected")]
+    NotConnected,
+    #[error("the Salesforce connection is broken: {0}")]
+    Broken(String),
+    #[error("the stored Salesforce connection is unusable: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] perly_store::Error),
+}
+
+/// The OAuth app and HTTP client every org shares, and the clients made so far.
+pub struct Orgs {
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    app: Option<OAuthApp>,
+    clients: Mutex<HashMap<WorkspaceId, (DateTime<Utc>, Client)>>,
+}
+
+impl Orgs {
+    /// `app` is `None` when no client id and secret are configured.
+    pub fn new(store: Arc<dyn Store>, http: reqwest::Client, app: Option<OAuthApp>) -> Self {
+        Self {
+            store,
+            http,
+            app,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn app(&self) -> Option<&OAuthApp> {
+        self.app.as_ref()
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The client for `conn` (the workspace's stored connection).
+    pub async fn client(&self, ws: WorkspaceId, conn: &SalesforceConnection) -> Result<Client, OrgError> {
+        let app = self.app.clone().ok_or(OrgError::NotConfigured)?;
+        if let Some(reason) = &conn.broken_reason {
+            return Err(OrgError::Broken(reason.clone()));
+        }
+        if let Some((at, client)) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(&ws) {
+            if *at == conn.connected_at {
+                return Ok(client.clone());
+            }
+        }
+        let token = self
+            .store
+            .salesforce_refresh_token(ws)
+            .await?
+            .ok_or(OrgError::NotConnected)?;
+        let url = |s: &str| Url::parse(s).map_err(|e| OrgError::Corrupt(format!("{s}: {e}")));
+        let connection = Connection {
+            login_url: url(&conn.login_url)?,
+            instance_url: url(&conn.instance_url)?,
+            refresh_token: SecretString::from(token),
+        };
+        let budget = Budget::new(f64::from(conn.settings.api_share_percent) / 100.0);
+        let client = Client::new(self.http.clone(), app, connection, budget);
+        self.remember(ws, conn.connected_at, client.clone());
+        Ok(client)
+    }
+
+    /// Keeps `client` (e.g. seeded with the access token of a code
+    /// exchange) for the connection made at `connected_at`.
+    pub fn remember(&self, ws: WorkspaceId, connected_at: DateTime<Utc>, client: Client) {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ws, (connected_at, client));
+    }
+
+    /// Drops the workspace's client (disconnected or broken).
+    pub fn forget(&self, ws: WorkspaceId) {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner).remove(&ws);
+    }
+
+    /// The workspace's connection and its client, or why there is none.
+    pub async fn connected(&self, ws: WorkspaceId) -> Result<(SalesforceConnection, Client), OrgError> {
+        let conn = self
+            .store
+            .salesforce_connection(ws)
+            .await?
+            .ok_or(OrgError::NotConnected)?;
+        let client = self.client(ws, &conn).await?;
+        Ok((conn, client))
+    }
+}

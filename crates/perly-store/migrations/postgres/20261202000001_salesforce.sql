@@ -1,0 +1,140 @@
+-- Salesforce: the connection, sync runs with their progress, pulled CRM
+-- records, the score push outbox, automation rules and their actions.
+-- Times are Unix milliseconds (UTC).
+
+-- OAuth state data is now encrypted; flows started before this migration
+-- (at most ten minutes old) must be started again.
+DELETE FROM oauth_states;
+
+-- Which Salesforce Account a customer came from (NULL: not from Salesforce).
+ALTER TABLE customers ADD COLUMN crm_id TEXT;
+CREATE INDEX customers_by_crm_id ON customers (workspace_id, crm_id) WHERE crm_id IS NOT NULL;
+
+-- One connected org per workspace. The refresh token is in `secrets`
+-- (encrypted), never here.
+CREATE TABLE salesforce_connections (
+    workspace_id TEXT PRIMARY KEY REFERENCES workspaces(id),
+    -- production, sandbox or my_domain; and the login host that was used
+    -- (refresh and revoke go back to it).
+    environment TEXT NOT NULL,
+    login_url TEXT NOT NULL,
+    instance_url TEXT NOT NULL,
+    org_id TEXT NOT NULL,
+    org_name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    username TEXT NOT NULL,
+    -- Set when Salesforce refused the refresh token: reconnect needed.
+    broken_reason TEXT,
+    broken_at BIGINT,
+    -- JSON: external id field, picked custom fields, sync interval, API share.
+    settings TEXT NOT NULL,
+    -- JSON: the last permission check and the custom fields' state.
+    permissions TEXT,
+    permissions_checked_at BIGINT,
+    fields TEXT,
+    -- The org's API usage as last read from Sforce-Limit-Info.
+    api_used BIGINT,
+    api_max BIGINT,
+    api_seen_at BIGINT,
+    -- After REQUEST_LIMIT_EXCEEDED or with the share used up: no calls before this.
+    paused_until BIGINT,
+    -- JSON: per object, the SystemModstamp up to which everything is pulled.
+    watermarks TEXT NOT NULL,
+    -- When the next sync is due; a sync worker holds the lease while it runs.
+    next_sync_at BIGINT NOT NULL,
+    -- Set by "Sync now"; cleared when a run takes it up.
+    sync_requested_at BIGINT,
+    sync_lease_until BIGINT,
+    connected_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX salesforce_connections_due ON salesforce_connections (next_sync_at);
+
+-- Sync runs, newest last; `progress` is JSON per object (state, rows, total,
+-- job id and locator, the window), saved page by page so a run resumes.
+CREATE TABLE salesforce_syncs (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+    trigger TEXT NOT NULL,
+    state TEXT NOT NULL,
+    progress TEXT NOT NULL,
+    rows BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT,
+    started_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    finished_at BIGINT
+);
+CREATE INDEX salesforce_syncs_by_workspace ON salesforce_syncs (workspace_id, started_at);
+
+-- Pulled Contacts, contact roles, Opportunities, Tasks and Events, as the
+-- org last showed them; `data` is JSON of the pulled fields.
+CREATE TABLE crm_records (
+    workspace_id TEXT NOT NULL,
+    object TEXT NOT NULL,
+    sf_id TEXT NOT NULL,
+    account_sf_id TEXT,
+    modstamp BIGINT NOT NULL,
+    deleted BIGINT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, object, sf_id)
+);
+CREATE INDEX crm_records_by_account ON crm_records (workspace_id, account_sf_id, object);
+
+-- The score push outbox: one row per Account holding the latest values to
+-- write and what was last written; pending while the two differ.
+CREATE TABLE salesforce_pushes (
+    workspace_id TEXT NOT NULL,
+    account_sf_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    score BIGINT NOT NULL,
+    risk_level TEXT NOT NULL,
+    scored_at BIGINT NOT NULL,
+    pushed_score BIGINT,
+    pushed_risk_level TEXT,
+    pushed_at BIGINT,
+    pending BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    lease_until BIGINT,
+    last_error TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, account_sf_id)
+);
+CREATE INDEX salesforce_pushes_due ON salesforce_pushes (workspace_id, next_attempt_at) WHERE pending = 1;
+
+-- Automation rules: when (alert kinds, risk at or above, drop of at least N)
+-- and what (a Task and/or a Chatter post), as JSON.
+CREATE TABLE salesforce_rules (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+    name TEXT NOT NULL,
+    enabled BIGINT NOT NULL,
+    rule TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX salesforce_rules_by_workspace ON salesforce_rules (workspace_id, created_at);
+
+-- The automation outbox: at most one Task and one Chatter post per alert,
+-- written in the transaction that recorded the alert. `marker` is written
+-- into the record and looked up before a retry creates it again.
+CREATE TABLE salesforce_actions (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    account_sf_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    lease_until BIGINT,
+    remote_id TEXT,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    done_at BIGINT,
+    UNIQUE (workspace_id, alert_id, action)
+);
+CREATE INDEX salesforce_actions_due ON salesforce_actions (next_attempt_at) WHERE state = 'pending';

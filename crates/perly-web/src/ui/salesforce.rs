@@ -1,0 +1,379 @@
+//! Settings › Salesforce: connect (Production, Sandbox or My Domain),
+//! the connection's state (a broken one shows a reconnect button), the
+//! permission check, sync progress with "Sync now", API usage, sync
+//! settings, and disconnect. `/integrations/salesforce/connect` starts the
+//! OAuth flow and `…/callback` completes it (see [`crate::salesforce`]).
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use perly_domain::salesforce::{Environment, SyncSettings};
+use perly_store::{ObjectState, SalesforceConnection};
+
+use super::channels::{allow_form_targets, origin_of};
+use super::session::CurrentUser;
+use super::{redirect_with_flash, render, take_flash, when, Flash, Nav, UiError};
+use crate::api::salesforce::{check_settings, request_sync, status_of, SyncStatus};
+use crate::salesforce::{self as sf, ConnectError};
+use crate::AppState;
+
+const PAGE: &str = "/settings/salesforce";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(PAGE, get(page))
+        .route("/settings/salesforce/sync", post(sync_now))
+        .route("/settings/salesforce/permissions", post(recheck))
+        .route("/settings/salesforce/settings", post(save_settings))
+        .route("/settings/salesforce/disconnect", post(disconnect))
+        .route(
+            "/integrations/salesforce/connect",
+            get(|| async { axum::response::Redirect::to(PAGE) }).post(connect),
+        )
+        .route("/integrations/salesforce/callback", get(callback))
+}
+
+pub struct ObjectRow {
+    pub object: String,
+    pub state: &'static str,
+    pub rows: u64,
+    pub total: String,
+}
+
+pub struct MissingRow {
+    pub what: String,
+    pub why: String,
+    pub grant: String,
+}
+
+#[derive(Template)]
+#[template(path = "settings_salesforce.html")]
+struct SalesforcePage {
+    nav: Option<Nav>,
+    flash: Option<Flash>,
+    tab: &'static str,
+    can_edit: bool,
+    csrf: String,
+    configured: bool,
+    connected: bool,
+    org_name: String,
+    environment: &'static str,
+    username: String,
+    instance_url: String,
+    connected_at: String,
+    broken_reason: String,
+    permissions_checked: String,
+    missing: Vec<MissingRow>,
+    sync_state: String,
+    sync_percent: u8,
+    sync_started: String,
+    sync_rows: u64,
+    sync_error: String,
+    next_sync: String,
+    objects: Vec<ObjectRow>,
+    usage: String,
+    paused_until: String,
+    external_id_field: String,
+    account_fields: String,
+    contact_fields: String,
+    sync_interval_minutes: u32,
+    api_share_percent: u8,
+}
+
+fn missing_rows(conn: &SalesforceConnection) -> Vec<MissingRow> {
+    let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
+    conn.permissions
+        .as_ref()
+        .and_then(|p| p.get("missing"))
+        .and_then(|m| m.as_array())
+        .map(|items| {
+            items
+                .iter()
+                .map(|m| MissingRow {
+                    what: text(m, "what"),
+                    why: text(m, "why"),
+                    grant: text(m, "grant"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn object_rows(status: &SyncStatus) -> Vec<ObjectRow> {
+    status
+        .current
+        .as_ref()
+        .map(|s| {
+            s.objects
+                .iter()
+                .map(|o| ObjectRow {
+                    object: o.object.clone(),
+                    state: match o.state {
+                        ObjectState::Pending => "waiting",
+                        ObjectState::Running => "running",
+                        ObjectState::Done => "done",
+                    },
+                    rows: o.rows,
+                    total: o.total.map(|t| t.to_string()).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Login hosts the connect form may redirect to: the configured ones, and
+/// any https origin for a My Domain.
+fn login_origins(state: &AppState) -> Vec<String> {
+    let mut origins: Vec<String> = [&state.salesforce.login_url, &state.salesforce.sandbox_login_url]
+        .into_iter()
+        .filter_map(|u| origin_of(u))
+        .collect();
+    origins.push("https:".to_owned());
+    origins
+}
+
+async fn page(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
+    let flash = take_flash(&headers);
+    let had_flash = flash.is_some();
+    let ws = user.session.workspace.id;
+    let conn = state.store.salesforce_connection(ws).await?;
+    let status = status_of(&state, ws).await.map_err(|_| UiError::Internal)?;
+    let settings = conn.as_ref().map(|c| c.settings.clone()).unwrap_or_default();
+    let page = SalesforcePage {
+        nav: Some(user.nav("settings")),
+        flash,
+        tab: "salesforce",
+        can_edit: user.is_admin(),
+        csrf: user.session.csrf_token.clone(),
+        configured: state.salesforce.orgs.app().is_some(),
+        connected: conn.is_some(),
+        org_name: conn.as_ref().map(|c| c.org_name.clone()).unwrap_or_default(),
+        environment: conn.as_ref().map_or("", |c| c.environment.label()),
+        username: conn.as_ref().map(|c| c.username.clone()).unwrap_or_default(),
+        instance_url: conn.as_ref().map(|c| c.instance_url.clone()).unwrap_or_default(),
+        connected_at: conn.as_ref().map(|c| when(c.connected_at)).unwrap_or_default(),
+        broken_reason: conn.as_ref().and_then(|c| c.broken_reason.clone()).unwrap_or_default(),
+        permissions_checked: conn
+            .as_ref()
+            .and_then(|c| c.permissions_checked_at)
+            .map(when)
+            .unwrap_or_default(),
+        missing: conn.as_ref().map(missing_rows).unwrap_or_default(),
+        sync_state: status.state.clone(),
+        sync_percent: status.percent,
+        sync_started: status.started_at.map(when).unwrap_or_default(),
+        sync_rows: status.rows,
+        sync_error: status.last_error.clone().unwrap_or_default(),
+        next_sync: status.next_sync_at.map(when).unwrap_or_default(),
+        objects: object_rows(&status),
+        usage: conn
+            .as_ref()
+            .and_then(|c| {
+                c.api_usage.map(|u| {
+                    format!(
+                        "{} of {} API requests used in the last 24 hours; Perly keeps to {}% ({} requests).",
+                        u.used,
+                        u.max,
+                        c.settings.api_share_percent,
+                        u.max * u64::from(c.settings.api_share_percent) / 100
+                    )
+                })
+            })
+            .unwrap_or_default(),
+        paused_until: conn
+            .as_ref()
+            .and_then(|c| c.paused_until)
+            .filter(|t| *t > state.now())
+            .map(when)
+            .unwrap_or_default(),
+        external_id_field: settings.external_id_field.clone().unwrap_or_default(),
+        account_fields: settings.account_fields.join(", "),
+        contact_fields: settings.contact_fields.join(", "),
+        sync_interval_minutes: settings.sync_interval_minutes,
+        api_share_percent: settings.api_share_percent,
+    };
+    let resp = render(&state, StatusCode::OK, &page, had_flash);
+    Ok(allow_form_targets(resp, &login_origins(&state)))
+}
+
+fn flash_error(state: &AppState, e: &ConnectError) -> Response {
+    redirect_with_flash(state, PAGE, "error", &short(&e.to_string()))
+}
+
+/// A flash-sized message (the flash travels in a cookie).
+fn short(text: &str) -> String {
+    const MAX: usize = 400;
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+/// `POST /integrations/salesforce/connect` (org type, My Domain URL).
+async fn connect(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    user.check_admin_form(&form)?;
+    let env = match Environment::parse(form.get("environment").map(String::as_str).unwrap_or("production")) {
+        Ok(e) => e,
+        Err(e) => return Ok(flash_error(&state, &ConnectError::Invalid(e))),
+    };
+    let url = match sf::start(
+        &state,
+        user.session.workspace.id,
+        user.session.user.id,
+        env,
+        form.get("my_domain_url").map(String::as_str),
+    )
+    .await
+    {
+        Ok(url) => url,
+        Err(ConnectError::Store(e)) => return Err(e.into()),
+        Err(e) => return Ok(flash_error(&state, &e)),
+    };
+    let location = HeaderValue::from_str(url.as_str()).map_err(|_| UiError::Internal)?;
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut().insert(header::LOCATION, location);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// `GET /integrations/salesforce/callback?code=&state=` (or `?error=`).
+async fn callback(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    user.require_admin()?;
+    match sf::finish(&state, user.session.workspace.id, user.session.user.id, &q).await {
+        Ok((conn, report)) => {
+            let mut text = format!(
+                "Connected {} ({}) as {}. The first sync has started.",
+                conn.org_name,
+                conn.environment.label(),
+                conn.username
+            );
+            if !report.is_complete() {
+                text.push_str(&format!(
+                    " {} permission(s) are missing: see below what to grant.",
+                    report.missing.len()
+                ));
+            }
+            tracing::info!(workspace_id = %user.session.workspace.id, "salesforce connected");
+            Ok(redirect_with_flash(&state, PAGE, "info", &short(&text)))
+        }
+        Err(ConnectError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "salesforce connect failed");
+            Ok(flash_error(&state, &e))
+        }
+    }
+}
+
+async fn sync_now(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    user.check_admin_form(&form)?;
+    let ws = user.session.workspace.id;
+    Ok(match request_sync(&state, ws).await {
+        Ok(()) => redirect_with_flash(&state, PAGE, "info", "Sync started."),
+        Err(e) => redirect_with_flash(&state, PAGE, "error", &short(&e.message)),
+    })
+}
+
+async fn recheck(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    user.check_admin_form(&form)?;
+    Ok(match sf::recheck(&state, user.session.workspace.id).await {
+        Ok(report) if report.get("complete").and_then(|c| c.as_bool()) == Some(true) => redirect_with_flash(
+            &state,
+            PAGE,
+            "info",
+            "Permissions checked: Perly has everything it needs.",
+        ),
+        Ok(_) => redirect_with_flash(
+            &state,
+            PAGE,
+            "error",
+            "Permissions checked: some are missing, see below.",
+        ),
+        Err(ConnectError::Store(e)) => return Err(e.into()),
+        Err(e) => flash_error(&state, &e),
+    })
+}
+
+fn list(raw: Option<&String>) -> Vec<String> {
+    raw.map(|s| {
+        s.split([',', '\n', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+async fn save_settings(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    user.check_admin_form(&form)?;
+    let number = |k: &str, default: u32| {
+        form.get(k)
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(default)
+    };
+    let settings = SyncSettings {
+        external_id_field: form
+            .get("external_id_field")
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
+        account_fields: list(form.get("account_fields")),
+        contact_fields: list(form.get("contact_fields")),
+        sync_interval_minutes: number("sync_interval_minutes", 0),
+        api_share_percent: u8::try_from(number("api_share_percent", 0)).unwrap_or(0),
+    };
+    let ws = user.session.workspace.id;
+    if let Err(e) = check_settings(&state, ws, &settings).await {
+        return Ok(redirect_with_flash(&state, PAGE, "error", &short(&e.message)));
+    }
+    state
+        .store
+        .update_salesforce_settings(ws, &settings, state.now())
+        .await?;
+    state.salesforce.orgs.forget(ws);
+    Ok(redirect_with_flash(&state, PAGE, "info", "Sync settings saved."))
+}
+
+async fn disconnect(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    user.check_admin_form(&form)?;
+    Ok(match sf::disconnect(&state, user.session.workspace.id).await {
+        Ok(()) => redirect_with_flash(
+            &state,
+            PAGE,
+            "info",
+            "Salesforce disconnected: Perly's access was revoked. Pulled data stays in Perly.",
+        ),
+        Err(ConnectError::Store(e)) => return Err(e.into()),
+        Err(e) => flash_error(&state, &e),
+    })
+}
