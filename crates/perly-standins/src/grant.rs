@@ -1,5 +1,5 @@
-//! What both OAuth servers share: authorization codes (issued on consent,
-//! single use, expiring after ten minutes), reading client credentials from
+//! What the OAuth servers share: authorization codes (issued on consent,
+//! single use, expiring after ten minutes unless the vendor says otherwise), reading client credentials from
 //! HTTP Basic or from form fields, building the redirect back to the client,
 //! and random ids and secrets.
 //!
@@ -58,11 +58,17 @@ impl<T: Clone> Codes<T> {
 
     /// What `code` granted, if it can still be exchanged.
     pub(crate) fn peek(&self, code: &str, now: Instant) -> Result<T, CodeError> {
+        self.peek_within(code, now, CODE_LIFETIME)
+    }
+
+    /// Like [`Codes::peek`] for a vendor whose codes live `lifetime`
+    /// (Salesforce: 15 minutes).
+    pub(crate) fn peek_within(&self, code: &str, now: Instant, lifetime: Duration) -> Result<T, CodeError> {
         let issued = self.issued.get(code).ok_or(CodeError::Unknown)?;
         if issued.used {
             return Err(CodeError::Used);
         }
-        if now.saturating_duration_since(issued.issued_at) >= CODE_LIFETIME {
+        if now.saturating_duration_since(issued.issued_at) >= lifetime {
             return Err(CodeError::Expired);
         }
         Ok(issued.grant.clone())

@@ -21,7 +21,10 @@
 //! JSON, the faults form), `server` (bind and serve) and `view` (askama
 //! pages).
 
+#![recursion_limit = "256"]
+
 pub mod discord;
+pub mod salesforce;
 pub mod slack;
 
 mod control;
@@ -34,6 +37,7 @@ mod server;
 mod view;
 
 pub use discord::DiscordStandin;
+pub use salesforce::{OrgHandle, OrgSpec, SalesforceFault, SalesforceRequest, SalesforceStandin};
 pub use slack::SlackStandin;
 
 /// One OAuth client the stand-in accepts.

@@ -9,6 +9,7 @@ use perly::rescore::{PassStats, Rescorer};
 use perly::server::Running;
 use perly_delivery::worker::{Deliverer, DeliverySettings, DeliveryStats};
 use perly_domain::ids::WorkspaceId;
+use perly_standins::salesforce::{OrgSpec, SalesforceStandin};
 use perly_standins::{DiscordStandin, OAuthApp, SlackStandin};
 use perly_store::Store;
 use perly_web::Clock;
@@ -41,6 +42,7 @@ pub struct TestApp {
     /// Local Slack and Discord, when the test asked for them.
     pub slack: Option<SlackStandin>,
     pub discord: Option<DiscordStandin>,
+    pub salesforce: Option<SalesforceStandin>,
     pub _running: Running,
     _dir: tempfile::TempDir,
 }
@@ -94,6 +96,8 @@ pub fn test_settings(database_url: String, worker: bool) -> Settings {
     };
     s.scoring.worker = worker;
     s.delivery.worker = worker;
+    s.sync.worker = worker;
+    s.sync.job_poll_ms = 10;
     s.scoring.poll_interval_ms = 50;
     s
 }
@@ -119,8 +123,42 @@ async fn spawn_with(worker: bool) -> TestApp {
 }
 
 async fn spawn_inner(worker: bool, with_standins: bool) -> TestApp {
+    spawn_full(worker, with_standins, None).await
+}
+
+/// Starts the app with a Salesforce stand-in serving `org` (Production and
+/// a Sandbox); tests drive syncs with [`TestApp::sync`].
+pub async fn spawn_app_with_salesforce(org: OrgSpec) -> TestApp {
+    spawn_full(false, false, Some((org, false))).await
+}
+
+/// As [`spawn_app_with_salesforce`], but with the Production and Sandbox
+/// login hosts swapped (so choosing one org type lands on the other).
+pub async fn spawn_app_with_swapped_salesforce_logins(org: OrgSpec) -> TestApp {
+    spawn_full(false, false, Some((org, true))).await
+}
+
+async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, bool)>) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(fresh_database(&dir).await, worker);
+    let salesforce = match org {
+        Some((org, swapped)) => {
+            let sf = SalesforceStandin::start("127.0.0.1:0", "127.0.0.1:0", org, vec![oauth_app("salesforce")])
+                .await
+                .expect("salesforce stand-in");
+            let (production, sandbox) = if swapped {
+                (sf.sandbox_login_url(), sf.login_url())
+            } else {
+                (sf.login_url(), sf.sandbox_login_url())
+            };
+            settings.salesforce.login_url = Some(production);
+            settings.salesforce.sandbox_login_url = Some(sandbox);
+            settings.salesforce.client_id = Some(oauth_app("salesforce").client_id);
+            settings.salesforce.client_secret = Some(SecretString::from(oauth_app("salesforce").client_secret));
+            Some(sf)
+        }
+        None => None,
+    };
     let (slack, discord) = if with_standins {
         let (s, d) = standins(&mut settings).await;
         (Some(s), Some(d))
@@ -144,12 +182,34 @@ async fn spawn_inner(worker: bool, with_standins: bool) -> TestApp {
         key,
         slack,
         discord,
+        salesforce,
         _running: running,
         _dir: dir,
     }
 }
 
 impl TestApp {
+    /// The Salesforce stand-in (the test must have asked for it).
+    pub fn sf(&self) -> &SalesforceStandin {
+        self.salesforce
+            .as_ref()
+            .expect("started with spawn_app_with_salesforce")
+    }
+
+    /// Runs every due Salesforce sync to its end at the test clock's time.
+    pub async fn sync(&self) -> Vec<perly_salesforce::sync::RunOutcome> {
+        let syncer = perly_salesforce::sync::Syncer::new(
+            self.store.clone(),
+            self._running.state.salesforce.orgs.clone(),
+            perly_salesforce::sync::SyncSettings {
+                job_poll: std::time::Duration::from_millis(10),
+                ..Default::default()
+            },
+        );
+        let clock = self.clock.clone();
+        syncer.run_once(Arc::new(move || clock.now())).await.expect("sync")
+    }
+
     /// The SQLite file, when the test runs on SQLite.
     pub fn database_file(&self) -> Option<std::path::PathBuf> {
         let path = self._dir.path().join("perly.db");

@@ -14,5 +14,6 @@ mod ingest;
 mod isolation;
 mod notifications;
 mod oauth;
+mod salesforce;
 mod scoring;
 mod web;
