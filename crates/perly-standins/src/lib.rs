@@ -1,26 +1,38 @@
-//! Local stand-ins for Slack and Discord that speak the vendors' real HTTP
-//! protocol: the OAuth install (authorize page, consent, code, token
-//! exchange that hands back an incoming webhook) and the webhook itself,
-//! with the vendors' statuses, bodies, headers, payload limits and rate
-//! limits as written down in `shared/specs/{slack,discord}` (bundled copies
-//! of the schemas live in this crate's `specs/` folder).
+//! Local stand-ins for Slack, Discord and Salesforce that speak the
+//! vendors' real HTTP protocol. Slack and Discord: the OAuth install
+//! (authorize page, consent, code, token exchange that hands back an
+//! incoming webhook) and the webhook itself, with the vendors' statuses,
+//! bodies, headers, payload limits and rate limits as written down in
+//! `shared/specs/{slack,discord}` (bundled copies of the schemas live in
+//! this crate's `specs/` folder). Salesforce: a production and a sandbox
+//! org, each with OAuth (web server flow with PKCE, refresh, password
+//! grant, revoke, userinfo), the REST API (SOQL query and paging, describe,
+//! sObject CRUD, sObject Collections, limits, Chatter), the Tooling API
+//! (custom fields, hidden until field-level security grants them) and Bulk
+//! API 2.0 query jobs, over a generated org of any size
+//! (`shared/specs/salesforce`).
 //!
 //! Perly's integration tests and `perly demo` both use them. A test starts
-//! one with [`SlackStandin::start`] or [`DiscordStandin::start`] on port 0,
-//! points Perly's settings at [`SlackStandin::base_url`], drives Perly, then
-//! reads back what arrived with `messages()` / `requests()` and injects
-//! failures with `inject()` and a [`Fault`]. A person can watch the same
-//! traffic at `GET /` on each stand-in, drawn as the vendor would draw it.
+//! one with [`SlackStandin::start`], [`DiscordStandin::start`] or
+//! [`SalesforceStandin::start`] on port 0, points Perly's settings at its
+//! base URL, drives Perly, then reads back what arrived with `messages()` /
+//! `requests()` (Salesforce: [`OrgHandle::records`], [`OrgHandle::record`])
+//! and injects failures with `inject()` and a [`Fault`] or
+//! [`SalesforceFault`]. A person can watch the same traffic at `GET /` on
+//! each stand-in, drawn as the vendor would draw it.
 //!
 //! Layout: [`slack`] and [`discord`] each own their routes and vendor rules
-//! (`oauth`, `webhook`, `page` in the same shape); shared pieces are the
-//! request `journal` (what arrived, which faults are pending), `grant`
-//! (authorization codes and client credentials), `rate` (token bucket and
-//! fixed window, pure over `now`), `schema` (loading the bundled JSON
-//! Schemas), `control` (the stand-ins' own `/_standin/*` routes: messages as
-//! JSON, the faults form), `server` (bind and serve) and `view` (askama
-//! pages).
+//! (`oauth`, `webhook`, `page` in the same shape); [`salesforce`] is larger
+//! (its module doc lists its parts: `oauth`, `rest`, `bulk`, `soql`,
+//! `query`, `org`, `generate`, `catalog`, `save`, `ids`, `page`). Shared
+//! pieces are the request `journal` (what arrived, which faults are
+//! pending), `grant` (authorization codes and client credentials), `rate`
+//! (token bucket and fixed window, pure over `now`), `schema` (loading the
+//! bundled JSON Schemas), `control` (the stand-ins' own `/_standin/*`
+//! routes: messages as JSON, the faults form), `server` (bind and serve)
+//! and `view` (askama pages).
 
+// A describe field is one `serde_json::json!` of 60 keys.
 #![recursion_limit = "256"]
 
 pub mod discord;
@@ -37,7 +49,7 @@ mod server;
 mod view;
 
 pub use discord::DiscordStandin;
-pub use salesforce::{OrgHandle, OrgSpec, SalesforceFault, SalesforceRequest, SalesforceStandin};
+pub use salesforce::{ObjectAccess, OrgHandle, OrgSpec, SalesforceFault, SalesforceRequest, SalesforceStandin};
 pub use slack::SlackStandin;
 
 /// One OAuth client the stand-in accepts.

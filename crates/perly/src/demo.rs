@@ -22,6 +22,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use secrecy::SecretString;
 
+use perly_standins::salesforce::{OrgSpec, SalesforceStandin};
 use perly_standins::{DiscordStandin, OAuthApp, SlackStandin};
 
 use crate::config::Settings;
@@ -489,7 +490,10 @@ pub fn point_at_standins(
 /// Starts the Slack and Discord stand-ins beside the demo (on the next two
 /// ports), keeping their webhooks in the data folder so a re-run's stored
 /// channels keep working, and points the settings at them.
-async fn start_standins(settings: &mut Settings, args: &DemoArgs) -> anyhow::Result<(SlackStandin, DiscordStandin)> {
+async fn start_standins(
+    settings: &mut Settings,
+    args: &DemoArgs,
+) -> anyhow::Result<(SlackStandin, DiscordStandin, SalesforceStandin)> {
     let addr: std::net::SocketAddr = args
         .listen
         .parse()
@@ -513,7 +517,19 @@ async fn start_standins(settings: &mut Settings, args: &DemoArgs) -> anyhow::Res
     .await
     .with_context(|| format!("cannot start the Discord stand-in on {}", next(2)))?;
     point_at_standins(settings, &slack, &demo_app("slack"), &discord, &demo_app("discord"));
-    Ok((slack, discord))
+    // A generated org of 2,000 accounts (Production) and its Sandbox.
+    let org = OrgSpec {
+        accounts: 2_000,
+        ..OrgSpec::default()
+    };
+    let salesforce = SalesforceStandin::start(&next(3), &next(4), org, vec![demo_app("salesforce")])
+        .await
+        .with_context(|| format!("cannot start the Salesforce stand-in on {} and {}", next(3), next(4)))?;
+    settings.salesforce.login_url = Some(salesforce.login_url());
+    settings.salesforce.sandbox_login_url = Some(salesforce.sandbox_login_url());
+    settings.salesforce.client_id = Some(demo_app("salesforce").client_id);
+    settings.salesforce.client_secret = Some(SecretString::from(demo_app("salesforce").client_secret));
+    Ok((slack, discord, salesforce))
 }
 
 /// The four Slack channels of the product page, connected in the demo
@@ -562,7 +578,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     settings.listen = args.listen.clone();
     settings.public_url = format!("http://{}", args.listen);
     settings.secret_key = Some(key.clone());
-    let (slack, discord) = start_standins(&mut settings, &args).await?;
+    let (slack, discord, salesforce) = start_standins(&mut settings, &args).await?;
     let store = crate::server::open_store(&settings, perly_store::cipher::SecretCipher::new(&key)).await?;
     let ws = match store.find_workspace(DEMO_WORKSPACE).await? {
         Some(ws) => {
@@ -599,6 +615,12 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         slack.base_url()
     );
     println!("  Discord:  {} (local stand-in)", discord.base_url());
+    println!(
+        "  Salesforce: {url}/settings/salesforce → Connect (local stand-in org of 2,000 accounts at {}; sign in as {} / {})",
+        salesforce.login_url(),
+        salesforce.production().admin_username(),
+        perly_standins::salesforce::ADMIN_PASSWORD
+    );
     println!(
         "Press Ctrl-C to stop; running it again reuses {}.",
         args.data_dir.display()
