@@ -60,6 +60,11 @@ fn secret_context(ws: WorkspaceId, channel: ChannelId) -> String {
     format!("{ws}/channel/{channel}")
 }
 
+/// An OAuth state's data is sealed to its workspace and state hash.
+fn state_context(ws: WorkspaceId, hash: &str) -> String {
+    crate::sql::secret_context(ws, &format!("oauth/{hash}"))
+}
+
 fn state_hash(state: &str) -> String {
     api_key_hash(state)
 }
@@ -553,7 +558,7 @@ impl SqlStore {
         let state = crate::auth::random_token(32);
         let hash = state_hash(&state);
         // The data may hold a PKCE verifier: sealed like any other secret.
-        let sealed = self.cipher.encrypt(&format!("{ws}/oauth/{hash}"), &data.to_string());
+        let sealed = self.cipher.encrypt(&state_context(ws, &hash), &data.to_string());
         sqlx::query(
             "INSERT INTO oauth_states (state_hash, workspace_id, user_id, provider, data, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -602,7 +607,7 @@ impl SqlStore {
             .map_err(|e| corrupt("oauth state", e))?;
         let data = self
             .cipher
-            .decrypt(&format!("{ws}/oauth/{hash}"), &sealed)
+            .decrypt(&state_context(ws, &hash), &sealed)
             .map_err(|e| corrupt("oauth state", e))?;
         Ok(Some(OAuthState {
             workspace_id: ws,

@@ -22,7 +22,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use crate::sql::{corrupt, ms, parse, time, value_rows, SqlStore, CHUNK};
+use crate::sql::{corrupt, ms, parse, secret_context, time, value_rows, SqlStore, CHUNK};
 use crate::{Error, Result};
 
 /// What Perly keeps of a connected org (never the tokens).
@@ -347,11 +347,40 @@ fn new_sync(trigger: &str, watermarks: &BTreeMap<String, DateTime<Utc>>, now: Da
     }
 }
 
-impl SqlStore {
-    fn refresh_token_context(ws: WorkspaceId) -> String {
-        format!("{ws}/{REFRESH_TOKEN}")
-    }
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// Ends the workspace's running sync, if any, with `reason`.
+async fn fail_running_syncs(tx: &mut Tx, ws: WorkspaceId, reason: &str, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "UPDATE salesforce_syncs SET state = 'failed', last_error = $3, finished_at = $2, updated_at = $2 \
+         WHERE workspace_id = $1 AND state = 'running'",
+    )
+    .bind(ws.to_string())
+    .bind(ms(now))
+    .bind(reason.to_owned())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Saves a running sync's progress; how many rows it touched (0: not running).
+async fn write_progress(tx: &mut Tx, ws: WorkspaceId, sync: &SalesforceSync, now: DateTime<Utc>) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE salesforce_syncs SET progress = $3, rows = $4, last_error = $5, updated_at = $6 \
+         WHERE workspace_id = $1 AND id = $2 AND state = 'running'",
+    )
+    .bind(ws.to_string())
+    .bind(sync.id.to_string())
+    .bind(json_of("sync progress", &sync.objects)?)
+    .bind(sync.rows as i64)
+    .bind(sync.last_error.clone())
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+impl SqlStore {
     pub(crate) async fn save_salesforce_connection_once(
         &self,
         ws: WorkspaceId,
@@ -400,7 +429,7 @@ impl SqlStore {
         .await?;
         let sealed = self
             .cipher
-            .encrypt(&Self::refresh_token_context(ws), &new.refresh_token);
+            .encrypt(&secret_context(ws, REFRESH_TOKEN), &new.refresh_token);
         sqlx::query(
             "INSERT INTO secrets (workspace_id, name, ciphertext, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (workspace_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
@@ -412,14 +441,7 @@ impl SqlStore {
         .execute(&mut *tx)
         .await?;
         // A run a previous connection left unfinished is over.
-        sqlx::query(
-            "UPDATE salesforce_syncs SET state = 'failed', last_error = 'the connection was replaced', \
-             finished_at = $2, updated_at = $2 WHERE workspace_id = $1 AND state = 'running'",
-        )
-        .bind(ws.to_string())
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
+        fail_running_syncs(&mut tx, ws, "the connection was replaced", now).await?;
         tx.commit().await?;
         self.salesforce_connection_once(ws).await?.ok_or(Error::NotFound)
     }
@@ -435,18 +457,7 @@ impl SqlStore {
     }
 
     pub(crate) async fn salesforce_refresh_token_once(&self, ws: WorkspaceId) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT ciphertext FROM secrets WHERE workspace_id = $1 AND name = $2")
-            .bind(ws.to_string())
-            .bind(REFRESH_TOKEN)
-            .fetch_optional(&self.pools.read)
-            .await?;
-        row.map(|r| {
-            let data: Vec<u8> = r.try_get("ciphertext")?;
-            self.cipher
-                .decrypt(&Self::refresh_token_context(ws), &data)
-                .map_err(|e| corrupt("salesforce refresh token", e))
-        })
-        .transpose()
+        crate::Store::get_secret(self, ws, REFRESH_TOKEN).await
     }
 
     pub(crate) async fn delete_salesforce_connection_once(&self, ws: WorkspaceId, now: DateTime<Utc>) -> Result<()> {
@@ -458,14 +469,7 @@ impl SqlStore {
         ] {
             sqlx::query(sql).bind(ws.to_string()).execute(&mut *tx).await?;
         }
-        sqlx::query(
-            "UPDATE salesforce_syncs SET state = 'failed', last_error = 'Salesforce was disconnected', \
-             finished_at = $2, updated_at = $2 WHERE workspace_id = $1 AND state = 'running'",
-        )
-        .bind(ws.to_string())
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
+        fail_running_syncs(&mut tx, ws, "Salesforce was disconnected", now).await?;
         sqlx::query(
             "UPDATE salesforce_actions SET state = 'dead', last_error = 'Salesforce was disconnected', done_at = $2 \
              WHERE workspace_id = $1 AND state = 'pending'",
@@ -663,19 +667,7 @@ impl SqlStore {
         if held.rows_affected() == 0 {
             return Err(Error::Conflict("the sync lease was lost".into()));
         }
-        let saved = sqlx::query(
-            "UPDATE salesforce_syncs SET progress = $3, rows = $4, last_error = $5, updated_at = $6 \
-             WHERE workspace_id = $1 AND id = $2 AND state = 'running'",
-        )
-        .bind(ws.to_string())
-        .bind(sync.id.to_string())
-        .bind(json_of("sync progress", &sync.objects)?)
-        .bind(sync.rows as i64)
-        .bind(sync.last_error.clone())
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        if saved.rows_affected() == 0 {
+        if write_progress(&mut tx, ws, sync, now).await? == 0 {
             return Err(Error::Conflict("the sync is no longer running".into()));
         }
         tx.commit().await?;
@@ -757,18 +749,7 @@ impl SqlStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.pools.write.begin().await?;
-        sqlx::query(
-            "UPDATE salesforce_syncs SET progress = $3, rows = $4, last_error = $5, updated_at = $6 \
-             WHERE workspace_id = $1 AND id = $2 AND state = 'running'",
-        )
-        .bind(ws.to_string())
-        .bind(sync.id.to_string())
-        .bind(json_of("sync progress", &sync.objects)?)
-        .bind(sync.rows as i64)
-        .bind(sync.last_error.clone())
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
+        write_progress(&mut tx, ws, sync, now).await?;
         sqlx::query(
             "UPDATE salesforce_connections SET sync_lease_until = NULL, next_sync_at = $2 WHERE workspace_id = $1",
         )
@@ -893,12 +874,7 @@ impl SqlStore {
         Ok(n)
     }
 
-    async fn upsert_crm_records(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        ws: WorkspaceId,
-        rows: &[CrmRecord],
-    ) -> Result<u64> {
+    async fn upsert_crm_records(&self, tx: &mut Tx, ws: WorkspaceId, rows: &[CrmRecord]) -> Result<u64> {
         let ws_s = ws.to_string();
         let mut n = 0;
         for chunk in rows.chunks(CHUNK) {
@@ -929,7 +905,7 @@ impl SqlStore {
 
     async fn crm_external_ids_in(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut Tx,
         ws: WorkspaceId,
         sf_ids: &[&str],
     ) -> Result<HashMap<String, String>> {

@@ -91,6 +91,11 @@ where
     }
 }
 
+/// What a secret's encryption is bound to: its workspace and name.
+pub(crate) fn secret_context(ws: WorkspaceId, name: &str) -> String {
+    format!("{ws}/{name}")
+}
+
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -1649,7 +1654,7 @@ impl Store for SqlStore {
     }
 
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()> {
-        let sealed = self.cipher.encrypt(&format!("{ws}/{name}"), plaintext);
+        let sealed = self.cipher.encrypt(&secret_context(ws, name), plaintext);
         sqlx::query(
             "INSERT INTO secrets (workspace_id, name, ciphertext, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (workspace_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
@@ -1674,7 +1679,7 @@ impl Store for SqlStore {
             Some(r) => {
                 let data: Vec<u8> = r.try_get("ciphertext")?;
                 self.cipher
-                    .decrypt(&format!("{ws}/{name}"), &data)
+                    .decrypt(&secret_context(ws, name), &data)
                     .map(Some)
                     .map_err(|e| corrupt("secret", e))
             }

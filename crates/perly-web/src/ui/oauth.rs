@@ -151,11 +151,13 @@ async fn connect(
         Platform::Slack => perly_delivery::slack::oauth::authorize_url(client, &uri, &oauth_state),
         Platform::Discord => perly_delivery::discord::oauth::authorize_url(client, &uri, &oauth_state),
     };
-    let location = HeaderValue::from_str(&url).map_err(|_| {
-        tracing::error!(
-            provider = p.as_str(),
-            "the OAuth authorize URL is not a valid header value"
-        );
+    to_vendor(&url, p.as_str())
+}
+
+/// `303 See Other` to a vendor's consent page, never cached.
+pub(super) fn to_vendor(url: &str, provider: &str) -> Result<Response, UiError> {
+    let location = HeaderValue::from_str(url).map_err(|_| {
+        tracing::error!(provider, "the OAuth authorize URL is not a valid header value");
         UiError::Internal
     })?;
     let mut resp = StatusCode::SEE_OTHER.into_response();
@@ -179,7 +181,7 @@ fn callback_message(state: &AppState, user: &CurrentUser, text: &str) -> Respons
 }
 
 /// A flash-sized vendor message (the flash travels in a cookie).
-fn short(text: &str) -> String {
+pub(super) fn short(text: &str) -> String {
     const MAX: usize = 400;
     if text.chars().count() <= MAX {
         text.to_owned()

@@ -8,14 +8,15 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use perly_domain::salesforce::{Environment, SyncSettings};
 use perly_store::{ObjectState, SalesforceConnection};
 
 use super::channels::{allow_form_targets, origin_of};
+use super::oauth::{short, to_vendor};
 use super::session::CurrentUser;
 use super::{redirect_with_flash, render, take_flash, when, Flash, Nav, UiError};
 use crate::api::salesforce::{check_settings, request_sync, status_of, SyncStatus};
@@ -205,16 +206,6 @@ fn flash_error(state: &AppState, e: &ConnectError) -> Response {
     redirect_with_flash(state, PAGE, "error", &short(&e.to_string()))
 }
 
-/// A flash-sized message (the flash travels in a cookie).
-fn short(text: &str) -> String {
-    const MAX: usize = 400;
-    if text.chars().count() <= MAX {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(MAX).collect::<String>())
-    }
-}
-
 /// `POST /integrations/salesforce/connect` (org type, My Domain URL).
 async fn connect(
     State(state): State<AppState>,
@@ -239,12 +230,7 @@ async fn connect(
         Err(ConnectError::Store(e)) => return Err(e.into()),
         Err(e) => return Ok(flash_error(&state, &e)),
     };
-    let location = HeaderValue::from_str(url.as_str()).map_err(|_| UiError::Internal)?;
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    resp.headers_mut().insert(header::LOCATION, location);
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    to_vendor(url.as_str(), crate::salesforce::PROVIDER)
 }
 
 /// `GET /integrations/salesforce/callback?code=&state=` (or `?error=`).

@@ -12,14 +12,14 @@ use crate::helpers::*;
 use crate::web::{add_user, WebClient};
 
 /// The vendor's side, as a browser would see it (no redirects followed).
-fn vendor_browser() -> reqwest::Client {
+pub(crate) fn vendor_browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
 }
 
-fn location(headers: &reqwest::header::HeaderMap) -> String {
+pub(crate) fn location(headers: &reqwest::header::HeaderMap) -> String {
     headers
         .get("location")
         .and_then(|v| v.to_str().ok())
@@ -27,7 +27,7 @@ fn location(headers: &reqwest::header::HeaderMap) -> String {
         .to_owned()
 }
 
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     s.replace("&amp;", "&")
         .replace("&#x2f;", "/")
         .replace("&#47;", "/")

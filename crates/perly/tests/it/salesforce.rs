@@ -11,31 +11,8 @@ use perly_store::Role;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::oauth::{location, unescape, vendor_browser};
 use crate::web::{add_user, WebClient};
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-fn location(headers: &reqwest::header::HeaderMap) -> String {
-    headers
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&amp;", "&")
-        .replace("&#x2f;", "/")
-        .replace("&#47;", "/")
-        .replace("&quot;", "\"")
-        .replace("&#34;", "\"")
-        .replace("&#39;", "'")
-}
 
 /// Every `<input … name= value=>` of the stand-in's login and consent form.
 fn form_fields(html: &str) -> Vec<(String, String)> {
@@ -81,7 +58,7 @@ async fn start(web: &WebClient, environment: &str, my_domain: &str) -> (u16, Str
 
 /// Signs in on the stand-in and allows or denies: Perly's callback URL.
 async fn consent(authorize: &str, decision: &str) -> String {
-    let b = browser();
+    let b = vendor_browser();
     let page = b.get(authorize).send().await.expect("authorize page");
     assert_eq!(page.status(), 200, "{authorize}");
     let html = page.text().await.expect("html");
