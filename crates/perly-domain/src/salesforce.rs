@@ -296,6 +296,112 @@ impl AutomationRule {
     }
 }
 
+/// What an automation rule does for an alert: one of each per alert at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Task,
+    Chatter,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Task => "task",
+            Self::Chatter => "chatter",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "task" => Some(Self::Task),
+            "chatter" => Some(Self::Chatter),
+            _ => None,
+        }
+    }
+}
+
+/// A queued Task or Chatter post, as the rule and the alert decided it when
+/// the alert was recorded: what the Salesforce side needs to write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ActionDraft {
+    pub rule_name: String,
+    pub customer_name: String,
+    /// For the link to the customer's Perly profile.
+    pub customer_external_id: String,
+    pub alert_kind: AlertKind,
+    pub risk_level: RiskLevel,
+    pub score: i64,
+    pub delta: i64,
+    pub headline: String,
+    pub signals: Vec<String>,
+    pub suggested_action: String,
+    /// Task only: the filled-in subject, due date and priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskDraft>,
+}
+
+/// The Task part of an [`ActionDraft`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskDraft {
+    pub subject: String,
+    #[schema(value_type = String, format = Date)]
+    pub due: chrono::NaiveDate,
+    pub priority: TaskPriority,
+}
+
+/// The facts of a newly recorded alert that rules look at and actions carry.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertContext<'a> {
+    pub alert: &'a crate::alerts::AlertDraft,
+    pub customer_name: &'a str,
+    pub customer_external_id: &'a str,
+}
+
+impl AutomationRule {
+    /// The actions this rule takes for an alert (none when it does not match).
+    pub fn actions_for(&self, cx: &AlertContext<'_>) -> Vec<(ActionKind, ActionDraft)> {
+        let a = cx.alert;
+        let facts = AlertFacts {
+            kind: a.kind,
+            risk_level: a.risk_level,
+            delta: a.delta,
+        };
+        if !self.matches(&facts) {
+            return Vec::new();
+        }
+        let draft = |task: Option<TaskDraft>| ActionDraft {
+            rule_name: self.name.clone(),
+            customer_name: cx.customer_name.to_owned(),
+            customer_external_id: cx.customer_external_id.to_owned(),
+            alert_kind: a.kind,
+            risk_level: a.risk_level,
+            score: a.score,
+            delta: a.delta,
+            headline: a.headline.clone(),
+            signals: a.signals.clone(),
+            suggested_action: a.suggested_action.clone(),
+            task,
+        };
+        let mut out = Vec::new();
+        if let Some(t) = &self.task {
+            let due = a.occurred_at.date_naive() + chrono::Days::new(u64::from(t.due_in_days));
+            out.push((
+                ActionKind::Task,
+                draft(Some(TaskDraft {
+                    subject: Self::task_subject(t, cx.customer_name, a.risk_level),
+                    due,
+                    priority: t.priority,
+                })),
+            ));
+        }
+        if self.chatter.is_some() {
+            out.push((ActionKind::Chatter, draft(None)));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,8 @@
 //! - [`pull`]: one sync run, object by object, through Bulk query jobs,
 //!   resumable from its saved progress.
 //! - [`sync`]: the worker that claims due syncs and records how they end.
+//! - [`outbox`]: the worker that pushes scores onto Accounts and creates
+//!   the Tasks and Chatter posts automation rules queue.
 //!
 //! Secrets (`client_secret`, tokens, PKCE verifier) are
 //! [`secrecy::SecretString`]s and never logged; types holding them redact
@@ -38,6 +40,7 @@ pub mod fields;
 pub mod limits;
 pub mod oauth;
 pub mod orgs;
+pub mod outbox;
 pub mod permissions;
 pub mod pull;
 pub mod rest;

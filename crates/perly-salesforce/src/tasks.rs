@@ -4,30 +4,13 @@
 //! alert never makes the create fail with `STRING_TOO_LONG`.
 
 use chrono::NaiveDate;
+use perly_domain::salesforce::TaskPriority;
 use serde_json::{json, Value};
 
 /// `Subject` holds at most this many characters.
 pub const SUBJECT_MAX: usize = 255;
 /// `Description` (Comments) holds at most this many characters.
 pub const DESCRIPTION_MAX: usize = 32_000;
-
-/// Task priority, as the standard picklist spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    High,
-    Normal,
-    Low,
-}
-
-impl Priority {
-    fn as_str(self) -> &'static str {
-        match self {
-            Priority::High => "High",
-            Priority::Normal => "Normal",
-            Priority::Low => "Low",
-        }
-    }
-}
 
 /// A task to create, `Not Started`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +22,12 @@ pub struct NewTask {
     pub owner_id: Option<String>,
     /// The due date.
     pub activity_date: NaiveDate,
-    pub priority: Priority,
+    pub priority: TaskPriority,
     pub description: String,
 }
 
 /// `text` cut to `max` characters (not bytes), ending in `…` when cut.
-fn cut(text: &str, max: usize) -> String {
+pub fn cut(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         None => text.to_string(),
         Some(_) => {
@@ -84,7 +67,7 @@ mod tests {
             what_id: "0015e00000AbCdEAAV".into(),
             owner_id: Some("0055e000001AbCdAAA".into()),
             activity_date: NaiveDate::from_ymd_opt(2024, 6, 4).unwrap(),
-            priority: Priority::High,
+            priority: TaskPriority::High,
             description: "Signals: Login frequency down 60%; Payment failed twice; Support tickets up.\nSuggested action: Schedule a check-in call with the account owner.\nPerly profile: https://perly.example.com/customers/acme".into(),
         }
     }

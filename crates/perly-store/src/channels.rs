@@ -94,6 +94,7 @@ fn channel_from(row: &AnyRow, pending: &HashMap<String, i64>) -> Result<Channel>
 /// A newly recorded alert, as routing needs it.
 pub(crate) struct NewAlert<'a> {
     pub id: String,
+    pub customer_id: &'a str,
     pub draft: &'a perly_domain::alerts::AlertDraft,
 }
 

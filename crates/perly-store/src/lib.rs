@@ -15,20 +15,25 @@ pub mod cipher;
 pub mod db;
 pub mod model;
 pub mod salesforce;
+pub mod salesforce_outbox;
 pub mod sql;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::Event;
-use perly_domain::ids::{ApiKeyId, ChannelId, UserId, WorkspaceId};
-use perly_domain::salesforce::SyncSettings;
+use perly_domain::ids::{ActionId, ApiKeyId, ChannelId, RuleId, UserId, WorkspaceId};
+use perly_domain::salesforce::{AutomationRule, SyncSettings};
 use perly_domain::scorecard::Scorecard;
 
 pub use model::*;
 pub use salesforce::{
     ApiUsageSeen, AppliedAccounts, CrmRecord, NewSalesforceConnection, ObjectProgress, ObjectState, PulledAccount,
     SalesforceConnection, SalesforceSync, SyncClaim, SyncState, SYNC_OBJECTS,
+};
+pub use salesforce_outbox::{
+    action_marker, ActionOutcome, ActionState, ClaimedActions, ClaimedPushes, PushAck, PushOutcome, PushStatus,
+    SalesforceAction, SalesforceRule, ScorePush,
 };
 
 /// What can go wrong in the store, as the caller must decide on it.
@@ -292,6 +297,52 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<std::collections::HashMap<String, String>>;
     /// A customer's pulled contacts, roles, opportunities and activities.
     async fn crm_records_for(&self, ws: WorkspaceId, external_id: &str) -> Result<Vec<CrmRecord>>;
+
+    // Salesforce outboxes: score pushes and automation actions, and the rules.
+    /// Leases up to `limit` due score pushes of one workspace (any workspace
+    /// whose connection may be called now; the one unscoped outbox query).
+    async fn claim_salesforce_pushes(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<ClaimedPushes>>;
+    /// Records how each claimed push went and releases it.
+    async fn ack_salesforce_pushes(&self, ws: WorkspaceId, acks: &[PushAck], now: DateTime<Utc>) -> Result<()>;
+    async fn salesforce_push_status(&self, ws: WorkspaceId) -> Result<PushStatus>;
+    /// Saves a (validated) rule.
+    async fn create_salesforce_rule(
+        &self,
+        ws: WorkspaceId,
+        rule: &AutomationRule,
+        now: DateTime<Utc>,
+    ) -> Result<SalesforceRule>;
+    async fn salesforce_rule(&self, ws: WorkspaceId, id: RuleId) -> Result<Option<SalesforceRule>>;
+    async fn salesforce_rules(&self, ws: WorkspaceId) -> Result<Vec<SalesforceRule>>;
+    async fn update_salesforce_rule(
+        &self,
+        ws: WorkspaceId,
+        id: RuleId,
+        rule: &AutomationRule,
+        now: DateTime<Utc>,
+    ) -> Result<SalesforceRule>;
+    async fn delete_salesforce_rule(&self, ws: WorkspaceId, id: RuleId) -> Result<()>;
+    /// Leases up to `limit` due actions of one workspace; each claim counts an attempt.
+    async fn claim_salesforce_actions(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<ClaimedActions>>;
+    async fn ack_salesforce_action(
+        &self,
+        ws: WorkspaceId,
+        id: ActionId,
+        outcome: &ActionOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Newest first.
+    async fn salesforce_actions(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<SalesforceAction>>;
 
     // Secrets (encrypted with the configured key before they reach the database).
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()>;

@@ -863,6 +863,16 @@ impl SqlStore {
             })
             .collect();
         self.upsert_crm_records(&mut tx, ws, &records).await?;
+        let live_ids: Vec<String> = live.iter().map(|r| r.sf_id.clone()).collect();
+        crate::salesforce_outbox::queue_score_pushes(
+            self,
+            &mut tx,
+            ws,
+            &live_ids,
+            crate::salesforce_outbox::PushesFor::Accounts,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -14,9 +14,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use perly_domain::alerts::AlertState;
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::Event;
-use perly_domain::ids::{AlertId, ApiKeyId, ChannelId, CustomerId, UserId, WorkspaceId};
+use perly_domain::ids::{ActionId, AlertId, ApiKeyId, ChannelId, CustomerId, RuleId, UserId, WorkspaceId};
 use perly_domain::rollup::Rollup;
-use perly_domain::salesforce::SyncSettings;
+use perly_domain::salesforce::{AutomationRule, SyncSettings};
 use perly_domain::scorecard::Scorecard;
 use perly_domain::scoring::{CustomerFacts, Score};
 use sqlx::any::AnyRow;
@@ -28,6 +28,9 @@ use crate::db::{Dialect, Pools};
 use crate::model::*;
 use crate::salesforce::{
     AppliedAccounts, CrmRecord, NewSalesforceConnection, PulledAccount, SalesforceConnection, SalesforceSync, SyncClaim,
+};
+use crate::salesforce_outbox::{
+    ActionOutcome, ClaimedActions, ClaimedPushes, PushAck, PushStatus, SalesforceAction, SalesforceRule,
 };
 use crate::{Error, Result, Store};
 
@@ -802,10 +805,25 @@ impl SqlStore {
                 .iter()
                 .zip(ids)
                 .filter(|(_, id)| new_ids.contains(id))
-                .map(|((_, a, _), id)| crate::channels::NewAlert { id, draft: a })
+                .map(|((cid, a, _), id)| crate::channels::NewAlert {
+                    id,
+                    customer_id: cid,
+                    draft: a,
+                })
                 .collect();
             crate::channels::route_alerts(self, &mut tx, ws, &fresh, now).await?;
+            crate::salesforce_outbox::queue_actions(self, &mut tx, ws, &fresh, now).await?;
         }
+        let scored_ids: Vec<String> = scored.iter().map(|s| s.0.clone()).collect();
+        crate::salesforce_outbox::queue_score_pushes(
+            self,
+            &mut tx,
+            ws,
+            &scored_ids,
+            crate::salesforce_outbox::PushesFor::Customers,
+            now,
+        )
+        .await?;
         for chunk in unscored.chunks(IN_CHUNK) {
             let sql = format!(
                 "UPDATE customers SET scored_at = $1 WHERE workspace_id = $2 AND id IN ({})",
@@ -1651,6 +1669,77 @@ impl Store for SqlStore {
 
     async fn crm_records_for(&self, ws: WorkspaceId, external_id: &str) -> Result<Vec<CrmRecord>> {
         self.crm_records_for_once(ws, external_id).await
+    }
+
+    async fn claim_salesforce_pushes(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<ClaimedPushes>> {
+        retry_conflicts(|| self.claim_salesforce_pushes_once(limit, now, lease)).await
+    }
+
+    async fn ack_salesforce_pushes(&self, ws: WorkspaceId, acks: &[PushAck], now: DateTime<Utc>) -> Result<()> {
+        retry_conflicts(|| self.ack_salesforce_pushes_once(ws, acks, now)).await
+    }
+
+    async fn salesforce_push_status(&self, ws: WorkspaceId) -> Result<PushStatus> {
+        self.salesforce_push_status_once(ws).await
+    }
+
+    async fn create_salesforce_rule(
+        &self,
+        ws: WorkspaceId,
+        rule: &AutomationRule,
+        now: DateTime<Utc>,
+    ) -> Result<SalesforceRule> {
+        self.create_salesforce_rule_once(ws, rule, now).await
+    }
+
+    async fn salesforce_rule(&self, ws: WorkspaceId, id: RuleId) -> Result<Option<SalesforceRule>> {
+        self.salesforce_rule_once(ws, id).await
+    }
+
+    async fn salesforce_rules(&self, ws: WorkspaceId) -> Result<Vec<SalesforceRule>> {
+        self.salesforce_rules_once(ws).await
+    }
+
+    async fn update_salesforce_rule(
+        &self,
+        ws: WorkspaceId,
+        id: RuleId,
+        rule: &AutomationRule,
+        now: DateTime<Utc>,
+    ) -> Result<SalesforceRule> {
+        self.update_salesforce_rule_once(ws, id, rule, now).await
+    }
+
+    async fn delete_salesforce_rule(&self, ws: WorkspaceId, id: RuleId) -> Result<()> {
+        self.delete_salesforce_rule_once(ws, id).await
+    }
+
+    async fn claim_salesforce_actions(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<ClaimedActions>> {
+        retry_conflicts(|| self.claim_salesforce_actions_once(limit, now, lease)).await
+    }
+
+    async fn ack_salesforce_action(
+        &self,
+        ws: WorkspaceId,
+        id: ActionId,
+        outcome: &ActionOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.ack_salesforce_action_once(ws, id, outcome, now).await
+    }
+
+    async fn salesforce_actions(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<SalesforceAction>> {
+        self.salesforce_actions_once(ws, limit).await
     }
 
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()> {

@@ -41,6 +41,8 @@ pub struct SalesforceSetup {
     /// `PERLY_SALESFORCE__SANDBOX_LOGIN_URL`
     pub sandbox_login_url: String,
     pub wake_sync: Arc<Notify>,
+    /// The outbox worker (score pushes, Tasks, Chatter posts).
+    pub wake_outbox: Arc<Notify>,
 }
 
 /// Why a connection could not be made (or used), in words for the admin.
@@ -217,6 +219,13 @@ pub async fn finish(
     };
     let now = state.now();
     let conn = state.store.save_salesforce_connection(ws, &new, now).await?;
+    // Perly's fields: made now when missing, left alone when present. A
+    // failure is kept on the connection (settings show it) and retried
+    // before the first push; the connection itself stands.
+    if let Err(e) = perly_salesforce::outbox::ensure_fields(state.store.as_ref(), ws, &client, now).await {
+        tracing::warn!(workspace_id = %ws, error = %e, "could not make Perly's fields in Salesforce yet");
+    }
+    let conn = state.store.salesforce_connection(ws).await?.unwrap_or(conn);
     setup.orgs.remember(ws, conn.connected_at, client);
     state.store.request_salesforce_sync(ws, now).await?;
     setup.wake_sync.notify_one();

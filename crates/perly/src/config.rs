@@ -110,6 +110,12 @@ pub struct SyncConfig {
     pub job_poll_ms: u64,
     /// Pause after Salesforce's limit answer or with Perly's share used up (minutes).
     pub limit_pause_minutes: i64,
+    /// How often the outbox worker (score pushes, Tasks, Chatter posts)
+    /// looks for due work when not woken (milliseconds).
+    pub outbox_poll_ms: u64,
+    /// First wait before retrying a push or action after a transient
+    /// failure (seconds); it doubles per attempt, up to an hour.
+    pub outbox_retry_secs: i64,
 }
 
 impl Default for SyncConfig {
@@ -120,6 +126,8 @@ impl Default for SyncConfig {
             poll_interval_ms: 5_000,
             job_poll_ms: 500,
             limit_pause_minutes: 30,
+            outbox_poll_ms: 1_000,
+            outbox_retry_secs: 15,
         }
     }
 }
@@ -132,6 +140,17 @@ impl SyncConfig {
             poll: std::time::Duration::from_millis(self.poll_interval_ms.clamp(10, 600_000)),
             limit_pause: chrono::Duration::minutes(self.limit_pause_minutes.clamp(1, 24 * 60)),
             ..perly_salesforce::sync::SyncSettings::default()
+        }
+    }
+
+    pub fn outbox_settings(&self, public_url: &str) -> perly_salesforce::outbox::OutboxSettings {
+        perly_salesforce::outbox::OutboxSettings {
+            public_url: public_url.to_owned(),
+            lease: chrono::Duration::seconds(self.lease_secs.clamp(5, 3_600) as i64),
+            poll: std::time::Duration::from_millis(self.outbox_poll_ms.clamp(10, 600_000)),
+            retry_after: chrono::Duration::seconds(self.outbox_retry_secs.clamp(0, 3_600)),
+            limit_pause: chrono::Duration::minutes(self.limit_pause_minutes.clamp(1, 24 * 60)),
+            ..perly_salesforce::outbox::OutboxSettings::default()
         }
     }
 }

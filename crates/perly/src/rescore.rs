@@ -42,6 +42,8 @@ pub struct Rescorer {
     batch: usize,
     /// Woken when new alerts (and their outbox rows) are recorded.
     delivery: Option<Arc<Notify>>,
+    /// Woken whenever scores are recorded (the Salesforce outbox).
+    scores: Option<Arc<Notify>>,
 }
 
 impl Rescorer {
@@ -50,12 +52,19 @@ impl Rescorer {
             store,
             batch: batch.max(1),
             delivery: None,
+            scores: None,
         }
     }
 
     /// Wakes the delivery worker whenever a batch records alerts.
     pub fn waking(mut self, delivery: Arc<Notify>) -> Self {
         self.delivery = Some(delivery);
+        self
+    }
+
+    /// Wakes the Salesforce outbox whenever a batch records scores.
+    pub fn waking_on_scores(mut self, outbox: Arc<Notify>) -> Self {
+        self.scores = Some(outbox);
         self
     }
 
@@ -84,6 +93,9 @@ impl Rescorer {
                 .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
                 stats.scored += results.len();
                 let alerts = self.store.record_scores(ws, &results, at).await?;
+                if let Some(s) = &self.scores {
+                    s.notify_one();
+                }
                 if alerts > 0 {
                     if let Some(d) = &self.delivery {
                         d.notify_one();

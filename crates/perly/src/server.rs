@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use perly_delivery::oauth::OAuthClient;
 use perly_delivery::worker::Deliverer;
 use perly_salesforce::orgs::Orgs;
+use perly_salesforce::outbox::Outbox;
 use perly_salesforce::sync::Syncer;
 use perly_web::channels::Integrations;
 use perly_web::salesforce::SalesforceSetup;
@@ -102,6 +103,7 @@ pub fn salesforce(settings: &Settings, store: Arc<dyn Store>, public_url: &str) 
         login_url: trim(&v.login_url, "https://login.salesforce.com"),
         sandbox_login_url: trim(&v.sandbox_login_url, "https://test.salesforce.com"),
         wake_sync: Arc::new(Notify::new()),
+        wake_outbox: Arc::new(Notify::new()),
     }
 }
 
@@ -188,8 +190,23 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
             cancel.clone(),
         )));
     }
+    if settings.sync.worker {
+        let worker = Outbox::new(
+            store.clone(),
+            state.salesforce.orgs.clone(),
+            settings.sync.outbox_settings(&state.public_url),
+        );
+        let clock = clock.clone();
+        tasks.push(tokio::spawn(worker.run(
+            Arc::new(move || clock.now()),
+            state.salesforce.wake_outbox.clone(),
+            cancel.clone(),
+        )));
+    }
     if settings.scoring.worker {
-        let worker = Rescorer::new(store, settings.scoring.batch_size).waking(state.deliver.clone());
+        let worker = Rescorer::new(store, settings.scoring.batch_size)
+            .waking(state.deliver.clone())
+            .waking_on_scores(state.salesforce.wake_outbox.clone());
         tasks.push(tokio::spawn(worker.run(
             clock,
             state.rescore.clone(),

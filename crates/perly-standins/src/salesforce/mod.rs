@@ -132,6 +132,15 @@ pub enum SalesforceFault {
     },
     /// Delay the next `times` calls by `delay_ms`.
     Slow { delay_ms: u64, times: u32 },
+    /// The next `times` `method` calls whose path contains `path_contains`
+    /// do their work (a record is created, say) and then answer 500
+    /// `UNKNOWN_EXCEPTION`, as when Salesforce times out after committing:
+    /// the client cannot know the record exists.
+    LoseResponses {
+        method: String,
+        path_contains: String,
+        times: u32,
+    },
 }
 
 /// One call the org answered.
@@ -217,6 +226,27 @@ impl State {
             self.faults.remove(i);
         }
         Some(s)
+    }
+
+    /// Uses up one `LoseResponses` fault for a `method` call to `path`.
+    pub(crate) fn take_lost_response(&mut self, path: &str, method: &str) -> bool {
+        let Some(i) = self.faults.iter().position(|f| match f {
+            SalesforceFault::LoseResponses {
+                method: m,
+                path_contains,
+                ..
+            } => m.eq_ignore_ascii_case(method) && path.contains(path_contains.as_str()),
+            _ => false,
+        }) else {
+            return false;
+        };
+        if let SalesforceFault::LoseResponses { times, .. } = &mut self.faults[i] {
+            *times = times.saturating_sub(1);
+            if *times == 0 {
+                self.faults.remove(i);
+            }
+        }
+        true
     }
 
     /// The pending per-record failure, if any: (ids, code, message). The

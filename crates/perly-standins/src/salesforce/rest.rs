@@ -178,6 +178,14 @@ pub(crate) async fn dispatch(
     };
     let parts: Vec<&str> = segments[1..].iter().map(String::as_str).collect();
     let response = route(&call, &parts).await;
+    // The call did its work; the answer is lost on the way back.
+    let lost = {
+        let mut st = org.lock();
+        st.take_lost_response(&path, call.method.as_str()).then_some(st.usage)
+    };
+    if let Some(usage) = lost {
+        return with_usage(status_fault(500), usage);
+    }
     let usage = if parts.first() == Some(&"limits") {
         usage
     } else {

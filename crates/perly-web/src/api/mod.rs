@@ -8,6 +8,7 @@ pub mod customers;
 pub mod events;
 pub mod openapi;
 pub mod salesforce;
+pub mod salesforce_rules;
 pub mod scorecard;
 
 use axum::extract::rejection::BytesRejection;
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .merge(channels::router())
         .merge(scorecard::router())
         .merge(salesforce::router())
+        .merge(salesforce_rules::router())
         .merge(openapi::router())
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

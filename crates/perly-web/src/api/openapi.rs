@@ -53,6 +53,13 @@ impl Modify for ApiKeyAuth {
         super::salesforce::update_settings,
         super::salesforce::sync_status,
         super::salesforce::sync_now,
+        super::salesforce::ensure_fields,
+        super::salesforce_rules::list,
+        super::salesforce_rules::create,
+        super::salesforce_rules::show,
+        super::salesforce_rules::update,
+        super::salesforce_rules::delete,
+        super::salesforce_rules::actions,
     ),
     modifiers(&ApiKeyAuth)
 )]

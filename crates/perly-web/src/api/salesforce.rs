@@ -10,7 +10,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use perly_domain::ids::WorkspaceId;
 use perly_domain::salesforce::SyncSettings;
-use perly_store::{SalesforceConnection, SalesforceSync};
+use perly_store::{PushStatus, SalesforceConnection, SalesforceSync};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/salesforce/permissions", post(check_permissions))
         .route("/api/v1/salesforce/settings", put(update_settings))
         .route("/api/v1/salesforce/fields", get(fields))
+        .route("/api/v1/salesforce/perly-fields", post(ensure_fields))
         .route("/api/v1/salesforce/sync", get(sync_status).post(sync_now))
 }
 
@@ -64,6 +65,8 @@ pub struct SalesforceStatus {
     pub status: &'static str,
     pub connection: Option<SalesforceConnection>,
     pub api_usage: Option<ApiUsage>,
+    /// The score push outbox: Accounts waiting, retrying, given up.
+    pub pushes: Option<PushStatus>,
 }
 
 /// The connection (never its tokens), its state and API usage.
@@ -84,11 +87,16 @@ pub async fn show(State(state): State<AppState>, ws: Workspace) -> Result<Json<S
             seen_at: u.at,
         })
     });
+    let pushes = match &conn {
+        Some(_) => Some(state.store.salesforce_push_status(ws.id).await?),
+        None => None,
+    };
     Ok(Json(SalesforceStatus {
         connected: conn.is_some(),
         status,
         connection: conn,
         api_usage,
+        pushes,
     }))
 }
 
@@ -108,6 +116,21 @@ pub async fn check_permissions(
     ws: Workspace,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(sf::recheck(&state, ws.id).await?))
+}
+
+/// Makes Perly's three Account fields and their access now (each only when
+/// missing) and answers their state, as also stored on the connection.
+#[utoipa::path(post, path = "/api/v1/salesforce/perly-fields", tag = "salesforce", security(("api_key" = [])),
+    responses((status = 200, body = Object), (status = 409, body = crate::error::ErrorBody),
+        (status = 502, body = crate::error::ErrorBody)))]
+pub async fn ensure_fields(State(state): State<AppState>, ws: Workspace) -> Result<Json<serde_json::Value>, ApiError> {
+    let (_, client) = sf::connected(&state, ws.id).await?;
+    let now = state.now();
+    let report = perly_salesforce::outbox::ensure_fields(state.store.as_ref(), ws.id, &client, now)
+        .await
+        .map_err(ConnectError::from)?;
+    state.salesforce.wake_outbox.notify_one();
+    Ok(Json(perly_salesforce::outbox::fields_json(&report, now)))
 }
 
 /// Fields an admin can pick, from the org's describe.

@@ -210,6 +210,21 @@ impl TestApp {
         syncer.run_once(Arc::new(move || clock.now())).await.expect("sync")
     }
 
+    /// Writes every due score push, Task and Chatter post at the test
+    /// clock's time.
+    pub async fn outbox(&self) -> perly_salesforce::outbox::OutboxStats {
+        let outbox = perly_salesforce::outbox::Outbox::new(
+            self.store.clone(),
+            self._running.state.salesforce.orgs.clone(),
+            perly_salesforce::outbox::OutboxSettings {
+                public_url: self.base.clone(),
+                ..Default::default()
+            },
+        );
+        let clock = self.clock.clone();
+        outbox.run_once(Arc::new(move || clock.now())).await.expect("outbox")
+    }
+
     /// The SQLite file, when the test runs on SQLite.
     pub fn database_file(&self) -> Option<std::path::PathBuf> {
         let path = self._dir.path().join("perly.db");

@@ -15,5 +15,6 @@ mod isolation;
 mod notifications;
 mod oauth;
 mod salesforce;
+mod salesforce_push;
 mod scoring;
 mod web;

@@ -30,7 +30,7 @@ fn form_fields(html: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn admin(app: &TestApp) -> WebClient {
+pub(crate) async fn admin(app: &TestApp) -> WebClient {
     add_user(app, "ana@example.com", Role::Admin).await;
     let web = WebClient::new(app);
     let (status, _) = web.sign_in("ana@example.com", "correct horse battery").await;
@@ -87,7 +87,7 @@ async fn callback(web: &WebClient, url: &str) -> (u16, String) {
 }
 
 /// Connects the workspace to an org type and returns the settings page.
-async fn connect(web: &WebClient, environment: &str, my_domain: &str) -> String {
+pub(crate) async fn connect(web: &WebClient, environment: &str, my_domain: &str) -> String {
     let (status, authorize) = start(web, environment, my_domain).await;
     assert_eq!(status, 303, "{authorize}");
     let back = consent(&authorize, "allow").await;
@@ -96,7 +96,7 @@ async fn connect(web: &WebClient, environment: &str, my_domain: &str) -> String 
     page
 }
 
-fn small_org() -> OrgSpec {
+pub(crate) fn small_org() -> OrgSpec {
     OrgSpec {
         accounts: 30,
         ..OrgSpec::default()
