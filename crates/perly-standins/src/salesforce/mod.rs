@@ -646,6 +646,13 @@ impl OrgHandle {
         self.inner.lock().tokens.revoke_all();
     }
 
+    /// A refresh token for the admin user, as if `client_id` had completed
+    /// the web-server flow with scopes `api refresh_token` (for tests and
+    /// benches that start past the OAuth dance).
+    pub fn issue_refresh_token(&self, client_id: &str) -> String {
+        self.inner.lock().tokens.issue_refresh(client_id, "api refresh_token")
+    }
+
     /// An access token for the admin user, as if a client had logged in
     /// (for tests that start past the OAuth dance).
     pub fn issue_token(&self, client_id: &str) -> String {

@@ -86,7 +86,7 @@ impl Tokens {
         token
     }
 
-    fn issue_refresh(&mut self, client_id: &str, scope: &str) -> String {
+    pub(crate) fn issue_refresh(&mut self, client_id: &str, scope: &str) -> String {
         let token = format!("5Aep861{}", grant::random_alnum(80));
         self.refresh.insert(
             token.clone(),

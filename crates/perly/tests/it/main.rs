@@ -15,6 +15,7 @@ mod isolation;
 mod notifications;
 mod oauth;
 mod salesforce;
+mod salesforce_crash;
 mod salesforce_push;
 mod scoring;
 mod web;
