@@ -10,6 +10,7 @@ pub mod chart;
 pub mod customers;
 pub mod oauth;
 pub mod salesforce;
+pub mod salesforce_rules;
 pub mod session;
 pub mod settings;
 
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .merge(settings::router())
         .merge(oauth::router())
         .merge(salesforce::router())
+        .merge(salesforce_rules::router())
         .merge(channels::router())
 }
 

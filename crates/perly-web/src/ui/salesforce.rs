@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route(PAGE, get(page))
         .route("/settings/salesforce/sync", post(sync_now))
         .route("/settings/salesforce/permissions", post(recheck))
+        .route("/settings/salesforce/fields", post(ensure_fields))
         .route("/settings/salesforce/settings", post(save_settings))
         .route("/settings/salesforce/disconnect", post(disconnect))
         .route(
@@ -79,6 +80,10 @@ struct SalesforcePage {
     objects: Vec<ObjectRow>,
     usage: String,
     paused_until: String,
+    fields_state: String,
+    fields_error: String,
+    push_summary: String,
+    push_error: String,
     external_id_field: String,
     account_fields: String,
     contact_fields: String,
@@ -103,6 +108,26 @@ fn missing_rows(conn: &SalesforceConnection) -> Vec<MissingRow> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// "Ready (made by Perly)", "Ready (already there)" or "Not ready".
+fn fields_state(fields: &serde_json::Value) -> String {
+    if fields.get("ready").and_then(|r| r.as_bool()) != Some(true) {
+        return if fields.is_null() {
+            "not checked yet".to_owned()
+        } else {
+            "not ready".to_owned()
+        };
+    }
+    let made = fields.get("fields").and_then(|f| f.as_array()).is_some_and(|f| {
+        f.iter()
+            .any(|f| f.get("field").and_then(|x| x.as_str()) == Some("created"))
+    });
+    if made {
+        "ready (Perly made them and gave itself access through the Perly_Integration permission set)".to_owned()
+    } else {
+        "ready (they were already there)".to_owned()
+    }
 }
 
 fn object_rows(status: &SyncStatus) -> Vec<ObjectRow> {
@@ -145,6 +170,8 @@ async fn page(State(state): State<AppState>, user: CurrentUser, headers: HeaderM
     let conn = state.store.salesforce_connection(ws).await?;
     let status = status_of(&state, ws).await.map_err(|_| UiError::Internal)?;
     let settings = conn.as_ref().map(|c| c.settings.clone()).unwrap_or_default();
+    let pushes = state.store.salesforce_push_status(ws).await?;
+    let fields = conn.as_ref().and_then(|c| c.fields.clone()).unwrap_or_default();
     let page = SalesforcePage {
         nav: Some(user.nav("settings")),
         flash,
@@ -192,6 +219,23 @@ async fn page(State(state): State<AppState>, user: CurrentUser, headers: HeaderM
             .filter(|t| *t > state.now())
             .map(when)
             .unwrap_or_default(),
+        fields_state: fields_state(&fields),
+        fields_error: fields
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        push_summary: format!(
+            "{} Account(s) waiting to be written ({} retrying), {} given up until their score changes.{}",
+            pushes.pending,
+            pushes.retrying,
+            pushes.given_up,
+            pushes
+                .last_pushed_at
+                .map(|t| format!(" Last written {}.", when(t)))
+                .unwrap_or_default()
+        ),
+        push_error: pushes.last_error.unwrap_or_default(),
         external_id_field: settings.external_id_field.clone().unwrap_or_default(),
         account_fields: settings.account_fields.join(", "),
         contact_fields: settings.contact_fields.join(", "),
@@ -300,6 +344,29 @@ async fn recheck(
         Err(ConnectError::Store(e)) => return Err(e.into()),
         Err(e) => flash_error(&state, &e),
     })
+}
+
+async fn ensure_fields(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    user.check_admin_form(&form)?;
+    let ws = user.session.workspace.id;
+    let client = match sf::connected(&state, ws).await {
+        Ok((_, c)) => c,
+        Err(ConnectError::Store(e)) => return Err(e.into()),
+        Err(e) => return Ok(flash_error(&state, &e)),
+    };
+    Ok(
+        match perly_salesforce::outbox::ensure_fields(state.store.as_ref(), ws, &client, state.now()).await {
+            Ok(_) => {
+                state.salesforce.wake_outbox.notify_one();
+                redirect_with_flash(&state, PAGE, "info", "Perly's fields are ready on Account.")
+            }
+            Err(e) => flash_error(&state, &ConnectError::from(e)),
+        },
+    )
 }
 
 fn list(raw: Option<&String>) -> Vec<String> {

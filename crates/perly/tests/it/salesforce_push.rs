@@ -324,3 +324,73 @@ async fn a_rule_without_an_action_or_a_condition_is_refused_by_name_and_nothing_
     let (status, _) = app.get("/api/v1/salesforce/rules/not-a-rule").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn automation_rules_are_managed_in_settings_and_bad_forms_are_explained() {
+    let app = spawn_app_with_salesforce(small_org()).await;
+    let web = admin(&app).await;
+    connect(&web, "production", "").await;
+    let (status, page, _) = web.get("/settings/salesforce").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Automation Rules"), "sub-tab link");
+    assert!(
+        page.contains("Fields: <strong>ready (Perly made them"),
+        "fields state shown"
+    );
+    let (status, page, _) = web.get("/settings/salesforce/rules").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("No rules yet."));
+    let csrf = crate::web::WebClient::csrf(&page);
+
+    // No action: refused, with the reason, and nothing saved.
+    let (status, _, headers) = web
+        .post(
+            "/settings/salesforce/rules",
+            &[("csrf", &csrf), ("name", "Only a condition"), ("min_risk", "high")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, page, _) = web.get(&crate::oauth::location(&headers)).await;
+    assert!(page.contains("a rule needs at least one action"), "{page}");
+    assert!(page.contains("No rules yet."));
+
+    let (status, _, headers) = web
+        .post(
+            "/settings/salesforce/rules",
+            &[
+                ("csrf", &csrf),
+                ("name", "Risky accounts"),
+                ("min_risk", "high"),
+                ("alert_kinds", "health_score_drop"),
+                ("task", "on"),
+                ("task_subject", "Call {customer}"),
+                ("task_due_in_days", "2"),
+                ("task_priority", "High"),
+                ("chatter", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, page, _) = web.get(&crate::oauth::location(&headers)).await;
+    assert!(page.contains("Rule “Risky accounts” added."), "{page}");
+    assert!(page.contains("health score drop, or risk High or above"), "{page}");
+    let (_, list) = app.get("/api/v1/salesforce/rules").await;
+    let rule = &list["items"][0];
+    assert_eq!(rule["name"], "Risky accounts");
+    assert_eq!(rule["task"]["priority"], "High");
+    assert_eq!(rule["chatter"], json!({}));
+    let id = rule["id"].as_str().unwrap_or_default().to_owned();
+
+    let (status, _, _) = web
+        .post(&format!("/settings/salesforce/rules/{id}/toggle"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, 303);
+    let (_, one) = app.get(&format!("/api/v1/salesforce/rules/{id}")).await;
+    assert_eq!(one["enabled"], false, "{one}");
+    let (status, _, _) = web
+        .post(&format!("/settings/salesforce/rules/{id}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, 303);
+    let (_, list) = app.get("/api/v1/salesforce/rules").await;
+    assert_eq!(list["items"], json!([]));
+}
