@@ -57,6 +57,47 @@ pub enum ActivityType {
     Other,
 }
 
+/// Where a CRM opportunity stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpportunityStatus {
+    Open,
+    Won,
+    Lost,
+    /// Deleted in the CRM: no longer counts.
+    Deleted,
+}
+
+/// What a CRM opportunity is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpportunityCategory {
+    Renewal,
+    Expansion,
+    NewBusiness,
+    Other,
+}
+
+impl OpportunityCategory {
+    /// From Salesforce's `Opportunity.Type` (standard values "Existing
+    /// Customer - Renewal", "Existing Customer - Upgrade", "New Customer", …).
+    pub fn from_type(t: &str) -> Self {
+        let t = t.to_ascii_lowercase();
+        if t.contains("renew") {
+            Self::Renewal
+        } else if ["upgrade", "upsell", "expan", "add-on", "addon", "cross"]
+            .iter()
+            .any(|w| t.contains(w))
+        {
+            Self::Expansion
+        } else if t.contains("new") {
+            Self::NewBusiness
+        } else {
+            Self::Other
+        }
+    }
+}
+
 /// The event types and their fields, exactly as the public contract names them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -115,6 +156,19 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subject: Option<String>,
     },
+    /// Extension: the state of a CRM opportunity (renewal, expansion, …) as
+    /// of `occurred_at`; the newest state of each opportunity counts.
+    CrmOpportunity {
+        opportunity_id: String,
+        status: OpportunityStatus,
+        category: OpportunityCategory,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amount: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        close_date: Option<chrono::NaiveDate>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage: Option<String>,
+    },
 }
 
 /// All event type names, for error messages and the OpenAPI document.
@@ -131,6 +185,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "nps_response",
     "plan_changed",
     "crm_activity",
+    "crm_opportunity",
 ];
 
 impl EventKind {
@@ -149,6 +204,7 @@ impl EventKind {
             Self::NpsResponse { .. } => "nps_response",
             Self::PlanChanged { .. } => "plan_changed",
             Self::CrmActivity { .. } => "crm_activity",
+            Self::CrmOpportunity { .. } => "crm_opportunity",
         }
     }
 }
@@ -376,6 +432,23 @@ pub fn parse_event(index: usize, value: &Value, now: DateTime<Utc>) -> Result<Ev
             activity_type: row.choice("activity_type", "call, email, meeting, other")?,
             subject: row.opt_text("subject", 500)?,
         },
+        "crm_opportunity" => {
+            let close_date = match row.opt_text("close_date", 10)? {
+                None => None,
+                Some(d) => Some(
+                    chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                        .map_err(|_| row.invalid("close_date", "`close_date` must be a date like 2026-12-31"))?,
+                ),
+            };
+            EventKind::CrmOpportunity {
+                opportunity_id: row.str("opportunity_id")?,
+                status: row.choice("status", "open, won, lost, deleted")?,
+                category: row.choice("category", "renewal, expansion, new_business, other")?,
+                amount: row.opt_amount("amount")?,
+                close_date,
+                stage: row.opt_text("stage", 255)?,
+            }
+        }
         other => {
             return Err(FieldError::new(
                 "unknown_event_type",
@@ -435,6 +508,7 @@ mod tests {
     #[case(json!({"type": "nps_response", "score": 10}))]
     #[case(json!({"type": "plan_changed", "plan": "pro", "mrr": 100}))]
     #[case(json!({"type": "crm_activity", "activity_type": "meeting"}))]
+    #[case(json!({"type": "crm_opportunity", "opportunity_id": "006A", "status": "open", "category": "renewal", "amount": 1200, "close_date": "2026-12-31"}))]
     fn every_public_event_type_parses(#[case] extra: Value) {
         let e = parse_event(0, &row(extra.clone()), now()).expect("valid event");
         assert_eq!(Some(e.kind.type_name()), extra["type"].as_str());

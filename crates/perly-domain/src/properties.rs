@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
 use crate::alerts::{detect, AlertState};
-use crate::event::{ActivityType, Event, EventKind, TicketPriority};
+use crate::event::{ActivityType, Event, EventKind, OpportunityCategory, OpportunityStatus, TicketPriority};
 use crate::rollup::Rollup;
 use crate::scorecard::{MeasureConfig, MeasureKind, Scorecard};
 use crate::scoring::{score, CustomerFacts};
@@ -63,6 +63,24 @@ fn kind() -> impl Strategy<Value = EventKind> {
         (0..3u8).prop_map(|a| EventKind::CrmActivity {
             activity_type: [ActivityType::Call, ActivityType::Email, ActivityType::Meeting][a as usize],
             subject: None,
+        }),
+        ((0..3u8), (0..4u8), (0..4u8)).prop_map(|(o, st, c)| EventKind::CrmOpportunity {
+            opportunity_id: format!("006{o}"),
+            status: [
+                OpportunityStatus::Open,
+                OpportunityStatus::Won,
+                OpportunityStatus::Lost,
+                OpportunityStatus::Deleted
+            ][st as usize],
+            category: [
+                OpportunityCategory::Renewal,
+                OpportunityCategory::Expansion,
+                OpportunityCategory::NewBusiness,
+                OpportunityCategory::Other
+            ][c as usize],
+            amount: Some(100.0),
+            close_date: None,
+            stage: None,
         }),
     ]
 }

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ActivityType, Event, EventKind, TicketPriority};
+use crate::event::{ActivityType, Event, EventKind, OpportunityCategory, OpportunityStatus, TicketPriority};
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -191,6 +191,19 @@ pub struct ActivityPoint {
     pub kind: ActivityType,
 }
 
+/// The newest known state of one CRM opportunity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OpportunityPoint {
+    pub key: u64,
+    /// When this state was recorded (the opportunity's last change).
+    pub at: i64,
+    pub status: OpportunityStatus,
+    pub category: OpportunityCategory,
+    pub amount: f64,
+    /// Days since the epoch of the close date.
+    pub close_day: Option<i32>,
+}
+
 /// Everything scoring needs about one customer, folded from its events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rollup {
@@ -214,6 +227,9 @@ pub struct Rollup {
     pub last_activity: Option<ActivityPoint>,
     /// How many CRM activities in the retention window (by day).
     pub activity_days: DayBits,
+    /// Sorted by key: the newest state of each opportunity changed within
+    /// the retention window.
+    pub opportunities: Vec<OpportunityPoint>,
 }
 
 fn upsert_sorted<T, K: Ord>(
@@ -361,6 +377,30 @@ impl Rollup {
                 }
                 self.activity_days.mark(day);
             }
+            EventKind::CrmOpportunity {
+                opportunity_id,
+                status,
+                category,
+                amount,
+                close_date,
+                ..
+            } => {
+                let p = OpportunityPoint {
+                    key: stable_hash(opportunity_id),
+                    at,
+                    status: *status,
+                    category: *category,
+                    amount: amount.unwrap_or(0.0),
+                    close_day: close_date.map(|d| (d - chrono::NaiveDate::default()).num_days() as i32),
+                };
+                let rank = |o: &OpportunityPoint| (o.at, o.status, o.category, o.close_day, o.amount.to_bits());
+                if let Some(o) = upsert_sorted(&mut self.opportunities, p.key, |o| o.key, || p) {
+                    // The newest state wins, whatever order the events came in.
+                    if rank(&p) > rank(o) {
+                        *o = p;
+                    }
+                }
+            }
         }
         if at > self.horizon {
             self.horizon = at;
@@ -448,6 +488,7 @@ impl Rollup {
         self.tickets.retain(|t| t.opened_at.is_some() || t.closed_at.is_some());
         self.payments.retain(|p| p.at >= cutoff);
         self.nps.retain(|p| p.at >= cutoff);
+        self.opportunities.retain(|o| o.at >= cutoff);
     }
 
     /// The latest seat point at or before `at`.

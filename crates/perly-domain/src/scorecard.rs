@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::risk::RiskBands;
 use crate::FieldError;
 
-/// The seven measures of the health score.
+/// The eight measures of the health score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MeasureKind {
@@ -27,10 +27,12 @@ pub enum MeasureKind {
     RelationshipRecency,
     /// Recent NPS responses, decaying toward neutral with age.
     Nps,
+    /// Renewal and expansion opportunities in the CRM: won, open, lost (0–1).
+    RenewalOutlook,
 }
 
 impl MeasureKind {
-    pub const ALL: [MeasureKind; 7] = [
+    pub const ALL: [MeasureKind; 8] = [
         Self::UsageTrend,
         Self::SeatUtilisation,
         Self::FeatureAdoption,
@@ -38,6 +40,7 @@ impl MeasureKind {
         Self::SupportLoad,
         Self::RelationshipRecency,
         Self::Nps,
+        Self::RenewalOutlook,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl MeasureKind {
             Self::SupportLoad => "support_load",
             Self::RelationshipRecency => "relationship_recency",
             Self::Nps => "nps",
+            Self::RenewalOutlook => "renewal_outlook",
         }
     }
 
@@ -62,6 +66,7 @@ impl MeasureKind {
             Self::SupportLoad => "no support tickets",
             Self::RelationshipRecency => "no CRM activity (calls, emails, meetings)",
             Self::Nps => "no NPS responses in the last 180 days",
+            Self::RenewalOutlook => "no CRM opportunities (renewals, expansions) changed in the last 180 days",
         }
     }
 }
@@ -132,13 +137,14 @@ impl Default for Scorecard {
     fn default() -> Self {
         let m = |weight, bad, good| MeasureConfig { weight, bad, good };
         let measures = BTreeMap::from([
-            (MeasureKind::UsageTrend, m(25.0, 0.5, 1.0)),
-            (MeasureKind::SeatUtilisation, m(15.0, 0.4, 0.85)),
-            (MeasureKind::FeatureAdoption, m(15.0, 1.0, 5.0)),
-            (MeasureKind::BillingHealth, m(20.0, 3.0, 0.0)),
-            (MeasureKind::SupportLoad, m(10.0, 8.0, 0.0)),
+            (MeasureKind::UsageTrend, m(22.0, 0.5, 1.0)),
+            (MeasureKind::SeatUtilisation, m(13.0, 0.4, 0.85)),
+            (MeasureKind::FeatureAdoption, m(13.0, 1.0, 5.0)),
+            (MeasureKind::BillingHealth, m(18.0, 3.0, 0.0)),
+            (MeasureKind::SupportLoad, m(9.0, 8.0, 0.0)),
             (MeasureKind::RelationshipRecency, m(10.0, 90.0, 14.0)),
             (MeasureKind::Nps, m(5.0, 3.0, 9.0)),
+            (MeasureKind::RenewalOutlook, m(10.0, 0.0, 1.0)),
         ]);
         Self {
             measures,

@@ -1,4 +1,4 @@
-//! The health score: a weighted scorecard over seven measures, each mapped to
+//! The health score: a weighted scorecard over eight measures, each mapped to
 //! 0–100 between two thresholds. A measure with no data is left out and its
 //! weight shared among the rest (the score says which data it is missing).
 //! Every score carries its contributions, the signals that cost it most in
@@ -349,7 +349,69 @@ fn measure(
             );
             Ok((f64::from(latest.score), points, detail))
         }
+        MeasureKind::RenewalOutlook => {
+            let (raw, detail) = renewal_outlook(r, today, now_ms).ok_or_else(no_data)?;
+            Ok((raw, cfg.points(raw), detail))
+        }
     }
+}
+
+/// The commercial outlook from CRM opportunities, 0 (a renewal lost) to 1
+/// (a renewal or expansion won), with the reason in words. Looks at what
+/// changed in the last 180 days and what is still open.
+fn renewal_outlook(r: &Rollup, today: i32, now_ms: i64) -> Option<(f64, String)> {
+    use crate::event::{OpportunityCategory as C, OpportunityStatus as S};
+    let live: Vec<_> = r
+        .opportunities
+        .iter()
+        .filter(|o| o.at <= now_ms && o.status != S::Deleted)
+        .collect();
+    if live.is_empty() {
+        return None;
+    }
+    let money = |a: f64| if a > 0.0 { format!(" ({:.0})", a) } else { String::new() };
+    let newest = |status: S, cats: &[C]| {
+        live.iter()
+            .filter(|o| o.status == status && cats.contains(&o.category))
+            .max_by_key(|o| o.at)
+            .copied()
+    };
+    if let Some(o) = newest(S::Lost, &[C::Renewal]) {
+        return Some((0.0, format!("Renewal opportunity lost{}", money(o.amount))));
+    }
+    if let Some(o) = newest(S::Won, &[C::Renewal, C::Expansion]) {
+        let what = if o.category == C::Renewal {
+            "Renewal"
+        } else {
+            "Expansion"
+        };
+        return Some((1.0, format!("{what} opportunity won{}", money(o.amount))));
+    }
+    if let Some(o) = newest(S::Open, &[C::Expansion]) {
+        return Some((0.8, format!("Expansion opportunity open{}", money(o.amount))));
+    }
+    let renewal = live
+        .iter()
+        .filter(|o| o.status == S::Open && o.category == C::Renewal)
+        .min_by_key(|o| o.close_day.unwrap_or(i32::MAX));
+    if let Some(o) = renewal {
+        return Some(match o.close_day.map(|d| d - today) {
+            Some(days) if days < 0 => (
+                0.25,
+                format!("Renewal opportunity overdue: close date passed {} days ago", -days),
+            ),
+            Some(days) if days <= 30 => (0.5, format!("Renewal opportunity closes in {days} days, still open")),
+            Some(days) => (0.7, format!("Renewal opportunity open, closes in {days} days")),
+            None => (0.6, "Renewal opportunity open".to_owned()),
+        });
+    }
+    if let Some(o) = newest(S::Won, &[C::NewBusiness, C::Other]) {
+        return Some((0.8, format!("Opportunity won{}", money(o.amount))));
+    }
+    if newest(S::Lost, &[C::Expansion, C::NewBusiness, C::Other]).is_some() {
+        return Some((0.4, "Opportunity lost".to_owned()));
+    }
+    Some((0.6, "Opportunity open".to_owned()))
 }
 
 /// The measures that cost the most (up to three), or what holds a healthy score up.
@@ -398,6 +460,7 @@ fn suggested_action(signals: &[Signal], measures: &[MeasureResult]) -> String {
         Some(MeasureKind::SeatUtilisation) => "Run an adoption session to get unused seats active",
         Some(MeasureKind::FeatureAdoption) => "Offer a training session on the features they are not using",
         Some(MeasureKind::BillingHealth) => "Contact the billing contact to update the payment method",
+        Some(MeasureKind::RenewalOutlook) => "Work the renewal with the account owner before it slips away",
         Some(MeasureKind::SupportLoad) => "Review open tickets with the support lead and escalate the urgent ones",
         Some(MeasureKind::RelationshipRecency) => "Reach out to the account: there has been no contact for weeks",
         Some(MeasureKind::Nps) => "Follow up on the low NPS response with the account owner",
@@ -417,6 +480,56 @@ fn suggested_action(signals: &[Signal], measures: &[MeasureResult]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    fn opportunity(
+        status: &str,
+        category: &str,
+        close: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        id: &str,
+    ) -> crate::event::Event {
+        crate::event::Event {
+            id: format!("{id}@{}", at.timestamp_millis()),
+            customer_id: "c".into(),
+            occurred_at: at,
+            kind: serde_json::from_value(serde_json::json!({
+                "type": "crm_opportunity", "opportunity_id": id, "status": status, "category": category,
+                "amount": 5000, "close_date": close,
+            }))
+            .expect("kind"),
+        }
+    }
+
+    #[test]
+    fn renewal_outlook_reads_the_newest_state_of_each_opportunity() {
+        let now = chrono::Utc::now();
+        let today = crate::rollup::day_of(now.timestamp_millis());
+        let outlook = |events: &[crate::event::Event]| {
+            let mut r = crate::rollup::Rollup::default();
+            for e in events {
+                r.apply(e);
+            }
+            renewal_outlook(&r, today, now.timestamp_millis())
+        };
+        assert_eq!(outlook(&[]), None);
+        let soon = (now + chrono::Duration::days(10)).date_naive().to_string();
+        let open = opportunity("open", "renewal", &soon, now - chrono::Duration::days(3), "006R");
+        let (raw, why) = outlook(std::slice::from_ref(&open)).expect("data");
+        assert_eq!(raw, 0.5, "{why}");
+        assert!(why.contains("closes in 10 days"), "{why}");
+        // The same renewal lost later: the newest state counts, in any order.
+        let lost = opportunity("lost", "renewal", &soon, now - chrono::Duration::days(1), "006R");
+        assert_eq!(outlook(&[open.clone(), lost.clone()]).map(|o| o.0), Some(0.0));
+        assert_eq!(outlook(&[lost.clone(), open.clone()]).map(|o| o.0), Some(0.0));
+        let won = opportunity("won", "expansion", &soon, now - chrono::Duration::days(2), "006E");
+        assert_eq!(outlook(&[open.clone(), won]).map(|o| o.0), Some(1.0));
+        let deleted = opportunity("deleted", "renewal", &soon, now, "006R");
+        assert_eq!(
+            outlook(&[open, lost, deleted]),
+            None,
+            "a deleted opportunity no longer counts"
+        );
+    }
     use super::*;
     use crate::event::{Event, EventKind};
     use chrono::{Duration, TimeZone};
@@ -474,7 +587,7 @@ mod tests {
         assert!(top.text.contains("10.0 → 4.0"), "{}", top.text);
         assert!(s.suggested_action.contains("check-in call"));
         assert_eq!(s.coverage.used, 1);
-        assert_eq!(s.coverage.summary, "based on 1 of 7 measures");
+        assert_eq!(s.coverage.summary, "based on 1 of 8 measures");
     }
 
     #[test]

@@ -182,28 +182,26 @@ impl Pull<'_> {
             }
             "Task" | "Event" => {
                 let rows: Vec<Activity> = page.rows.iter().filter_map(|r| activity(object, cells, r)).collect();
-                let mut accounts: Vec<&str> = rows.iter().map(|a| a.account.as_str()).collect();
-                accounts.sort_unstable();
-                accounts.dedup();
-                let customers = self.store.crm_external_ids(self.ws, &accounts).await?;
-                let events: Vec<Event> = rows
+                let events = rows
                     .iter()
                     .filter(|a| !a.deleted && a.at <= now)
-                    .filter_map(|a| {
-                        Some(Event {
-                            id: format!("salesforce:{}", a.id),
-                            customer_id: customers.get(&a.account)?.clone(),
-                            occurred_at: a.at,
-                            kind: EventKind::CrmActivity {
-                                activity_type: a.kind,
-                                subject: a.subject.clone(),
-                            },
-                        })
+                    .map(|a| {
+                        let kind = EventKind::CrmActivity {
+                            activity_type: a.kind,
+                            subject: a.subject.clone(),
+                        };
+                        (a.account.clone(), format!("salesforce:{}", a.id), a.at, kind)
                     })
                     .collect();
-                for chunk in events.chunks(1_000) {
-                    self.store.ingest_events(self.ws, chunk, now).await?;
-                }
+                self.ingest_on_accounts(events, now).await?;
+                Ok(rows.len() as u64)
+            }
+            "Opportunity" => {
+                // Kept for the profile, and each change is an event for the score.
+                let rows: Vec<CrmRecord> = page.rows.iter().filter_map(|r| record(object, cells, r)).collect();
+                self.store.apply_crm_records(self.ws, &rows).await?;
+                let events = rows.iter().filter_map(|r| opportunity_event(r, now)).collect();
+                self.ingest_on_accounts(events, now).await?;
                 Ok(rows.len() as u64)
             }
             _ => {
@@ -213,6 +211,74 @@ impl Pull<'_> {
             }
         }
     }
+}
+
+impl Pull<'_> {
+    /// Ingests events (Account Id, event id, time, kind) into the customers
+    /// of those Accounts; events of Accounts not pulled are left out.
+    async fn ingest_on_accounts(
+        &self,
+        rows: Vec<(String, String, DateTime<Utc>, EventKind)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), PullError> {
+        let mut accounts: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let customers = self.store.crm_external_ids(self.ws, &accounts).await?;
+        let events: Vec<Event> = rows
+            .into_iter()
+            .filter_map(|(account, id, occurred_at, kind)| {
+                Some(Event {
+                    id,
+                    customer_id: customers.get(&account)?.clone(),
+                    occurred_at,
+                    kind,
+                })
+            })
+            .collect();
+        for chunk in events.chunks(1_000) {
+            self.store.ingest_events(self.ws, chunk, now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// An Opportunity's state as a `crm_opportunity` event: one per change
+/// (the id carries the SystemModstamp), a deletion included.
+fn opportunity_event(r: &CrmRecord, now: DateTime<Utc>) -> Option<(String, String, DateTime<Utc>, EventKind)> {
+    use perly_domain::event::{OpportunityCategory, OpportunityStatus};
+    let account = r.account_sf_id.clone()?;
+    let text = |k: &str| r.data.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    let flag = |k: &str| {
+        r.data
+            .get(k)
+            .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
+    };
+    let status = match (r.deleted, flag("IsClosed"), flag("IsWon")) {
+        (true, _, _) => OpportunityStatus::Deleted,
+        (false, true, true) => OpportunityStatus::Won,
+        (false, true, false) => OpportunityStatus::Lost,
+        (false, false, _) => OpportunityStatus::Open,
+    };
+    let at = r.modstamp.min(now);
+    let kind = EventKind::CrmOpportunity {
+        opportunity_id: r.sf_id.clone(),
+        status,
+        category: OpportunityCategory::from_type(text("Type").unwrap_or_default()),
+        amount: r
+            .data
+            .get("Amount")
+            .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .filter(|a| a.is_finite() && *a >= 0.0),
+        close_date: text("CloseDate").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+        stage: text("StageName").map(str::to_owned),
+    };
+    Some((
+        account,
+        format!("salesforce:{}@{}", r.sf_id, r.modstamp.timestamp_millis()),
+        at,
+        kind,
+    ))
 }
 
 /// Fields pulled per object, besides `Id`, `IsDeleted` and `SystemModstamp`.
@@ -468,6 +534,58 @@ mod tests {
             &progress(None, Some("2026-12-01T12:00:00Z")),
         );
         assert!(first.ends_with("FROM Contact"));
+    }
+
+    #[test]
+    fn opportunities_become_one_event_per_change() {
+        use perly_domain::event::{OpportunityCategory, OpportunityStatus};
+        let now = Utc::now();
+        let mut data = Map::new();
+        for (k, v) in [
+            ("Type", "Existing Customer - Renewal"),
+            ("IsClosed", "true"),
+            ("IsWon", "false"),
+            ("Amount", "12000.5"),
+            ("CloseDate", "2026-11-30"),
+            ("StageName", "Closed Lost"),
+        ] {
+            data.insert(k.into(), Value::String(v.into()));
+        }
+        let r = CrmRecord {
+            object: "Opportunity".into(),
+            sf_id: "006A".into(),
+            account_sf_id: Some("001A".into()),
+            modstamp: now - chrono::Duration::hours(1),
+            deleted: false,
+            data,
+        };
+        let (account, id, _, kind) = opportunity_event(&r, now).unwrap();
+        assert_eq!(account, "001A");
+        assert_eq!(id, format!("salesforce:006A@{}", r.modstamp.timestamp_millis()));
+        let EventKind::CrmOpportunity {
+            status,
+            category,
+            amount,
+            close_date,
+            ..
+        } = kind
+        else {
+            panic!("an opportunity event");
+        };
+        assert_eq!(
+            (status, category),
+            (OpportunityStatus::Lost, OpportunityCategory::Renewal)
+        );
+        assert_eq!(amount, Some(12000.5));
+        assert_eq!(close_date.map(|d| d.to_string()).as_deref(), Some("2026-11-30"));
+        let gone = CrmRecord { deleted: true, ..r };
+        assert!(matches!(
+            opportunity_event(&gone, now).map(|e| e.3),
+            Some(EventKind::CrmOpportunity {
+                status: OpportunityStatus::Deleted,
+                ..
+            })
+        ));
     }
 
     #[test]

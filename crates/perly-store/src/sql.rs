@@ -48,7 +48,7 @@ const HOUR_MS: i64 = 3_600_000;
 const MARK_DIRTY: &str =
     "dirty = 1, version = rollups.version + 1, dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE $2 END";
 /// Rollup encoding version, written as the first byte.
-const ROLLUP_FORMAT: u8 = 1;
+const ROLLUP_FORMAT: u8 = 2;
 
 /// The SQL store.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use chrono::Duration;
 use perly_domain::customer::parse_customer;
 use perly_domain::risk::RiskLevel;
 use perly_domain::FieldError;
-use perly_store::{CustomerDetail, CustomerQuery, CustomerSort, CustomerSummary, UpsertOutcome};
+use perly_store::{CrmRecord, CustomerDetail, CustomerQuery, CustomerSort, CustomerSummary, UpsertOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/customers", get(list).post(create))
         .route("/api/v1/customers/{external_id}", get(show))
+        .route("/api/v1/customers/{external_id}/crm", get(crm))
 }
 
 /// One customer as sent. Absent optional fields keep their stored value.
@@ -192,4 +193,63 @@ pub async fn show(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("customer"))
+}
+
+/// What Salesforce says about a customer, as last pulled.
+#[derive(Serialize, ToSchema)]
+pub struct CustomerCrm {
+    /// The Account's pulled fields (standard and picked custom ones).
+    pub account: Option<CrmRecord>,
+    pub contacts: Vec<CrmRecord>,
+    /// AccountContactRole and OpportunityContactRole rows.
+    pub contact_roles: Vec<CrmRecord>,
+    pub opportunities: Vec<CrmRecord>,
+}
+
+/// The customer's Salesforce Account, contacts, contact roles and
+/// opportunities (empty lists for a customer not from Salesforce).
+#[utoipa::path(get, path = "/api/v1/customers/{external_id}/crm", tag = "customers", security(("api_key" = [])),
+    params(("external_id" = String, Path)),
+    responses((status = 200, body = CustomerCrm), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn crm(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(external_id): Path<String>,
+) -> Result<Json<CustomerCrm>, ApiError> {
+    Ok(Json(
+        crm_of(&state, ws.id, &external_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("customer"))?,
+    ))
+}
+
+/// A live customer's CRM records, sorted into their kinds; `None` when
+/// there is no such customer.
+pub async fn crm_of(
+    state: &AppState,
+    ws: perly_domain::ids::WorkspaceId,
+    external_id: &str,
+) -> Result<Option<CustomerCrm>, perly_store::Error> {
+    if state.store.get_customer(ws, external_id, state.now()).await?.is_none() {
+        return Ok(None);
+    }
+    let mut out = CustomerCrm {
+        account: None,
+        contacts: Vec::new(),
+        contact_roles: Vec::new(),
+        opportunities: Vec::new(),
+    };
+    for r in state.store.crm_records_for(ws, external_id).await? {
+        if r.deleted {
+            continue;
+        }
+        match r.object.as_str() {
+            "Account" => out.account = Some(r),
+            "Contact" => out.contacts.push(r),
+            "AccountContactRole" | "OpportunityContactRole" => out.contact_roles.push(r),
+            "Opportunity" => out.opportunities.push(r),
+            _ => {}
+        }
+    }
+    Ok(Some(out))
 }

@@ -46,6 +46,7 @@ impl Modify for ApiKeyAuth {
         super::channels::deliveries,
         super::channels::dry_run_rules,
         super::channels::dry_run_channel,
+        super::customers::crm,
         super::salesforce::show,
         super::salesforce::disconnect,
         super::salesforce::check_permissions,

@@ -318,6 +318,67 @@ pub struct Profile {
     pub measures: Vec<MeasureView>,
     pub alerts: Vec<AlertView>,
     pub events: Vec<EventView>,
+    pub contacts: Vec<ContactView>,
+    pub opportunities: Vec<OpportunityView>,
+    pub activities: Vec<EventView>,
+}
+
+pub struct ContactView {
+    pub name: String,
+    pub title: String,
+    pub email: String,
+    pub roles: String,
+}
+
+pub struct OpportunityView {
+    pub name: String,
+    pub stage: String,
+    pub amount: String,
+    pub close_date: String,
+    pub kind: String,
+}
+
+fn field(r: &perly_store::CrmRecord, k: &str) -> String {
+    r.data.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned()
+}
+
+fn contact_views(crm: &crate::api::customers::CustomerCrm) -> Vec<ContactView> {
+    crm.contacts
+        .iter()
+        .map(|c| {
+            let mut roles: Vec<String> = crm
+                .contact_roles
+                .iter()
+                .filter(|r| r.data.get("ContactId").and_then(|v| v.as_str()) == Some(c.sf_id.as_str()))
+                .map(|r| field(r, "Role"))
+                .filter(|r| !r.is_empty())
+                .collect();
+            roles.sort();
+            roles.dedup();
+            ContactView {
+                name: format!("{} {}", field(c, "FirstName"), field(c, "LastName"))
+                    .trim()
+                    .to_owned(),
+                title: field(c, "Title"),
+                email: field(c, "Email"),
+                roles: roles.join(", "),
+            }
+        })
+        .collect()
+}
+
+fn opportunity_views(crm: &crate::api::customers::CustomerCrm) -> Vec<OpportunityView> {
+    let mut opps: Vec<&perly_store::CrmRecord> = crm.opportunities.iter().collect();
+    opps.sort_by_key(|o| std::cmp::Reverse(field(o, "CloseDate")));
+    opps.into_iter()
+        .map(|o| OpportunityView {
+            name: field(o, "Name"),
+            stage: field(o, "StageName"),
+            amount: money(field(o, "Amount").parse::<f64>().ok()),
+            close_date: field(o, "CloseDate"),
+            kind: field(o, "Type"),
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -339,6 +400,7 @@ pub fn measure_name(m: perly_domain::scorecard::MeasureKind) -> &'static str {
         M::SupportLoad => "Support load",
         M::RelationshipRecency => "Relationship recency",
         M::Nps => "NPS",
+        M::RenewalOutlook => "Renewal outlook",
     }
 }
 
@@ -385,6 +447,30 @@ async fn show(
         .await?
         .items;
     let events = state.store.recent_events(ws, &external_id, 15).await?;
+    let crm = crate::api::customers::crm_of(&state, ws, &external_id).await?;
+    let activities: Vec<EventView> = state
+        .store
+        .recent_events(ws, &external_id, 200)
+        .await?
+        .iter()
+        .filter(|e| e.r#type == "crm_activity")
+        .take(10)
+        .map(|e| EventView {
+            kind: e
+                .payload
+                .get("activity_type")
+                .and_then(|v| v.as_str())
+                .unwrap_or("other")
+                .to_owned(),
+            summary: e
+                .payload
+                .get("subject")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            time: when(e.occurred_at),
+        })
+        .collect();
     let card = state.store.scorecard(ws).await?;
     let s = &detail.summary;
     let (risk, risk_label) = risk_words(s.risk_level);
@@ -472,6 +558,9 @@ async fn show(
                 time: when(e.occurred_at),
             })
             .collect(),
+        contacts: crm.as_ref().map(contact_views).unwrap_or_default(),
+        opportunities: crm.as_ref().map(opportunity_views).unwrap_or_default(),
+        activities,
     };
     let chart = chart::build(&detail.history, &alerts, &card.risk_bands, now, 90);
     let flash = take_flash(&headers);

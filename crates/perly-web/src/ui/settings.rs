@@ -82,6 +82,7 @@ fn unit(m: MeasureKind) -> &'static str {
         MeasureKind::SupportLoad => "open tickets, weighted by priority",
         MeasureKind::RelationshipRecency => "days since last CRM activity",
         MeasureKind::Nps => "latest NPS answer, 0–10",
+        MeasureKind::RenewalOutlook => "CRM opportunities: 0 renewal lost … 1 renewal or expansion won",
     }
 }
 
@@ -130,7 +131,17 @@ const THRESHOLD_FIELDS: [(&str, &str, &str); 5] = [
 
 fn scorecard_form(card: &Scorecard) -> HashMap<String, String> {
     let mut f = HashMap::new();
-    for (kind, m) in &card.measures {
+    let defaults = Scorecard::default();
+    for kind in MeasureKind::ALL {
+        // A measure the saved card predates shows with weight 0 and the
+        // default thresholds, so the form still saves.
+        let m = card.measures.get(&kind).copied().or_else(|| {
+            defaults
+                .measures
+                .get(&kind)
+                .map(|d| perly_domain::scorecard::MeasureConfig { weight: 0.0, ..*d })
+        });
+        let Some(m) = m else { continue };
         f.insert(format!("{}_weight", kind.as_str()), m.weight.to_string());
         f.insert(format!("{}_bad", kind.as_str()), m.bad.to_string());
         f.insert(format!("{}_good", kind.as_str()), m.good.to_string());

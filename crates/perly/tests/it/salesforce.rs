@@ -367,3 +367,69 @@ async fn a_revoked_token_marks_the_connection_broken_with_a_reconnect_button() {
     let (_, body) = app.get("/api/v1/salesforce").await;
     assert_eq!(body["status"], "not_connected");
 }
+
+#[tokio::test]
+async fn contacts_and_opportunities_show_on_the_profile_and_a_lost_renewal_lowers_the_score() {
+    let app = spawn_app_with_salesforce(small_org()).await;
+    let web = admin(&app).await;
+    connect(&web, "production", "").await;
+    let org = app.sf().production();
+    succeeded(&app.sync().await);
+    app.rescore().await;
+    let account = org.account_id(5);
+
+    let (status, crm) = app.get(&format!("/api/v1/customers/{account}/crm")).await;
+    assert_eq!(status, 200, "{crm}");
+    assert_eq!(crm["account"]["sf_id"], account.as_str());
+    let contacts = crm["contacts"].as_array().cloned().unwrap_or_default();
+    let opportunities = crm["opportunities"].as_array().cloned().unwrap_or_default();
+    assert!(!contacts.is_empty() && !opportunities.is_empty(), "{crm}");
+    let (status, _) = app.get("/api/v1/customers/nobody/crm").await;
+    assert_eq!(status, 404);
+
+    let (status, page, _) = web.get(&format!("/customers/{account}")).await;
+    assert_eq!(status, 200);
+    let last_name = contacts[0]["data"]["LastName"].as_str().unwrap_or_default();
+    assert!(page.contains(last_name), "contact {last_name} on the profile");
+    let deal = opportunities[0]["data"]["Name"].as_str().unwrap_or_default();
+    assert!(page.contains(&askama_escape(deal)), "opportunity {deal} on the profile");
+
+    // The renewal is lost in Salesforce: the next sync brings it, and the
+    // renewal outlook drags the score down.
+    let before = app.customer(&account).await;
+    let opportunity = opportunities[0]["sf_id"].as_str().unwrap_or_default().to_owned();
+    org.update(
+        "Opportunity",
+        &opportunity,
+        json!({"StageName": "Closed Lost", "Type": "Existing Customer - Renewal"}),
+    );
+    app.advance(chrono::Duration::hours(3));
+    let (status, _) = app.post("/api/v1/salesforce/sync", json!({})).await;
+    assert_eq!(status, 202);
+    succeeded(&app.sync().await);
+    app.rescore().await;
+    let after = app.customer(&account).await;
+    let outlook = after["explanation"]["measures"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["measure"] == "renewal_outlook"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(outlook["raw"], 0.0, "{after}");
+    assert!(
+        outlook["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Renewal opportunity lost")),
+        "{outlook}"
+    );
+    assert!(
+        after["score"].as_i64() < before["score"].as_i64(),
+        "score {} → {}",
+        before["score"],
+        after["score"]
+    );
+}
+
+/// `&` and quotes as the templates write them.
+fn askama_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('"', "&quot;").replace('\'', "&#x27;")
+}

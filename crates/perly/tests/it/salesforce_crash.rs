@@ -271,6 +271,7 @@ async fn a_server_killed_during_a_sync_and_during_a_push_loses_and_duplicates_no
         let events = store.recent_events(ws.id, &account, 1_000).await.expect("events");
         let pulled: Vec<String> = events
             .iter()
+            .filter(|e| e.r#type == "crm_activity")
             .filter_map(|e| e.id.strip_prefix("salesforce:").map(str::to_owned))
             .collect();
         let unique: BTreeSet<String> = pulled.iter().cloned().collect();

@@ -101,12 +101,12 @@ async fn missing_data_is_not_counted_as_bad_and_is_named() {
     assert!(quiet["score"].is_null(), "no data, no score: {quiet}");
     let nps = app.customer("nps").await;
     assert_eq!(nps["score"], 100, "{nps}");
-    assert_eq!(nps["explanation"]["coverage"]["summary"], "based on 1 of 7 measures");
+    assert_eq!(nps["explanation"]["coverage"]["summary"], "based on 1 of 8 measures");
     let missing = nps["explanation"]["coverage"]["missing"]
         .as_array()
         .expect("missing")
         .len();
-    assert_eq!(missing, 6);
+    assert_eq!(missing, 7);
 }
 
 #[tokio::test]

@@ -266,7 +266,8 @@ async fn a_form_with_errors_shows_them_by_the_field_keeps_the_input_and_changes_
     assert!(page.contains("Enter a number"));
     assert_eq!(
         app.get("/api/v1/scorecard").await.1["measures"]["usage_trend"]["weight"],
-        25.0
+        22.0,
+        "the default, unchanged"
     );
 
     let (_, page, _) = web.get("/settings/users").await;
