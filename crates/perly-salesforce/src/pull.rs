@@ -68,7 +68,33 @@ impl Pull<'_> {
             if sync.objects[i].state == ObjectState::Done {
                 continue;
             }
-            self.object(sync, i).await?;
+            // Roles read through their parent: without it, they cannot be read.
+            let parent_skipped = parent_of(&sync.objects[i].object)
+                .is_some_and(|parent| sync.objects.iter().any(|o| o.object == parent && o.skipped.is_some()));
+            if parent_skipped {
+                let p = &mut sync.objects[i];
+                p.state = ObjectState::Done;
+                p.skipped = Some(format!(
+                    "skipped: read through {}, which the connected user cannot read",
+                    parent_of(&p.object).unwrap_or_default()
+                ));
+                self.save(sync).await?;
+                continue;
+            }
+            match self.object(sync, i).await {
+                // The connected user cannot read this object: the rest of
+                // the org still syncs; the permission check says what to grant.
+                Err(PullError::Salesforce(e)) if is_unreadable(&e) => {
+                    let p = &mut sync.objects[i];
+                    tracing::warn!(workspace_id = %self.ws, object = %p.object, error = %e, "salesforce object skipped");
+                    p.state = ObjectState::Done;
+                    p.skipped = Some(format!("skipped: the connected user cannot read {} ({e})", p.object));
+                    p.job_id = None;
+                    p.locator = None;
+                    self.save(sync).await?;
+                }
+                other => other?,
+            }
         }
         Ok(())
     }
@@ -279,6 +305,24 @@ fn opportunity_event(r: &CrmRecord, now: DateTime<Utc>) -> Option<(String, Strin
         at,
         kind,
     ))
+}
+
+/// The object a role is read through (`Opportunity.AccountId`).
+fn parent_of(object: &str) -> Option<&'static str> {
+    match object {
+        "OpportunityContactRole" => Some("Opportunity"),
+        "AccountContactRole" => Some("Contact"),
+        _ => None,
+    }
+}
+
+/// Whether Salesforce said the object is not there for this user (no read
+/// access, or not enabled in the org).
+fn is_unreadable(e: &crate::error::Error) -> bool {
+    matches!(
+        e.code(),
+        Some("INVALID_TYPE" | "INSUFFICIENT_ACCESS" | "INSUFFICIENT_ACCESS_OR_READONLY" | "INVALID_TYPE_FOR_OPERATION")
+    )
 }
 
 /// Fields pulled per object, besides `Id`, `IsDeleted` and `SystemModstamp`.
@@ -507,6 +551,7 @@ mod tests {
             locator: None,
             since: since.and_then(t),
             until: until.and_then(t),
+            skipped: None,
         }
     }
 

@@ -130,6 +130,9 @@ pub struct ObjectProgress {
     /// the next watermark.
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Set when the object was skipped (the connected user cannot read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// One sync run.
@@ -337,6 +340,7 @@ fn new_sync(trigger: &str, watermarks: &BTreeMap<String, DateTime<Utc>>, now: Da
                 locator: None,
                 since: watermarks.get(*o).copied(),
                 until: None,
+                skipped: None,
             })
             .collect(),
         rows: 0,

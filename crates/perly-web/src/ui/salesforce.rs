@@ -139,10 +139,11 @@ fn object_rows(status: &SyncStatus) -> Vec<ObjectRow> {
                 .iter()
                 .map(|o| ObjectRow {
                     object: o.object.clone(),
-                    state: match o.state {
-                        ObjectState::Pending => "waiting",
-                        ObjectState::Running => "running",
-                        ObjectState::Done => "done",
+                    state: match (o.state, &o.skipped) {
+                        (_, Some(_)) => "skipped (no read access)",
+                        (ObjectState::Pending, _) => "waiting",
+                        (ObjectState::Running, _) => "running",
+                        (ObjectState::Done, _) => "done",
                     },
                     rows: o.rows,
                     total: o.total.map(|t| t.to_string()).unwrap_or_default(),

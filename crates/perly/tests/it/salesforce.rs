@@ -433,3 +433,46 @@ async fn contacts_and_opportunities_show_on_the_profile_and_a_lost_renewal_lower
 fn askama_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('"', "&quot;").replace('\'', "&#x27;")
 }
+
+#[tokio::test]
+async fn an_object_the_user_cannot_read_is_skipped_and_explained_while_the_rest_syncs() {
+    let app = spawn_app_with_salesforce(small_org()).await;
+    let org = app.sf().production();
+    org.set_access(
+        "Opportunity",
+        perly_standins::salesforce::ObjectAccess {
+            read: false,
+            create: false,
+            edit: false,
+            delete: false,
+        },
+    );
+    let web = admin(&app).await;
+    connect(&web, "production", "").await;
+    let (_, status) = app.get("/api/v1/salesforce").await;
+    let missing = status["connection"]["permissions"]["missing"].to_string();
+    assert!(missing.contains("Opportunity"), "{missing}");
+    succeeded(&app.sync().await);
+    let (_, sync) = app.get("/api/v1/salesforce/sync").await;
+    let objects = sync["current"]["objects"].as_array().cloned().unwrap_or_default();
+    let opp = objects
+        .iter()
+        .find(|o| o["object"] == "Opportunity")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        opp["skipped"]
+            .as_str()
+            .is_some_and(|s| s.contains("cannot read Opportunity")),
+        "{opp}"
+    );
+    let contacts = objects
+        .iter()
+        .find(|o| o["object"] == "Contact")
+        .cloned()
+        .unwrap_or_default();
+    assert!(contacts["rows"].as_u64() > Some(0), "the rest synced: {sync}");
+    assert_eq!(customers(&app).await.len(), 30);
+    let (_, page, _) = web.get("/settings/salesforce").await;
+    assert!(page.contains("skipped (no read access)"));
+}
