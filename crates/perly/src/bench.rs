@@ -14,6 +14,7 @@
 //! All print the process's peak RSS (VmHWM).
 
 mod delivery;
+mod salesforce_push;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub enum BenchKind {
     },
     /// Event accepted → message received by the Slack/Discord stand-in.
     Delivery(delivery::DeliveryArgs),
+    /// Score recalculated → value on the Account; alert → Task and Chatter post (Salesforce stand-in).
+    SalesforcePush(salesforce_push::SalesforcePushArgs),
     /// Server time of the customers list and profile pages.
     Pages {
         #[arg(long, default_value_t = 100_000)]
@@ -184,6 +187,7 @@ pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Rescore { customers: n } => rescore(args.database_url, &dir, n).await,
         BenchKind::Pages { customers: n, requests } => pages(args.database_url, &dir, n, requests).await,
         BenchKind::Delivery(a) => delivery::run(args.database_url, &dir, a).await,
+        BenchKind::SalesforcePush(a) => salesforce_push::run(args.database_url, &dir, a).await,
     }
 }
 
