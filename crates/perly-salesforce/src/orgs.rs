@@ -30,6 +30,11 @@ pub enum OrgError {
     Store(#[from] perly_store::Error),
 }
 
+/// What settings say when Salesforce refused Perly's refresh token.
+pub fn broken_reason(refusal: &str) -> String {
+    format!("Salesforce refused Perly's refresh token ({refusal}); reconnect Salesforce")
+}
+
 /// The OAuth app and HTTP client every org shares, and the clients made so far.
 pub struct Orgs {
     store: Arc<dyn Store>,

@@ -190,7 +190,7 @@ impl Outbox {
         let message = e.to_string();
         let recorded = match &e {
             Error::ConnectionBroken(_) => {
-                let reason = format!("Salesforce refused Perly's refresh token ({message}); reconnect Salesforce");
+                let reason = crate::orgs::broken_reason(&message);
                 self.orgs.forget(ws);
                 self.store.mark_salesforce_broken(ws, &reason, now).await
             }

@@ -181,7 +181,7 @@ impl Syncer {
         sync.last_error = Some(message.clone());
         match e {
             Error::ConnectionBroken(_) => {
-                let reason = format!("Salesforce refused Perly's refresh token ({message}); reconnect Salesforce");
+                let reason = crate::orgs::broken_reason(&message);
                 self.store.mark_salesforce_broken(ws, &reason, at).await?;
                 self.orgs.forget(ws);
                 sync.state = SyncState::Failed;

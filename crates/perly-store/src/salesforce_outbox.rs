@@ -163,6 +163,8 @@ pub enum ActionOutcome {
     Dead { error: String },
 }
 
+const RULE_COLUMNS: &str = "id, name, enabled, rule, created_at, updated_at";
+
 fn rule_from(row: &AnyRow) -> Result<SalesforceRule> {
     let mut rule: AutomationRule =
         serde_json::from_str(&row.try_get::<String, _>("rule")?).map_err(|e| corrupt("salesforce rule", e))?;
@@ -291,12 +293,11 @@ pub(crate) async fn queue_actions(
         return Ok(());
     }
     let ws_s = ws.to_string();
-    let rows = sqlx::query(
-        "SELECT id, name, enabled, rule, created_at, updated_at FROM salesforce_rules \
-         WHERE workspace_id = $1 AND enabled = 1 \
+    let rows = sqlx::query(&format!(
+        "SELECT {RULE_COLUMNS} FROM salesforce_rules WHERE workspace_id = $1 AND enabled = 1 \
          AND EXISTS (SELECT 1 FROM salesforce_connections s WHERE s.workspace_id = $1 AND s.broken_reason IS NULL) \
-         ORDER BY created_at, id",
-    )
+         ORDER BY created_at, id"
+    ))
     .bind(ws_s.clone())
     .fetch_all(&mut **tx)
     .await?;
@@ -375,15 +376,25 @@ pub(crate) async fn queue_actions(
     Ok(())
 }
 
-/// The SQL condition of a connection that may be called now ($1 = now).
-const CALLABLE: &str = "EXISTS (SELECT 1 FROM salesforce_connections s WHERE s.workspace_id = {t}.workspace_id \
-     AND s.broken_reason IS NULL AND (s.paused_until IS NULL OR s.paused_until <= $1))";
-
-fn callable(table: &str) -> String {
-    CALLABLE.replace("{t}", table)
-}
-
 impl SqlStore {
+    /// The workspace whose due, unleased row of `table` (one matching
+    /// `waiting`) has waited longest, among connections that may be called
+    /// now (not broken, not paused). The one unscoped outbox query.
+    async fn due_workspace(&self, table: &str, waiting: &str, now_ms: i64) -> Result<Option<(WorkspaceId, String)>> {
+        let sql = format!(
+            "SELECT o.workspace_id FROM {table} o WHERE o.{waiting} AND o.next_attempt_at <= $1 \
+             AND (o.lease_until IS NULL OR o.lease_until <= $1) \
+             AND EXISTS (SELECT 1 FROM salesforce_connections s WHERE s.workspace_id = o.workspace_id \
+             AND s.broken_reason IS NULL AND (s.paused_until IS NULL OR s.paused_until <= $1)) \
+             ORDER BY o.next_attempt_at LIMIT 1"
+        );
+        let Some(row) = sqlx::query(&sql).bind(now_ms).fetch_optional(&self.pools.write).await? else {
+            return Ok(None);
+        };
+        let ws_s: String = row.try_get("workspace_id")?;
+        Ok(Some((parse("workspace id", &ws_s)?, ws_s)))
+    }
+
     pub(crate) async fn claim_salesforce_pushes_once(
         &self,
         limit: usize,
@@ -391,17 +402,9 @@ impl SqlStore {
         lease: chrono::Duration,
     ) -> Result<Option<ClaimedPushes>> {
         let now_ms = ms(now);
-        // The workspace whose push has waited longest.
-        let sql = format!(
-            "SELECT p.workspace_id FROM salesforce_pushes p WHERE p.pending = 1 AND p.next_attempt_at <= $1 \
-             AND (p.lease_until IS NULL OR p.lease_until <= $1) AND {} ORDER BY p.next_attempt_at LIMIT 1",
-            callable("p")
-        );
-        let Some(row) = sqlx::query(&sql).bind(now_ms).fetch_optional(&self.pools.write).await? else {
+        let Some((ws, ws_s)) = self.due_workspace("salesforce_pushes", "pending = 1", now_ms).await? else {
             return Ok(None);
         };
-        let ws_s: String = row.try_get("workspace_id")?;
-        let ws: WorkspaceId = parse("workspace id", &ws_s)?;
         let sql = self.dialect().positional(
             "UPDATE salesforce_pushes SET lease_until = $3 WHERE workspace_id = $2 AND account_sf_id IN (\
              SELECT account_sf_id FROM salesforce_pushes WHERE workspace_id = $2 AND pending = 1 AND next_attempt_at <= $1 \
@@ -543,9 +546,9 @@ impl SqlStore {
     }
 
     pub(crate) async fn salesforce_rule_once(&self, ws: WorkspaceId, id: RuleId) -> Result<Option<SalesforceRule>> {
-        sqlx::query(
-            "SELECT id, name, enabled, rule, created_at, updated_at FROM salesforce_rules WHERE workspace_id = $1 AND id = $2",
-        )
+        sqlx::query(&format!(
+            "SELECT {RULE_COLUMNS} FROM salesforce_rules WHERE workspace_id = $1 AND id = $2"
+        ))
         .bind(ws.to_string())
         .bind(id.to_string())
         .fetch_optional(&self.pools.write)
@@ -556,10 +559,9 @@ impl SqlStore {
     }
 
     pub(crate) async fn salesforce_rules_once(&self, ws: WorkspaceId) -> Result<Vec<SalesforceRule>> {
-        sqlx::query(
-            "SELECT id, name, enabled, rule, created_at, updated_at FROM salesforce_rules WHERE workspace_id = $1 \
-             ORDER BY created_at, id",
-        )
+        sqlx::query(&format!(
+            "SELECT {RULE_COLUMNS} FROM salesforce_rules WHERE workspace_id = $1 ORDER BY created_at, id"
+        ))
         .bind(ws.to_string())
         .fetch_all(&self.pools.read)
         .await?
@@ -612,16 +614,12 @@ impl SqlStore {
         lease: chrono::Duration,
     ) -> Result<Option<ClaimedActions>> {
         let now_ms = ms(now);
-        let sql = format!(
-            "SELECT a.workspace_id FROM salesforce_actions a WHERE a.state = 'pending' AND a.next_attempt_at <= $1 \
-             AND (a.lease_until IS NULL OR a.lease_until <= $1) AND {} ORDER BY a.next_attempt_at LIMIT 1",
-            callable("a")
-        );
-        let Some(row) = sqlx::query(&sql).bind(now_ms).fetch_optional(&self.pools.write).await? else {
+        let Some((ws, ws_s)) = self
+            .due_workspace("salesforce_actions", "state = 'pending'", now_ms)
+            .await?
+        else {
             return Ok(None);
         };
-        let ws_s: String = row.try_get("workspace_id")?;
-        let ws: WorkspaceId = parse("workspace id", &ws_s)?;
         let claimed: Vec<String> = sqlx::query(
             "UPDATE salesforce_actions SET lease_until = $3, attempts = attempts + 1 WHERE workspace_id = $2 AND id IN (\
              SELECT id FROM salesforce_actions WHERE workspace_id = $2 AND state = 'pending' AND next_attempt_at <= $1 \
