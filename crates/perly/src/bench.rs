@@ -10,11 +10,14 @@
 //!
 //! - `delivery`: see [`delivery`]: event accepted → Slack/Discord message
 //!   received, backlog and rate limits at many channels.
+//! - `salesforce-sync`: see [`salesforce_sync`]: one full initial sync of a
+//!   generated org from the Salesforce stand-in, Bulk API 2.0 over HTTP.
 //!
 //! All print the process's peak RSS (VmHWM).
 
 mod delivery;
 mod salesforce_push;
+mod salesforce_sync;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -70,6 +73,8 @@ pub enum BenchKind {
     Delivery(delivery::DeliveryArgs),
     /// Score recalculated → value on the Account; alert → Task and Chatter post (Salesforce stand-in).
     SalesforcePush(salesforce_push::SalesforcePushArgs),
+    /// One full initial Salesforce sync from the stand-in (Bulk API 2.0).
+    SalesforceSync(salesforce_sync::SalesforceSyncArgs),
     /// Server time of the customers list and profile pages.
     Pages {
         #[arg(long, default_value_t = 100_000)]
@@ -188,6 +193,7 @@ pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Pages { customers: n, requests } => pages(args.database_url, &dir, n, requests).await,
         BenchKind::Delivery(a) => delivery::run(args.database_url, &dir, a).await,
         BenchKind::SalesforcePush(a) => salesforce_push::run(args.database_url, &dir, a).await,
+        BenchKind::SalesforceSync(a) => salesforce_sync::run(args.database_url, &dir, a).await,
     }
 }
 

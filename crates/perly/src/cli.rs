@@ -1,7 +1,7 @@
 //! The command line: `serve`, `migrate`, `demo`, `config print`,
-//! `workspace create`, `user add`, `apikey create` and `bench`. Wrong
-//! arguments get clap's short message and exit code 2; failures print
-//! `error: …` and exit 1.
+//! `workspace create`, `user add`, `apikey create`, `bench` and the hidden
+//! `standin`. Wrong arguments get clap's short message and exit code 2;
+//! failures print `error: …` and exit 1.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -58,6 +58,9 @@ pub enum Command {
     },
     /// Benchmarks (figures go in BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
+    /// A vendor stand-in on its own (for benchmarks and peer comparisons).
+    #[command(hide = true)]
+    Standin(crate::standin::StandinArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => crate::demo::run(settings, args).await,
         Command::Bench(args) => crate::bench::run(settings, args).await,
+        Command::Standin(args) => crate::standin::run(args).await,
         Command::Workspace {
             command: WorkspaceCommand::Create { name },
         } => {

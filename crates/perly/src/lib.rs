@@ -9,4 +9,5 @@ pub mod config;
 pub mod demo;
 pub mod rescore;
 pub mod server;
+pub mod standin;
 pub mod telemetry;
