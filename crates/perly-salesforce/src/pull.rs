@@ -25,7 +25,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use perly_domain::event::{ActivityType, Event, EventKind};
 use perly_domain::ids::WorkspaceId;
 use perly_domain::salesforce::SyncSettings;
-use perly_store::{CrmRecord, ObjectProgress, ObjectState, PulledAccount, SalesforceSync, Store};
+use perly_store::{CrmRecord, ObjectProgress, ObjectState, PulledAccount, PulledActivity, SalesforceSync, Store};
 use serde_json::{Map, Value};
 
 use crate::bulk::{JobState, Operation, ResultsPage};
@@ -141,13 +141,18 @@ impl Pull<'_> {
         let done = self.client.wait_for_job(&job_id, self.poll).await?;
         sync.objects[i].total = done.number_records_processed;
         self.save(sync).await?;
+        let locator = sync.objects[i].locator.clone();
+        let mut page = self.page(&job_id, locator.as_deref()).await?;
         loop {
-            let locator = sync.objects[i].locator.clone();
-            let page = self
-                .client
-                .results_page(&job_id, locator.as_deref(), Some(PAGE_ROWS))
-                .await?;
-            let (n, newest) = self.apply(&object, &page).await?;
+            // The next page downloads (and parses) while this one is written.
+            let next = async {
+                match page.next_locator.as_deref() {
+                    Some(locator) => self.page(&job_id, Some(locator)).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (applied, next) = tokio::join!(self.apply(&object, &page), next);
+            let (n, newest) = applied?;
             let p = &mut sync.objects[i];
             p.rows += n;
             p.until = p.until.max(newest);
@@ -157,6 +162,10 @@ impl Pull<'_> {
                 break;
             }
             self.save(sync).await?;
+            match next? {
+                Some(next) => page = next,
+                None => break,
+            }
         }
         if let Some(newest) = sync.objects[i].until {
             self.store
@@ -175,16 +184,16 @@ impl Pull<'_> {
         Ok(())
     }
 
+    async fn page(&self, job_id: &str, locator: Option<&str>) -> Result<ResultsPage, Error> {
+        self.client.results_page(job_id, locator, Some(PAGE_ROWS)).await
+    }
+
     /// Writes one page; returns how many rows it held and the newest
     /// SystemModstamp among them.
     async fn apply(&self, object: &str, page: &ResultsPage) -> Result<(u64, Option<DateTime<Utc>>), PullError> {
         let now = (self.now)();
         let cells = Cells::new(page);
-        let newest = page
-            .rows
-            .iter()
-            .filter_map(|r| cells.get(r, "SystemModstamp").and_then(parse_time))
-            .max();
+        let newest = page.rows.iter().filter_map(|r| cells.modstamp(r)).max();
         let n = self.write(object, page, &cells, now).await?;
         Ok((n, newest))
     }
@@ -198,40 +207,32 @@ impl Pull<'_> {
     ) -> Result<u64, PullError> {
         match object {
             "Account" => {
-                let rows: Vec<PulledAccount> = page
-                    .rows
-                    .iter()
-                    .filter_map(|r| account(cells, r, self.settings))
-                    .collect();
+                let rows = accounts(page, cells, self.settings);
                 self.store.apply_salesforce_accounts(self.ws, &rows, now).await?;
                 Ok(rows.len() as u64)
             }
             "Task" | "Event" => {
-                let rows: Vec<Activity> = page.rows.iter().filter_map(|r| activity(object, cells, r)).collect();
-                let events = rows
-                    .iter()
-                    .filter(|a| !a.deleted && a.at <= now)
-                    .map(|a| {
-                        let kind = EventKind::CrmActivity {
-                            activity_type: a.kind,
-                            subject: a.subject.clone(),
-                        };
-                        (a.account.clone(), format!("salesforce:{}", a.id), a.at, kind)
-                    })
+                let rows = activities(object, page, cells);
+                let n = rows.len() as u64;
+                // Deleted activities and those still to come say nothing about recency.
+                let happened: Vec<PulledActivity> = rows
+                    .into_iter()
+                    .filter(|a| !a.deleted && a.row.at <= now)
+                    .map(|a| a.row)
                     .collect();
-                self.ingest_on_accounts(events, now).await?;
-                Ok(rows.len() as u64)
+                self.store.apply_salesforce_activities(self.ws, &happened, now).await?;
+                Ok(n)
             }
             "Opportunity" => {
                 // Kept for the profile, and each change is an event for the score.
-                let rows: Vec<CrmRecord> = page.rows.iter().filter_map(|r| record(object, cells, r)).collect();
+                let rows = records(object, page, cells);
                 self.store.apply_crm_records(self.ws, &rows).await?;
                 let events = rows.iter().filter_map(|r| opportunity_event(r, now)).collect();
                 self.ingest_on_accounts(events, now).await?;
                 Ok(rows.len() as u64)
             }
             _ => {
-                let rows: Vec<CrmRecord> = page.rows.iter().filter_map(|r| record(object, cells, r)).collect();
+                let rows = records(object, page, cells);
                 self.store.apply_crm_records(self.ws, &rows).await?;
                 Ok(rows.len() as u64)
             }
@@ -387,9 +388,7 @@ pub fn fields_for(object: &str, settings: &SyncSettings) -> Vec<String> {
         _ => Vec::new(),
     };
     for f in extra {
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(f))
-            && !["Id", "IsDeleted", "SystemModstamp"].contains(&f.as_str())
-        {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(f)) && !BOOKKEEPING.contains(&f.as_str()) {
             out.push(f.clone());
         }
     }
@@ -417,36 +416,63 @@ pub fn soql_for(object: &str, settings: &SyncSettings, p: &ObjectProgress) -> St
     soql
 }
 
-/// Column lookup for one page (Bulk CSV: empty means null).
+/// Where a page's columns are, looked up once per page (case-insensitive,
+/// as SOQL names are). Bulk CSV: an empty cell is null.
 struct Cells {
     columns: Vec<String>,
+    id: Option<usize>,
+    deleted: Option<usize>,
+    modstamp: Option<usize>,
 }
+
+/// The bookkeeping columns, not kept in a record's data.
+const BOOKKEEPING: [&str; 3] = ["Id", "IsDeleted", "SystemModstamp"];
 
 impl Cells {
     fn new(page: &ResultsPage) -> Self {
         Self {
+            id: page.column("Id"),
+            deleted: page.column("IsDeleted"),
+            modstamp: page.column("SystemModstamp"),
             columns: page.columns.clone(),
         }
     }
 
-    fn get<'r>(&self, row: &'r csv::StringRecord, name: &str) -> Option<&'r str> {
-        let i = self.columns.iter().position(|c| c.eq_ignore_ascii_case(name))?;
-        row.get(i).filter(|v| !v.is_empty())
+    fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    fn id<'r>(&self, row: &'r csv::StringRecord) -> Option<&'r str> {
+        at(row, self.id)
+    }
+
+    fn deleted(&self, row: &csv::StringRecord) -> bool {
+        is_true(at(row, self.deleted))
+    }
+
+    fn modstamp(&self, row: &csv::StringRecord) -> Option<DateTime<Utc>> {
+        at(row, self.modstamp).and_then(parse_time)
     }
 
     /// Every non-empty column but the bookkeeping ones, as JSON.
     fn data(&self, row: &csv::StringRecord) -> Map<String, Value> {
         let mut m = Map::new();
         for (i, c) in self.columns.iter().enumerate() {
-            if ["Id", "IsDeleted", "SystemModstamp"].contains(&c.as_str()) {
+            if BOOKKEEPING.contains(&c.as_str()) {
                 continue;
             }
-            if let Some(v) = row.get(i).filter(|v| !v.is_empty()) {
+            if let Some(v) = crate::bulk::cell(row, i) {
                 m.insert(c.clone(), Value::String(v.to_owned()));
             }
         }
         m
     }
+}
+
+/// The cell of `row` in `column`, `None` when null or when the page has no
+/// such column.
+fn at(row: &csv::StringRecord, column: Option<usize>) -> Option<&str> {
+    column.and_then(|i| crate::bulk::cell(row, i))
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
@@ -467,72 +493,91 @@ fn is_true(s: Option<&str>) -> bool {
     s.is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-fn account(c: &Cells, r: &csv::StringRecord, settings: &SyncSettings) -> Option<PulledAccount> {
-    let sf_id = c.get(r, "Id")?.to_owned();
-    let external_id = settings
-        .external_id_field
-        .as_deref()
-        .and_then(|f| c.get(r, f))
-        .map_or_else(|| sf_id.clone(), str::to_owned);
-    Some(PulledAccount {
-        name: c.get(r, "Name").unwrap_or(&sf_id).to_owned(),
-        parent_sf_id: c.get(r, "ParentId").map(str::to_owned),
-        owner_email: c.get(r, "Owner.Email").map(str::to_owned),
-        deleted: is_true(c.get(r, "IsDeleted")),
-        modstamp: c.get(r, "SystemModstamp").and_then(parse_time).unwrap_or_default(),
-        data: c.data(r),
-        sf_id,
-        external_id,
-    })
+fn accounts(page: &ResultsPage, c: &Cells, settings: &SyncSettings) -> Vec<PulledAccount> {
+    let name = c.column("Name");
+    let parent = c.column("ParentId");
+    let owner_email = c.column("Owner.Email");
+    let external_id = settings.external_id_field.as_deref().and_then(|f| c.column(f));
+    page.rows
+        .iter()
+        .filter_map(|r| {
+            let sf_id = c.id(r)?.to_owned();
+            Some(PulledAccount {
+                external_id: at(r, external_id).map_or_else(|| sf_id.clone(), str::to_owned),
+                name: at(r, name).unwrap_or(&sf_id).to_owned(),
+                parent_sf_id: at(r, parent).map(str::to_owned),
+                owner_email: at(r, owner_email).map(str::to_owned),
+                deleted: c.deleted(r),
+                modstamp: c.modstamp(r).unwrap_or_default(),
+                data: c.data(r),
+                sf_id,
+            })
+        })
+        .collect()
 }
 
-fn record(object: &str, c: &Cells, r: &csv::StringRecord) -> Option<CrmRecord> {
+fn records(object: &str, page: &ResultsPage, c: &Cells) -> Vec<CrmRecord> {
     let account = match object {
-        "OpportunityContactRole" => c.get(r, "Opportunity.AccountId"),
-        _ => c.get(r, "AccountId"),
+        "OpportunityContactRole" => c.column("Opportunity.AccountId"),
+        _ => c.column("AccountId"),
     };
-    Some(CrmRecord {
-        object: object.to_owned(),
-        sf_id: c.get(r, "Id")?.to_owned(),
-        account_sf_id: account.map(str::to_owned),
-        modstamp: c.get(r, "SystemModstamp").and_then(parse_time).unwrap_or_default(),
-        deleted: is_true(c.get(r, "IsDeleted")),
-        data: c.data(r),
-    })
+    page.rows
+        .iter()
+        .filter_map(|r| {
+            Some(CrmRecord {
+                object: object.to_owned(),
+                sf_id: c.id(r)?.to_owned(),
+                account_sf_id: at(r, account).map(str::to_owned),
+                modstamp: c.modstamp(r).unwrap_or_default(),
+                deleted: c.deleted(r),
+                data: c.data(r),
+            })
+        })
+        .collect()
 }
 
 struct Activity {
-    id: String,
-    account: String,
-    at: DateTime<Utc>,
-    kind: ActivityType,
-    subject: Option<String>,
+    row: PulledActivity,
     deleted: bool,
 }
 
-/// A Task or Event on an Account (`WhatId` starting `001`), with when it
+/// Tasks or Events on an Account (`WhatId` starting `001`), with when each
 /// happened and whether it was a call, an email or a meeting.
-fn activity(object: &str, c: &Cells, r: &csv::StringRecord) -> Option<Activity> {
-    let account = c.get(r, "WhatId").filter(|w| w.starts_with("001"))?;
-    let (kind, at) = if object == "Event" {
-        (ActivityType::Meeting, c.get(r, "ActivityDateTime"))
+fn activities(object: &str, page: &ResultsPage, c: &Cells) -> Vec<Activity> {
+    let what = c.column("WhatId");
+    let subject = c.column("Subject");
+    let created = c.column("CreatedDate");
+    let (when, subtype, kind) = if object == "Event" {
+        (c.column("ActivityDateTime"), None, None)
     } else {
-        let kind = match c.get(r, "TaskSubtype").or(c.get(r, "Type")).unwrap_or_default() {
-            s if s.eq_ignore_ascii_case("call") => ActivityType::Call,
-            s if s.eq_ignore_ascii_case("email") => ActivityType::Email,
-            _ => ActivityType::Other,
-        };
-        (kind, c.get(r, "ActivityDate"))
+        (c.column("ActivityDate"), c.column("TaskSubtype"), c.column("Type"))
     };
-    let at = at.or(c.get(r, "CreatedDate")).and_then(parse_time)?;
-    Some(Activity {
-        id: c.get(r, "Id")?.to_owned(),
-        account: account.to_owned(),
-        at,
-        kind,
-        subject: c.get(r, "Subject").map(|s| s.chars().take(200).collect()),
-        deleted: is_true(c.get(r, "IsDeleted")),
-    })
+    page.rows
+        .iter()
+        .filter_map(|r| {
+            let account = at(r, what).filter(|w| w.starts_with("001"))?;
+            let kind = if object == "Event" {
+                ActivityType::Meeting
+            } else {
+                match at(r, subtype).or(at(r, kind)).unwrap_or_default() {
+                    s if s.eq_ignore_ascii_case("call") => ActivityType::Call,
+                    s if s.eq_ignore_ascii_case("email") => ActivityType::Email,
+                    _ => ActivityType::Other,
+                }
+            };
+            let happened = at(r, when).or(at(r, created)).and_then(parse_time)?;
+            Some(Activity {
+                row: PulledActivity {
+                    sf_id: c.id(r)?.to_owned(),
+                    account_sf_id: account.to_owned(),
+                    at: happened,
+                    kind,
+                    subject: at(r, subject).map(|s| s.chars().take(200).collect()),
+                },
+                deleted: c.deleted(r),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

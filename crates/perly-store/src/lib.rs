@@ -29,7 +29,7 @@ use perly_domain::scorecard::Scorecard;
 pub use model::*;
 pub use salesforce::{
     ApiUsageSeen, AppliedAccounts, CrmRecord, NewSalesforceConnection, ObjectProgress, ObjectState, PulledAccount,
-    SalesforceConnection, SalesforceSync, SyncClaim, SyncState, SYNC_OBJECTS,
+    PulledActivity, SalesforceConnection, SalesforceSync, SyncClaim, SyncState, SYNC_OBJECTS,
 };
 pub use salesforce_outbox::{
     action_marker, ActionOutcome, ActionState, ClaimedActions, ClaimedPushes, PushAck, PushOutcome, PushStatus,
@@ -297,6 +297,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<std::collections::HashMap<String, String>>;
     /// A customer's pulled contacts, roles, opportunities and activities.
     async fn crm_records_for(&self, ws: WorkspaceId, external_id: &str) -> Result<Vec<CrmRecord>>;
+    /// Stores a page of pulled Tasks and Events, in one transaction, as
+    /// `crm_activity` events of their Accounts' customers: the same rows and
+    /// rollups as [`Store::ingest_events`], without the round trip through
+    /// external ids. Returns how many were new.
+    async fn apply_salesforce_activities(
+        &self,
+        ws: WorkspaceId,
+        rows: &[PulledActivity],
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
 
     // Salesforce outboxes: score pushes and automation actions, and the rules.
     /// Leases up to `limit` due score pushes of one workspace (any workspace

@@ -9,13 +9,16 @@
 //! which also renews the lease and fails once the lease is lost), writes
 //! records with [`SqlStore::apply_salesforce_accounts_once`] and
 //! [`SqlStore::apply_crm_records_once`] (upserts keyed by Salesforce id and
-//! guarded by SystemModstamp, so a page read twice changes nothing), moves an
+//! guarded by SystemModstamp, so a page read twice changes nothing) and
+//! [`SqlStore::apply_salesforce_activities_once`] (Tasks and Events as events
+//! of their Accounts' customers, idempotent on the event id), moves an
 //! object's watermark when the object is done, and finishes the run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use perly_domain::ids::{SyncId, WorkspaceId};
+use perly_domain::event::{ActivityType, Event, EventKind};
+use perly_domain::ids::{CustomerId, SyncId, WorkspaceId};
 use perly_domain::salesforce::{Environment, SyncSettings};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -207,6 +210,18 @@ pub struct CrmRecord {
     pub deleted: bool,
     #[schema(value_type = Object)]
     pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One pulled Task or Event on an Account: it becomes a `crm_activity`
+/// event (id `salesforce:{sf_id}`) of the Account's customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PulledActivity {
+    pub sf_id: String,
+    pub account_sf_id: String,
+    /// When it happened (or is due).
+    pub at: DateTime<Utc>,
+    pub kind: ActivityType,
+    pub subject: Option<String>,
 }
 
 /// What applying a page of Accounts did.
@@ -949,6 +964,77 @@ impl SqlStore {
         let mut tx = self.pools.read.begin().await?;
         let out = self.crm_external_ids_in(&mut tx, ws, sf_ids).await?;
         tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Stores a page of pulled Tasks and Events in one transaction as
+    /// `crm_activity` events of their Accounts' live customers, exactly as
+    /// [`Store::ingest_events`](crate::Store::ingest_events) stores events
+    /// (an id seen before is skipped; new ones are folded into the rollups,
+    /// which are marked for rescoring). Activities on Accounts without a
+    /// live customer are left out. Returns how many events were new.
+    pub(crate) async fn apply_salesforce_activities_once(
+        &self,
+        ws: WorkspaceId,
+        rows: &[PulledActivity],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pools.write.begin().await?;
+        let mut accounts: Vec<&str> = rows.iter().map(|r| r.account_sf_id.as_str()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let customers = self.customers_of_accounts(&mut tx, ws, &accounts).await?;
+        let mut seen = HashSet::with_capacity(rows.len());
+        let events: Vec<(CustomerId, Event)> = rows
+            .iter()
+            .filter(|r| seen.insert(r.sf_id.as_str()))
+            .filter_map(|r| {
+                let (id, external_id) = customers.get(&r.account_sf_id)?;
+                let event = Event {
+                    id: format!("salesforce:{}", r.sf_id),
+                    customer_id: external_id.clone(),
+                    occurred_at: r.at,
+                    kind: EventKind::CrmActivity {
+                        activity_type: r.kind,
+                        subject: r.subject.clone(),
+                    },
+                };
+                Some((*id, event))
+            })
+            .collect();
+        let refs: Vec<(CustomerId, &Event)> = events.iter().map(|(id, e)| (*id, e)).collect();
+        let inserted = self.store_events(&mut tx, ws, &refs, now).await?;
+        tx.commit().await?;
+        Ok(inserted.len() as u64)
+    }
+
+    /// Account Id → (customer id, external id) of the live customers.
+    async fn customers_of_accounts(
+        &self,
+        tx: &mut Tx,
+        ws: WorkspaceId,
+        sf_ids: &[&str],
+    ) -> Result<HashMap<String, (CustomerId, String)>> {
+        let mut out = HashMap::with_capacity(sf_ids.len());
+        for chunk in sf_ids.chunks(crate::sql::IN_CHUNK) {
+            let sql = format!(
+                "SELECT id, crm_id, external_id FROM customers WHERE workspace_id = $1 AND archived_at IS NULL \
+                 AND crm_id IN ({})",
+                crate::sql::params(2, chunk.len())
+            );
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql).bind(ws.to_string());
+            for id in chunk {
+                q = q.bind((*id).to_owned());
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                let id: CustomerId = parse("customer id", &row.try_get::<String, _>("id")?)?;
+                out.insert(row.try_get("crm_id")?, (id, row.try_get("external_id")?));
+            }
+        }
         Ok(out)
     }
 

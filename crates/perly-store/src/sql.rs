@@ -27,7 +27,8 @@ use crate::cipher::SecretCipher;
 use crate::db::{Dialect, Pools};
 use crate::model::*;
 use crate::salesforce::{
-    AppliedAccounts, CrmRecord, NewSalesforceConnection, PulledAccount, SalesforceConnection, SalesforceSync, SyncClaim,
+    AppliedAccounts, CrmRecord, NewSalesforceConnection, PulledAccount, PulledActivity, SalesforceConnection,
+    SalesforceSync, SyncClaim,
 };
 use crate::salesforce_outbox::{
     ActionOutcome, ClaimedActions, ClaimedPushes, PushAck, PushStatus, SalesforceAction, SalesforceRule,
@@ -120,15 +121,35 @@ where
 
 /// `$from, $from+1, …` for `n` parameters.
 pub(crate) fn params(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    let mut out = String::with_capacity(n * 6);
+    push_params(&mut out, from, n);
+    out
 }
 
-/// `($from, …), (…)` for `rows` rows of `width` parameters.
+/// `($from, …), (…)` for `rows` rows of `width` parameters. Written into
+/// one buffer: batch statements are built for every chunk of every page.
 pub(crate) fn value_rows(from: usize, rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", params(from + r * width, width)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut out = String::with_capacity(rows * (width * 7 + 4));
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        push_params(&mut out, from + r * width, width);
+        out.push(')');
+    }
+    out
+}
+
+fn push_params(out: &mut String, from: usize, n: usize) {
+    use std::fmt::Write;
+    for i in from..from + n {
+        if i > from {
+            out.push_str(", ");
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(out, "${i}");
+    }
 }
 
 pub(crate) fn encode_rollup(r: &Rollup) -> Result<Vec<u8>> {
@@ -509,35 +530,17 @@ impl SqlStore {
         Ok(out)
     }
 
-    async fn ingest_events_once(
+    /// Inserts events of known customers (ids unique within `rows`), skips
+    /// those already stored, folds the new ones into their customers'
+    /// rollups and marks those customers for rescoring. Returns the ids of
+    /// the events that were new. Shared by API ingest and the Salesforce pull.
+    pub(crate) async fn store_events(
         &self,
+        tx: &mut Transaction<'static, Any>,
         ws: WorkspaceId,
-        events: &[Event],
+        rows: &[(CustomerId, &Event)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<IngestOutcome>> {
-        let mut outcomes = vec![IngestOutcome::UnknownCustomer; events.len()];
-        if events.is_empty() {
-            return Ok(outcomes);
-        }
-        let mut tx = self.pools.write.begin().await?;
-        let mut external: Vec<&str> = events.iter().map(|e| e.customer_id.as_str()).collect();
-        external.sort_unstable();
-        external.dedup();
-        let customers = self.resolve_customers(&mut tx, ws, &external, false).await?;
-
-        // Rows to insert: known customer, first occurrence of the id in this batch.
-        let mut seen = HashSet::new();
-        let mut rows = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            let Some(cid) = customers.get(&e.customer_id) else {
-                continue;
-            };
-            if !seen.insert(e.id.as_str()) {
-                outcomes[i] = IngestOutcome::Duplicate;
-                continue;
-            }
-            rows.push((i, *cid, e));
-        }
+    ) -> Result<HashSet<String>> {
         let mut inserted: HashSet<String> = HashSet::with_capacity(rows.len());
         let ws_s = ws.to_string();
         let received = ms(now);
@@ -549,7 +552,7 @@ impl SqlStore {
             );
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
-            for (_, cid, e) in chunk {
+            for (cid, e) in chunk {
                 let payload = serde_json::to_string(e).map_err(|err| corrupt("event", err))?;
                 q = q
                     .bind(ws_s.clone())
@@ -560,23 +563,20 @@ impl SqlStore {
                     .bind(received)
                     .bind(payload);
             }
-            for row in q.fetch_all(&mut *tx).await? {
+            for row in q.fetch_all(&mut **tx).await? {
                 inserted.insert(row.try_get("event_id")?);
             }
         }
         let mut by_customer: BTreeMap<CustomerId, Vec<&Event>> = BTreeMap::new();
-        for (i, cid, e) in &rows {
+        for (cid, e) in rows {
             if inserted.contains(&e.id) {
-                outcomes[*i] = IngestOutcome::Accepted;
                 by_customer.entry(*cid).or_default().push(e);
-            } else {
-                outcomes[*i] = IngestOutcome::Duplicate;
             }
         }
 
-        // Fold the accepted events into their customers' rollups.
+        // Fold the new events into their customers' rollups.
         let ids: Vec<CustomerId> = by_customer.keys().copied().collect();
-        let mut rollups = self.lock_rollups(&mut tx, ws, &ids).await?;
+        let mut rollups = self.lock_rollups(tx, ws, &ids).await?;
         let mut encoded = Vec::with_capacity(by_customer.len());
         for (cid, evs) in &by_customer {
             let rollup = rollups.entry(*cid).or_default();
@@ -598,7 +598,49 @@ impl SqlStore {
             for (cid, data) in chunk {
                 q = q.bind(cid.clone()).bind(data.clone()).bind(received).bind(ws_s.clone());
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&mut **tx).await?;
+        }
+        Ok(inserted)
+    }
+
+    async fn ingest_events_once(
+        &self,
+        ws: WorkspaceId,
+        events: &[Event],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<IngestOutcome>> {
+        let mut outcomes = vec![IngestOutcome::UnknownCustomer; events.len()];
+        if events.is_empty() {
+            return Ok(outcomes);
+        }
+        let mut tx = self.pools.write.begin().await?;
+        let mut external: Vec<&str> = events.iter().map(|e| e.customer_id.as_str()).collect();
+        external.sort_unstable();
+        external.dedup();
+        let customers = self.resolve_customers(&mut tx, ws, &external, false).await?;
+
+        // Rows to insert: known customer, first occurrence of the id in this batch.
+        let mut seen = HashSet::new();
+        let mut positions = Vec::with_capacity(events.len());
+        let mut rows = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            let Some(cid) = customers.get(&e.customer_id) else {
+                continue;
+            };
+            if !seen.insert(e.id.as_str()) {
+                outcomes[i] = IngestOutcome::Duplicate;
+                continue;
+            }
+            positions.push(i);
+            rows.push((*cid, e));
+        }
+        let inserted = self.store_events(&mut tx, ws, &rows, now).await?;
+        for (i, (_, e)) in positions.iter().zip(&rows) {
+            outcomes[*i] = if inserted.contains(&e.id) {
+                IngestOutcome::Accepted
+            } else {
+                IngestOutcome::Duplicate
+            };
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -1740,6 +1782,15 @@ impl Store for SqlStore {
 
     async fn salesforce_actions(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<SalesforceAction>> {
         self.salesforce_actions_once(ws, limit).await
+    }
+
+    async fn apply_salesforce_activities(
+        &self,
+        ws: WorkspaceId,
+        rows: &[PulledActivity],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        retry_conflicts(|| self.apply_salesforce_activities_once(ws, rows, now)).await
     }
 
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()> {

@@ -3,11 +3,13 @@
 //! consent, a bad state), then full and incremental syncs with an update, a
 //! delete, a re-parented account and a new custom field, a token that
 //! expires mid-sync, a limit answer that pauses Perly, and a revoked token
-//! that marks the connection broken.
+//! that marks the connection broken. Also: pulled Tasks and Events are
+//! stored and scored exactly as the same events sent to the events API.
 
+use perly_domain::event::{ActivityType, Event, EventKind};
 use perly_salesforce::sync::RunOutcome;
 use perly_standins::salesforce::{OrgSpec, SalesforceFault, ADMIN_PASSWORD};
-use perly_store::Role;
+use perly_store::{PulledAccount, PulledActivity, Role};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -475,4 +477,105 @@ async fn an_object_the_user_cannot_read_is_skipped_and_explained_while_the_rest_
     assert_eq!(customers(&app).await.len(), 30);
     let (_, page, _) = web.get("/settings/salesforce").await;
     assert!(page.contains("skipped (no read access)"));
+}
+
+#[tokio::test]
+async fn pulled_activities_are_stored_and_scored_exactly_like_ingested_crm_activity_events() {
+    let app = spawn_app().await;
+    let now = app.now();
+    let (ingested_ws, _) = app.other_workspace("Ingested").await;
+    let account = PulledAccount {
+        sf_id: "001000000000001AAA".into(),
+        external_id: "001000000000001AAA".into(),
+        name: "Acme".into(),
+        parent_sf_id: None,
+        owner_email: None,
+        deleted: false,
+        modstamp: now,
+        data: serde_json::Map::new(),
+    };
+    for ws in [app.ws, ingested_ws] {
+        app.store
+            .apply_salesforce_accounts(ws, std::slice::from_ref(&account), now)
+            .await
+            .expect("account");
+    }
+    let activity = |id: &str, account: &str, days: i64, kind, subject: Option<&str>| PulledActivity {
+        sf_id: id.into(),
+        account_sf_id: account.into(),
+        at: now - chrono::Duration::days(days),
+        kind,
+        subject: subject.map(str::to_owned),
+    };
+    let page = vec![
+        activity(
+            "00T000000000001AAA",
+            &account.sf_id,
+            3,
+            ActivityType::Call,
+            Some("Quarterly review"),
+        ),
+        activity("00U000000000001AAA", &account.sf_id, 10, ActivityType::Meeting, None),
+        // An Account Perly has no customer for.
+        activity("00T000000000002AAA", "001000000000009AAA", 1, ActivityType::Email, None),
+    ];
+    let stored = app
+        .store
+        .apply_salesforce_activities(app.ws, &page, now)
+        .await
+        .expect("apply");
+    assert_eq!(stored, 2);
+    let again = app
+        .store
+        .apply_salesforce_activities(app.ws, &page, now)
+        .await
+        .expect("again");
+    assert_eq!(again, 0, "a page read twice adds nothing");
+
+    // The same activities through the events API path, in another workspace.
+    let events: Vec<Event> = page[..2]
+        .iter()
+        .map(|a| Event {
+            id: format!("salesforce:{}", a.sf_id),
+            customer_id: account.external_id.clone(),
+            occurred_at: a.at,
+            kind: EventKind::CrmActivity {
+                activity_type: a.kind,
+                subject: a.subject.clone(),
+            },
+        })
+        .collect();
+    app.store
+        .ingest_events(ingested_ws, &events, now)
+        .await
+        .expect("ingest");
+    let pulled = app
+        .store
+        .recent_events(app.ws, &account.external_id, 10)
+        .await
+        .expect("events");
+    let ingested = app
+        .store
+        .recent_events(ingested_ws, &account.external_id, 10)
+        .await
+        .expect("events");
+    assert_eq!(pulled.len(), 2);
+    assert_eq!(pulled, ingested);
+
+    app.rescore().await;
+    let score = |ws| {
+        let store = app.store.clone();
+        let id = account.external_id.clone();
+        async move {
+            let c = store
+                .get_customer(ws, &id, now - chrono::Duration::days(90))
+                .await
+                .expect("read")
+                .expect("customer");
+            (c.summary.score, serde_json::to_value(&c.explanation).expect("json"))
+        }
+    };
+    let (pulled_score, pulled_explanation) = score(app.ws).await;
+    assert!(pulled_score.is_some(), "scored");
+    assert_eq!((pulled_score, pulled_explanation), score(ingested_ws).await);
 }
