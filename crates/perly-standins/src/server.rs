@@ -45,6 +45,51 @@ pub(crate) fn spawn(listener: TcpListener, router: Router, vendor: &'static str)
     Serving { stop: Arc::new(tx) }
 }
 
+/// As [`spawn`], HTTP/1.1 only, with response header names in title case
+/// (`Content-Type`, `Sforce-Locator`) as Salesforce's servers write them.
+/// Header names are case-insensitive, but some clients read them from a
+/// plain dictionary: airbyte's Bulk results reader looks up
+/// `content-type` in `dict(response.headers)` and only works because
+/// Salesforce sends `Content-Type`.
+pub(crate) fn spawn_title_case(listener: TcpListener, router: Router, vendor: &'static str) -> Serving {
+    let (tx, mut rx) = watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(vendor, error = %error, "stand-in could not accept a connection");
+                        continue;
+                    }
+                },
+                // A stop request, or every sender dropped.
+                _ = rx.wait_for(|stop| *stop) => break,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let mut stop = rx.clone();
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .title_case_headers(true)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    // The watch guard is dropped before the connection is awaited again.
+                    () = async { drop(stop.wait_for(|stop| *stop).await) } => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(error) = served {
+                    tracing::debug!(vendor, error = %error, "stand-in connection ended with an error");
+                }
+            });
+        }
+    });
+    Serving { stop: Arc::new(tx) }
+}
+
 /// `http://127.0.0.1:PORT`
 pub(crate) fn base_url(local: SocketAddr) -> String {
     format!("http://{local}")

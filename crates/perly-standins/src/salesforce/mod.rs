@@ -371,8 +371,8 @@ impl SalesforceStandin {
         let production = OrgHandle::new(server::base_url(p_local), false, org.clone(), apps.clone());
         let sandbox = OrgHandle::new(server::base_url(s_local), true, org, apps);
         let serving = vec![
-            server::spawn(p_listener, router(production.inner.clone()), "salesforce"),
-            server::spawn(s_listener, router(sandbox.inner.clone()), "salesforce-sandbox"),
+            server::spawn_title_case(p_listener, router(production.inner.clone()), "salesforce"),
+            server::spawn_title_case(s_listener, router(sandbox.inner.clone()), "salesforce-sandbox"),
         ];
         Ok(SalesforceStandin {
             production,
