@@ -35,6 +35,25 @@ pub fn broken_reason(refusal: &str) -> String {
     format!("Salesforce refused Perly's refresh token ({refusal}); reconnect Salesforce")
 }
 
+/// Saves the org's API use as `client` last read it from `Sforce-Limit-Info`
+/// (shown in settings; the budget reads it back). Nothing when no answer
+/// carried the header yet.
+pub async fn record_usage(
+    store: &dyn Store,
+    ws: WorkspaceId,
+    client: &Client,
+    now: DateTime<Utc>,
+) -> perly_store::Result<()> {
+    match client.usage() {
+        Some(u) => {
+            store
+                .record_salesforce_usage(ws, Some((u.used, u.max)), None, now)
+                .await
+        }
+        None => Ok(()),
+    }
+}
+
 /// The OAuth app and HTTP client every org shares, and the clients made so far.
 pub struct Orgs {
     store: Arc<dyn Store>,

@@ -210,17 +210,6 @@ impl Outbox {
         }
     }
 
-    async fn record_usage(&self, ws: WorkspaceId, client: &Client, now: DateTime<Utc>) -> perly_store::Result<()> {
-        match client.usage() {
-            Some(u) => {
-                self.store
-                    .record_salesforce_usage(ws, Some((u.used, u.max)), None, now)
-                    .await
-            }
-            None => Ok(()),
-        }
-    }
-
     // Score pushes.
 
     async fn push(&self, claim: ClaimedPushes, now: &Now, stats: &mut OutboxStats) -> perly_store::Result<()> {
@@ -274,7 +263,7 @@ impl Outbox {
         }
         let records: Vec<Value> = pushes.iter().map(account_record).collect();
         let results = client.update_collection(&records).await;
-        self.record_usage(ws, &client, now()).await?;
+        crate::orgs::record_usage(self.store.as_ref(), ws, &client, now()).await?;
         let results = match results {
             Ok(r) => r,
             Err(e) if is_field_error(e.code()) => {
@@ -401,7 +390,7 @@ impl Outbox {
             }
             self.store.ack_salesforce_action(ws, a.id, &outcome, now()).await?;
         }
-        self.record_usage(ws, &client, now()).await
+        crate::orgs::record_usage(self.store.as_ref(), ws, &client, now()).await
     }
 
     /// Creates the Task or post unless an earlier attempt already did;

@@ -103,11 +103,7 @@ impl Pull<'_> {
         self.store
             .save_salesforce_sync(self.ws, sync, self.lease, (self.now)())
             .await?;
-        if let Some(u) = self.client.usage() {
-            self.store
-                .record_salesforce_usage(self.ws, Some((u.used, u.max)), None, (self.now)())
-                .await?;
-        }
+        crate::orgs::record_usage(self.store, self.ws, self.client, (self.now)()).await?;
         Ok(())
     }
 

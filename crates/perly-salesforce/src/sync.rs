@@ -141,11 +141,7 @@ impl Syncer {
             poll: self.settings.job_poll,
         };
         let result = pull.run(&mut sync).await;
-        if let Some(u) = client.usage() {
-            self.store
-                .record_salesforce_usage(ws, Some((u.used, u.max)), None, now())
-                .await?;
-        }
+        crate::orgs::record_usage(self.store.as_ref(), ws, &client, now()).await?;
         let at = now();
         match result {
             Ok(()) => {

@@ -5,7 +5,6 @@
 //! arrived); nothing else is ever sent twice, and nothing is lost.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -18,52 +17,23 @@ const CUSTOMERS: usize = 10;
 const RETRIES: usize = 10;
 const CHANNELS: usize = 4;
 
-struct Server {
-    child: Child,
-    base: String,
+async fn start_server(database_url: &str, slack: &SlackStandin, port: u16) -> ServeProcess {
+    let env = [
+        ("PERLY_SLACK__BASE_URL", slack.base_url()),
+        ("PERLY_SLACK__HOOKS_URL", slack.hooks_url()),
+        ("PERLY_DELIVERY__TIMEOUT_MS", "1000".to_owned()),
+        ("PERLY_DELIVERY__LEASE_SECS", "5".to_owned()),
+    ];
+    spawn_serve(database_url, port, &env).await
 }
 
-impl Drop for Server {
-    /// A failing test leaves no server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_server(database_url: &str, slack: &SlackStandin, port: u16) -> Server {
-    let base = format!("http://127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_perly"))
-        .arg("serve")
-        .env("PERLY_DATABASE_URL", database_url)
-        .env("PERLY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PERLY_PUBLIC_URL", &base)
-        .env("PERLY_SECRET_KEY", "crash-test-secret")
-        .env("PERLY_SLACK__BASE_URL", slack.base_url())
-        .env("PERLY_SLACK__HOOKS_URL", slack.hooks_url())
-        .env("PERLY_DELIVERY__TIMEOUT_MS", "1000")
-        .env("PERLY_DELIVERY__LEASE_SECS", "5")
-        .env("PERLY_SCORING__POLL_INTERVAL_MS", "50")
-        .env("PERLY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start perly serve");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "perly serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Server { child, base }
-}
-
-async fn post(client: &reqwest::Client, server: &Server, key: &str, path: &str, body: Value) -> reqwest::Result<Value> {
+async fn post(
+    client: &reqwest::Client,
+    server: &ServeProcess,
+    key: &str,
+    path: &str,
+    body: Value,
+) -> reqwest::Result<Value> {
     client
         .post(format!("{}{path}", server.base))
         .bearer_auth(key)
@@ -160,12 +130,9 @@ async fn a_server_killed_while_delivering_loses_no_alert_and_resends_only_what_w
             while slack.requests().len() < CHANNELS && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            // SIGKILL: no shutdown, no draining.
-            server.child.kill().expect("SIGKILL");
-            server.child.wait().expect("reaped");
+            server.kill();
             let before = slack.requests().len();
             assert!(before > 0, "deliveries were under way at the kill");
-            drop(server);
             server = start_server(&database_url, &slack, port).await;
         }
     }

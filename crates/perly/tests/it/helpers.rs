@@ -447,3 +447,57 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// A real `perly serve` process (for the crash tests), killed when dropped
+/// so a failing test leaves no server behind.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeProcess {
+    /// SIGKILL: no shutdown, no draining.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+/// Starts `perly serve` on `database_url` and `port` with these extra
+/// environment variables (secret key as in [`test_settings`]), and waits
+/// until `/healthz` answers.
+pub async fn spawn_serve(database_url: &str, port: u16, env: &[(&str, String)]) -> ServeProcess {
+    let base = format!("http://127.0.0.1:{port}");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_perly"))
+        .arg("serve")
+        .env("PERLY_DATABASE_URL", database_url)
+        .env("PERLY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PERLY_PUBLIC_URL", &base)
+        .env("PERLY_SECRET_KEY", "test-secret-key")
+        .env("PERLY_SCORING__POLL_INTERVAL_MS", "50")
+        .env("PERLY_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start perly serve");
+    let server = ServeProcess { child, base };
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{}/healthz", server.base)).send().await {
+            if r.status().is_success() {
+                return server;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "perly serve did not come up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -5,7 +5,6 @@
 //! once, and every alert has exactly one Task and one post.
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -19,62 +18,21 @@ use crate::helpers::*;
 const ACCOUNTS: u64 = 400;
 const ALERTED: u64 = 30;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// SIGKILL: no shutdown, no draining.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-async fn start_server(database_url: &str, sf: &SalesforceStandin, port: u16) -> Server {
-    let base = format!("http://127.0.0.1:{port}");
+async fn start_server(database_url: &str, sf: &SalesforceStandin, port: u16) -> ServeProcess {
     let app = oauth_app("salesforce");
-    let child = Command::new(env!("CARGO_BIN_EXE_perly"))
-        .arg("serve")
-        .env("PERLY_DATABASE_URL", database_url)
-        .env("PERLY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PERLY_PUBLIC_URL", &base)
-        .env("PERLY_SECRET_KEY", "test-secret-key")
-        .env("PERLY_SALESFORCE__LOGIN_URL", sf.login_url())
-        .env("PERLY_SALESFORCE__SANDBOX_LOGIN_URL", sf.sandbox_login_url())
-        .env("PERLY_SALESFORCE__CLIENT_ID", &app.client_id)
-        .env("PERLY_SALESFORCE__CLIENT_SECRET", &app.client_secret)
-        .env("PERLY_SYNC__LEASE_SECS", "5")
-        .env("PERLY_SYNC__JOB_POLL_MS", "20")
-        .env("PERLY_SYNC__POLL_INTERVAL_MS", "100")
-        .env("PERLY_SYNC__OUTBOX_POLL_MS", "100")
-        .env("PERLY_SYNC__OUTBOX_RETRY_SECS", "1")
-        .env("PERLY_SCORING__POLL_INTERVAL_MS", "50")
-        .env("PERLY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start perly serve");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "perly serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Server { child, base }
+    let fast = |v: &str| v.to_owned();
+    let env = [
+        ("PERLY_SALESFORCE__LOGIN_URL", sf.login_url()),
+        ("PERLY_SALESFORCE__SANDBOX_LOGIN_URL", sf.sandbox_login_url()),
+        ("PERLY_SALESFORCE__CLIENT_ID", app.client_id.clone()),
+        ("PERLY_SALESFORCE__CLIENT_SECRET", app.client_secret.clone()),
+        ("PERLY_SYNC__LEASE_SECS", fast("5")),
+        ("PERLY_SYNC__JOB_POLL_MS", fast("20")),
+        ("PERLY_SYNC__POLL_INTERVAL_MS", fast("100")),
+        ("PERLY_SYNC__OUTBOX_POLL_MS", fast("100")),
+        ("PERLY_SYNC__OUTBOX_RETRY_SECS", fast("1")),
+    ];
+    spawn_serve(database_url, port, &env).await
 }
 
 struct Api {
@@ -83,7 +41,7 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, server: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn call(&self, server: &ServeProcess, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self
             .client
             .request(method, format!("{}{path}", server.base))
@@ -96,11 +54,11 @@ impl Api {
         answer.json().await.unwrap_or(Value::Null)
     }
 
-    async fn get(&self, server: &Server, path: &str) -> Value {
+    async fn get(&self, server: &ServeProcess, path: &str) -> Value {
         self.call(server, reqwest::Method::GET, path, None).await
     }
 
-    async fn post(&self, server: &Server, path: &str, body: Value) -> Value {
+    async fn post(&self, server: &ServeProcess, path: &str, body: Value) -> Value {
         self.call(server, reqwest::Method::POST, path, Some(body)).await
     }
 }
