@@ -99,11 +99,13 @@ def airbyte_child(login_url, args):
     run()
 
 
-def airbyte(python, login_url, args, on_line):
-    """Runs one airbyte command; returns (seconds, peak RSS MB, exit status)."""
+def airbyte(python, login_url, args, on_line, work):
+    """Runs one airbyte command in `work` (airbyte downloads Bulk results
+    into its working directory); returns (seconds, peak RSS MB, exit status)."""
     started = time.monotonic()
     child = subprocess.Popen(
-        [python, __file__, "--airbyte-child", login_url, "--", *args],
+        [python, os.path.abspath(__file__), "--airbyte-child", login_url, "--", *args],
+        cwd=work,
         stdout=subprocess.PIPE,
         bufsize=1 << 20,
     )
@@ -153,7 +155,7 @@ def main():
             elif msg.get("type") == "TRACE" and msg["trace"].get("type") == "ERROR":
                 print(msg["trace"]["error"].get("message"), file=sys.stderr)
 
-        secs, _, status = airbyte(a.python, info["login_url"], ["discover", "--config", config_path], keep_catalog)
+        secs, _, status = airbyte(a.python, info["login_url"], ["discover", "--config", config_path], keep_catalog, work)
         if status != 0 or not catalog:
             raise SystemExit(f"airbyte discover failed (exit {status})")
         print(f"discover: {len(catalog['streams'])} streams in {secs:.1f} s")
@@ -190,6 +192,7 @@ def main():
             info["login_url"],
             ["read", "--config", config_path, "--catalog", catalog_path],
             count,
+            work,
         )
         total = sum(counts.values())
         for s in STREAMS:

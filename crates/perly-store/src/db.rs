@@ -100,14 +100,6 @@ impl Dialect {
     }
 }
 
-/// The writer's page cache (negative: KiB), 64 MiB. SQLite's default of
-/// 2 MiB makes a large write transaction (a page of 50,000 pulled records
-/// touching a dozen indexes) spill dirty pages to the WAL mid-transaction
-/// and re-read index pages from the OS for every row.
-const WRITER_CACHE: &str = "PRAGMA cache_size = -65536";
-/// Readers keep SQLite's default (2 MiB each).
-const READER_CACHE: &str = "PRAGMA cache_size = -2000";
-
 /// The pools of one database.
 #[derive(Debug, Clone)]
 pub struct Pools {
@@ -150,7 +142,7 @@ pub async fn connect(url: &str) -> Result<Pools> {
         Dialect::Sqlite => {
             let url = sqlite_url(url)?;
             let options = AnyConnectOptions::from_str(&url)?;
-            let pool = |max: u32, cache: &'static str| {
+            let pool = |max: u32| {
                 AnyPoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(Duration::from_secs(30))
@@ -160,14 +152,13 @@ pub async fn connect(url: &str) -> Result<Pools> {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
-                            conn.execute(cache).await?;
                             Ok(())
                         })
                     })
                     .connect_with(options.clone())
             };
-            let write = pool(1, WRITER_CACHE).await?;
-            let read = pool(4, READER_CACHE).await?;
+            let write = pool(1).await?;
+            let read = pool(4).await?;
             Pools { dialect, write, read }
         }
         Dialect::Postgres => {

@@ -819,7 +819,7 @@ impl SqlStore {
                 "INSERT INTO customers (id, workspace_id, external_id, name, owner_email, parent_external_id, crm_id, created_at, updated_at) \
                  VALUES {} ON CONFLICT (workspace_id, external_id) DO UPDATE SET name = excluded.name, \
                  owner_email = COALESCE(excluded.owner_email, customers.owner_email), parent_external_id = excluded.parent_external_id, \
-                 crm_id = excluded.crm_id, updated_at = excluded.updated_at, archived_at = NULL",
+                 crm_id = excluded.crm_id, updated_at = excluded.updated_at, archived_at = NULL RETURNING id",
                 value_rows(1, chunk.len(), 9)
             );
             let sql = self.dialect().positional(sql);
@@ -840,20 +840,36 @@ impl SqlStore {
                     .bind(now_ms)
                     .bind(now_ms);
             }
-            q.execute(&mut *tx).await?;
+            let ids: Vec<String> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get("id"))
+                .collect::<std::result::Result<_, _>>()?;
             // New customers get an empty rollup, dirty so they are scored.
+            // By primary key, from the ids just returned: no plan here
+            // depends on table statistics, which a first bulk load outruns.
+            let value_list_is_empty = ids.is_empty();
             let sql = format!(
-                "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, dirty_at, updated_at) \
-                 SELECT c.id, c.workspace_id, $2, 0, 1, $3, $3 FROM customers c WHERE c.workspace_id = $1 \
-                 AND c.external_id IN ({}) AND NOT EXISTS (SELECT 1 FROM rollups r WHERE r.customer_id = c.id)",
-                crate::sql::params(4, chunk.len())
+                "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, dirty_at, updated_at) VALUES {} \
+                 ON CONFLICT (customer_id) DO NOTHING",
+                value_rows(1, ids.len(), 7)
             );
             let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(empty.clone()).bind(now_ms);
-            for r in chunk {
-                q = q.bind(r.external_id.clone());
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q
+                    .bind(id)
+                    .bind(ws_s.clone())
+                    .bind(empty.clone())
+                    .bind(0_i64)
+                    .bind(1_i64)
+                    .bind(now_ms)
+                    .bind(now_ms);
             }
-            q.execute(&mut *tx).await?;
+            if !value_list_is_empty {
+                q.execute(&mut *tx).await?;
+            }
             out.upserted += chunk.len() as u64;
         }
         let deleted: Vec<&str> = rows.iter().filter(|r| r.deleted).map(|r| r.sf_id.as_str()).collect();

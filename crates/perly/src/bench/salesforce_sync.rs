@@ -26,7 +26,7 @@ use perly_store::{ObjectState, Role, Store};
 use perly_web::SystemClock;
 use tokio::io::AsyncBufReadExt;
 
-use super::{bench_store, peak_rss_mb};
+use super::{bench_store, peak_rss_mb, reset_peak_rss, rss_mb};
 use crate::standin::{SalesforceArgs, StandinInfo};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -150,6 +150,8 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: SalesforceSync
         running.state.salesforce.orgs.clone(),
         settings.sync.worker_settings(),
     );
+    let rss_before = rss_mb();
+    reset_peak_rss();
     let sampler = tokio::spawn(sample(store.clone(), ws.id));
     let cpu_before = (proc_cpu_secs(std::process::id()), standin.child_usage());
     let started = Instant::now();
@@ -191,7 +193,7 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: SalesforceSync
         store.pending_rescore(ws.id).await?
     );
     println!(
-        "perly:               peak RSS {:.0} MB, CPU {perly_cpu:.1} s",
+        "perly:               peak RSS {:.0} MB during the sync (RSS {rss_before:.0} MB when it started), CPU {perly_cpu:.1} s",
         peak_rss_mb()
     );
     if let (Some((_, before)), Some((rss, after))) = (cpu_before.1, child) {
