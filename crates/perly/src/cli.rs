@@ -59,7 +59,6 @@ pub enum Command {
     /// Benchmarks (figures go in BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
     /// A vendor stand-in on its own (for benchmarks and peer comparisons).
-    #[command(hide = true)]
     Standin(crate::standin::StandinArgs),
 }
 

@@ -336,13 +336,23 @@ async fn posting_faster_than_slack_allows_gets_429_with_retry_after() {
         let (status, _, _) = post_json(&http, &hook, &json!({"text": format!("burst {i}")})).await;
         assert_eq!(status, StatusCode::OK, "a burst of five is allowed");
     }
-    let (status, retry, body) = post_json(&http, &hook, &json!({"text": "one too many"})).await;
+    // The bucket refills at one post a second in real time: on a loaded
+    // machine a token may come back before the sixth post, so keep posting
+    // (far faster than one a second) until Slack says no.
+    let mut accepted = 5;
+    let (status, retry, body) = loop {
+        let answer = post_json(&http, &hook, &json!({"text": "one too many"})).await;
+        if answer.0 != StatusCode::OK || accepted == 20 {
+            break answer;
+        }
+        accepted += 1;
+    };
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(retry.as_deref(), Some("1"));
     let body: Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(body, json!({"retry_after": 1, "ok": false, "error": "rate_limited"}));
-    assert_eq!(slack.messages().len(), 5);
-    assert_eq!(slack.requests().len(), 6);
+    assert_eq!(slack.messages().len(), accepted, "a refused post is not kept");
+    assert_eq!(slack.requests().len(), accepted + 1);
     // Another webhook has its own bucket.
     let other = slack.create_webhook("#customer-health");
     assert_eq!(post_json(&http, &other, &json!({"text": "hi"})).await.0, StatusCode::OK);
