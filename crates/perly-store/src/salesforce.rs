@@ -948,28 +948,18 @@ impl SqlStore {
         Ok(n)
     }
 
+    /// Account Id → external id of the live customers.
     async fn crm_external_ids_in(
         &self,
         tx: &mut Tx,
         ws: WorkspaceId,
         sf_ids: &[&str],
     ) -> Result<HashMap<String, String>> {
-        let mut out = HashMap::with_capacity(sf_ids.len());
-        for chunk in sf_ids.chunks(crate::sql::IN_CHUNK) {
-            let sql = format!(
-                "SELECT crm_id, external_id FROM customers WHERE workspace_id = $1 AND archived_at IS NULL AND crm_id IN ({})",
-                crate::sql::params(2, chunk.len())
-            );
-            let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql).bind(ws.to_string());
-            for id in chunk {
-                q = q.bind((*id).to_owned());
-            }
-            for row in q.fetch_all(&mut **tx).await? {
-                out.insert(row.try_get("crm_id")?, row.try_get("external_id")?);
-            }
-        }
-        Ok(out)
+        let customers = self.customers_of_accounts(tx, ws, sf_ids).await?;
+        Ok(customers
+            .into_iter()
+            .map(|(account, (_, external_id))| (account, external_id))
+            .collect())
     }
 
     pub(crate) async fn crm_external_ids_once(

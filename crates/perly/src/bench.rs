@@ -86,17 +86,18 @@ pub enum BenchKind {
 }
 
 fn peak_rss_mb() -> f64 {
-    status_mb("VmHWM:")
+    status_mb("self", "VmHWM:")
 }
 
 /// Resident memory now, in MB.
 fn rss_mb() -> f64 {
-    status_mb("VmRSS:")
+    status_mb("self", "VmRSS:")
 }
 
-/// A `/proc/self/status` line in kB, as MB (0 when unreadable).
-fn status_mb(line: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A kB line of `/proc/{process}/status` (`self` or a pid), as MB (0 when
+/// unreadable).
+fn status_mb(process: &str, line: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with(line)).map(str::to_owned))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))

@@ -96,14 +96,7 @@ impl Standin {
 
 /// VmHWM of another process, in MB (0 when unreadable).
 fn proc_peak_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    super::status_mb(&pid.to_string(), "VmHWM:")
 }
 
 /// User + system CPU time of a process (`/proc/PID/stat`, in USER_HZ =
