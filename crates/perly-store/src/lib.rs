@@ -289,12 +289,6 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<AppliedAccounts>;
     async fn apply_crm_records(&self, ws: WorkspaceId, rows: &[CrmRecord]) -> Result<u64>;
-    /// Account Id → the customer's external id, for the Accounts pulled so far.
-    async fn crm_external_ids(
-        &self,
-        ws: WorkspaceId,
-        sf_ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, String>>;
     /// A customer's pulled contacts, roles, opportunities and activities.
     async fn crm_records_for(&self, ws: WorkspaceId, external_id: &str) -> Result<Vec<CrmRecord>>;
     /// Stores a page of pulled Tasks and Events, in one transaction, as
@@ -305,6 +299,18 @@ pub trait Store: Send + Sync + 'static {
         &self,
         ws: WorkspaceId,
         rows: &[PulledActivity],
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
+
+    /// Stores events of Salesforce Accounts (Opportunity changes), in one
+    /// transaction, on the Accounts' live customers (each event's
+    /// `customer_id` is set to the customer's external id), as
+    /// [`Store::ingest_events`] stores events. Events of Accounts without a
+    /// live customer are left out. Returns how many were new.
+    async fn apply_salesforce_events(
+        &self,
+        ws: WorkspaceId,
+        rows: &[(String, perly_domain::event::Event)],
         now: DateTime<Utc>,
     ) -> Result<u64>;
 

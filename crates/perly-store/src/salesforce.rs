@@ -819,18 +819,23 @@ impl SqlStore {
                 "INSERT INTO customers (id, workspace_id, external_id, name, owner_email, parent_external_id, crm_id, created_at, updated_at) \
                  VALUES {} ON CONFLICT (workspace_id, external_id) DO UPDATE SET name = excluded.name, \
                  owner_email = COALESCE(excluded.owner_email, customers.owner_email), parent_external_id = excluded.parent_external_id, \
-                 crm_id = excluded.crm_id, updated_at = excluded.updated_at, archived_at = NULL RETURNING id",
+                 crm_id = excluded.crm_id, updated_at = excluded.updated_at, archived_at = NULL",
                 value_rows(1, chunk.len(), 9)
             );
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
-            for r in chunk {
+            // A fresh id per row: it is stored only where the row is new.
+            let fresh: Vec<String> = chunk
+                .iter()
+                .map(|_| perly_domain::ids::CustomerId::new().to_string())
+                .collect();
+            for (r, id) in chunk.iter().zip(&fresh) {
                 let parent = r
                     .parent_sf_id
                     .as_ref()
                     .map(|p| external_of.get(p).cloned().unwrap_or_else(|| p.clone()));
                 q = q
-                    .bind(perly_domain::ids::CustomerId::new().to_string())
+                    .bind(id.clone())
                     .bind(ws_s.clone())
                     .bind(r.external_id.clone())
                     .bind(r.name.clone())
@@ -840,36 +845,24 @@ impl SqlStore {
                     .bind(now_ms)
                     .bind(now_ms);
             }
-            let ids: Vec<String> = q
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|row| row.try_get("id"))
-                .collect::<std::result::Result<_, _>>()?;
-            // New customers get an empty rollup, dirty so they are scored.
-            // By primary key, from the ids just returned: no plan here
-            // depends on table statistics, which a first bulk load outruns.
-            let value_list_is_empty = ids.is_empty();
+            q.execute(&mut *tx).await?;
+            // New customers get an empty rollup, dirty so they are scored:
+            // the fresh ids that were stored are exactly the new customers.
+            // Looked up by primary key, a plan that needs no table
+            // statistics (a first bulk load outruns them).
             let sql = format!(
-                "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, dirty_at, updated_at) VALUES {} \
+                "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, dirty_at, updated_at) \
+                 SELECT id, workspace_id, $2, 0, 1, $3, $3 FROM customers WHERE {} = $1 AND id IN ({}) \
                  ON CONFLICT (customer_id) DO NOTHING",
-                value_rows(1, ids.len(), 7)
+                self.dialect().unindexed("workspace_id"),
+                crate::sql::params(4, fresh.len())
             );
             let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql);
-            for id in ids {
-                q = q
-                    .bind(id)
-                    .bind(ws_s.clone())
-                    .bind(empty.clone())
-                    .bind(0_i64)
-                    .bind(1_i64)
-                    .bind(now_ms)
-                    .bind(now_ms);
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(empty.clone()).bind(now_ms);
+            for id in fresh {
+                q = q.bind(id);
             }
-            if !value_list_is_empty {
-                q.execute(&mut *tx).await?;
-            }
+            q.execute(&mut *tx).await?;
             out.upserted += chunk.len() as u64;
         }
         let deleted: Vec<&str> = rows.iter().filter(|r| r.deleted).map(|r| r.sf_id.as_str()).collect();
@@ -962,17 +955,6 @@ impl SqlStore {
             .collect())
     }
 
-    pub(crate) async fn crm_external_ids_once(
-        &self,
-        ws: WorkspaceId,
-        sf_ids: &[&str],
-    ) -> Result<HashMap<String, String>> {
-        let mut tx = self.pools.read.begin().await?;
-        let out = self.crm_external_ids_in(&mut tx, ws, sf_ids).await?;
-        tx.commit().await?;
-        Ok(out)
-    }
-
     /// Stores a page of pulled Tasks and Events in one transaction as
     /// `crm_activity` events of their Accounts' live customers, exactly as
     /// [`Store::ingest_events`](crate::Store::ingest_events) stores events
@@ -985,29 +967,56 @@ impl SqlStore {
         rows: &[PulledActivity],
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.pools.write.begin().await?;
-        let mut accounts: Vec<&str> = rows.iter().map(|r| r.account_sf_id.as_str()).collect();
-        accounts.sort_unstable();
-        accounts.dedup();
-        let customers = self.customers_of_accounts(&mut tx, ws, &accounts).await?;
-        let mut seen = HashSet::with_capacity(rows.len());
-        let events: Vec<(CustomerId, Event)> = rows
+        let events: Vec<(&str, Event)> = rows
             .iter()
-            .filter(|r| seen.insert(r.sf_id.as_str()))
-            .filter_map(|r| {
-                let (id, external_id) = customers.get(&r.account_sf_id)?;
+            .map(|r| {
                 let event = Event {
                     id: format!("salesforce:{}", r.sf_id),
-                    customer_id: external_id.clone(),
+                    customer_id: String::new(),
                     occurred_at: r.at,
                     kind: EventKind::CrmActivity {
                         activity_type: r.kind,
                         subject: r.subject.clone(),
                     },
                 };
+                (r.account_sf_id.as_str(), event)
+            })
+            .collect();
+        self.store_account_events(ws, events, now).await
+    }
+
+    /// Stores events of Accounts (Opportunity changes) on their live
+    /// customers; see [`Store::apply_salesforce_events`](crate::Store::apply_salesforce_events).
+    pub(crate) async fn apply_salesforce_events_once(
+        &self,
+        ws: WorkspaceId,
+        rows: &[(String, Event)],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let events = rows.iter().map(|(a, e)| (a.as_str(), e.clone())).collect();
+        self.store_account_events(ws, events, now).await
+    }
+
+    /// One transaction: each event goes to its Account's live customer
+    /// (whose external id it gets), the first of each id only.
+    async fn store_account_events(&self, ws: WorkspaceId, rows: Vec<(&str, Event)>, now: DateTime<Utc>) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pools.write.begin().await?;
+        let mut accounts: Vec<&str> = rows.iter().map(|(a, _)| *a).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let customers = self.customers_of_accounts(&mut tx, ws, &accounts).await?;
+        let mut seen = HashSet::with_capacity(rows.len());
+        let events: Vec<(CustomerId, Event)> = rows
+            .into_iter()
+            .filter_map(|(account, mut event)| {
+                let (id, external_id) = customers.get(account)?;
+                if !seen.insert(event.id.clone()) {
+                    return None;
+                }
+                event.customer_id = external_id.clone();
                 Some((*id, event))
             })
             .collect();
@@ -1026,19 +1035,20 @@ impl SqlStore {
     ) -> Result<HashMap<String, (CustomerId, String)>> {
         let mut out = HashMap::with_capacity(sf_ids.len());
         for chunk in sf_ids.chunks(crate::sql::IN_CHUNK) {
-            let sql = format!(
+            let inner = format!(
                 "SELECT id, crm_id, external_id FROM customers WHERE workspace_id = $1 AND archived_at IS NULL \
                  AND crm_id IN ({})",
                 crate::sql::params(2, chunk.len())
             );
-            let sql = self.dialect().positional(sql);
+            let sql = self
+                .dialect()
+                .positional(self.dialect().json_rows(&inner, "id, crm_id, external_id"));
             let mut q = sqlx::query(&sql).bind(ws.to_string());
             for id in chunk {
                 q = q.bind((*id).to_owned());
             }
-            for row in q.fetch_all(&mut **tx).await? {
-                let id: CustomerId = parse("customer id", &row.try_get::<String, _>("id")?)?;
-                out.insert(row.try_get("crm_id")?, (id, row.try_get("external_id")?));
+            for (id, crm_id, external_id) in crate::sql::fetch_json_rows::<(String, String, String)>(q, tx).await? {
+                out.insert(crm_id, (parse("customer id", &id)?, external_id));
             }
         }
         Ok(out)

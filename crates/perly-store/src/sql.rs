@@ -48,6 +48,15 @@ const HOUR_MS: i64 = 3_600_000;
 /// does not clear the mark when it records.
 const MARK_DIRTY: &str =
     "dirty = 1, version = rollups.version + 1, dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE $2 END";
+/// Runs a query written with [`Dialect::json_rows`] and parses its rows.
+pub(crate) async fn fetch_json_rows<'q, T: serde::de::DeserializeOwned>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    conn: &mut sqlx::AnyConnection,
+) -> Result<Vec<T>> {
+    let text: String = q.fetch_one(conn).await?.try_get(0)?;
+    serde_json::from_str(&text).map_err(|e| corrupt("query rows", e))
+}
+
 /// Rollup encoding version, written as the first byte.
 const ROLLUP_FORMAT: u8 = 2;
 
@@ -333,19 +342,23 @@ impl SqlStore {
     ) -> Result<HashMap<CustomerId, Rollup>> {
         let mut out = HashMap::new();
         for chunk in ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT customer_id, data FROM rollups WHERE workspace_id = $1 AND customer_id IN ({}) ORDER BY customer_id{}",
+            let inner = format!(
+                "SELECT customer_id, {} AS data FROM rollups WHERE workspace_id = $1 AND customer_id IN ({}) \
+                 ORDER BY customer_id{}",
+                self.dialect().hex("data"),
                 params(2, chunk.len()),
                 self.dialect().for_update()
             );
-            let sql = self.dialect().positional(sql);
+            let sql = self
+                .dialect()
+                .positional(self.dialect().json_rows(&inner, "customer_id, data"));
             let mut q = sqlx::query(&sql).bind(ws.to_string());
             for id in chunk {
                 q = q.bind(id.to_string());
             }
-            for row in q.fetch_all(&mut **tx).await? {
-                let id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
-                let data: Vec<u8> = row.try_get("data")?;
+            for (id, data) in fetch_json_rows::<(String, String)>(q, tx).await? {
+                let id: CustomerId = parse("customer id", &id)?;
+                let data = hex::decode(&data).map_err(|e| corrupt("rollup", e))?;
                 let rollup = match decode_rollup(&data) {
                     Some(r) => r,
                     None => self.rebuild_rollup(tx, ws, id).await?,
@@ -426,7 +439,7 @@ impl SqlStore {
     ) -> Result<HashMap<String, CustomerId>> {
         let mut out = HashMap::new();
         for chunk in external_ids.chunks(IN_CHUNK) {
-            let sql = format!(
+            let inner = format!(
                 "SELECT id, external_id FROM customers WHERE workspace_id = $1 AND external_id IN ({}){}",
                 params(2, chunk.len()),
                 if include_archived {
@@ -435,16 +448,15 @@ impl SqlStore {
                     " AND archived_at IS NULL"
                 }
             );
-            let sql = self.dialect().positional(sql);
+            let sql = self
+                .dialect()
+                .positional(self.dialect().json_rows(&inner, "id, external_id"));
             let mut q = sqlx::query(&sql).bind(ws.to_string());
             for e in chunk {
                 q = q.bind(e.to_string());
             }
-            for row in q.fetch_all(&mut **tx).await? {
-                out.insert(
-                    row.try_get("external_id")?,
-                    parse("customer id", &row.try_get::<String, _>("id")?)?,
-                );
+            for (id, external_id) in fetch_json_rows::<(String, String)>(q, tx).await? {
+                out.insert(external_id, parse("customer id", &id)?);
             }
         }
         Ok(out)
@@ -541,13 +553,40 @@ impl SqlStore {
         rows: &[(CustomerId, &Event)],
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>> {
-        let mut inserted: HashSet<String> = HashSet::with_capacity(rows.len());
         let ws_s = ws.to_string();
         let received = ms(now);
-        for chunk in rows.chunks(CHUNK) {
+        // Same lock order as rescoring and upserts: the rollups first, by
+        // id. Under that lock no other writer stores events of these
+        // customers, so the ids not stored yet are exactly the new ones.
+        let mut ids: Vec<CustomerId> = rows.iter().map(|(cid, _)| *cid).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rollups = self.lock_rollups(tx, ws, &ids).await?;
+        let mut inserted: HashSet<String> = rows.iter().map(|(_, e)| e.id.clone()).collect();
+        let wanted: Vec<&str> = inserted.iter().map(String::as_str).collect();
+        let mut stored = Vec::new();
+        for chunk in wanted.chunks(IN_CHUNK) {
+            let inner = format!(
+                "SELECT event_id FROM events WHERE workspace_id = $1 AND event_id IN ({})",
+                params(2, chunk.len())
+            );
+            let sql = self.dialect().positional(self.dialect().json_rows(&inner, "event_id"));
+            let mut q = sqlx::query(&sql).bind(ws_s.clone());
+            for id in chunk {
+                q = q.bind((*id).to_owned());
+            }
+            stored.extend(fetch_json_rows::<(String,)>(q, tx).await?);
+        }
+        for (id,) in stored {
+            inserted.remove(&id);
+        }
+        // The first row of each new id.
+        let mut pending = inserted.clone();
+        let new: Vec<&(CustomerId, &Event)> = rows.iter().filter(|(_, e)| pending.remove(&e.id)).collect();
+        for chunk in new.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) VALUES {} \
-                 ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING event_id",
+                 ON CONFLICT (workspace_id, event_id) DO NOTHING",
                 value_rows(1, chunk.len(), 7)
             );
             let sql = self.dialect().positional(sql);
@@ -563,20 +602,14 @@ impl SqlStore {
                     .bind(received)
                     .bind(payload);
             }
-            for row in q.fetch_all(&mut **tx).await? {
-                inserted.insert(row.try_get("event_id")?);
-            }
+            q.execute(&mut **tx).await?;
         }
         let mut by_customer: BTreeMap<CustomerId, Vec<&Event>> = BTreeMap::new();
-        for (cid, e) in rows {
-            if inserted.contains(&e.id) {
-                by_customer.entry(*cid).or_default().push(e);
-            }
+        for (cid, e) in new {
+            by_customer.entry(*cid).or_default().push(e);
         }
 
         // Fold the new events into their customers' rollups.
-        let ids: Vec<CustomerId> = by_customer.keys().copied().collect();
-        let mut rollups = self.lock_rollups(tx, ws, &ids).await?;
         let mut encoded = Vec::with_capacity(by_customer.len());
         for (cid, evs) in &by_customer {
             let rollup = rollups.entry(*cid).or_default();
@@ -868,7 +901,8 @@ impl SqlStore {
         .await?;
         for chunk in unscored.chunks(IN_CHUNK) {
             let sql = format!(
-                "UPDATE customers SET scored_at = $1 WHERE workspace_id = $2 AND id IN ({})",
+                "UPDATE customers SET scored_at = $1 WHERE {} = $2 AND id IN ({})",
+                self.dialect().unindexed("workspace_id"),
                 params(3, chunk.len())
             );
             let sql = self.dialect().positional(sql);
@@ -1705,10 +1739,6 @@ impl Store for SqlStore {
         retry_conflicts(|| self.apply_crm_records_once(ws, rows)).await
     }
 
-    async fn crm_external_ids(&self, ws: WorkspaceId, sf_ids: &[&str]) -> Result<HashMap<String, String>> {
-        self.crm_external_ids_once(ws, sf_ids).await
-    }
-
     async fn crm_records_for(&self, ws: WorkspaceId, external_id: &str) -> Result<Vec<CrmRecord>> {
         self.crm_records_for_once(ws, external_id).await
     }
@@ -1791,6 +1821,15 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<u64> {
         retry_conflicts(|| self.apply_salesforce_activities_once(ws, rows, now)).await
+    }
+
+    async fn apply_salesforce_events(
+        &self,
+        ws: WorkspaceId,
+        rows: &[(String, Event)],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        retry_conflicts(|| self.apply_salesforce_events_once(ws, rows, now)).await
     }
 
     async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()> {
