@@ -55,6 +55,9 @@ pub enum PullError {
     Salesforce(#[from] Error),
     #[error("store: {0}")]
     Store(#[from] perly_store::Error),
+    /// The runtime is shutting down under the run.
+    #[error("stopped: {0}")]
+    Stopped(String),
 }
 
 /// What a pull needs besides the client: where to write and the clock.
@@ -148,21 +151,22 @@ impl Pull<'_> {
         sync.objects[i].total = done.number_records_processed;
         self.save(sync).await?;
         let locator = sync.objects[i].locator.clone();
-        let mut page = self.page(&job_id, locator.as_deref()).await?;
+        let mut page = self.batch(&object, &job_id, locator.as_deref()).await?;
         let mut saved = std::time::Instant::now();
         loop {
-            // The next page downloads (and parses) while this one is written.
+            // The next page downloads and is converted while this one is written.
             let next = async {
                 match page.next_locator.as_deref() {
-                    Some(locator) => self.page(&job_id, Some(locator)).await.map(Some),
+                    Some(locator) => self.batch(&object, &job_id, Some(locator)).await.map(Some),
                     None => Ok(None),
                 }
             };
-            let (applied, next) = tokio::join!(self.apply(&object, &page), next);
-            let (n, newest) = applied?;
+            let (written, next) = tokio::join!(self.write(&page.rows), next);
+            written?;
+            let n = page.n;
             let p = &mut sync.objects[i];
             p.rows += n;
-            p.until = p.until.max(newest);
+            p.until = p.until.max(page.newest);
             p.locator = page.next_locator.clone();
             sync.rows += n;
             if page.next_locator.is_none() {
@@ -194,50 +198,84 @@ impl Pull<'_> {
         Ok(())
     }
 
-    async fn page(&self, job_id: &str, locator: Option<&str>) -> Result<ResultsPage, Error> {
-        self.client.results_page(job_id, locator, Some(PAGE_ROWS)).await
+    /// Reads one page and turns it into store rows. The conversion runs on
+    /// a blocking-pool thread: it is the pull's own CPU work, and the task
+    /// that drives the writes of the page before is not held up by it.
+    async fn batch(&self, object: &str, job_id: &str, locator: Option<&str>) -> Result<Batch, PullError> {
+        let page = self.client.results_page(job_id, locator, Some(PAGE_ROWS)).await?;
+        let (object, settings, now) = (object.to_owned(), self.settings.clone(), (self.now)());
+        match tokio::task::spawn_blocking(move || Batch::of(&object, &page, &settings, now)).await {
+            Ok(batch) => Ok(batch),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(PullError::Stopped(e.to_string())),
+        }
     }
 
-    /// Writes one page; returns how many rows it held and the newest
-    /// SystemModstamp among them.
-    async fn apply(&self, object: &str, page: &ResultsPage) -> Result<(u64, Option<DateTime<Utc>>), PullError> {
+    /// Writes one page's rows, each page in its own transaction(s).
+    async fn write(&self, rows: &Rows) -> Result<(), PullError> {
         let now = (self.now)();
+        match rows {
+            Rows::Accounts(rows) => {
+                self.store.apply_salesforce_accounts(self.ws, rows, now).await?;
+            }
+            Rows::Activities(rows) => {
+                self.store.apply_salesforce_activities(self.ws, rows, now).await?;
+            }
+            Rows::Records(rows) => {
+                self.store.apply_crm_records(self.ws, rows).await?;
+            }
+            Rows::Opportunities(rows, events) => {
+                self.store.apply_crm_records(self.ws, rows).await?;
+                self.store.apply_salesforce_events(self.ws, events, now).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One results page, converted: what the store takes, how many rows the
+/// page held and its newest SystemModstamp.
+struct Batch {
+    rows: Rows,
+    n: u64,
+    newest: Option<DateTime<Utc>>,
+    next_locator: Option<String>,
+}
+
+/// What each object becomes in the store.
+enum Rows {
+    Accounts(Vec<PulledAccount>),
+    /// Tasks and Events that happened (deleted ones and those still to
+    /// come say nothing about recency).
+    Activities(Vec<PulledActivity>),
+    Records(Vec<CrmRecord>),
+    /// Kept for the profile, and each change is an event for the score.
+    Opportunities(Vec<CrmRecord>, Vec<(String, Event)>),
+}
+
+impl Batch {
+    fn of(object: &str, page: &ResultsPage, settings: &SyncSettings, now: DateTime<Utc>) -> Self {
         let cells = Cells::new(page);
         let newest = page.rows.iter().filter_map(|r| cells.modstamp(r)).max();
-        let n = self.write(object, page, &cells, now).await?;
-        Ok((n, newest))
-    }
-
-    async fn write(
-        &self,
-        object: &str,
-        page: &ResultsPage,
-        cells: &Cells,
-        now: DateTime<Utc>,
-    ) -> Result<u64, PullError> {
-        match object {
+        let (rows, n) = match object {
             "Account" => {
-                let rows = accounts(page, cells, self.settings);
-                self.store.apply_salesforce_accounts(self.ws, &rows, now).await?;
-                Ok(rows.len() as u64)
+                let rows = accounts(page, &cells, settings);
+                let n = rows.len();
+                (Rows::Accounts(rows), n)
             }
             "Task" | "Event" => {
-                let rows = activities(object, page, cells);
-                let n = rows.len() as u64;
-                // Deleted activities and those still to come say nothing about recency.
-                let happened: Vec<PulledActivity> = rows
+                let rows = activities(object, page, &cells);
+                let n = rows.len();
+                let happened = rows
                     .into_iter()
                     .filter(|a| !a.deleted && a.row.at <= now)
                     .map(|a| a.row)
                     .collect();
-                self.store.apply_salesforce_activities(self.ws, &happened, now).await?;
-                Ok(n)
+                (Rows::Activities(happened), n)
             }
             "Opportunity" => {
-                // Kept for the profile, and each change is an event for the score.
-                let rows = records(object, page, cells);
-                self.store.apply_crm_records(self.ws, &rows).await?;
-                let events: Vec<(String, Event)> = rows
+                let rows = records(object, page, &cells);
+                let events = rows
                     .iter()
                     .filter_map(|r| opportunity_event(r, now))
                     .map(|(account, id, occurred_at, kind)| {
@@ -250,14 +288,20 @@ impl Pull<'_> {
                         (account, event)
                     })
                     .collect();
-                self.store.apply_salesforce_events(self.ws, &events, now).await?;
-                Ok(rows.len() as u64)
+                let n = rows.len();
+                (Rows::Opportunities(rows, events), n)
             }
             _ => {
-                let rows = records(object, page, cells);
-                self.store.apply_crm_records(self.ws, &rows).await?;
-                Ok(rows.len() as u64)
+                let rows = records(object, page, &cells);
+                let n = rows.len();
+                (Rows::Records(rows), n)
             }
+        };
+        Self {
+            rows,
+            n: n as u64,
+            newest,
+            next_locator: page.next_locator.clone(),
         }
     }
 }

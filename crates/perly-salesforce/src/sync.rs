@@ -162,6 +162,12 @@ impl Syncer {
                 Err(e)
             }
             Err(PullError::Salesforce(e)) => self.after_error(ws, sync, e, &connection.settings, at).await,
+            Err(PullError::Stopped(reason)) => {
+                self.store
+                    .postpone_salesforce_sync(ws, &sync, at + self.settings.retry_after, at)
+                    .await?;
+                Ok(RunOutcome::Failed(reason))
+            }
         }
     }
 
