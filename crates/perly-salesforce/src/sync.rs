@@ -44,7 +44,7 @@ impl Default for SyncSettings {
     fn default() -> Self {
         Self {
             lease: chrono::Duration::minutes(2),
-            job_poll: Duration::from_millis(500),
+            job_poll: Duration::from_millis(100),
             poll: Duration::from_secs(5),
             limit_pause: chrono::Duration::minutes(30),
             retry_after: chrono::Duration::minutes(1),

@@ -124,7 +124,7 @@ impl Default for SyncConfig {
             worker: true,
             lease_secs: 120,
             poll_interval_ms: 5_000,
-            job_poll_ms: 500,
+            job_poll_ms: 100,
             limit_pause_minutes: 30,
             outbox_poll_ms: 1_000,
             outbox_retry_secs: 15,
