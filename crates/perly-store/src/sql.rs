@@ -50,6 +50,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// does not clear the mark when it records.
 const MARK_DIRTY: &str =
     "dirty = 1, version = rollups.version + 1, dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE $2 END";
+
 /// Runs a query written with [`Dialect::json_rows`] and parses its rows.
 pub(crate) async fn fetch_json_rows<'q, T: serde::de::DeserializeOwned>(
     q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
