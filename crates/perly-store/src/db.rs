@@ -61,6 +61,22 @@ impl Dialect {
         }
     }
 
+    /// `insert` (an `INSERT … ON CONFLICT DO NOTHING`) made to answer, as
+    /// one JSON row like [`Self::json_rows`], the `column` of the rows it
+    /// stored: on PostgreSQL, where another transaction may store the same
+    /// keys meanwhile. `None` on SQLite: with its one writer, keys looked
+    /// up in the same transaction are exact, and `RETURNING` would hand
+    /// the rows over one by one.
+    pub fn inserted_json(self, insert: &str, column: &str) -> Option<String> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some(format!(
+                "WITH stored AS ({insert} RETURNING {column}) \
+                 SELECT COALESCE(json_agg(json_build_array({column})), '[]'::json)::text FROM stored"
+            )),
+        }
+    }
+
     /// A blob column as hexadecimal text (JSON holds no bytes).
     pub fn hex(self, column: &str) -> String {
         match self {

@@ -559,8 +559,10 @@ impl SqlStore {
         let ws_s = ws.to_string();
         let received = ms(now);
         // Same lock order as rescoring and upserts: the rollups first, by
-        // id. Under that lock no other writer stores events of these
-        // customers, so the ids not stored yet are exactly the new ones.
+        // id. Then the ids not stored yet are the new ones: exactly on
+        // SQLite (one writer); on PostgreSQL the insert also says which rows
+        // it stored, since a transaction for other customers may store one
+        // of the same ids meanwhile.
         let mut ids: Vec<CustomerId> = rows.iter().map(|(cid, _)| *cid).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -586,13 +588,15 @@ impl SqlStore {
         // The first row of each new id.
         let mut pending = inserted.clone();
         let new: Vec<&(CustomerId, &Event)> = rows.iter().filter(|(_, e)| pending.remove(&e.id)).collect();
+        let mut taken: HashSet<String> = HashSet::new();
         for chunk in new.chunks(CHUNK) {
-            let sql = format!(
+            let insert = format!(
                 "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) VALUES {} \
                  ON CONFLICT (workspace_id, event_id) DO NOTHING",
                 value_rows(1, chunk.len(), 7)
             );
-            let sql = self.dialect().positional(sql);
+            let answering = self.dialect().inserted_json(&insert, "event_id");
+            let sql = self.dialect().positional(answering.clone().unwrap_or(insert));
             let mut q = sqlx::query(&sql);
             for (cid, e) in chunk {
                 let payload = serde_json::to_string(e).map_err(|err| corrupt("event", err))?;
@@ -605,10 +609,29 @@ impl SqlStore {
                     .bind(received)
                     .bind(payload);
             }
-            q.execute(&mut **tx).await?;
+            match answering {
+                Some(_) => {
+                    let stored: HashSet<String> = fetch_json_rows::<(String,)>(q, tx)
+                        .await?
+                        .into_iter()
+                        .map(|(id,)| id)
+                        .collect();
+                    taken.extend(
+                        chunk
+                            .iter()
+                            .map(|(_, e)| &e.id)
+                            .filter(|id| !stored.contains(*id))
+                            .cloned(),
+                    );
+                }
+                None => {
+                    q.execute(&mut **tx).await?;
+                }
+            }
         }
+        inserted.retain(|id| !taken.contains(id));
         let mut by_customer: BTreeMap<CustomerId, Vec<&Event>> = BTreeMap::new();
-        for (cid, e) in new {
+        for (cid, e) in new.into_iter().filter(|(_, e)| !taken.contains(&e.id)) {
             by_customer.entry(*cid).or_default().push(e);
         }
 

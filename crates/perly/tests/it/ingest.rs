@@ -165,3 +165,38 @@ async fn the_openapi_document_describes_the_api() {
     }
     assert!(doc["components"]["schemas"].get("CustomerDetail").is_some());
 }
+
+/// Two batches sent at once carry the same event ids for two customers:
+/// each id is stored once and accepted by exactly one of them (on
+/// PostgreSQL the two transactions really run side by side).
+#[tokio::test]
+async fn one_event_id_sent_at_once_for_two_customers_is_accepted_once() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme"}, {"external_id": "globex", "name": "Globex"}]))
+        .await;
+    let now = app.now();
+    for round in 0..10 {
+        let batch = |customer: &str| -> Vec<serde_json::Value> {
+            (0..50)
+                .map(|i| {
+                    event(
+                        &format!("race_{round}_{i}"),
+                        customer,
+                        now,
+                        json!({"type": "ticket_opened", "ticket_id": format!("t{i}"), "priority": "low"}),
+                    )
+                })
+                .collect()
+        };
+        let (a, b) = tokio::join!(app.events(batch("acme")), app.events(batch("globex")));
+        for i in 0..50 {
+            let statuses = [&a["results"][i]["status"], &b["results"][i]["status"]];
+            let accepted = statuses.iter().filter(|s| **s == "accepted").count();
+            assert_eq!(accepted, 1, "round {round}, event {i}: {statuses:?}");
+        }
+        assert_eq!(
+            a["accepted"].as_u64().unwrap_or(0) + b["accepted"].as_u64().unwrap_or(0),
+            50
+        );
+    }
+}
