@@ -298,19 +298,7 @@ impl Batch {
             }
             "Opportunity" => {
                 let rows = records(object, page, &cells);
-                let events = rows
-                    .iter()
-                    .filter_map(|r| opportunity_event(r, now))
-                    .map(|(account, id, occurred_at, kind)| {
-                        let event = Event {
-                            id,
-                            customer_id: String::new(),
-                            occurred_at,
-                            kind,
-                        };
-                        (account, event)
-                    })
-                    .collect();
+                let events = rows.iter().filter_map(|r| opportunity_event(r, now)).collect();
                 let n = rows.len();
                 (Rows::Opportunities(rows, events), n)
             }
@@ -331,7 +319,8 @@ impl Batch {
 
 /// An Opportunity's state as a `crm_opportunity` event: one per change
 /// (the id carries the SystemModstamp), a deletion included.
-fn opportunity_event(r: &CrmRecord, now: DateTime<Utc>) -> Option<(String, String, DateTime<Utc>, EventKind)> {
+/// Returned with its Account Id; the store fills in the customer.
+fn opportunity_event(r: &CrmRecord, now: DateTime<Utc>) -> Option<(String, Event)> {
     use perly_domain::event::{OpportunityCategory, OpportunityStatus};
     let account = r.account_sf_id.clone()?;
     let text = |k: &str| r.data.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
@@ -359,12 +348,13 @@ fn opportunity_event(r: &CrmRecord, now: DateTime<Utc>) -> Option<(String, Strin
         close_date: text("CloseDate").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
         stage: text("StageName").map(str::to_owned),
     };
-    Some((
-        account,
-        format!("salesforce:{}@{}", r.sf_id, r.modstamp.timestamp_millis()),
-        at,
+    let event = Event {
+        id: format!("salesforce:{}@{}", r.sf_id, r.modstamp.timestamp_millis()),
+        customer_id: String::new(),
+        occurred_at: at,
         kind,
-    ))
+    };
+    Some((account, event))
 }
 
 /// The object a role is read through (`Opportunity.AccountId`).
@@ -716,16 +706,16 @@ mod tests {
             deleted: false,
             data,
         };
-        let (account, id, _, kind) = opportunity_event(&r, now).unwrap();
+        let (account, event) = opportunity_event(&r, now).unwrap();
         assert_eq!(account, "001A");
-        assert_eq!(id, format!("salesforce:006A@{}", r.modstamp.timestamp_millis()));
+        assert_eq!(event.id, format!("salesforce:006A@{}", r.modstamp.timestamp_millis()));
         let EventKind::CrmOpportunity {
             status,
             category,
             amount,
             close_date,
             ..
-        } = kind
+        } = event.kind
         else {
             panic!("an opportunity event");
         };
@@ -737,7 +727,7 @@ mod tests {
         assert_eq!(close_date.map(|d| d.to_string()).as_deref(), Some("2026-11-30"));
         let gone = CrmRecord { deleted: true, ..r };
         assert!(matches!(
-            opportunity_event(&gone, now).map(|e| e.3),
+            opportunity_event(&gone, now).map(|(_, e)| e.kind),
             Some(EventKind::CrmOpportunity {
                 status: OpportunityStatus::Deleted,
                 ..

@@ -71,8 +71,8 @@ impl Dialect {
         match self {
             Self::Sqlite => None,
             Self::Postgres => Some(format!(
-                "WITH stored AS ({insert} RETURNING {column}) \
-                 SELECT COALESCE(json_agg(json_build_array({column})), '[]'::json)::text FROM stored"
+                "WITH stored AS ({insert} RETURNING {column}) {}",
+                self.json_rows(&format!("SELECT {column} FROM stored"), column)
             )),
         }
     }
