@@ -14,17 +14,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VendorSettings {
+    #[serde(deserialize_with = "text::string")]
     pub base_url: String,
     /// Slack only: incoming webhook URLs must start with it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text::optional")]
     pub hooks_url: Option<String>,
     /// Salesforce only: production and sandbox login hosts.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text::optional")]
     pub login_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text::optional")]
     pub sandbox_login_url: Option<String>,
+    /// Discord application ids are all digits: see [`text`].
+    #[serde(deserialize_with = "text::optional")]
     pub client_id: Option<String>,
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing, deserialize_with = "text::optional")]
     pub client_secret: Option<SecretString>,
 }
 
@@ -160,17 +163,22 @@ impl SyncConfig {
 #[serde(default)]
 pub struct Settings {
     /// `sqlite://…` or `postgres://…`.
+    #[serde(deserialize_with = "text::string")]
     pub database_url: String,
     /// Address to listen on.
+    #[serde(deserialize_with = "text::string")]
     pub listen: String,
     /// Base URL used in links and OAuth redirect URIs.
+    #[serde(deserialize_with = "text::string")]
     pub public_url: String,
     /// Encrypts secrets at rest. Required by `perly serve`.
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing, deserialize_with = "text::optional")]
     pub secret_key: Option<SecretString>,
     /// Folder for the SQLite file and demo data.
+    #[serde(deserialize_with = "text::string")]
     pub data_dir: PathBuf,
     /// Log filter (`tracing` env-filter syntax).
+    #[serde(deserialize_with = "text::string")]
     pub log: String,
     pub scoring: ScoringSettings,
     pub delivery: DeliveryConfig,
@@ -224,9 +232,7 @@ impl Settings {
             }
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig.merge(Env::prefixed("PERLY_").split("__"))
-            .extract()
-            .map_err(Box::new)
+        fig.merge(environment()).extract().map_err(Box::new)
     }
 
     /// The effective settings as TOML, secrets shown only as set/unset.
@@ -244,6 +250,130 @@ impl Settings {
             mark(&self.salesforce.client_secret),
         ));
         out
+    }
+}
+
+/// The `PERLY_` environment. Figment reads every value as a TOML-like
+/// scalar, so `007` would arrive as the number 7 and `1.10` as 1.1; a value
+/// that a number would not spell back the same way is kept as the text it
+/// was. (Numbers that do spell back, like a 19-digit Discord id, are turned
+/// back into text by [`text`] where a setting is text.)
+fn environment() -> Figment {
+    let env = Env::prefixed("PERLY_").split("__");
+    let verbatim: Vec<(String, String)> = env
+        .iter()
+        .filter(|(_, raw)| !spells_back(raw))
+        .map(|(key, raw)| (key.as_str().to_owned(), raw))
+        .collect();
+    let skip: Vec<String> = verbatim.iter().map(|(k, _)| k.clone()).collect();
+    let mut fig = Figment::from(env.filter(move |key| {
+        // `filter` sees the name after the prefix and the split: `SLACK.CLIENT_ID`.
+        !skip.contains(&key.as_str().to_ascii_lowercase())
+    }));
+    for (key, raw) in verbatim {
+        fig = fig.merge(Serialized::default(&key, raw));
+    }
+    fig
+}
+
+/// Whether figment's reading of `raw` (a number, or anything else) gives
+/// back `raw` when written out again.
+fn spells_back(raw: &str) -> bool {
+    use figment::value::{Num, Value};
+    let parsed: Value = match raw.parse() {
+        Ok(v) => v,
+        Err(never) => match never {},
+    };
+    match parsed {
+        Value::Num(_, n) => {
+            let written = match n {
+                Num::F32(f) => f.to_string(),
+                Num::F64(f) => f.to_string(),
+                n => n
+                    .to_u128()
+                    .map(|u| u.to_string())
+                    .or_else(|| n.to_i128().map(|i| i.to_string()))
+                    .unwrap_or_default(),
+            };
+            written == raw
+        }
+        _ => true,
+    }
+}
+
+/// Text settings that also take numbers and booleans: `client_id =
+/// 1234567890123456789` in TOML, or `PERLY_DISCORD__CLIENT_ID=…` (Discord's
+/// application ids are all digits), arrive as numbers and are kept as the
+/// digits they were.
+mod text {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Visitor};
+
+    struct Text;
+
+    impl<'de> Visitor<'de> for Text {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string (or a number, read as its digits)")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+        fn visit_char<E: de::Error>(self, v: char) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+
+    struct Optional;
+
+    impl<'de> Visitor<'de> for Optional {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string (or a number, read as its digits)")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Text).map(Some)
+        }
+    }
+
+    /// A required text setting.
+    pub fn string<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<T, D::Error> {
+        d.deserialize_any(Text).map(T::from)
+    }
+
+    /// An optional text setting.
+    pub fn optional<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<Option<T>, D::Error> {
+        Ok(d.deserialize_option(Optional)?.map(T::from))
     }
 }
 
@@ -266,6 +396,58 @@ mod tests {
             assert!(!printed.contains("super-secret-value"));
             assert!(printed.contains("secret_key = \"<set>\""));
             assert!(!format!("{s:?}").contains("super-secret-value"));
+            Ok(())
+        });
+    }
+
+    const DISCORD_ID: &str = "1234567890123456789";
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn all_digit_client_ids_and_secrets_load_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            for vendor in ["SLACK", "DISCORD", "SALESFORCE"] {
+                jail.set_env(format!("PERLY_{vendor}__CLIENT_ID"), DISCORD_ID);
+                jail.set_env(format!("PERLY_{vendor}__CLIENT_SECRET"), "9876543210987654321");
+            }
+            // Digits a number would not spell back: leading zeros, a decimal.
+            jail.set_env("PERLY_SECRET_KEY", "0012345678901234567890");
+            jail.set_env("PERLY_LOG", "1.10");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            for v in [&s.slack, &s.discord, &s.salesforce] {
+                assert_eq!(v.client_id.as_deref(), Some(DISCORD_ID));
+                let secret = v.client_secret.as_ref().map(|s| s.expose_secret().to_owned());
+                assert_eq!(secret.as_deref(), Some("9876543210987654321"));
+            }
+            let key = s.secret_key.as_ref().map(|k| k.expose_secret().to_owned());
+            assert_eq!(key.as_deref(), Some("0012345678901234567890"));
+            assert_eq!(s.log, "1.10");
+            // Numbers still load as numbers.
+            jail.set_env("PERLY_SCORING__BATCH_SIZE", "250");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.scoring.batch_size, 250);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn all_digit_client_ids_and_secrets_load_from_toml() {
+        figment::Jail::expect_with(|jail| {
+            let mut file = String::new();
+            for vendor in ["slack", "discord", "salesforce"] {
+                // (A bare TOML integer stops at i64::MAX; bigger ones need quotes.)
+                file.push_str(&format!(
+                    "[{vendor}]\nclient_id = {DISCORD_ID}\nclient_secret = 9123456789012345678\n"
+                ));
+            }
+            jail.create_file("perly.toml", &file)?;
+            let s = Settings::load(Some(Path::new("perly.toml"))).map_err(|e| e.to_string())?;
+            for v in [&s.slack, &s.discord, &s.salesforce] {
+                assert_eq!(v.client_id.as_deref(), Some(DISCORD_ID));
+                let secret = v.client_secret.as_ref().map(|s| s.expose_secret().to_owned());
+                assert_eq!(secret.as_deref(), Some("9123456789012345678"));
+            }
             Ok(())
         });
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use perly_domain::alerts::detect;
+use perly_domain::ids::WorkspaceId;
 use perly_domain::scorecard::Scorecard;
 use perly_domain::scoring::score;
 use perly_store::{RescoreInput, RescoreResult, Store};
@@ -34,6 +35,8 @@ pub fn rescore(input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) -> Res
 pub struct PassStats {
     pub scored: usize,
     pub alerts: usize,
+    /// Workspaces whose rescoring failed in this pass (each is logged).
+    pub failed_workspaces: usize,
 }
 
 #[derive(Clone)]
@@ -73,45 +76,98 @@ impl Rescorer {
         self.pass(&|| now).await
     }
 
-    /// One pass; `now` is read for each batch, so a long pass stamps scores
-    /// with the time they were computed.
+    /// As [`Rescorer::run_once`], reading the time from `now` for each batch.
+    pub async fn run_once_with_clock(
+        &self,
+        now: &(dyn Fn() -> DateTime<Utc> + Sync),
+    ) -> perly_store::Result<PassStats> {
+        self.pass(now).await
+    }
+
+    /// One pass, round-robin: each round gives every workspace with work
+    /// one batch (a slice), until none has any left. A workspace with a
+    /// big backlog (a scorecard edit, an import) so never holds up the
+    /// others for more than a batch at a time, and one whose work fails (its
+    /// stored data is corrupt, say) is logged and left out of the rest of
+    /// the pass while the others carry on. `now` is read for each batch, so
+    /// a long pass stamps scores with the time they were computed.
     async fn pass(&self, now: &(dyn Fn() -> DateTime<Utc> + Sync)) -> perly_store::Result<PassStats> {
         let mut stats = PassStats::default();
-        for ws in self.store.workspaces_to_rescore().await? {
-            let card = Arc::new(self.store.scorecard(ws).await?);
-            loop {
-                let at = now();
-                let claimed = self.store.claim_rescore(ws, self.batch, at).await?;
-                if claimed.is_empty() {
-                    break;
-                }
-                let card = card.clone();
-                let results = tokio::task::spawn_blocking(move || {
-                    claimed.into_iter().map(|c| rescore(c, &card, at)).collect::<Vec<_>>()
-                })
-                .await
-                .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
-                stats.scored += results.len();
-                let alerts = self.store.record_scores(ws, &results, at).await?;
-                if let Some(s) = &self.scores {
-                    s.notify_one();
-                }
-                if alerts > 0 {
-                    if let Some(d) = &self.delivery {
-                        d.notify_one();
+        let mut active: Vec<(WorkspaceId, Option<Arc<Scorecard>>)> = self
+            .store
+            .workspaces_to_rescore()
+            .await?
+            .into_iter()
+            .map(|ws| (ws, None))
+            .collect();
+        while !active.is_empty() {
+            let mut next = Vec::with_capacity(active.len());
+            for (ws, card) in active {
+                match self.slice(ws, card, now(), &mut stats).await {
+                    Ok(Some(card)) => next.push((ws, Some(card))),
+                    Ok(None) => {}
+                    Err(e) => {
+                        stats.failed_workspaces += 1;
+                        tracing::error!(workspace_id = %ws, error = %e, "rescoring this workspace failed; the others carry on");
                     }
                 }
-                stats.alerts += alerts;
             }
+            active = next;
         }
         Ok(stats)
+    }
+
+    /// Scores one batch of a workspace. Returns its scorecard while more may
+    /// be waiting, `None` once the workspace is drained.
+    async fn slice(
+        &self,
+        ws: WorkspaceId,
+        card: Option<Arc<Scorecard>>,
+        at: DateTime<Utc>,
+        stats: &mut PassStats,
+    ) -> perly_store::Result<Option<Arc<Scorecard>>> {
+        let card = match card {
+            Some(card) => card,
+            None => Arc::new(self.store.scorecard(ws).await?),
+        };
+        let claimed = self.store.claim_rescore(ws, self.batch, at).await?;
+        if claimed.is_empty() {
+            return Ok(None);
+        }
+        let full = claimed.len() >= self.batch;
+        let scoring = card.clone();
+        let results = tokio::task::spawn_blocking(move || {
+            claimed
+                .into_iter()
+                .map(|c| rescore(c, &scoring, at))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
+        stats.scored += results.len();
+        let alerts = self.store.record_scores(ws, &results, at).await?;
+        if let Some(s) = &self.scores {
+            s.notify_one();
+        }
+        if alerts > 0 {
+            if let Some(d) = &self.delivery {
+                d.notify_one();
+            }
+        }
+        stats.alerts += alerts;
+        Ok(full.then_some(card))
     }
 
     /// Marks customers not scored within `after` for rescoring.
     pub async fn mark_stale(&self, now: DateTime<Utc>, after: chrono::Duration) -> perly_store::Result<u64> {
         let mut n = 0;
         for ws in self.store.list_workspaces().await? {
-            n += self.store.mark_stale(ws.id, now - after, now).await?;
+            match self.store.mark_stale(ws.id, now - after, now).await {
+                Ok(marked) => n += marked,
+                Err(e) => {
+                    tracing::error!(workspace_id = %ws.id, error = %e, "stale sweep of this workspace failed; the others carry on")
+                }
+            }
         }
         Ok(n)
     }

@@ -155,3 +155,47 @@ fn config_print_shows_settings_but_never_secrets() {
     assert!(!text.contains("do-not-print-me"));
     assert!(text.contains("secret_key = \"<set>\""));
 }
+
+/// Discord application ids (and some vendors' secrets) are all digits: the
+/// server must start with them and keep every digit.
+#[tokio::test]
+async fn perly_serve_starts_with_all_digit_client_ids_and_secrets() {
+    const ID: &str = "1234567890123456789";
+    const SECRET: &str = "0987654321098765432";
+    let mut env: Vec<(&str, String)> = Vec::new();
+    for vendor in ["SLACK", "DISCORD", "SALESFORCE"] {
+        env.push((
+            Box::leak(format!("PERLY_{vendor}__CLIENT_ID").into_boxed_str()),
+            ID.to_owned(),
+        ));
+        env.push((
+            Box::leak(format!("PERLY_{vendor}__CLIENT_SECRET").into_boxed_str()),
+            SECRET.to_owned(),
+        ));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_perly"))
+        .args(["config", "print"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run perly config print");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        printed.matches(&format!("client_id = \"{ID}\"")).count(),
+        3,
+        "every vendor keeps its id as text: {printed}"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let db = fresh_database(&dir).await;
+    // `spawn_serve` waits for /healthz: the server came up with these settings.
+    let server = spawn_serve(&db, free_port(), &env).await;
+    let page = reqwest::get(format!("{}/login", server.base))
+        .await
+        .expect("login page");
+    assert_eq!(page.status(), 200);
+}

@@ -39,6 +39,8 @@ pub struct TestApp {
     pub clock: Arc<TestClock>,
     pub ws: WorkspaceId,
     pub key: String,
+    /// The database the server runs on (to tamper with stored data).
+    pub database_url: String,
     /// Local Slack and Discord, when the test asked for them.
     pub slack: Option<SlackStandin>,
     pub discord: Option<DiscordStandin>,
@@ -140,7 +142,8 @@ pub async fn spawn_app_with_swapped_salesforce_logins(org: OrgSpec) -> TestApp {
 
 async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, bool)>) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = test_settings(fresh_database(&dir).await, worker);
+    let database_url = fresh_database(&dir).await;
+    let mut settings = test_settings(database_url.clone(), worker);
     let salesforce = match org {
         Some((org, swapped)) => {
             let sf = SalesforceStandin::start("127.0.0.1:0", "127.0.0.1:0", org, vec![oauth_app("salesforce")])
@@ -180,6 +183,7 @@ async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, boo
         clock,
         ws: ws.id,
         key,
+        database_url,
         slack,
         discord,
         salesforce,
@@ -223,6 +227,31 @@ impl TestApp {
         );
         let clock = self.clock.clone();
         outbox.run_once(Arc::new(move || clock.now())).await.expect("outbox")
+    }
+
+    /// Runs one SQL statement on the server's database behind its back, as
+    /// a fault or an attacker with database access would (PostgreSQL `$n`
+    /// placeholders are not used: pass literal SQL).
+    pub async fn execute_sql(&self, sql: &str) -> u64 {
+        if self.database_url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("connect to the test database");
+            sqlx::query(sql)
+                .execute(&mut conn)
+                .await
+                .expect("run SQL")
+                .rows_affected()
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("open the test database");
+            sqlx::query(sql)
+                .execute(&mut conn)
+                .await
+                .expect("run SQL")
+                .rows_affected()
+        }
     }
 
     /// The SQLite file, when the test runs on SQLite.
@@ -344,7 +373,12 @@ impl TestApp {
 
     /// One rescoring pass at the test clock's time.
     pub async fn rescore(&self) -> PassStats {
-        Rescorer::new(self.store.clone(), 500)
+        self.rescore_in_batches(500).await
+    }
+
+    /// One rescoring pass at the test clock's time, `batch` customers at a time.
+    pub async fn rescore_in_batches(&self, batch: usize) -> PassStats {
+        Rescorer::new(self.store.clone(), batch)
             .run_once(self.now())
             .await
             .expect("rescore")

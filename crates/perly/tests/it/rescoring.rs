@@ -1,0 +1,130 @@
+//! The rescoring worker serves every workspace fairly: round-robin in
+//! bounded slices, and one workspace's failure never stops the others.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::Duration;
+use perly::rescore::Rescorer;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// `n` customers with some activity, through the given key.
+async fn seed(app: &TestApp, key: &str, prefix: &str, n: usize) {
+    let customers: Vec<Value> = (0..n)
+        .map(
+            |i| json!({"external_id": format!("{prefix}-{i}"), "name": format!("{prefix} {i}"), "seats_purchased": 10}),
+        )
+        .collect();
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/customers",
+            Some(key),
+            Some(json!({ "customers": customers })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let now = app.now();
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            event(
+                &format!("{prefix}-e{i}"),
+                &format!("{prefix}-{i}"),
+                now - Duration::hours(1),
+                json!({"type": "seats_changed", "seats_used": 7}),
+            )
+        })
+        .collect();
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/events",
+            Some(key),
+            Some(json!({ "events": events })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn customer_with(app: &TestApp, key: &str, external_id: &str) -> Value {
+    let (status, body) = app
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/customers/{external_id}"),
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn a_workspace_with_corrupt_data_does_not_stop_rescoring_of_the_others() {
+    let app = spawn_app().await;
+    // The broken workspace is the first one the pass meets (oldest id).
+    seed(&app, &app.key, "broken", 3).await;
+    let (other, other_key) = app.other_workspace("Healthy Co").await;
+    seed(&app, &other_key, "healthy", 3).await;
+    let changed = app
+        .execute_sql(&format!(
+            "UPDATE workspaces SET scorecard = '{{not json' WHERE id = '{}'",
+            app.ws
+        ))
+        .await;
+    assert_eq!(changed, 1);
+
+    let stats = app.rescore().await;
+    assert_eq!(stats.failed_workspaces, 1, "{stats:?}");
+    assert_eq!(stats.scored, 3, "the healthy workspace is scored: {stats:?}");
+    for i in 0..3 {
+        let c = customer_with(&app, &other_key, &format!("healthy-{i}")).await;
+        assert!(c["score"].is_number(), "healthy-{i} has a score: {c}");
+    }
+    // The broken workspace's customers wait (still marked) for a fix.
+    assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 3);
+    assert_eq!(app.store.pending_rescore(other).await.expect("pending"), 0);
+}
+
+#[tokio::test]
+async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
+    let app = spawn_app().await;
+    // Workspace A (met first) has 40 customers waiting, B has one.
+    seed(&app, &app.key, "big", 40).await;
+    let (_, small_key) = app.other_workspace("Small Co").await;
+    seed(&app, &small_key, "small", 1).await;
+
+    // Each batch reads the clock once; the clock moves a minute per read, so
+    // a score's time says in which slice of the pass it was computed.
+    let start = app.now();
+    let reads = AtomicI64::new(0);
+    let clock = || start + Duration::minutes(reads.fetch_add(1, Ordering::SeqCst));
+    let stats = Rescorer::new(app.store.clone(), 5)
+        .run_once_with_clock(&clock)
+        .await
+        .expect("pass");
+    assert_eq!(stats.scored, 41);
+    assert_eq!(stats.failed_workspaces, 0);
+
+    let at = |c: &Value| {
+        chrono::DateTime::parse_from_rfc3339(c["scored_at"].as_str().expect("scored_at"))
+            .expect("a time")
+            .with_timezone(&chrono::Utc)
+    };
+    let small = customer_with(&app, &small_key, "small-0").await;
+    // Draining A first would take 8 slices before B's turn.
+    assert!(
+        at(&small) <= start + Duration::minutes(1),
+        "B was scored in the first round, not after A's backlog: {}",
+        at(&small)
+    );
+    let mut latest = start;
+    for i in 0..40 {
+        latest = latest.max(at(&customer_with(&app, &app.key, &format!("big-{i}")).await));
+    }
+    assert!(
+        latest >= start + Duration::minutes(8),
+        "A's backlog took several slices: {latest}"
+    );
+}
