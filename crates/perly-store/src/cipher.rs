@@ -215,8 +215,13 @@ pub enum KeyringError {
     EmptyPrevious(usize),
 }
 
-fn legacy_aead(text: &str) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(&Sha256::digest(text.as_bytes()))
+/// The legacy keys of a configured text: SHA-256 of it, and of it trimmed
+/// when that differs (the demo trimmed its key file; the environment did not).
+fn legacy_aeads(text: &str) -> impl Iterator<Item = XChaCha20Poly1305> + '_ {
+    let trimmed = (text.trim() != text).then(|| text.trim());
+    std::iter::once(text)
+        .chain(trimmed)
+        .map(|t| XChaCha20Poly1305::new(&Sha256::digest(t.as_bytes())))
 }
 
 impl Keyring {
@@ -225,7 +230,7 @@ impl Keyring {
     /// passphrase, which only opens values sealed before key ids.
     pub fn new(current: &SecretString, previous: &[SecretString]) -> Result<Self, KeyringError> {
         let key = SecretKey::parse(current.expose_secret()).map_err(KeyringError::Current)?;
-        let mut legacy = vec![legacy_aead(current.expose_secret())];
+        let mut legacy: Vec<_> = legacy_aeads(current.expose_secret()).collect();
         let mut sealers = Vec::new();
         let mut legacy_only = 0;
         for (i, text) in previous.iter().enumerate() {
@@ -237,7 +242,7 @@ impl Keyring {
                 Ok(k) => sealers.push(k.sealer()),
                 Err(_) => legacy_only += 1,
             }
-            legacy.push(legacy_aead(text));
+            legacy.extend(legacy_aeads(text));
         }
         Ok(Self {
             current: key.sealer(),

@@ -86,12 +86,15 @@ pub async fn fresh_database(dir: &tempfile::TempDir) -> String {
     }
 }
 
+/// The tests' secret key: 32 random bytes as hex.
+pub const TEST_SECRET_KEY: &str = "9f3c1a7e5b2d8c4f0a6e1b3d5c7f9a2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a";
+
 pub fn test_settings(database_url: String, worker: bool) -> Settings {
     let mut s = Settings {
         database_url,
         listen: "127.0.0.1:0".into(),
         public_url: String::new(),
-        secret_key: Some(SecretString::from("test-secret-key".to_owned())),
+        secret_key: Some(SecretString::from(TEST_SECRET_KEY.to_owned())),
         ..Default::default()
     };
     s.scoring.worker = worker;
