@@ -39,6 +39,8 @@ pub struct TestApp {
     pub clock: Arc<TestClock>,
     pub ws: WorkspaceId,
     pub key: String,
+    /// The database the app runs on (tests that write rows by hand).
+    pub database_url: String,
     /// Local Slack and Discord, when the test asked for them.
     pub slack: Option<SlackStandin>,
     pub discord: Option<DiscordStandin>,
@@ -183,6 +185,7 @@ async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, boo
         clock,
         ws: ws.id,
         key,
+        database_url: settings.database_url.clone(),
         slack,
         discord,
         salesforce,
