@@ -67,7 +67,7 @@ fn perly(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn serve_and_migrate_refuse_a_weak_secret_key_and_say_how_to_make_one(#[case] weak: &str) {
     let dir = tempfile::tempdir().expect("dir");
     let db = format!("sqlite://{}/perly.db", dir.path().display());
-    for command in [&["serve"][..], &["migrate"], &["workspace", "create", "Acme"]] {
+    for command in [&["migrate"][..], &["workspace", "create", "Acme"], &["serve"]] {
         let (code, out, err) = perly(command, &[("PERLY_DATABASE_URL", &db), ("PERLY_SECRET_KEY", weak)]);
         assert_eq!(code, 1, "{command:?}: {out}{err}");
         assert!(err.contains("PERLY_SECRET_KEY"), "{err}");
