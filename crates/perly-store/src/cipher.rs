@@ -78,7 +78,7 @@ impl SecretKey {
             return Err(KeyError::Empty);
         }
         let chars = text.chars().count();
-        let is_hex = text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_hex = text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit());
         let bytes = if is_hex {
             hex::decode(text).map_err(|_| KeyError::Encoding(chars))?
         } else {
@@ -354,13 +354,9 @@ impl SecretCipher {
             if let Some(s) = sealer {
                 let (nonce, sealed) = rest.split_at(NONCE_LEN);
                 let aad = [head, context.as_bytes()].concat();
-                let opened = s.aead.decrypt(
-                    XNonce::from_slice(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: &aad,
-                    },
-                );
+                let opened = s
+                    .aead
+                    .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad });
                 if let Ok(plain) = opened {
                     let plaintext = String::from_utf8(plain).map_err(|_| DecryptError)?;
                     return Ok(Opened {
@@ -446,7 +442,12 @@ mod tests {
     #[case::hex_of_ascii_text(&hex::encode("this is my password, 32 letters"), false)]
     #[case::base64_of_48_bytes(&STANDARD.encode([9u8; 48]), false)]
     fn keys_are_32_random_bytes_in_hex_or_base64(#[case] text: &str, #[case] ok: bool) {
-        assert_eq!(SecretKey::parse(text).is_ok(), ok, "{text}: {:?}", SecretKey::parse(text));
+        assert_eq!(
+            SecretKey::parse(text).is_ok(),
+            ok,
+            "{text}: {:?}",
+            SecretKey::parse(text)
+        );
     }
 
     #[test]
@@ -505,7 +506,10 @@ mod tests {
         assert!(ring(A, &[]).decrypt("ws1/slack", &sealed[..20]).is_err());
         let mut flipped = sealed.clone();
         flipped[5] ^= 1;
-        assert!(ring(A, &[]).decrypt("ws1/slack", &flipped).is_err(), "the key id is bound");
+        assert!(
+            ring(A, &[]).decrypt("ws1/slack", &flipped).is_err(),
+            "the key id is bound"
+        );
         assert!(ring(A, &[]).decrypt("ws1/slack", b"garbage").is_err());
         assert!(!format!("{:?}", ring(A, &[])).contains(&A[..16]));
     }
@@ -520,7 +524,10 @@ mod tests {
         let fresh = rotated.encrypt("ws1/x", "value");
         assert!(rotated.open("ws1/x", &fresh).expect("opens").current);
         assert!(ring(B, &[]).decrypt("ws1/x", &fresh).is_ok());
-        assert!(ring(A, &[]).decrypt("ws1/x", &fresh).is_err(), "the previous key never seals");
+        assert!(
+            ring(A, &[]).decrypt("ws1/x", &fresh).is_err(),
+            "the previous key never seals"
+        );
         assert!(ring(B, &[]).decrypt("ws1/x", &old).is_err(), "without A it is gone");
     }
 

@@ -366,7 +366,6 @@ pub trait Store: Secrets + Send + Sync + 'static {
     ) -> Result<()>;
     /// Newest first.
     async fn salesforce_actions(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<SalesforceAction>>;
-
 }
 
 /// Re-exported for callers that need to name ids.

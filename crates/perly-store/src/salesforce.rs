@@ -232,7 +232,6 @@ pub struct AppliedAccounts {
     pub archived: u64,
 }
 
-
 const CONNECTION_COLUMNS: &str = "environment, login_url, instance_url, org_id, org_name, user_id, username, \
      broken_reason, broken_at, settings, permissions, permissions_checked_at, fields, api_used, api_max, api_seen_at, \
      paused_until, watermarks, next_sync_at, connected_at, updated_at";

@@ -204,7 +204,13 @@ impl SqlStore {
 
     /// Writes one batch in one transaction: each new value only over the
     /// value it was made from; and clears broken marks whose value opens.
-    async fn write_rotated(&self, ws: WorkspaceId, place: Place, rewrites: &[Rewrite], out: &mut Rotation) -> Result<()> {
+    async fn write_rotated(
+        &self,
+        ws: WorkspaceId,
+        place: Place,
+        rewrites: &[Rewrite],
+        out: &mut Rotation,
+    ) -> Result<()> {
         let (table, key_col, value_col) = place.columns();
         let update = format!(
             "UPDATE {table} SET {value_col} = $3 WHERE workspace_id = $1 AND {key_col} = $2 AND {value_col} = $4"

@@ -260,12 +260,17 @@ pub async fn recheck(state: &AppState, ws: WorkspaceId) -> Result<serde_json::Va
 /// The workspace's connection and client.
 pub async fn connected(state: &AppState, ws: WorkspaceId) -> Result<(SalesforceConnection, Client), ConnectError> {
     use perly_salesforce::orgs::OrgError;
-    state.salesforce.orgs.connected(ws, state.now()).await.map_err(|e| match e {
-        OrgError::NotConfigured => ConnectError::NotConfigured,
-        OrgError::NotConnected => ConnectError::NotConnected,
-        OrgError::Store(e) => ConnectError::Store(e),
-        other => ConnectError::Vendor(other.to_string()),
-    })
+    state
+        .salesforce
+        .orgs
+        .connected(ws, state.now())
+        .await
+        .map_err(|e| match e {
+            OrgError::NotConfigured => ConnectError::NotConfigured,
+            OrgError::NotConnected => ConnectError::NotConnected,
+            OrgError::Store(e) => ConnectError::Store(e),
+            other => ConnectError::Vendor(other.to_string()),
+        })
 }
 
 /// Disconnects: revokes the refresh token at the login host that issued it

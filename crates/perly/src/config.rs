@@ -327,7 +327,10 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn previous_secret_keys_come_as_a_list_or_separated_by_commas_and_never_print() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("perly.toml", "previous_secret_keys = [\"old, with a comma\", \"second\"]")?;
+            jail.create_file(
+                "perly.toml",
+                "previous_secret_keys = [\"old, with a comma\", \"second\"]",
+            )?;
             let s = Settings::load(Some(Path::new("perly.toml"))).map_err(|e| e.to_string())?;
             let keys: Vec<&str> = s.previous_secret_keys.iter().map(|k| k.expose_secret()).collect();
             assert_eq!(keys, ["old, with a comma", "second"]);

@@ -229,9 +229,13 @@ async fn rotate_moves_every_secret_to_the_new_key_after_which_the_old_keys_can_g
             let url = format!("https://hooks.slack.com/services/T0/B{i}/{name}-secret-{i}");
             channels.push((ws, add_channel(&a, ws, &url).await, url));
         }
-        a.save_salesforce_connection(ws, &connection("https://login.salesforce.com", &format!("{name}-refresh")), t0())
-            .await
-            .expect("connection");
+        a.save_salesforce_connection(
+            ws,
+            &connection("https://login.salesforce.com", &format!("{name}-refresh")),
+            t0(),
+        )
+        .await
+        .expect("connection");
         a.put_secret(ws, "slack/bot-token", &format!("{name}-bot-token"), t0())
             .await
             .expect("secret");
@@ -242,7 +246,11 @@ async fn rotate_moves_every_secret_to_the_new_key_after_which_the_old_keys_can_g
         &db,
         ws,
         &legacy_channel.to_string(),
-        legacy_seal(OLD_PASSPHRASE, &webhook_context(ws, &legacy_channel.to_string()), &legacy_url),
+        legacy_seal(
+            OLD_PASSPHRASE,
+            &webhook_context(ws, &legacy_channel.to_string()),
+            &legacy_url,
+        ),
     )
     .await;
     drop(a);
@@ -293,7 +301,8 @@ async fn rotate_moves_every_secret_to_the_new_key_after_which_the_old_keys_can_g
 #[tokio::test]
 async fn a_channel_whose_webhook_cannot_be_decrypted_is_marked_broken_and_the_rest_of_its_claim_delivers() {
     let app = spawn_app_with_standins().await;
-    let rules = json!({"event_kinds": ["customer_at_risk"], "min_risk": null, "min_score_delta": null, "quiet_hours": null});
+    let rules =
+        json!({"event_kinds": ["customer_at_risk"], "min_risk": null, "min_score_delta": null, "quiet_hours": null});
     let mut ids = Vec::new();
     for name in ["#garbage", "#other-key", "#fine"] {
         let hook = app.slack().create_webhook(name);
@@ -302,7 +311,13 @@ async fn a_channel_whose_webhook_cannot_be_decrypted_is_marked_broken_and_the_re
     let (garbage, _) = &ids[0];
     let (other_key, other_hook) = &ids[1];
     let (fine, fine_hook) = &ids[2];
-    set_webhook(&app.database_url, app.ws, garbage, b"not a sealed value at all, just garbage".to_vec()).await;
+    set_webhook(
+        &app.database_url,
+        app.ws,
+        garbage,
+        b"not a sealed value at all, just garbage".to_vec(),
+    )
+    .await;
     // Sealed with a key this server does not have (as after a key change).
     let key_c = SecretKey::generate();
     let foreign = SecretCipher::new(Keyring::single(&key_c));
@@ -370,7 +385,10 @@ async fn an_undecryptable_salesforce_token_marks_the_connection_broken_instead_o
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     let (_, body) = app.get("/api/v1/salesforce").await;
     assert_eq!(body["status"], "broken", "{body}");
-    assert_eq!(body["connection"]["broken_reason"], UNDECRYPTABLE_REFRESH_TOKEN, "{body}");
+    assert_eq!(
+        body["connection"]["broken_reason"], UNDECRYPTABLE_REFRESH_TOKEN,
+        "{body}"
+    );
     // A broken connection is not synced again; Disconnect still works.
     app.advance(chrono::Duration::hours(3));
     assert!(app.sync().await.is_empty());
@@ -382,7 +400,10 @@ async fn an_undecryptable_salesforce_token_marks_the_connection_broken_instead_o
 
 #[tokio::test]
 async fn the_demo_keeps_working_with_a_data_folder_of_the_previous_version() {
-    for (old_key, valid) in [(perly_store::auth::random_token(32), true), ("an old demo passphrase".to_owned(), false)] {
+    for (old_key, valid) in [
+        (perly_store::auth::random_token(32), true),
+        ("an old demo passphrase".to_owned(), false),
+    ] {
         let dir = tempfile::tempdir().expect("dir");
         // The previous version: its key file, and values it sealed under
         // SHA-256 of that key's text.
@@ -402,18 +423,36 @@ async fn the_demo_keeps_working_with_a_data_folder_of_the_previous_version() {
         drop(store);
 
         let mut settings = test_settings(db.clone(), false);
-        let store = perly::demo::open_store(&mut settings, dir.path()).await.expect("demo store");
+        let store = perly::demo::open_store(&mut settings, dir.path())
+            .await
+            .expect("demo store");
         let key = std::fs::read_to_string(dir.path().join("secret.key")).expect("key file");
-        assert_eq!(key == old_key, valid, "a valid old key is kept, an invalid one replaced");
+        assert_eq!(
+            key == old_key,
+            valid,
+            "a valid old key is kept, an invalid one replaced"
+        );
         assert!(SecretKey::parse(&key).is_ok());
-        assert!(!dir.path().join("secret.key.previous").exists(), "nothing needs the old key any more");
+        assert!(
+            !dir.path().join("secret.key.previous").exists(),
+            "nothing needs the old key any more"
+        );
         assert_eq!(claimed_webhook(&store, ws, channel).await, url);
         let again = store.rotate_secrets(ws, 10, t0()).await.expect("rotate");
-        assert_eq!((again.rotated, again.current), (0, 1), "re-encrypted at start: {again:?}");
+        assert_eq!(
+            (again.rotated, again.current),
+            (0, 1),
+            "re-encrypted at start: {again:?}"
+        );
         // A later start finds the same key and nothing to do.
         drop(store);
-        let store = perly::demo::open_store(&mut settings, dir.path()).await.expect("demo store");
-        assert_eq!(std::fs::read_to_string(dir.path().join("secret.key")).expect("key"), key);
+        let store = perly::demo::open_store(&mut settings, dir.path())
+            .await
+            .expect("demo store");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("secret.key")).expect("key"),
+            key
+        );
         assert_eq!(claimed_webhook(&store, ws, channel).await, url);
     }
 }
