@@ -81,8 +81,15 @@ impl Orgs {
         &self.http
     }
 
-    /// The client for `conn` (the workspace's stored connection).
-    pub async fn client(&self, ws: WorkspaceId, conn: &SalesforceConnection) -> Result<Client, OrgError> {
+    /// The client for `conn` (the workspace's stored connection). A refresh
+    /// token no configured key decrypts marks the connection broken (at
+    /// `now`) with the reason, instead of failing every call after it.
+    pub async fn client(
+        &self,
+        ws: WorkspaceId,
+        conn: &SalesforceConnection,
+        now: DateTime<Utc>,
+    ) -> Result<Client, OrgError> {
         let app = self.app.clone().ok_or(OrgError::NotConfigured)?;
         if let Some(reason) = &conn.broken_reason {
             return Err(OrgError::Broken(reason.clone()));
@@ -92,11 +99,17 @@ impl Orgs {
                 return Ok(client.clone());
             }
         }
-        let token = self
-            .store
-            .salesforce_refresh_token(ws)
-            .await?
-            .ok_or(OrgError::NotConnected)?;
+        let token = match self.store.salesforce_refresh_token(ws).await {
+            Ok(Some(token)) => token,
+            Ok(None) => return Err(OrgError::NotConnected),
+            Err(perly_store::Error::Undecryptable(_)) => {
+                let reason = perly_store::secrets::UNDECRYPTABLE_REFRESH_TOKEN;
+                tracing::warn!(workspace_id = %ws, "salesforce refresh token could not be decrypted; connection marked broken");
+                self.store.mark_salesforce_broken(ws, reason, now).await?;
+                return Err(OrgError::Broken(reason.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let url = |s: &str| Url::parse(s).map_err(|e| OrgError::Corrupt(format!("{s}: {e}")));
         let connection = Connection {
             login_url: url(&conn.login_url)?,
@@ -124,13 +137,17 @@ impl Orgs {
     }
 
     /// The workspace's connection and its client, or why there is none.
-    pub async fn connected(&self, ws: WorkspaceId) -> Result<(SalesforceConnection, Client), OrgError> {
+    pub async fn connected(
+        &self,
+        ws: WorkspaceId,
+        now: DateTime<Utc>,
+    ) -> Result<(SalesforceConnection, Client), OrgError> {
         let conn = self
             .store
             .salesforce_connection(ws)
             .await?
             .ok_or(OrgError::NotConnected)?;
-        let client = self.client(ws, &conn).await?;
+        let client = self.client(ws, &conn, now).await?;
         Ok((conn, client))
     }
 }

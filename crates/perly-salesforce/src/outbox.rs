@@ -177,7 +177,7 @@ impl Outbox {
 
     /// The connection and client, or when to try again.
     async fn client(&self, ws: WorkspaceId, now: DateTime<Utc>) -> Result<(SalesforceConnection, Client), Stop> {
-        match self.orgs.connected(ws).await {
+        match self.orgs.connected(ws, now).await {
             Ok(c) => Ok(c),
             Err(OrgError::Store(e)) => Err(Stop::Store(e)),
             Err(e) => Err(Stop::Later(e.to_string(), now + self.settings.fields_retry)),

@@ -120,7 +120,7 @@ impl Syncer {
             connection,
             mut sync,
         } = claim;
-        let client = match self.orgs.client(ws, &connection).await {
+        let client = match self.orgs.client(ws, &connection, now()).await {
             Ok(c) => c,
             Err(OrgError::Store(e)) => return Err(e),
             Err(e) => {

@@ -13,7 +13,10 @@
 //! worker's lease simply expires.
 //!
 //! Webhook URLs are encrypted with the store's cipher, bound to the
-//! workspace and channel id; only a hint of them is ever read back for display.
+//! workspace and channel id; only a hint of them is ever read back for
+//! display. A claimed channel whose webhook no configured key opens is
+//! marked broken ([`crate::secrets::UNDECRYPTABLE_WEBHOOK`]) and left out of
+//! the claim; the channels claimed with it are delivered as usual.
 
 use std::collections::HashMap;
 
@@ -25,6 +28,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::model::*;
+use crate::secrets::UNDECRYPTABLE_WEBHOOK;
 use crate::sql::{alert_from, corrupt, ms, params, parse, time, value_rows, SqlStore, ALERT_COLUMNS, CHUNK, IN_CHUNK};
 use crate::{Error, Result};
 
@@ -56,12 +60,13 @@ pub fn webhook_hint(url: &str) -> String {
     out
 }
 
-fn secret_context(ws: WorkspaceId, channel: ChannelId) -> String {
+/// A webhook is sealed to its workspace and channel id.
+pub(crate) fn webhook_context(ws: WorkspaceId, channel: impl std::fmt::Display) -> String {
     format!("{ws}/channel/{channel}")
 }
 
 /// An OAuth state's data is sealed to its workspace and state hash.
-fn state_context(ws: WorkspaceId, hash: &str) -> String {
+pub(crate) fn state_context(ws: WorkspaceId, hash: &str) -> String {
     crate::sql::secret_context(ws, &format!("oauth/{hash}"))
 }
 
@@ -203,7 +208,7 @@ impl SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Channel> {
         let id = ChannelId::new();
-        let sealed = self.cipher.encrypt(&secret_context(ws, id), &new.webhook_url);
+        let sealed = self.cipher.encrypt(&webhook_context(ws, id), &new.webhook_url);
         let rules = serde_json::to_string(&new.rules).map_err(|e| corrupt("channel rules", e))?;
         sqlx::query(
             "INSERT INTO channels (id, workspace_id, platform, name, webhook, webhook_hint, source, details, rules, \
@@ -304,7 +309,7 @@ impl SqlStore {
         }
         if let Some(url) = &u.webhook_url {
             q = q
-                .bind(self.cipher.encrypt(&secret_context(ws, id), url))
+                .bind(self.cipher.encrypt(&webhook_context(ws, id), url))
                 .bind(webhook_hint(url));
         }
         if let Some(details) = &u.details {
@@ -426,14 +431,16 @@ impl SqlStore {
         tx.commit().await?;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut index = HashMap::new();
+        let mut undecryptable = Vec::new();
         for r in rows {
             let id: ChannelId = parse("channel id", &r.try_get::<String, _>("id")?)?;
             let ws: WorkspaceId = parse("workspace id", &r.try_get::<String, _>("workspace_id")?)?;
             let sealed: Vec<u8> = r.try_get("webhook")?;
-            let webhook_url = self
-                .cipher
-                .decrypt(&secret_context(ws, id), &sealed)
-                .map_err(|e| corrupt("channel webhook", e))?;
+            let Ok(webhook_url) = self.cipher.decrypt(&webhook_context(ws, id), &sealed) else {
+                // Only this channel stops; the others claimed with it go on.
+                undecryptable.push((ws, id));
+                continue;
+            };
             index.insert(id.to_string(), claimed.len());
             claimed.push(ClaimedChannel {
                 id,
@@ -444,6 +451,9 @@ impl SqlStore {
                 pace_tat: time(r.try_get("pace_tat")?),
                 items: Vec::new(),
             });
+        }
+        for (ws, id) in undecryptable {
+            self.mark_undecryptable(ws, id, now).await?;
         }
         let ids: Vec<String> = index.keys().cloned().collect();
         for chunk in ids.chunks(IN_CHUNK) {
@@ -477,6 +487,37 @@ impl SqlStore {
             }
         }
         Ok(claimed)
+    }
+
+    /// Marks a claimed channel broken because no configured key opens its
+    /// webhook, releases it, and says so in its delivery log.
+    async fn mark_undecryptable(&self, ws: WorkspaceId, id: ChannelId, now: DateTime<Utc>) -> Result<()> {
+        tracing::warn!(workspace_id = %ws, channel_id = %id, "channel webhook could not be decrypted; channel marked broken");
+        let mut tx = self.pools.write.begin().await?;
+        sqlx::query(
+            "UPDATE channels SET broken_reason = $3, broken_at = $4, lease_until = NULL \
+             WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(ws.to_string())
+        .bind(id.to_string())
+        .bind(UNDECRYPTABLE_WEBHOOK)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (id, workspace_id, channel_id, at, alerts, status, latency_ms, outcome, answer) \
+             VALUES ($1, $2, $3, $4, 0, NULL, 0, $5, $6)",
+        )
+        .bind(DeliveryId::new().to_string())
+        .bind(ws.to_string())
+        .bind(id.to_string())
+        .bind(ms(now))
+        .bind(AckOutcome::Broken(String::new()).as_str())
+        .bind(UNDECRYPTABLE_WEBHOOK)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(crate) async fn ack_delivery_once(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<()> {

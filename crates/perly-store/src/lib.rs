@@ -7,7 +7,9 @@
 //! both SQLite and PostgreSQL over sqlx's `Any` driver (the SQL is the same
 //! text, with `$n` placeholders, and [`db::Dialect`] covers the few places the
 //! two differ); each backend has its own migrations folder. [`auth`] hashes
-//! passwords and API keys, [`cipher`] encrypts secrets at rest.
+//! passwords and API keys, [`cipher`] encrypts secrets at rest and
+//! [`secrets`] stores and rotates them (trait [`Secrets`], a supertrait of
+//! [`Store`]).
 
 pub mod auth;
 pub mod channels;
@@ -16,6 +18,7 @@ pub mod db;
 pub mod model;
 pub mod salesforce;
 pub mod salesforce_outbox;
+pub mod secrets;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -35,6 +38,7 @@ pub use salesforce_outbox::{
     action_marker, ActionOutcome, ActionState, ClaimedActions, ClaimedPushes, PushAck, PushOutcome, PushStatus,
     SalesforceAction, SalesforceRule, ScorePush,
 };
+pub use secrets::{Rotation, SealedValue, Secrets};
 
 /// What can go wrong in the store, as the caller must decide on it.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,9 @@ pub enum Error {
     Unavailable(#[source] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// No configured secret key opens a stored value (the key changed).
+    #[error("a stored {0} could not be decrypted (no configured secret key opens it)")]
+    Undecryptable(String),
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
@@ -71,7 +78,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The one interface to Perly's data.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Secrets + Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 
@@ -359,10 +366,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Newest first.
     async fn salesforce_actions(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<SalesforceAction>>;
-
-    // Secrets (encrypted with the configured key before they reach the database).
-    async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()>;
-    async fn get_secret(&self, ws: WorkspaceId, name: &str) -> Result<Option<String>>;
 }
 
 /// Re-exported for callers that need to name ids.

@@ -25,6 +25,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use utoipa::ToSchema;
 
+use crate::secrets::REFRESH_TOKEN;
 use crate::sql::{corrupt, ms, parse, secret_context, time, value_rows, SqlStore, CHUNK};
 use crate::{Error, Result};
 
@@ -230,8 +231,6 @@ pub struct AppliedAccounts {
     pub upserted: u64,
     pub archived: u64,
 }
-
-const REFRESH_TOKEN: &str = "salesforce/refresh_token";
 
 const CONNECTION_COLUMNS: &str = "environment, login_url, instance_url, org_id, org_name, user_id, username, \
      broken_reason, broken_at, settings, permissions, permissions_checked_at, fields, api_used, api_max, api_seen_at, \
@@ -476,7 +475,7 @@ impl SqlStore {
     }
 
     pub(crate) async fn salesforce_refresh_token_once(&self, ws: WorkspaceId) -> Result<Option<String>> {
-        crate::Store::get_secret(self, ws, REFRESH_TOKEN).await
+        crate::Secrets::get_secret(self, ws, REFRESH_TOKEN).await
     }
 
     pub(crate) async fn delete_salesforce_connection_once(&self, ws: WorkspaceId, now: DateTime<Utc>) -> Result<()> {

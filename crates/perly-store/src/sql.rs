@@ -1857,39 +1857,6 @@ impl Store for SqlStore {
     ) -> Result<u64> {
         retry_conflicts(|| self.apply_salesforce_events_once(ws, rows, now)).await
     }
-
-    async fn put_secret(&self, ws: WorkspaceId, name: &str, plaintext: &str, now: DateTime<Utc>) -> Result<()> {
-        let sealed = self.cipher.encrypt(&secret_context(ws, name), plaintext);
-        sqlx::query(
-            "INSERT INTO secrets (workspace_id, name, ciphertext, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (workspace_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-        )
-        .bind(ws.to_string())
-        .bind(name.to_owned())
-        .bind(sealed)
-        .bind(ms(now))
-        .execute(&self.pools.write)
-        .await?;
-        Ok(())
-    }
-
-    async fn get_secret(&self, ws: WorkspaceId, name: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT ciphertext FROM secrets WHERE workspace_id = $1 AND name = $2")
-            .bind(ws.to_string())
-            .bind(name.to_owned())
-            .fetch_optional(&self.pools.read)
-            .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => {
-                let data: Vec<u8> = r.try_get("ciphertext")?;
-                self.cipher
-                    .decrypt(&secret_context(ws, name), &data)
-                    .map(Some)
-                    .map_err(|e| corrupt("secret", e))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

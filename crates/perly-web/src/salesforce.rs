@@ -260,12 +260,17 @@ pub async fn recheck(state: &AppState, ws: WorkspaceId) -> Result<serde_json::Va
 /// The workspace's connection and client.
 pub async fn connected(state: &AppState, ws: WorkspaceId) -> Result<(SalesforceConnection, Client), ConnectError> {
     use perly_salesforce::orgs::OrgError;
-    state.salesforce.orgs.connected(ws).await.map_err(|e| match e {
-        OrgError::NotConfigured => ConnectError::NotConfigured,
-        OrgError::NotConnected => ConnectError::NotConnected,
-        OrgError::Store(e) => ConnectError::Store(e),
-        other => ConnectError::Vendor(other.to_string()),
-    })
+    state
+        .salesforce
+        .orgs
+        .connected(ws, state.now())
+        .await
+        .map_err(|e| match e {
+            OrgError::NotConfigured => ConnectError::NotConfigured,
+            OrgError::NotConnected => ConnectError::NotConnected,
+            OrgError::Store(e) => ConnectError::Store(e),
+            other => ConnectError::Vendor(other.to_string()),
+        })
 }
 
 /// Disconnects: revokes the refresh token at the login host that issued it
@@ -274,10 +279,12 @@ pub async fn disconnect(state: &AppState, ws: WorkspaceId) -> Result<(), Connect
     let Some(conn) = state.store.salesforce_connection(ws).await? else {
         return Err(ConnectError::NotConnected);
     };
-    if let (Some(token), Ok(login)) = (
-        state.store.salesforce_refresh_token(ws).await?,
-        Url::parse(&conn.login_url),
-    ) {
+    // A token no configured key decrypts cannot be revoked; the rest goes.
+    let token = match state.store.salesforce_refresh_token(ws).await {
+        Err(perly_store::Error::Undecryptable(_)) => None,
+        other => other?,
+    };
+    if let (Some(token), Ok(login)) = (token, Url::parse(&conn.login_url)) {
         revoke_quietly(state.salesforce.orgs.http(), &login, &SecretString::from(token)).await;
     }
     state.store.delete_salesforce_connection(ws, state.now()).await?;

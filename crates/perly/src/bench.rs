@@ -31,7 +31,6 @@ use perly_store::Store;
 use perly_web::SystemClock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use secrecy::SecretString;
 
 use crate::config::Settings;
 
@@ -125,7 +124,7 @@ async fn bench_store(url: Option<String>, dir: &tempfile::TempDir) -> anyhow::Re
         database_url: url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display())),
         listen: "127.0.0.1:0".into(),
         public_url: String::new(),
-        secret_key: Some(SecretString::from("bench".to_owned())),
+        secret_key: Some(perly_store::cipher::SecretKey::generate().to_hex()),
         log: "warn".into(),
         ..Default::default()
     };

@@ -1,6 +1,6 @@
 //! The command line: `serve`, `migrate`, `demo`, `config print`,
-//! `workspace create`, `user add`, `apikey create`, `bench` and the hidden
-//! `standin`. Wrong arguments get clap's short message and exit code 2;
+//! `workspace create`, `user add`, `apikey create`, `secrets generate`,
+//! `secrets rotate`, `bench` and the hidden `standin`. Wrong arguments get clap's short message and exit code 2;
 //! failures print `error: …` and exit 1.
 
 use std::io::{IsTerminal, Read};
@@ -11,10 +11,10 @@ use anyhow::{anyhow, bail, Context};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use perly_store::auth::{hash_password, random_token};
-use perly_store::cipher::SecretCipher;
+use perly_store::cipher::{Keyring, KeyringError, SecretCipher, SecretKey};
 use perly_store::{Role, Store};
 use perly_web::SystemClock;
-use secrecy::SecretString;
+use secrecy::ExposeSecret;
 
 use crate::config::Settings;
 
@@ -55,6 +55,11 @@ pub enum Command {
     Apikey {
         #[command(subcommand)]
         command: ApikeyCommand,
+    },
+    /// The secret key that encrypts secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
     },
     /// Benchmarks (figures go in BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
@@ -98,16 +103,110 @@ pub enum ApikeyCommand {
     },
 }
 
-/// The cipher for secrets at rest; `serve` requires the key.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Print a new random key for PERLY_SECRET_KEY (64 hex characters).
+    Generate,
+    /// Re-encrypt every secret in the database under PERLY_SECRET_KEY.
+    ///
+    /// Values sealed with a key in PERLY_PREVIOUS_SECRET_KEYS (or by an
+    /// older Perly) are sealed again with the current key, workspace by
+    /// workspace. Values no configured key opens are listed and kept; the
+    /// command then exits with 1.
+    Rotate {
+        /// Rows re-encrypted per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+}
+
+const MAKE_A_KEY: &str = "It must be 32 random bytes written as 64 hex characters or as base64; make one with \
+     `perly secrets generate` (or `openssl rand -hex 32`)";
+
+/// The cipher for secrets at rest: the keyring of `secret_key` and
+/// `previous_secret_keys`. A configured key that is not valid is refused
+/// whatever the command; `serve` and `secrets rotate` require one, other
+/// administrative commands never read or write secrets and get a random key.
 pub fn cipher(settings: &Settings, required: bool) -> anyhow::Result<SecretCipher> {
-    match &settings.secret_key {
-        Some(k) => Ok(SecretCipher::new(k)),
-        None if required => bail!(
-            "PERLY_SECRET_KEY is not set: it encrypts secrets at rest. Set it (e.g. `export PERLY_SECRET_KEY=$(openssl rand -hex 32)`) or put secret_key in the config file"
+    let Some(key) = &settings.secret_key else {
+        if required {
+            bail!("PERLY_SECRET_KEY is not set: it encrypts secrets at rest. {MAKE_A_KEY}, then `export PERLY_SECRET_KEY=…` or put secret_key in the config file");
+        }
+        return Ok(SecretCipher::new(Keyring::single(&SecretKey::generate())));
+    };
+    let ring = Keyring::new(key, &settings.previous_secret_keys).map_err(|e| match e {
+        KeyringError::Current(why) => anyhow!(
+            "PERLY_SECRET_KEY (secret_key) is not a valid secret key: {why}. {MAKE_A_KEY}. \
+             Upgrading from a Perly that took any text as the key? Keep the old value in PERLY_PREVIOUS_SECRET_KEYS \
+             (it still decrypts what it encrypted), set the new key as PERLY_SECRET_KEY and run `perly secrets rotate` \
+             (README, \"Rotating the secret key\")"
         ),
-        // Administrative commands never read or write secrets.
-        None => Ok(SecretCipher::new(&SecretString::from(random_token(32)))),
+        KeyringError::EmptyPrevious(n) => {
+            anyhow!("PERLY_PREVIOUS_SECRET_KEYS (previous_secret_keys): key number {n} is empty")
+        }
+    })?;
+    if ring.legacy_only() > 0 {
+        tracing::warn!(
+            count = ring.legacy_only(),
+            "PERLY_PREVIOUS_SECRET_KEYS holds values that are not valid keys: they only decrypt what an older Perly encrypted; run `perly secrets rotate`, then remove them"
+        );
     }
+    Ok(SecretCipher::new(ring))
+}
+
+/// Re-encrypts the secrets of every workspace under the current key, in
+/// batches: what `perly secrets rotate` and the demo run.
+pub async fn rotate_all(
+    store: &Arc<dyn Store>,
+    batch: usize,
+) -> anyhow::Result<Vec<(perly_store::Workspace, perly_store::Rotation)>> {
+    let mut out = Vec::new();
+    for ws in store.list_workspaces().await? {
+        let r = store.rotate_secrets(ws.id, batch, Utc::now()).await?;
+        out.push((ws, r));
+    }
+    Ok(out)
+}
+
+/// `perly secrets rotate`: prints what it did per workspace, and fails
+/// (after finishing) when some value could not be decrypted.
+async fn rotate(store: &Arc<dyn Store>, key_id: impl std::fmt::Display, batch: usize) -> anyhow::Result<()> {
+    let mut total = perly_store::Rotation::default();
+    for (ws, r) in rotate_all(store, batch).await? {
+        println!(
+            "{} ({}): {} re-encrypted, {} already current, {} repaired, {} could not be decrypted{}",
+            ws.name,
+            ws.slug,
+            r.rotated,
+            r.current,
+            r.repaired,
+            r.undecryptable.len(),
+            if r.raced > 0 {
+                format!(", {} changed meanwhile (run again)", r.raced)
+            } else {
+                String::new()
+            }
+        );
+        for v in &r.undecryptable {
+            println!("  cannot decrypt {} {} (kept as it is)", v.kind, v.id);
+        }
+        total.rotated += r.rotated;
+        total.current += r.current;
+        total.repaired += r.repaired;
+        total.raced += r.raced;
+        total.undecryptable.extend(r.undecryptable);
+    }
+    println!(
+        "total: {} re-encrypted, {} already current, {} repaired; everything readable is now sealed with key {key_id}",
+        total.rotated, total.current, total.repaired
+    );
+    if !total.undecryptable.is_empty() {
+        bail!(
+            "{} stored values could not be decrypted with any configured key and were kept as they are: add the key that encrypted them to PERLY_PREVIOUS_SECRET_KEYS and run `perly secrets rotate` again, or reconnect those channels and Salesforce",
+            total.undecryptable.len()
+        );
+    }
+    Ok(())
 }
 
 async fn workspace_of(store: &Arc<dyn Store>, key: &str) -> anyhow::Result<perly_store::Workspace> {
@@ -162,6 +261,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::server::redact_url(&settings.database_url)
             );
             Ok(())
+        }
+        Command::Secrets {
+            command: SecretsCommand::Generate,
+        } => {
+            println!("{}", SecretKey::generate().to_hex().expose_secret());
+            Ok(())
+        }
+        Command::Secrets {
+            command: SecretsCommand::Rotate { batch },
+        } => {
+            let cipher = cipher(&settings, true)?;
+            let key_id = cipher.keyring().current_id();
+            let store = crate::server::open_store(&settings, cipher).await?;
+            rotate(&store, key_id, batch).await
         }
         Command::Demo(args) => crate::demo::run(settings, args).await,
         Command::Bench(args) => crate::bench::run(settings, args).await,

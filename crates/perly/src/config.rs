@@ -171,9 +171,16 @@ pub struct Settings {
     /// Base URL used in links and OAuth redirect URIs.
     #[serde(deserialize_with = "text::string")]
     pub public_url: String,
-    /// Encrypts secrets at rest. Required by `perly serve`.
+    /// Encrypts secrets at rest: 32 random bytes as hex or base64
+    /// (`perly secrets generate`). Required by `perly serve`.
     #[serde(skip_serializing, deserialize_with = "text::optional")]
     pub secret_key: Option<SecretString>,
+    /// Keys `secret_key` replaced: they still decrypt, never encrypt, until
+    /// `perly secrets rotate` has re-encrypted everything. A list, or one
+    /// string with the keys separated by commas. An older Perly's
+    /// passphrase is accepted here (decrypt-only).
+    #[serde(skip_serializing, deserialize_with = "key_list")]
+    pub previous_secret_keys: Vec<SecretString>,
     /// Folder for the SQLite file and demo data.
     #[serde(deserialize_with = "text::string")]
     pub data_dir: PathBuf,
@@ -195,6 +202,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             secret_key: None,
+            previous_secret_keys: Vec::new(),
             data_dir: PathBuf::from("data"),
             log: "info".into(),
             scoring: ScoringSettings::default(),
@@ -243,8 +251,9 @@ impl Settings {
             _ => "\"<unset>\"",
         };
         out.push_str(&format!(
-            "\n# secrets (values never printed)\n# secret_key = {}\n# slack.client_secret = {}\n# discord.client_secret = {}\n# salesforce.client_secret = {}\n",
+            "\n# secrets (values never printed)\n# secret_key = {}\n# previous_secret_keys = {} set\n# slack.client_secret = {}\n# discord.client_secret = {}\n# salesforce.client_secret = {}\n",
             mark(&self.secret_key),
+            self.previous_secret_keys.len(),
             mark(&self.slack.client_secret),
             mark(&self.discord.client_secret),
             mark(&self.salesforce.client_secret),
@@ -377,6 +386,50 @@ mod text {
     }
 }
 
+/// Reads `previous_secret_keys`: a list of keys, or one string of keys
+/// separated by commas (what an environment variable holds). Numbers are
+/// taken as text: the environment parser reads an all-digit value as one.
+fn key_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    struct Keys;
+
+    fn split(v: &str) -> Vec<SecretString> {
+        v.split(',')
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| SecretString::from(k.to_owned()))
+            .collect()
+    }
+
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Vec<SecretString>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of secret keys, or secret keys separated by commas")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(split(v))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(split(&v.to_string()))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(split(&v.to_string()))
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(k) = seq.next_element::<SecretString>()? {
+                out.push(k);
+            }
+            Ok(out)
+        }
+    }
+
+    d.deserialize_any(Keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +501,35 @@ mod tests {
                 let secret = v.client_secret.as_ref().map(|s| s.expose_secret().to_owned());
                 assert_eq!(secret.as_deref(), Some("9123456789012345678"));
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn previous_secret_keys_come_as_a_list_or_separated_by_commas_and_never_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "perly.toml",
+                "previous_secret_keys = [\"old, with a comma\", \"second\"]",
+            )?;
+            let s = Settings::load(Some(Path::new("perly.toml"))).map_err(|e| e.to_string())?;
+            let keys: Vec<&str> = s.previous_secret_keys.iter().map(|k| k.expose_secret()).collect();
+            assert_eq!(keys, ["old, with a comma", "second"]);
+
+            jail.set_env("PERLY_PREVIOUS_SECRET_KEYS", "first-old-key,second-old-key");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            let keys: Vec<&str> = s.previous_secret_keys.iter().map(|k| k.expose_secret()).collect();
+            assert_eq!(keys, ["first-old-key", "second-old-key"]);
+            let printed = s.to_redacted_toml();
+            assert!(!printed.contains("first-old-key"), "{printed}");
+            assert!(printed.contains("previous_secret_keys = 2 set"), "{printed}");
+            assert!(!format!("{s:?}").contains("first-old-key"));
+
+            jail.set_env("PERLY_PREVIOUS_SECRET_KEYS", "12345678");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.previous_secret_keys.len(), 1);
+            assert_eq!(s.previous_secret_keys[0].expose_secret(), "12345678");
             Ok(())
         });
     }

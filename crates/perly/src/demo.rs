@@ -16,11 +16,12 @@ use perly_domain::event::{ActivityType, Event, EventKind, TicketPriority};
 use perly_domain::ids::WorkspaceId;
 use perly_domain::scorecard::Scorecard;
 use perly_store::auth::{hash_password, random_token};
+use perly_store::cipher::SecretKey;
 use perly_store::{Role, Store};
 use perly_web::SystemClock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use perly_standins::salesforce::{OrgSpec, SalesforceStandin};
 use perly_standins::{DiscordStandin, OAuthApp, SlackStandin};
@@ -443,21 +444,75 @@ fn live_events(people: &[Profile], now: DateTime<Utc>, rng: &mut StdRng) -> Vec<
     out
 }
 
-fn secret_key(dir: &Path) -> anyhow::Result<SecretString> {
-    let path = dir.join("secret.key");
-    if let Ok(k) = std::fs::read_to_string(&path) {
-        if !k.trim().is_empty() {
-            return Ok(SecretString::from(k.trim().to_owned()));
-        }
-    }
-    let key = random_token(32);
-    std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
-    Ok(SecretString::from(key))
+    Ok(())
+}
+
+/// The demo's keys, kept in its data folder: `secret.key` (the current key)
+/// and `secret.key.previous` (keys it replaced, one a line, kept until
+/// everything they encrypted has been encrypted again).
+///
+/// A folder made by an older Perly holds 32 random bytes as URL-safe
+/// base64, a valid key as it is; what that version encrypted opens with the
+/// key's legacy derivation and is re-encrypted when the demo starts. Any
+/// other text found in `secret.key` becomes a previous key, and a new key
+/// is made.
+pub fn demo_keys(dir: &Path) -> anyhow::Result<(SecretString, Vec<SecretString>)> {
+    let path = dir.join("secret.key");
+    let previous_path = dir.join("secret.key.previous");
+    let mut previous: Vec<String> = std::fs::read_to_string(&previous_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let found = std::fs::read_to_string(&path).unwrap_or_default();
+    let found = found.trim();
+    if !found.is_empty() {
+        if SecretKey::parse(found).is_ok() {
+            return Ok((SecretString::from(found.to_owned()), strings(previous)));
+        }
+        // Kept before the key is replaced, so a crash in between loses nothing.
+        previous.push(found.to_owned());
+        write_private(&previous_path, &(previous.join("\n") + "\n"))?;
+    }
+    let key = SecretKey::generate().to_hex();
+    write_private(&path, key.expose_secret())?;
+    Ok((key, strings(previous)))
+}
+
+fn strings(v: Vec<String>) -> Vec<SecretString> {
+    v.into_iter().map(SecretString::from).collect()
+}
+
+/// Opens the demo database with the data folder's keys, re-encrypts what an
+/// older key encrypted, and forgets the previous keys once nothing needs them.
+pub async fn open_store(settings: &mut Settings, dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let (key, previous) = demo_keys(dir)?;
+    settings.secret_key = Some(key);
+    settings.previous_secret_keys = previous;
+    let store = crate::server::open_store(settings, crate::cli::cipher(settings, true)?).await?;
+    let mut rotated = 0;
+    let mut unreadable = 0;
+    for (_, r) in crate::cli::rotate_all(&store, 500).await? {
+        rotated += r.rotated;
+        unreadable += r.undecryptable.len();
+    }
+    if rotated > 0 {
+        println!("Re-encrypted {rotated} stored secrets with the demo's current key");
+    }
+    let previous_path = dir.join("secret.key.previous");
+    if unreadable == 0 && previous_path.exists() {
+        std::fs::remove_file(&previous_path).with_context(|| format!("cannot remove {}", previous_path.display()))?;
+    }
+    Ok(store)
 }
 
 /// The OAuth app the demo's stand-ins accept.
@@ -573,13 +628,11 @@ pub async fn seed_channels(
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     crate::telemetry::init("warn,perly=info");
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let key = secret_key(&args.data_dir)?;
     settings.database_url = format!("sqlite://{}/demo.db", args.data_dir.display());
     settings.listen = args.listen.clone();
     settings.public_url = format!("http://{}", args.listen);
-    settings.secret_key = Some(key.clone());
     let (slack, discord, salesforce) = start_standins(&mut settings, &args).await?;
-    let store = crate::server::open_store(&settings, perly_store::cipher::SecretCipher::new(&key)).await?;
+    let store = open_store(&mut settings, &args.data_dir).await?;
     let ws = match store.find_workspace(DEMO_WORKSPACE).await? {
         Some(ws) => {
             println!("Reusing the demo workspace in {}", args.data_dir.display());
@@ -659,6 +712,36 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_data_folder_gets_a_valid_key_that_is_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (key, previous) = demo_keys(dir.path()).expect("keys");
+        assert!(SecretKey::parse(key.expose_secret()).is_ok());
+        assert!(previous.is_empty());
+        let (again, _) = demo_keys(dir.path()).expect("keys");
+        assert_eq!(again.expose_secret(), key.expose_secret());
+    }
+
+    #[test]
+    fn an_older_demo_key_is_kept_and_an_invalid_one_becomes_a_previous_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        // What the previous version wrote: 32 random bytes, URL-safe base64.
+        let old = perly_store::auth::random_token(32);
+        std::fs::write(dir.path().join("secret.key"), &old).expect("write");
+        let (key, previous) = demo_keys(dir.path()).expect("keys");
+        assert_eq!(key.expose_secret(), old);
+        assert!(previous.is_empty());
+
+        std::fs::write(dir.path().join("secret.key"), "a hand-written passphrase\n").expect("write");
+        let (key, previous) = demo_keys(dir.path()).expect("keys");
+        assert!(SecretKey::parse(key.expose_secret()).is_ok());
+        let previous: Vec<&str> = previous.iter().map(|k| k.expose_secret()).collect();
+        assert_eq!(previous, ["a hand-written passphrase"]);
+        let (again, kept) = demo_keys(dir.path()).expect("keys");
+        assert_eq!(again.expose_secret(), key.expose_secret(), "the new key was saved");
+        assert_eq!(kept.len(), 1, "the old one stays until the store is rotated");
+    }
 
     #[test]
     fn profiles_are_deterministic_and_unique() {

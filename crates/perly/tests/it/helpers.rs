@@ -88,12 +88,15 @@ pub async fn fresh_database(dir: &tempfile::TempDir) -> String {
     }
 }
 
+/// The tests' secret key: 32 random bytes as hex.
+pub const TEST_SECRET_KEY: &str = "9f3c1a7e5b2d8c4f0a6e1b3d5c7f9a2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a";
+
 pub fn test_settings(database_url: String, worker: bool) -> Settings {
     let mut s = Settings {
         database_url,
         listen: "127.0.0.1:0".into(),
         public_url: String::new(),
-        secret_key: Some(SecretString::from("test-secret-key".to_owned())),
+        secret_key: Some(SecretString::from(TEST_SECRET_KEY.to_owned())),
         ..Default::default()
     };
     s.scoring.worker = worker;
@@ -514,7 +517,7 @@ pub async fn spawn_serve(database_url: &str, port: u16, env: &[(&str, String)]) 
         .env("PERLY_DATABASE_URL", database_url)
         .env("PERLY_LISTEN", format!("127.0.0.1:{port}"))
         .env("PERLY_PUBLIC_URL", &base)
-        .env("PERLY_SECRET_KEY", "test-secret-key")
+        .env("PERLY_SECRET_KEY", TEST_SECRET_KEY)
         .env("PERLY_SCORING__POLL_INTERVAL_MS", "50")
         .env("PERLY_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k, v)))

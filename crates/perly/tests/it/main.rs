@@ -19,4 +19,5 @@ mod salesforce;
 mod salesforce_crash;
 mod salesforce_push;
 mod scoring;
+mod secrets;
 mod web;
