@@ -214,7 +214,7 @@ pub(crate) fn from_response(status: u16, body: &str) -> Error {
 /// Vendor text fit to show an admin: control characters (line breaks,
 /// escapes) become spaces, runs of spaces one, and at most 200 characters
 /// are kept (bodies can be whole HTML pages).
-pub(crate) fn snippet(body: &str) -> String {
+pub fn snippet(body: &str) -> String {
     const MAX: usize = 200;
     let mut out = String::with_capacity(body.len().min(MAX * 4));
     let mut kept = 0;

@@ -14,6 +14,7 @@ mod ingest;
 mod isolation;
 mod notifications;
 mod oauth;
+mod outbound;
 mod salesforce;
 mod salesforce_crash;
 mod salesforce_push;
