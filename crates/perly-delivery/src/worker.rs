@@ -86,17 +86,16 @@ impl DeliveryStats {
 
 /// Posts `payload` to a stored webhook. An error never carries the URL: it
 /// holds the webhook's secret.
-async fn post(
-    http: &perly_net::Outbound,
-    url: &str,
-    payload: &serde_json::Value,
-) -> Result<reqwest::Response, String> {
+async fn post(http: &perly_net::Outbound, url: &str, payload: &serde_json::Value) -> Result<reqwest::Response, String> {
     let url = url::Url::parse(url).map_err(|_| "the stored webhook URL is not a URL".to_owned())?;
     let req = http.post(url).map_err(|r| r.to_string())?;
-    req.json(payload).send().await.map_err(|e| match perly_net::refusal(&e) {
-        Some(r) => r.to_string(),
-        None => e.without_url().to_string(),
-    })
+    req.json(payload)
+        .send()
+        .await
+        .map_err(|e| match perly_net::refusal(&e) {
+            Some(r) => r.to_string(),
+            None => e.without_url().to_string(),
+        })
 }
 
 /// A source of the current time (only the binary reads the clock).

@@ -88,7 +88,11 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, "local-use NAT64"),
         ([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard-only"),
         ([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32, "documentation"),
-        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23, "IETF protocol assignment (Teredo, ORCHID, …)"),
+        (
+            [0x2001, 0, 0, 0, 0, 0, 0, 0],
+            23,
+            "IETF protocol assignment (Teredo, ORCHID, …)",
+        ),
         ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "unique local (private)"),
         ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "link-local"),
         ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "site-local"),

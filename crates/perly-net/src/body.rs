@@ -74,10 +74,7 @@ mod tests {
                 }),
             )
             .route("/small", get(|| async { "0123456789" }))
-            .route(
-                "/big",
-                get(|| async { "y".repeat(5000) }),
-            );
+            .route("/big", get(|| async { "y".repeat(5000) }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -91,7 +88,10 @@ mod tests {
         assert!(resp.content_length().is_none(), "streamed without a length");
         let e = read_capped(resp, 64 * 1024).await.unwrap_err();
         assert!(matches!(e, BodyError::TooLarge { limit: 65_536 }), "{e}");
-        assert_eq!(e.to_string(), "the answer is larger than 64 KiB (Perly stops reading there)");
+        assert_eq!(
+            e.to_string(),
+            "the answer is larger than 64 KiB (Perly stops reading there)"
+        );
     }
 
     #[tokio::test]

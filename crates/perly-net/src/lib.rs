@@ -204,7 +204,9 @@ mod tests {
     async fn a_name_resolving_to_loopback_never_gets_a_connection() {
         let (port, hits) = counting_listener().await;
         let out = Outbound::new(Policy::default(), |b| b.timeout(std::time::Duration::from_secs(5))).unwrap();
-        let req = out.request(Method::GET, url(&format!("http://localhost:{port}/"))).unwrap();
+        let req = out
+            .request(Method::GET, url(&format!("http://localhost:{port}/")))
+            .unwrap();
         let err = req.send().await.unwrap_err();
         assert!(
             matches!(refusal(&err), Some(Refused::Resolved { kind: "loopback", .. })),
@@ -220,7 +222,9 @@ mod tests {
     async fn with_the_opt_in_loopback_is_reached() {
         let (port, hits) = counting_listener().await;
         let out = Outbound::new(Policy::LOCAL, |b| b.timeout(std::time::Duration::from_millis(300))).unwrap();
-        let req = out.request(Method::GET, url(&format!("http://localhost:{port}/"))).unwrap();
+        let req = out
+            .request(Method::GET, url(&format!("http://localhost:{port}/")))
+            .unwrap();
         // The listener never answers: the request times out, but it connected.
         let _ = req.send().await;
         assert!(hits.load(Ordering::SeqCst) >= 1);

@@ -60,7 +60,11 @@ impl GuardedResolver {
             }),
             (false, dropped) => {
                 if let Some(kind) = dropped {
-                    tracing::warn!(host, kind, "a name resolved to public and non-public addresses; using only the public ones");
+                    tracing::warn!(
+                        host,
+                        kind,
+                        "a name resolved to public and non-public addresses; using only the public ones"
+                    );
                 }
                 Ok(allowed)
             }
@@ -87,7 +91,10 @@ mod tests {
     async fn a_name_that_resolves_to_loopback_is_refused_without_the_opt_in() {
         let strict = GuardedResolver::new(Policy::default());
         let e = strict.lookup("localhost").await.unwrap_err();
-        assert!(matches!(&e, Refused::Resolved { host, kind } if host == "localhost" && *kind == "loopback"), "{e}");
+        assert!(
+            matches!(&e, Refused::Resolved { host, kind } if host == "localhost" && *kind == "loopback"),
+            "{e}"
+        );
         assert!(e.to_string().contains("localhost"), "{e}");
 
         let open = GuardedResolver::new(Policy {

@@ -265,7 +265,10 @@ mod tests {
         let e = got.expect_err(raw);
         assert!(e.0.contains(says), "{raw}: {e}");
         assert!(hosts().my_domain(raw).is_err(), "{raw}");
-        assert!(standins().my_domain(raw).is_err(), "{raw}: not a configured stand-in either");
+        assert!(
+            standins().my_domain(raw).is_err(),
+            "{raw}: not a configured stand-in either"
+        );
     }
 
     #[test]
@@ -289,7 +292,10 @@ mod tests {
     #[test]
     fn configured_login_urls_must_be_https_unless_local_stand_ins_are_allowed() {
         let e = LoginHosts::new("http://127.0.0.1:8083", "https://test.salesforce.com", false).unwrap_err();
-        assert!(e.0.contains("PERLY_SALESFORCE__LOGIN_URL must start with https://"), "{e}");
+        assert!(
+            e.0.contains("PERLY_SALESFORCE__LOGIN_URL must start with https://"),
+            "{e}"
+        );
         assert!(LoginHosts::new("https://login.salesforce.com", "ftp://x", true).is_err());
         assert!(LoginHosts::new("https://u:p@login.salesforce.com", "https://test.salesforce.com", true).is_err());
     }
@@ -310,7 +316,11 @@ mod tests {
         #[case] login: &str,
         #[case] ok: bool,
     ) {
-        assert_eq!(check_instance(&url(instance), &url(login)).is_ok(), ok, "{instance} from {login}");
+        assert_eq!(
+            check_instance(&url(instance), &url(login)).is_ok(),
+            ok,
+            "{instance} from {login}"
+        );
     }
 
     #[test]

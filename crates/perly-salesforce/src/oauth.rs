@@ -489,7 +489,10 @@ mod tests {
         ] {
             let body = good.replace("https://acme.my.salesforce.com", bad);
             let e = checked_grant(&body, &login).expect_err(bad);
-            assert!(matches!(&e, Error::Refused(m) if m.contains("does not call")), "{bad}: {e}");
+            assert!(
+                matches!(&e, Error::Refused(m) if m.contains("does not call")),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -193,7 +193,12 @@ async fn limits(State(s): State<Shared>, headers: HeaderMap) -> Response {
     api(&s, &headers, |f| {
         if f.oversized_json {
             // Valid JSON (leading spaces are allowed): only the cap refuses it.
-            return streamed("", MAX_JSON_BYTES, b" ", r#"{"DailyApiRequests": {"Max": 5000, "Remaining": 4990}}"#);
+            return streamed(
+                "",
+                MAX_JSON_BYTES,
+                b" ",
+                r#"{"DailyApiRequests": {"Max": 5000, "Remaining": 4990}}"#,
+            );
         }
         if f.limit_exceeded {
             (StatusCode::FORBIDDEN, json_text(LIMIT_EXCEEDED)).into_response()

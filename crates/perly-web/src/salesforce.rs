@@ -151,7 +151,9 @@ pub async fn finish(
         .ok_or(ConnectError::BadState)?;
     if let Some(error) = query.get("error") {
         let error = snippet(error);
-        let description = query.get("error_description").map_or_else(|| error.clone(), |d| snippet(d));
+        let description = query
+            .get("error_description")
+            .map_or_else(|| error.clone(), |d| snippet(d));
         return Err(if error == "access_denied" {
             ConnectError::Denied(description)
         } else {

@@ -289,7 +289,10 @@ mod tests {
             assert!(!printed.contains("super-secret-value"));
             assert!(printed.contains("secret_key = \"<set>\""));
             assert!(!format!("{s:?}").contains("super-secret-value"));
-            assert!(!s.outbound.allow_private_networks, "private networks are off by default");
+            assert!(
+                !s.outbound.allow_private_networks,
+                "private networks are off by default"
+            );
             Ok(())
         });
     }

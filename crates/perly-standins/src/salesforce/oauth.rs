@@ -404,7 +404,16 @@ pub(crate) async fn token(State(org): State<Arc<Org>>, headers: HeaderMap, body:
     let instance = st.take_instance_fault();
     drop(st);
     tracing::info!(org = org.label(), grant_type, "salesforce stand-in: token issued");
-    token_answer(&org, app, &access, refresh.as_deref(), &scope, &org_id, &user_id, instance)
+    token_answer(
+        &org,
+        app,
+        &access,
+        refresh.as_deref(),
+        &scope,
+        &org_id,
+        &user_id,
+        instance,
+    )
 }
 
 /// A token answer; `instance` replaces the org's own `instance_url` (an

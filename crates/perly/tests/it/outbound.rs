@@ -42,7 +42,9 @@ impl Listener {
                     let mut buf = [0u8; 4096];
                     let _ = socket.read(&mut buf).await;
                     let _ = socket
-                        .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .write_all(
+                            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
                         .await;
                 });
             }
@@ -102,7 +104,10 @@ async fn a_my_domain_off_salesforce_is_refused_naming_the_field_and_never_contac
         let (status, to) = start(&web, "my_domain", url).await;
         play_hostile_login_page(&web, &to).await;
         assert_eq!(status, 303, "{url}");
-        assert_eq!(to, "/settings/salesforce", "{url} must not be where the browser is sent");
+        assert_eq!(
+            to, "/settings/salesforce",
+            "{url} must not be where the browser is sent"
+        );
         let (_, page, _) = web.get(&to).await;
         assert!(page.contains("My Domain URL is refused"), "{url}: {page}");
     }
@@ -224,7 +229,8 @@ async fn plain_http_salesforce_login_urls_need_the_opt_in() {
         .err()
         .expect("refused at start");
     assert!(
-        err.to_string().contains("PERLY_SALESFORCE__LOGIN_URL must start with https://"),
+        err.to_string()
+            .contains("PERLY_SALESFORCE__LOGIN_URL must start with https://"),
         "{err}"
     );
 }
