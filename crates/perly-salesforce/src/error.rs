@@ -159,11 +159,12 @@ pub fn parse_oauth_error(body: &str) -> Option<OAuthErrorBody> {
 }
 
 /// A failed request as an [`Error`]: [`Error::Refused`] when Perly's own
-/// guard stopped it, [`Error::Transport`] otherwise.
+/// guard stopped it, [`Error::Transport`] (transient) otherwise, a failed
+/// name lookup included.
 pub(crate) fn transport(e: reqwest::Error) -> Error {
     match perly_net::refusal(&e) {
+        None | Some(perly_net::Refused::Lookup { .. }) => Error::Transport(e),
         Some(r) => Error::Refused(r.to_string()),
-        None => Error::Transport(e),
     }
 }
 
