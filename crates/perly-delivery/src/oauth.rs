@@ -3,7 +3,11 @@
 //! each with a message fit to show the admin. The flows themselves are in
 //! [`crate::slack::oauth`] and [`crate::discord::oauth`].
 
+use perly_net::Outbound;
 use secrecy::ExposeSecret;
+
+/// The most of a token answer Perly reads (a few hundred bytes in practice).
+pub const MAX_TOKEN_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// A webhook obtained by an OAuth install.
 #[derive(Clone)]
@@ -68,28 +72,45 @@ impl std::fmt::Debug for OAuthClient {
 
 /// Posts a token-exchange form to `{base}{path}` with HTTP Basic client
 /// authentication (as both vendors recommend) and returns the status and
-/// body; a transport failure is `Unavailable` and never carries the URL.
+/// body (at most [`MAX_TOKEN_ANSWER_BYTES`]); a transport failure is
+/// `Unavailable` and never carries the URL.
 pub(crate) async fn post_token_form(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &OAuthClient,
     vendor: &'static str,
     path: &str,
     form: &[(&str, &str)],
 ) -> Result<(reqwest::StatusCode, String), InstallError> {
     let unavailable = |detail: String| InstallError::Unavailable { vendor, detail };
+    let failed = |e: reqwest::Error| match perly_net::refusal(&e) {
+        Some(r) => unavailable(r.to_string()),
+        None => unavailable(e.without_url().to_string()),
+    };
+    let url = url::Url::parse(&format!("{}{path}", c.base_url.trim_end_matches('/')))
+        .map_err(|e| unavailable(format!("the configured base URL is not a URL ({e})")))?;
     let resp = http
-        .post(format!("{}{path}", c.base_url.trim_end_matches('/')))
+        .post(url)
+        .map_err(|r| unavailable(r.to_string()))?
         .basic_auth(&c.client_id, Some(c.client_secret.expose_secret()))
         .form(form)
         .send()
         .await
-        .map_err(|e| unavailable(e.without_url().to_string()))?;
+        .map_err(failed)?;
     let status = resp.status();
-    let body = resp
-        .text()
+    let body = perly_net::read_text_capped(resp, MAX_TOKEN_ANSWER_BYTES)
         .await
-        .map_err(|e| unavailable(e.without_url().to_string()))?;
+        .map_err(|e| match e {
+            perly_net::BodyError::Transport(e) => failed(e),
+            too_large => unavailable(too_large.to_string()),
+        })?;
     Ok((status, body))
+}
+
+/// Vendor text fit to show an admin: no control characters, at most 200
+/// characters.
+pub(crate) fn clean(text: &str) -> String {
+    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    crate::message::truncate(flat.trim(), 200)
 }
 
 /// `base` + `path` + the query, encoded.

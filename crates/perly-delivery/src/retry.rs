@@ -123,7 +123,8 @@ pub fn classify(platform: Platform, a: &Answer) -> Verdict {
 
 /// The start of a vendor answer, for messages and logs.
 pub fn short(body: &str) -> String {
-    crate::message::truncate(body.trim(), 300)
+    let flat: String = body.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    crate::message::truncate(flat.trim(), 300)
 }
 
 /// Backoff before retry number `attempts` (1 for the first retry): a random

@@ -42,6 +42,8 @@ pub struct DeliverySettings {
     pub timeout: Duration,
     /// How often to look for due rows when not woken (held alerts, retries).
     pub poll: Duration,
+    /// Whether webhooks may be on private networks (local stand-ins only).
+    pub network: perly_net::Policy,
 }
 
 impl Default for DeliverySettings {
@@ -51,6 +53,7 @@ impl Default for DeliverySettings {
             concurrency: 256,
             timeout: Duration::from_secs(10),
             poll: Duration::from_millis(250),
+            network: perly_net::Policy::default(),
         }
     }
 }
@@ -81,33 +84,52 @@ impl DeliveryStats {
     }
 }
 
+/// Posts `payload` to a stored webhook. An error never carries the URL: it
+/// holds the webhook's secret.
+async fn post(http: &perly_net::Outbound, url: &str, payload: &serde_json::Value) -> Result<reqwest::Response, String> {
+    let url = url::Url::parse(url).map_err(|_| "the stored webhook URL is not a URL".to_owned())?;
+    let req = http.post(url).map_err(|r| r.to_string())?;
+    req.json(payload)
+        .send()
+        .await
+        .map_err(|e| match perly_net::refusal(&e) {
+            Some(r) => r.to_string(),
+            None => e.without_url().to_string(),
+        })
+}
+
 /// A source of the current time (only the binary reads the clock).
 pub type Now = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The most of a webhook's answer Perly reads (Slack answers `ok`, Discord
+/// the created message).
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 #[derive(Clone)]
 pub struct Deliverer {
     store: Arc<dyn Store>,
-    http: reqwest::Client,
+    http: perly_net::Outbound,
     public_url: String,
     settings: DeliverySettings,
 }
 
 impl Deliverer {
-    pub fn new(store: Arc<dyn Store>, public_url: String, settings: DeliverySettings) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            // Vendors do not redirect webhook posts; following one could post elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(settings.concurrency)
-            .build()
-            .unwrap_or_default();
-        Self {
+    /// A worker posting through a client that follows no redirects (one
+    /// could post elsewhere) and reaches no private network unless
+    /// `settings.network` allows it. Fails only if no HTTP client can be
+    /// built (no TLS backend).
+    pub fn new(store: Arc<dyn Store>, public_url: String, settings: DeliverySettings) -> Result<Self, reqwest::Error> {
+        let http = perly_net::Outbound::new(settings.network, |b| {
+            b.timeout(settings.timeout)
+                .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+                .pool_max_idle_per_host(settings.concurrency)
+        })?;
+        Ok(Self {
             store,
             http,
             public_url,
             settings,
-        }
+        })
     }
 
     /// Delivers everything that can go at `now`, round after round, until
@@ -201,15 +223,17 @@ impl Deliverer {
             // Wait for Discord to confirm the message was created.
             url.push_str(if url.contains('?') { "&wait=true" } else { "?wait=true" });
         }
-        let answer = match self.http.post(&url).json(&payload).send().await {
+        let answer = match post(&self.http, &url, &payload).await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let headers = resp.headers().clone();
-                let body = resp.text().await.unwrap_or_default();
+                let body = match perly_net::read_text_capped(resp, MAX_ANSWER_BYTES).await {
+                    Ok(body) => body,
+                    Err(e) => e.to_string(),
+                };
                 Ok(Answer::from_parts(status, &headers, body))
             }
-            // Never the URL: it carries the webhook's secret.
-            Err(e) => Err(e.without_url().to_string()),
+            Err(e) => Err(e),
         };
         let latency_ms = started.elapsed().as_millis() as i64;
         let at = now();

@@ -17,7 +17,12 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Client, Request};
-use crate::error::{Error, Result};
+use crate::error::{body_error, snippet, Error, Result};
+
+/// The most of one results page Perly reads. Perly asks for pages of at
+/// most [`crate::pull::PAGE_ROWS`] rows, a few MiB even with wide rows; a
+/// larger page is [`Error::Protocol`].
+pub const MAX_CSV_PAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Whether a query job sees deleted and archived records too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,7 +181,7 @@ impl Client {
                     return Err(Error::JobFailed {
                         id: job.id,
                         state: format!("{:?}", job.state),
-                        message: job.error_message.unwrap_or_default(),
+                        message: snippet(job.error_message.as_deref().unwrap_or_default()),
                     })
                 }
                 _ => {}
@@ -212,7 +217,9 @@ impl Client {
         };
         let next_locator = header("sforce-locator").filter(|l| !l.is_empty() && l != "null");
         let announced = header("sforce-numberofrecords").and_then(|n| n.parse::<u64>().ok());
-        let body = resp.bytes().await.map_err(Error::Transport)?;
+        let body = perly_net::read_capped(resp, MAX_CSV_PAGE_BYTES)
+            .await
+            .map_err(|e| body_error("a Bulk results page", e))?;
         let hint = usize::try_from(announced.unwrap_or(0)).unwrap_or(0);
         let (columns, rows) = tokio::task::spawn_blocking(move || parse_results(&body, hint))
             .await

@@ -23,17 +23,22 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use perly_net::Outbound;
 use reqwest::{header, Method, StatusCode};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::error::{from_response, Error, Result};
+use crate::error::{body_error, from_response, transport, Error, Result};
 use crate::limits::{parse_limit_info, ApiUsage, Budget};
 use crate::oauth::{self, OAuthApp};
 
 /// The REST API version every path uses (`/services/data/v61.0/…`).
 pub const API_VERSION: &str = "v61.0";
+
+/// The most of one JSON answer (a query page, a describe, a job's state,
+/// an error) Perly reads; a larger answer is [`Error::Protocol`].
+pub const MAX_JSON_BYTES: usize = 8 * 1024 * 1024;
 
 /// What Perly keeps about one Salesforce connection.
 #[derive(Clone)]
@@ -64,7 +69,7 @@ pub struct Client {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    http: Outbound,
     app: OAuthApp,
     login_url: Url,
     instance_url: Url,
@@ -130,7 +135,9 @@ impl Request {
 
 impl Client {
     /// A client for `conn`. No request is made until the first API call.
-    pub fn new(http: reqwest::Client, app: OAuthApp, conn: Connection, budget: Budget) -> Client {
+    /// The caller has checked `conn`'s hosts (see [`crate::hosts`]);
+    /// `http` keeps every call off private networks.
+    pub fn new(http: Outbound, app: OAuthApp, conn: Connection, budget: Budget) -> Client {
         Client {
             inner: Arc::new(Inner {
                 http,
@@ -230,7 +237,9 @@ impl Client {
     pub(crate) async fn send_json<T: DeserializeOwned>(&self, req: Request) -> Result<T> {
         let what = format!("{} {}", req.method, req.url.path());
         let resp = self.send(req).await?;
-        let bytes = resp.bytes().await.map_err(Error::Transport)?;
+        let bytes = perly_net::read_capped(resp, MAX_JSON_BYTES)
+            .await
+            .map_err(|e| body_error(&what, e))?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("{what}: {e}")))
     }
 
@@ -254,7 +263,9 @@ impl Client {
             if status.is_success() {
                 return Ok(resp);
             }
-            let body = resp.text().await.map_err(Error::Transport)?;
+            let body = perly_net::read_text_capped(resp, MAX_JSON_BYTES)
+                .await
+                .map_err(|e| body_error(&format!("{} {}", req.method, req.url.path()), e))?;
             if status == StatusCode::UNAUTHORIZED {
                 if retried {
                     tracing::warn!(method = %req.method, path = req.url.path(), "Salesforce refused a freshly refreshed session");
@@ -277,7 +288,7 @@ impl Client {
         let mut builder = self
             .inner
             .http
-            .request(req.method.clone(), req.url.clone())
+            .request(req.method.clone(), req.url.clone())?
             .bearer_auth(token.expose_secret())
             .header(header::ACCEPT, req.accept);
         if let Some(json) = &req.json {
@@ -285,7 +296,7 @@ impl Client {
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(json.clone());
         }
-        let resp = builder.send().await.map_err(Error::Transport)?;
+        let resp = builder.send().await.map_err(transport)?;
         if let Some(usage) = resp
             .headers()
             .get("sforce-limit-info")
@@ -364,7 +375,7 @@ mod tests {
 
     fn client(instance: &str) -> Client {
         Client::new(
-            reqwest::Client::new(),
+            Outbound::new(perly_net::Policy::default(), |b| b).unwrap(),
             OAuthApp {
                 client_id: "id".into(),
                 client_secret: SecretString::from("secret"),

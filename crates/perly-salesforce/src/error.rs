@@ -53,6 +53,11 @@ pub enum Error {
     /// Salesforce could not be reached, or the connection broke mid-answer.
     #[error("could not reach Salesforce")]
     Transport(#[source] reqwest::Error),
+    /// The host is not one Perly sends anything to: not a Salesforce host
+    /// (see [`crate::hosts`]), or an address on a private network (see
+    /// [`perly_net`]). Nothing was sent there; retrying cannot help.
+    #[error("{0}")]
+    Refused(String),
     /// Salesforce answered with something this client cannot read.
     #[error("Salesforce answered unexpectedly: {0}")]
     Protocol(String),
@@ -153,18 +158,50 @@ pub fn parse_oauth_error(body: &str) -> Option<OAuthErrorBody> {
     })
 }
 
+/// A failed request as an [`Error`]: [`Error::Refused`] when Perly's own
+/// guard stopped it, [`Error::Transport`] (transient) otherwise, a failed
+/// name lookup included.
+pub(crate) fn transport(e: reqwest::Error) -> Error {
+    match perly_net::refusal(&e) {
+        None | Some(perly_net::Refused::Lookup { .. }) => Error::Transport(e),
+        Some(r) => Error::Refused(r.to_string()),
+    }
+}
+
+impl From<perly_net::Refused> for Error {
+    fn from(r: perly_net::Refused) -> Self {
+        Error::Refused(r.to_string())
+    }
+}
+
+impl From<crate::hosts::HostError> for Error {
+    fn from(e: crate::hosts::HostError) -> Self {
+        Error::Refused(e.0)
+    }
+}
+
+/// A body read with a cap (`what` names the request for the message).
+pub(crate) fn body_error(what: &str, e: perly_net::BodyError) -> Error {
+    match e {
+        perly_net::BodyError::Transport(e) => transport(e),
+        too_large => Error::Protocol(format!("{what}: {too_large}")),
+    }
+}
+
 /// How an error answer (not 401: the client handles that itself) becomes an
 /// [`Error`].
 pub(crate) fn from_response(status: u16, body: &str) -> Error {
     let first = parse_api_errors(body).and_then(|list| list.into_iter().next());
     match (status, first) {
-        (403, Some(e)) if e.error_code == "REQUEST_LIMIT_EXCEEDED" => Error::LimitExceeded { message: e.message },
+        (403, Some(e)) if e.error_code == "REQUEST_LIMIT_EXCEEDED" => Error::LimitExceeded {
+            message: snippet(&e.message),
+        },
         (412, _) => Error::NotReady,
         (_, Some(e)) => Error::Api {
             status,
-            code: e.error_code,
-            message: e.message,
-            fields: e.fields,
+            code: snippet(&e.error_code),
+            message: snippet(&e.message),
+            fields: e.fields.iter().map(|f| snippet(f)).collect(),
         },
         (_, None) => Error::Api {
             status,
@@ -175,14 +212,35 @@ pub(crate) fn from_response(status: u16, body: &str) -> Error {
     }
 }
 
-/// The start of a body, for error messages (bodies can be whole HTML pages).
-pub(crate) fn snippet(body: &str) -> String {
+/// Vendor text fit to show an admin: control characters (line breaks,
+/// escapes) become spaces, runs of spaces one, and at most 200 characters
+/// are kept (bodies can be whole HTML pages).
+pub fn snippet(body: &str) -> String {
     const MAX: usize = 200;
-    let body = body.trim();
-    match body.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &body[..i]),
-        None => body.to_string(),
+    let mut out = String::with_capacity(body.len().min(MAX * 4));
+    let mut kept = 0;
+    for word in body.split(|c: char| c.is_whitespace() || c.is_control()) {
+        if word.is_empty() {
+            continue;
+        }
+        if kept > 0 {
+            if kept == MAX {
+                out.push('…');
+                return out;
+            }
+            out.push(' ');
+            kept += 1;
+        }
+        for c in word.chars() {
+            if kept == MAX {
+                out.push('…');
+                return out;
+            }
+            out.push(c);
+            kept += 1;
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -302,5 +360,22 @@ mod tests {
     fn long_bodies_are_cut() {
         let s = snippet(&"é".repeat(500));
         assert_eq!(s.chars().count(), 201);
+        assert_eq!(snippet(&"a ".repeat(300)).chars().count(), 201);
+    }
+
+    #[test]
+    fn vendor_text_loses_control_characters() {
+        assert_eq!(
+            snippet("  line one\r\nline\ttwo \u{1b}[31mred\u{7}  "),
+            "line one line two [31mred"
+        );
+        let e = from_response(
+            400,
+            "[{\"message\":\"bad\\nthing\\u0000here\",\"errorCode\":\"X\\r\",\"fields\":[]}]",
+        );
+        assert!(
+            matches!(&e, Error::Api { code, message, .. } if code == "X" && message == "bad thing here"),
+            "{e:?}"
+        );
     }
 }

@@ -4,6 +4,11 @@
 //!
 //! Layout, in the order a connection is used:
 //!
+//! - [`hosts`]: which login and instance hosts Perly talks to at all
+//!   (Salesforce's own, or the configured login hosts); every request
+//!   goes out through a [`perly_net::Outbound`], which keeps it off
+//!   private networks, and every body is read with a cap
+//!   ([`client::MAX_JSON_BYTES`], [`bulk::MAX_CSV_PAGE_BYTES`]).
 //! - [`oauth`]: the web-server flow with PKCE — [`oauth::authorize_url`],
 //!   [`oauth::exchange_code`], [`oauth::refresh`], [`oauth::revoke`].
 //! - [`client`]: [`Client`], built from a stored [`Connection`]. Every call
@@ -37,6 +42,7 @@ pub mod chatter;
 pub mod client;
 pub mod error;
 pub mod fields;
+pub mod hosts;
 pub mod limits;
 pub mod oauth;
 pub mod orgs;

@@ -26,7 +26,14 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
-use crate::error::{parse_oauth_error, snippet, Error, Result};
+use perly_net::Outbound;
+
+use crate::error::{body_error, parse_oauth_error, snippet, transport, Error, Result};
+use crate::hosts::check_instance;
+
+/// The most of a token or revoke answer Perly reads (a few hundred bytes
+/// in practice).
+pub const MAX_TOKEN_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Scopes Perly asks for: `api` (REST, Bulk 2.0, Tooling and Chatter),
 /// `refresh_token` (work while the admin is away) and `id` (the UserInfo
@@ -232,30 +239,36 @@ pub(crate) fn parse_grant(body: &str) -> Result<TokenGrant> {
 }
 
 /// Posts a form to `{login_url}{path}`; returns the status and body text.
-async fn post_form(
-    http: &reqwest::Client,
-    login_url: &Url,
-    path: &str,
-    form: &[(&str, &str)],
-) -> Result<(u16, String)> {
+/// The caller has checked `login_url` against [`crate::hosts`].
+async fn post_form(http: &Outbound, login_url: &Url, path: &str, form: &[(&str, &str)]) -> Result<(u16, String)> {
     let resp = http
-        .post(endpoint(login_url, path))
+        .post(endpoint(login_url, path))?
         .header(reqwest::header::ACCEPT, "application/json")
         .form(form)
         .send()
         .await
-        .map_err(Error::Transport)?;
+        .map_err(transport)?;
     let status = resp.status().as_u16();
-    let body = resp.text().await.map_err(Error::Transport)?;
+    let body = perly_net::read_text_capped(resp, MAX_TOKEN_ANSWER_BYTES)
+        .await
+        .map_err(|e| body_error("token answer", e))?;
     Ok((status, body))
+}
+
+/// A token answer from `login_url`, whose `instance_url` must be a
+/// Salesforce host (or `login_url` itself): Perly will send the tokens there.
+fn checked_grant(body: &str, login_url: &Url) -> Result<TokenGrant> {
+    let grant = parse_grant(body)?;
+    check_instance(&grant.instance_url, login_url)?;
+    Ok(grant)
 }
 
 /// A refused token post as an [`Error`].
 fn token_error(status: u16, body: &str) -> Error {
     match parse_oauth_error(body) {
         Some(e) if status < 500 => Error::OAuth {
-            error: e.error,
-            description: e.error_description,
+            error: snippet(&e.error),
+            description: e.error_description.as_deref().map(snippet),
         },
         _ => Error::Api {
             status,
@@ -266,9 +279,11 @@ fn token_error(status: u16, body: &str) -> Error {
     }
 }
 
-/// Trades the callback's `code` (and the PKCE verifier) for tokens.
+/// Trades the callback's `code` (and the PKCE verifier) for tokens. An
+/// answer naming an `instance_url` that is not Salesforce's is
+/// [`Error::Refused`].
 pub async fn exchange_code(
-    http: &reqwest::Client,
+    http: &Outbound,
     login_url: &Url,
     app: &OAuthApp,
     code: &str,
@@ -291,13 +306,14 @@ pub async fn exchange_code(
     if !(200..300).contains(&status) {
         return Err(token_error(status, &body));
     }
-    parse_grant(&body)
+    checked_grant(&body, login_url)
 }
 
 /// Trades a refresh token for a new access token. `invalid_grant` (revoked,
-/// expired, user frozen, app uninstalled) is [`Error::ConnectionBroken`].
+/// expired, user frozen, app uninstalled) is [`Error::ConnectionBroken`];
+/// an `instance_url` that is not Salesforce's is [`Error::Refused`].
 pub async fn refresh(
-    http: &reqwest::Client,
+    http: &Outbound,
     login_url: &Url,
     app: &OAuthApp,
     refresh_token: &SecretString,
@@ -322,13 +338,13 @@ pub async fn refresh(
             other => other,
         });
     }
-    parse_grant(&body)
+    checked_grant(&body, login_url)
 }
 
 /// Revokes a refresh token (and its access tokens) or one access token.
 /// A token Salesforce no longer knows (`invalid_token`) counts as revoked,
 /// so disconnecting twice is not an error.
-pub async fn revoke(http: &reqwest::Client, login_url: &Url, token: &SecretString) -> Result<()> {
+pub async fn revoke(http: &Outbound, login_url: &Url, token: &SecretString) -> Result<()> {
     let (status, body) = post_form(
         http,
         login_url,
@@ -457,6 +473,27 @@ mod tests {
         assert!(!shown.contains("00Dxx0000001gPL!"), "{shown}");
         assert!(!shown.contains("5Aep861"), "{shown}");
         assert!(!format!("{:?}", app()).contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_grant_naming_a_foreign_instance_is_refused() {
+        let login = Url::parse("https://login.salesforce.com").unwrap();
+        let good = spec("oauth/token_response_authorization_code_constructed.json");
+        assert!(checked_grant(&good, &login).is_ok());
+        for bad in [
+            "http://127.0.0.1:5432",
+            "https://169.254.169.254/latest/meta-data",
+            "https://evil.example.com",
+            "https://acme.my.salesforce.com/services/data/v61.0/sobjects",
+            "https://acme.my.salesforce.com:8443",
+        ] {
+            let body = good.replace("https://acme.my.salesforce.com", bad);
+            let e = checked_grant(&body, &login).expect_err(bad);
+            assert!(
+                matches!(&e, Error::Refused(m) if m.contains("does not call")),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! Connected orgs: one [`Client`] per workspace, built from the stored
 //! connection and its decrypted refresh token, kept while the connection
-//! stays the same so its access token is reused across calls.
+//! stays the same so its access token is reused across calls. The stored
+//! login and instance hosts are checked against [`crate::hosts`] before a
+//! client is made: a row naming any other host is [`OrgError::Corrupt`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use perly_domain::ids::WorkspaceId;
+use perly_net::Outbound;
 use perly_store::{SalesforceConnection, Store};
 use secrecy::SecretString;
 use url::Url;
 
 use crate::client::{Client, Connection};
+use crate::hosts::{check_instance, LoginHosts};
 use crate::limits::Budget;
 use crate::oauth::OAuthApp;
 
@@ -54,21 +58,24 @@ pub async fn record_usage(
     }
 }
 
-/// The OAuth app and HTTP client every org shares, and the clients made so far.
+/// The OAuth app, login hosts and HTTP client every org shares, and the
+/// clients made so far.
 pub struct Orgs {
     store: Arc<dyn Store>,
-    http: reqwest::Client,
+    http: Outbound,
     app: Option<OAuthApp>,
+    hosts: LoginHosts,
     clients: Mutex<HashMap<WorkspaceId, (DateTime<Utc>, Client)>>,
 }
 
 impl Orgs {
     /// `app` is `None` when no client id and secret are configured.
-    pub fn new(store: Arc<dyn Store>, http: reqwest::Client, app: Option<OAuthApp>) -> Self {
+    pub fn new(store: Arc<dyn Store>, http: Outbound, app: Option<OAuthApp>, hosts: LoginHosts) -> Self {
         Self {
             store,
             http,
             app,
+            hosts,
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -77,8 +84,26 @@ impl Orgs {
         self.app.as_ref()
     }
 
-    pub fn http(&self) -> &reqwest::Client {
+    pub fn http(&self) -> &Outbound {
         &self.http
+    }
+
+    /// The configured login hosts.
+    pub fn hosts(&self) -> &LoginHosts {
+        &self.hosts
+    }
+
+    /// A stored connection's login and instance URLs, once they pass
+    /// [`crate::hosts`].
+    pub fn checked_urls(&self, conn: &SalesforceConnection) -> Result<(Url, Url), OrgError> {
+        let url = |s: &str| Url::parse(s).map_err(|e| OrgError::Corrupt(format!("{s}: {e}")));
+        let login = url(&conn.login_url)?;
+        let instance = url(&conn.instance_url)?;
+        self.hosts
+            .check_login(&login)
+            .and_then(|()| check_instance(&instance, &login))
+            .map_err(|e| OrgError::Corrupt(format!("{e}; reconnect Salesforce")))?;
+        Ok((login, instance))
     }
 
     /// The client for `conn` (the workspace's stored connection). A refresh
@@ -110,10 +135,10 @@ impl Orgs {
             }
             Err(e) => return Err(e.into()),
         };
-        let url = |s: &str| Url::parse(s).map_err(|e| OrgError::Corrupt(format!("{s}: {e}")));
+        let (login_url, instance_url) = self.checked_urls(conn)?;
         let connection = Connection {
-            login_url: url(&conn.login_url)?,
-            instance_url: url(&conn.instance_url)?,
+            login_url,
+            instance_url,
             refresh_token: SecretString::from(token),
         };
         let budget = Budget::new(f64::from(conn.settings.api_share_percent) / 100.0);

@@ -16,6 +16,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Form, Json, Router};
+use perly_net::{Outbound, Policy};
+use perly_salesforce::bulk::MAX_CSV_PAGE_BYTES;
+use perly_salesforce::client::MAX_JSON_BYTES;
 use perly_salesforce::fields::{ensure_perly_fields, Access, Presence, PERLY_FIELDS};
 use perly_salesforce::{Budget, Client, Connection, Error, OAuthApp, Operation};
 use secrecy::SecretString;
@@ -36,6 +39,8 @@ enum RefreshMode {
     Useless,
     /// `invalid_grant`.
     Refused,
+    /// A good token, but an `instance_url` on a private network.
+    ForeignInstance,
 }
 
 struct Fake {
@@ -45,6 +50,8 @@ struct Fake {
     api_calls: usize,
     base_usage: u64,
     limit_exceeded: bool,
+    /// `limits` answers just over [`MAX_JSON_BYTES`] (streamed, no length).
+    oversized_json: bool,
     collection_sizes: Vec<usize>,
     job_polls: usize,
     job_final_state: &'static str,
@@ -67,6 +74,7 @@ impl Default for Fake {
             api_calls: 0,
             base_usage: 10,
             limit_exceeded: false,
+            oversized_json: false,
             collection_sizes: vec![],
             job_polls: 0,
             job_final_state: "JobComplete",
@@ -119,14 +127,15 @@ async fn token(State(s): State<Shared>, Form(form): Form<HashMap<String, String>
         f.refreshes += 1;
         f.refresh_mode
     };
-    let access = match mode {
-        RefreshMode::Good => "fresh",
-        RefreshMode::Useless => "still-stale",
+    let (access, instance) = match mode {
+        RefreshMode::Good => ("fresh", "https://acme.my.salesforce.com"),
+        RefreshMode::Useless => ("still-stale", "https://acme.my.salesforce.com"),
         RefreshMode::Refused => return (StatusCode::BAD_REQUEST, json_text(INVALID_GRANT)).into_response(),
+        RefreshMode::ForeignInstance => ("fresh", "http://10.0.0.1:5432"),
     };
     Json(json!({
         "access_token": access,
-        "instance_url": "https://acme.my.salesforce.com",
+        "instance_url": instance,
         "id": "https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001SwiUAAS",
         "token_type": "Bearer",
         "issued_at": "1708058728442",
@@ -166,8 +175,31 @@ async fn query_more(State(s): State<Shared>, headers: HeaderMap, Path(cursor): P
     })
 }
 
+/// `head`, more than `len` bytes of `filler`, then `tail`, streamed in
+/// chunks of about 1 MiB without a `Content-Length`.
+fn streamed(head: &'static str, len: usize, filler: &'static [u8], tail: &'static str) -> Response {
+    let chunk = filler.repeat((1 << 20) / filler.len());
+    let chunks = len / chunk.len() + 1;
+    let body = futures::stream::iter(
+        std::iter::once(head.as_bytes().to_vec())
+            .chain(std::iter::repeat_n(chunk, chunks))
+            .chain(std::iter::once(tail.as_bytes().to_vec()))
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from(c))),
+    );
+    axum::body::Body::from_stream(body).into_response()
+}
+
 async fn limits(State(s): State<Shared>, headers: HeaderMap) -> Response {
     api(&s, &headers, |f| {
+        if f.oversized_json {
+            // Valid JSON (leading spaces are allowed): only the cap refuses it.
+            return streamed(
+                "",
+                MAX_JSON_BYTES,
+                b" ",
+                r#"{"DailyApiRequests": {"Max": 5000, "Remaining": 4990}}"#,
+            );
+        }
         if f.limit_exceeded {
             (StatusCode::FORBIDDEN, json_text(LIMIT_EXCEEDED)).into_response()
         } else {
@@ -315,6 +347,10 @@ async fn results(
         if id == "running" {
             return (StatusCode::PRECONDITION_FAILED, json_text(NOT_COMPLETE)).into_response();
         }
+        if id == "oversized" {
+            // Well-formed rows: only the cap refuses the page.
+            return streamed("\"Id\",\"Name\"\n", MAX_CSV_PAGE_BYTES, b"\"001A\",\"Acme\"\n", "");
+        }
         assert_eq!(headers.get("accept").unwrap(), "text/csv");
         assert_eq!(q.get("maxRecords").map(String::as_str), Some("2"));
         let locator = q.get("locator").cloned();
@@ -366,7 +402,7 @@ async fn start(fake: Fake) -> (Shared, Url) {
 
 fn client(base: &Url, budget: Budget) -> Client {
     Client::new(
-        reqwest::Client::new(),
+        Outbound::new(Policy::LOCAL, |b| b).unwrap(),
         OAuthApp {
             client_id: "the-client".into(),
             client_secret: SecretString::from("the-secret"),
@@ -445,6 +481,49 @@ async fn a_refused_refresh_token_breaks_the_connection_for_good() {
     let f = lock(&fake);
     assert_eq!(f.refreshes, 1, "a broken connection is not refreshed again");
     assert_eq!(f.api_calls, 1);
+}
+
+#[tokio::test]
+async fn a_refresh_answer_naming_a_private_instance_is_refused() {
+    let (fake, base) = start(Fake {
+        refresh_mode: RefreshMode::ForeignInstance,
+        ..Fake::default()
+    })
+    .await;
+    let c = client(&base, Budget::default());
+    let err = c.limits().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("http://10.0.0.1:5432") && m.contains("does not call")),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    assert_eq!(lock(&fake).api_calls, 0, "no API call with a token from that answer");
+}
+
+#[tokio::test]
+async fn a_json_answer_over_the_cap_is_refused() {
+    let (_fake, base) = start(Fake {
+        oversized_json: true,
+        ..Fake::default()
+    })
+    .await;
+    let c = client(&base, Budget::default()).with_access_token(SecretString::from("fresh"));
+    let err = c.limits().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol(m) if m.contains("GET /services/data/v61.0/limits") && m.contains("larger than 8 MiB")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_page_over_the_cap_is_refused() {
+    let (_fake, base) = start(Fake::default()).await;
+    let c = client(&base, Budget::default()).with_access_token(SecretString::from("fresh"));
+    let err = c.results_page("oversized", None, Some(1000)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol(m) if m.contains("Bulk results page") && m.contains("larger than 64 MiB")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -25,8 +25,8 @@ pub struct Integrations {
     pub slack_hooks_url: String,
     /// Discord webhooks live under this (`PERLY_DISCORD__BASE_URL`).
     pub discord_base_url: String,
-    /// For OAuth exchanges.
-    pub http: reqwest::Client,
+    /// For OAuth exchanges (no redirects, no private networks unless allowed).
+    pub http: perly_net::Outbound,
 }
 
 impl Integrations {

@@ -70,8 +70,8 @@ impl AppState {
 
 /// The policy of every page: nothing from other hosts, no script, forms post
 /// only here, no framing. A page whose form redirects to a vendor's OAuth
-/// page (Connect Slack) widens `form-action` to that vendor's origin, since
-/// browsers apply it to the redirect too.
+/// page (Connect Slack, Connect Salesforce) widens `form-action` to that
+/// vendor's login origins only, since browsers apply it to the redirect too.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
      script-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 

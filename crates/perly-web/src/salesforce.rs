@@ -14,6 +14,7 @@ use perly_domain::ids::{UserId, WorkspaceId};
 use perly_domain::salesforce::Environment;
 use perly_domain::FieldError;
 use perly_salesforce::client::{Client, Connection};
+use perly_salesforce::error::snippet;
 use perly_salesforce::limits::Budget;
 use perly_salesforce::oauth::{self, Pkce};
 use perly_salesforce::orgs::Orgs;
@@ -31,15 +32,11 @@ pub const PROVIDER: &str = "salesforce";
 /// How long a started connect flow may take.
 pub const STATE_MINUTES: i64 = 10;
 
-/// Salesforce wiring: login hosts from configuration, the orgs' clients,
-/// and the sync worker's wake-up.
+/// Salesforce wiring: the orgs' clients (with the login hosts from
+/// configuration, `orgs.hosts()`), and the sync worker's wake-up.
 #[derive(Clone)]
 pub struct SalesforceSetup {
     pub orgs: Arc<Orgs>,
-    /// `PERLY_SALESFORCE__LOGIN_URL`
-    pub login_url: String,
-    /// `PERLY_SALESFORCE__SANDBOX_LOGIN_URL`
-    pub sandbox_login_url: String,
     pub wake_sync: Arc<Notify>,
     /// The outbox worker (score pushes, Tasks, Chatter posts).
     pub wake_outbox: Arc<Notify>,
@@ -58,6 +55,10 @@ pub enum ConnectError {
     BadState,
     #[error("Salesforce said: {0}")]
     Vendor(String),
+    /// A host Perly does not talk to (not Salesforce's, or on a private
+    /// network); nothing was sent there.
+    #[error("{0}; nothing was connected")]
+    Refused(String),
     #[error("{0}; nothing was connected")]
     WrongOrgType(String),
     #[error("Salesforce did not hand out a refresh token: allow the refresh_token scope on the connected app")]
@@ -70,42 +71,35 @@ pub enum ConnectError {
 
 impl From<perly_salesforce::error::Error> for ConnectError {
     fn from(e: perly_salesforce::error::Error) -> Self {
-        Self::Vendor(e.to_string())
+        match e {
+            perly_salesforce::error::Error::Refused(why) => Self::Refused(why),
+            other => Self::Vendor(other.to_string()),
+        }
     }
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The login host for an org type. A My Domain URL must be an https origin
-/// (`https://acme.my.salesforce.com`); plain http only on this machine.
+/// The login host for an org type: the configured Production or Sandbox
+/// login URL, or an admin's My Domain, which must be an https host under
+/// Salesforce's domains (`https://acme.my.salesforce.com`) or exactly a
+/// configured login URL (see [`perly_salesforce::hosts`]).
 pub fn login_url(setup: &SalesforceSetup, env: Environment, my_domain: Option<&str>) -> Result<Url, ConnectError> {
     let bad = |m: &str| ConnectError::Invalid(FieldError::new("invalid_field", "my_domain_url", m));
-    let raw = match env {
-        Environment::Production => setup.login_url.clone(),
-        Environment::Sandbox => setup.sandbox_login_url.clone(),
+    let hosts = setup.orgs.hosts();
+    let url = match env {
+        Environment::Production => hosts.production().clone(),
+        Environment::Sandbox => hosts.sandbox().clone(),
         Environment::MyDomain => {
             let raw = my_domain
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| bad("enter your org's My Domain login URL, like https://acme.my.salesforce.com"))?;
-            let url = Url::parse(raw)
-                .map_err(|_| bad("the My Domain URL is not a URL: use https://yourdomain.my.salesforce.com"))?;
-            let host = url.host_str().unwrap_or_default().to_owned();
-            let secure = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&host));
-            if !secure || host.is_empty() {
-                return Err(bad("the My Domain URL must start with https://"));
-            }
-            if url.path() != "/" || url.query().is_some() {
-                return Err(bad(
-                    "enter only the My Domain address, without a path: https://yourdomain.my.salesforce.com",
-                ));
-            }
-            raw.trim_end_matches('/').to_owned()
+            hosts
+                .my_domain(raw)
+                .map_err(|e| bad(&format!("the My Domain URL is refused: {e}")))?
         }
     };
-    Url::parse(&raw).map_err(|_| bad("the configured Salesforce login URL is not a URL"))
+    let trimmed = url.as_str().trim_end_matches('/').to_owned();
+    Url::parse(&trimmed).map_err(|_| bad("the configured Salesforce login URL is not a URL"))
 }
 
 /// Starts a connect flow: the URL of Salesforce's consent page.
@@ -156,7 +150,10 @@ pub async fn finish(
         .await?
         .ok_or(ConnectError::BadState)?;
     if let Some(error) = query.get("error") {
-        let description = query.get("error_description").cloned().unwrap_or_else(|| error.clone());
+        let error = snippet(error);
+        let description = query
+            .get("error_description")
+            .map_or_else(|| error.clone(), |d| snippet(d));
         return Err(if error == "access_denied" {
             ConnectError::Denied(description)
         } else {
@@ -170,6 +167,13 @@ pub async fn finish(
     let field = |k: &str| flow.data.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
     let env = Environment::parse(&field("environment")).map_err(ConnectError::Invalid)?;
     let login = Url::parse(&field("login_url")).map_err(|_| ConnectError::BadState)?;
+    // Checked when the flow started; checked again, in case the
+    // configuration changed since.
+    setup
+        .orgs
+        .hosts()
+        .check_login(&login)
+        .map_err(|e| ConnectError::Refused(e.0))?;
     let verifier = SecretString::from(field("verifier"));
     let http = setup.orgs.http();
     let grant = oauth::exchange_code(http, &login, &app, code, &verifier).await?;
@@ -232,7 +236,7 @@ pub async fn finish(
     Ok((conn, report))
 }
 
-async fn revoke_quietly(http: &reqwest::Client, login: &Url, token: &SecretString) {
+async fn revoke_quietly(http: &perly_net::Outbound, login: &Url, token: &SecretString) {
     if let Err(e) = oauth::revoke(http, login, token).await {
         tracing::warn!(error = %e, "could not revoke a Salesforce token");
     }
@@ -284,7 +288,11 @@ pub async fn disconnect(state: &AppState, ws: WorkspaceId) -> Result<(), Connect
         Err(perly_store::Error::Undecryptable(_)) => None,
         other => other?,
     };
-    if let (Some(token), Ok(login)) = (token, Url::parse(&conn.login_url)) {
+    // Revoked only at a login host Perly still trusts.
+    let login = Url::parse(&conn.login_url)
+        .ok()
+        .filter(|u| state.salesforce.orgs.hosts().check_login(u).is_ok());
+    if let (Some(token), Some(login)) = (token, login) {
         revoke_quietly(state.salesforce.orgs.http(), &login, &SecretString::from(token)).await;
     }
     state.store.delete_salesforce_connection(ws, state.now()).await?;

@@ -86,7 +86,9 @@ impl Default for DeliveryConfig {
 }
 
 impl DeliveryConfig {
-    pub fn worker_settings(&self) -> perly_delivery::worker::DeliverySettings {
+    /// The worker's settings; `network` says whether webhooks may be on
+    /// private networks (`[outbound]`).
+    pub fn worker_settings(&self, network: perly_net::Policy) -> perly_delivery::worker::DeliverySettings {
         let timeout = std::time::Duration::from_millis(self.timeout_ms.clamp(100, 120_000));
         perly_delivery::worker::DeliverySettings {
             // The lease must outlast a post.
@@ -94,6 +96,7 @@ impl DeliveryConfig {
             concurrency: self.concurrency.clamp(1, 10_000),
             timeout,
             poll: std::time::Duration::from_millis(self.poll_interval_ms.clamp(10, 60_000)),
+            network,
         }
     }
 }
@@ -158,6 +161,24 @@ impl SyncConfig {
     }
 }
 
+/// Outbound connections to vendors (`[outbound]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboundSettings {
+    /// Let Perly connect to loopback, private, link-local and other
+    /// non-public addresses, and use plain-http Salesforce login URLs: for
+    /// local stand-ins (tests, `perly demo`, benchmarks) only. Off by default.
+    pub allow_private_networks: bool,
+}
+
+impl OutboundSettings {
+    pub fn policy(&self) -> perly_net::Policy {
+        perly_net::Policy {
+            allow_private_networks: self.allow_private_networks,
+        }
+    }
+}
+
 /// All of Perly's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -190,6 +211,7 @@ pub struct Settings {
     pub scoring: ScoringSettings,
     pub delivery: DeliveryConfig,
     pub sync: SyncConfig,
+    pub outbound: OutboundSettings,
     pub slack: VendorSettings,
     pub discord: VendorSettings,
     pub salesforce: VendorSettings,
@@ -208,6 +230,7 @@ impl Default for Settings {
             scoring: ScoringSettings::default(),
             delivery: DeliveryConfig::default(),
             sync: SyncConfig::default(),
+            outbound: OutboundSettings::default(),
             slack: VendorSettings {
                 base_url: "https://slack.com".into(),
                 hooks_url: Some("https://hooks.slack.com".into()),
@@ -449,6 +472,21 @@ mod tests {
             assert!(!printed.contains("super-secret-value"));
             assert!(printed.contains("secret_key = \"<set>\""));
             assert!(!format!("{s:?}").contains("super-secret-value"));
+            assert!(
+                !s.outbound.allow_private_networks,
+                "private networks are off by default"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn private_networks_are_allowed_only_when_asked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PERLY_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(s.outbound.policy().allow_private_networks);
             Ok(())
         });
     }

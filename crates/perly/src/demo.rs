@@ -572,6 +572,8 @@ async fn start_standins(
     .await
     .with_context(|| format!("cannot start the Discord stand-in on {}", next(2)))?;
     point_at_standins(settings, &slack, &demo_app("slack"), &discord, &demo_app("discord"));
+    // The stand-ins listen on this machine: let Perly reach them.
+    settings.outbound.allow_private_networks = true;
     // A generated org of 2,000 accounts (Production) and its Sandbox.
     let org = OrgSpec {
         accounts: 2_000,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use perly_delivery::oauth::OAuthClient;
 use perly_delivery::worker::Deliverer;
+use perly_salesforce::hosts::LoginHosts;
 use perly_salesforce::orgs::Orgs;
 use perly_salesforce::outbox::Outbox;
 use perly_salesforce::sync::Syncer;
@@ -49,7 +50,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// Vendor endpoints and OAuth clients from the settings. OAuth for a vendor
 /// is on when both its client id and secret are set.
-pub fn integrations(settings: &Settings) -> Integrations {
+pub fn integrations(settings: &Settings) -> anyhow::Result<Integrations> {
     let oauth = |v: &VendorSettings, webhook_base: &str| match (&v.client_id, &v.client_secret) {
         (Some(id), Some(secret)) if !id.is_empty() => Some(OAuthClient {
             base_url: v.base_url.trim_end_matches('/').to_owned(),
@@ -66,23 +67,20 @@ pub fn integrations(settings: &Settings) -> Integrations {
         .unwrap_or_else(|| "https://hooks.slack.com".into());
     let hooks = hooks.trim_end_matches('/').to_owned();
     let discord = settings.discord.base_url.trim_end_matches('/').to_owned();
-    Integrations {
+    Ok(Integrations {
         slack: oauth(&settings.slack, &hooks),
         discord: oauth(&settings.discord, &discord),
         slack_hooks_url: hooks,
         discord_base_url: discord,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default(),
-    }
+        http: perly_net::Outbound::new(settings.outbound.policy(), |b| b.timeout(Duration::from_secs(15)))
+            .context("cannot build the HTTP client")?,
+    })
 }
 
-/// A running server.
 /// The Salesforce OAuth app (None until a client id and secret are set),
-/// login hosts and the orgs registry.
-pub fn salesforce(settings: &Settings, store: Arc<dyn Store>, public_url: &str) -> SalesforceSetup {
+/// login hosts and the orgs registry. Refuses plain-http login URLs unless
+/// private networks are allowed (local stand-ins).
+pub fn salesforce(settings: &Settings, store: Arc<dyn Store>, public_url: &str) -> anyhow::Result<SalesforceSetup> {
     let v = &settings.salesforce;
     let app = match (&v.client_id, &v.client_secret) {
         (Some(id), Some(secret)) if !id.is_empty() => Some(perly_salesforce::OAuthApp {
@@ -92,21 +90,22 @@ pub fn salesforce(settings: &Settings, store: Arc<dyn Store>, public_url: &str) 
         }),
         _ => None,
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default();
-    let trim = |u: &Option<String>, default: &str| u.as_deref().unwrap_or(default).trim_end_matches('/').to_owned();
-    SalesforceSetup {
-        orgs: Arc::new(Orgs::new(store, http, app)),
-        login_url: trim(&v.login_url, "https://login.salesforce.com"),
-        sandbox_login_url: trim(&v.sandbox_login_url, "https://test.salesforce.com"),
+    let policy = settings.outbound.policy();
+    let http = perly_net::Outbound::new(policy, |b| b.timeout(Duration::from_secs(120)))
+        .context("cannot build the HTTP client")?;
+    let hosts = LoginHosts::new(
+        v.login_url.as_deref().unwrap_or("https://login.salesforce.com"),
+        v.sandbox_login_url.as_deref().unwrap_or("https://test.salesforce.com"),
+        policy.allow_private_networks,
+    )?;
+    Ok(SalesforceSetup {
+        orgs: Arc::new(Orgs::new(store, http, app, hosts)),
         wake_sync: Arc::new(Notify::new()),
         wake_outbox: Arc::new(Notify::new()),
-    }
+    })
 }
 
+/// A running server.
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
@@ -140,8 +139,8 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         clock: clock.clone(),
         rescore: Arc::new(Notify::new()),
         deliver: Arc::new(Notify::new()),
-        integrations: integrations(settings),
-        salesforce: salesforce(settings, store.clone(), &public_url),
+        integrations: integrations(settings)?,
+        salesforce: salesforce(settings, store.clone(), &public_url)?,
         public_url,
         throttle: Arc::default(),
         facets: Arc::default(),
@@ -168,8 +167,9 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         let worker = Deliverer::new(
             store.clone(),
             state.public_url.clone(),
-            settings.delivery.worker_settings(),
-        );
+            settings.delivery.worker_settings(settings.outbound.policy()),
+        )
+        .context("cannot build the delivery worker's HTTP client")?;
         let clock = clock.clone();
         tasks.push(tokio::spawn(worker.run(
             Arc::new(move || clock.now()),

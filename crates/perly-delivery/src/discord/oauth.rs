@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use crate::oauth::{post_token_form, url_with, InstallError, Installed, OAuthClient};
+use crate::oauth::{clean, post_token_form, url_with, InstallError, Installed, OAuthClient};
 
 pub const SCOPE: &str = "webhook.incoming";
 
@@ -48,7 +48,7 @@ struct TokenError {
 
 /// Exchanges `code` at `{base}/api/v10/oauth2/token`.
 pub async fn exchange(
-    http: &reqwest::Client,
+    http: &perly_net::Outbound,
     c: &OAuthClient,
     code: &str,
     redirect_uri: &str,
@@ -73,8 +73,8 @@ pub async fn exchange(
         return Err(match serde_json::from_str::<TokenError>(&body) {
             Ok(e) => InstallError::Refused {
                 vendor: "Discord",
-                code: e.error,
-                description: e.error_description,
+                code: clean(&e.error),
+                description: e.error_description.as_deref().map(clean),
             },
             Err(_) => unavailable(format!("HTTP {status}")),
         });

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use crate::oauth::{post_token_form, url_with, InstallError, Installed, OAuthClient};
+use crate::oauth::{clean, post_token_form, url_with, InstallError, Installed, OAuthClient};
 
 pub const SCOPE: &str = "incoming-webhook";
 
@@ -48,7 +48,7 @@ struct Hook {
 
 /// Exchanges `code` at `{base}/api/oauth.v2.access`.
 pub async fn exchange(
-    http: &reqwest::Client,
+    http: &perly_net::Outbound,
     c: &OAuthClient,
     code: &str,
     redirect_uri: &str,
@@ -70,7 +70,7 @@ pub async fn exchange(
     if !access.ok {
         return Err(InstallError::Refused {
             vendor: "Slack",
-            code: access.error.unwrap_or_else(|| "unknown_error".into()),
+            code: clean(access.error.as_deref().unwrap_or("unknown_error")),
             description: None,
         });
     }

@@ -132,6 +132,10 @@ pub enum SalesforceFault {
     },
     /// Delay the next `times` calls by `delay_ms`.
     Slow { delay_ms: u64, times: u32 },
+    /// The next `times` token answers (code exchange or refresh) name `url`
+    /// as the org's `instance_url`: a hostile or broken login host sending
+    /// the client somewhere else with the token.
+    InstanceUrl { url: String, times: u32 },
     /// The next `times` `method` calls whose path contains `path_contains`
     /// do their work (a record is created, say) and then answer 500
     /// `UNKNOWN_EXCEPTION`, as when Salesforce times out after committing:
@@ -188,6 +192,23 @@ impl State {
             self.faults.remove(i);
         }
         Some(delay)
+    }
+
+    /// Uses up one `InstanceUrl` answer, if any is pending.
+    pub(crate) fn take_instance_fault(&mut self) -> Option<String> {
+        let i = self
+            .faults
+            .iter()
+            .position(|f| matches!(f, SalesforceFault::InstanceUrl { .. }))?;
+        let SalesforceFault::InstanceUrl { url, times } = &mut self.faults[i] else {
+            return None;
+        };
+        let url = url.clone();
+        *times = times.saturating_sub(1);
+        if *times == 0 {
+            self.faults.remove(i);
+        }
+        Some(url)
     }
 
     /// Uses up one `LimitExceeded` answer, if any is pending.

@@ -384,8 +384,9 @@ pub(crate) async fn token(State(org): State<Arc<Org>>, headers: HeaderMap, body:
             let access = st
                 .tokens
                 .issue_access(&org_id, &app.client_id, Some(given.to_owned()), &scope);
+            let instance = st.take_instance_fault();
             drop(st);
-            return token_answer(&org, app, &access, None, &scope, &org_id, &user_id);
+            return token_answer(&org, app, &access, None, &scope, &org_id, &user_id, instance);
         }
         _ => {
             if !secret_ok {
@@ -400,11 +401,24 @@ pub(crate) async fn token(State(org): State<Arc<Org>>, headers: HeaderMap, body:
         }
     };
     let access = st.tokens.issue_access(&org_id, &app.client_id, refresh.clone(), &scope);
+    let instance = st.take_instance_fault();
     drop(st);
     tracing::info!(org = org.label(), grant_type, "salesforce stand-in: token issued");
-    token_answer(&org, app, &access, refresh.as_deref(), &scope, &org_id, &user_id)
+    token_answer(
+        &org,
+        app,
+        &access,
+        refresh.as_deref(),
+        &scope,
+        &org_id,
+        &user_id,
+        instance,
+    )
 }
 
+/// A token answer; `instance` replaces the org's own `instance_url` (an
+/// injected [`super::SalesforceFault::InstanceUrl`]).
+#[allow(clippy::too_many_arguments)]
 fn token_answer(
     org: &Org,
     app: &crate::OAuthApp,
@@ -413,6 +427,7 @@ fn token_answer(
     scope: &str,
     org_id: &str,
     user_id: &str,
+    instance: Option<String>,
 ) -> Response {
     let id = identity_url(org, org_id, user_id);
     let issued_at = chrono::Utc::now().timestamp_millis().to_string();
@@ -424,7 +439,7 @@ fn token_answer(
         "access_token": access,
         "signature": signature,
         "scope": scope,
-        "instance_url": org.base,
+        "instance_url": instance.unwrap_or_else(|| org.base.clone()),
         "id": id,
         "token_type": "Bearer",
         "issued_at": issued_at,

@@ -15,7 +15,7 @@ use axum::{Form, Router};
 use perly_domain::salesforce::{Environment, SyncSettings};
 use perly_store::{ObjectState, SalesforceConnection};
 
-use super::channels::{allow_form_targets, origin_of};
+use super::channels::allow_form_targets;
 use super::oauth::{short, to_vendor};
 use super::session::CurrentUser;
 use super::{redirect_with_flash, render, take_flash, when, Flash, Nav, UiError};
@@ -153,15 +153,12 @@ fn object_rows(status: &SyncStatus) -> Vec<ObjectRow> {
         .unwrap_or_default()
 }
 
-/// Login hosts the connect form may redirect to: the configured ones, and
-/// any https origin for a My Domain.
+/// Login hosts the connect form may redirect to: the configured
+/// Production and Sandbox origins, and for a My Domain only https hosts
+/// under Salesforce's domains (`https://*.salesforce.com`,
+/// `https://*.force.com`), the only ones [`sf::login_url`] accepts.
 fn login_origins(state: &AppState) -> Vec<String> {
-    let mut origins: Vec<String> = [&state.salesforce.login_url, &state.salesforce.sandbox_login_url]
-        .into_iter()
-        .filter_map(|u| origin_of(u))
-        .collect();
-    origins.push("https:".to_owned());
-    origins
+    state.salesforce.orgs.hosts().form_action_sources()
 }
 
 async fn page(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {

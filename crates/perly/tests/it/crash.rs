@@ -23,6 +23,7 @@ async fn start_server(database_url: &str, slack: &SlackStandin, port: u16) -> Se
         ("PERLY_SLACK__HOOKS_URL", slack.hooks_url()),
         ("PERLY_DELIVERY__TIMEOUT_MS", "1000".to_owned()),
         ("PERLY_DELIVERY__LEASE_SECS", "5".to_owned()),
+        ("PERLY_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
     ];
     spawn_serve(database_url, port, &env).await
 }

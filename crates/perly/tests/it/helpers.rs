@@ -104,6 +104,8 @@ pub fn test_settings(database_url: String, worker: bool) -> Settings {
     s.sync.worker = worker;
     s.sync.job_poll_ms = 10;
     s.scoring.poll_interval_ms = 50;
+    // The stand-ins run on 127.0.0.1.
+    s.outbound.allow_private_networks = true;
     s
 }
 
@@ -128,22 +130,33 @@ async fn spawn_with(worker: bool) -> TestApp {
 }
 
 async fn spawn_inner(worker: bool, with_standins: bool) -> TestApp {
-    spawn_full(worker, with_standins, None).await
+    spawn_full(worker, with_standins, None, &|_| {}).await
 }
 
 /// Starts the app with a Salesforce stand-in serving `org` (Production and
 /// a Sandbox); tests drive syncs with [`TestApp::sync`].
 pub async fn spawn_app_with_salesforce(org: OrgSpec) -> TestApp {
-    spawn_full(false, false, Some((org, false))).await
+    spawn_full(false, false, Some((org, false)), &|_| {}).await
 }
 
 /// As [`spawn_app_with_salesforce`], but with the Production and Sandbox
 /// login hosts swapped (so choosing one org type lands on the other).
 pub async fn spawn_app_with_swapped_salesforce_logins(org: OrgSpec) -> TestApp {
-    spawn_full(false, false, Some((org, true))).await
+    spawn_full(false, false, Some((org, true)), &|_| {}).await
 }
 
-async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, bool)>) -> TestApp {
+/// Starts the app without workers or stand-ins, with the test settings
+/// changed by `tweak` first.
+pub async fn spawn_app_with_settings(tweak: &dyn Fn(&mut Settings)) -> TestApp {
+    spawn_full(false, false, None, tweak).await
+}
+
+async fn spawn_full(
+    worker: bool,
+    with_standins: bool,
+    org: Option<(OrgSpec, bool)>,
+    tweak: &dyn Fn(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(&dir).await;
     let mut settings = test_settings(database_url.clone(), worker);
@@ -171,6 +184,7 @@ async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, boo
     } else {
         (None, None)
     };
+    tweak(&mut settings);
     let cipher = perly::cli::cipher(&settings, true).expect("cipher");
     let store = perly::server::open_store(&settings, cipher).await.expect("open store");
     let clock = Arc::new(TestClock(Mutex::new(t0())));
@@ -337,8 +351,12 @@ impl TestApp {
         Deliverer::new(
             self.store.clone(),
             self._running.state.public_url.clone(),
-            DeliverySettings::default(),
+            DeliverySettings {
+                network: perly_net::Policy::LOCAL,
+                ..DeliverySettings::default()
+            },
         )
+        .expect("deliverer")
         .run_once(self.now())
         .await
         .expect("deliver")

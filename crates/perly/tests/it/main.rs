@@ -14,6 +14,7 @@ mod ingest;
 mod isolation;
 mod notifications;
 mod oauth;
+mod outbound;
 mod rescoring;
 mod salesforce;
 mod salesforce_crash;

@@ -41,7 +41,7 @@ pub(crate) async fn admin(app: &TestApp) -> WebClient {
 }
 
 /// Clicks "Connect Salesforce" with an org type: the authorize URL.
-async fn start(web: &WebClient, environment: &str, my_domain: &str) -> (u16, String) {
+pub(crate) async fn start(web: &WebClient, environment: &str, my_domain: &str) -> (u16, String) {
     let (status, page, _) = web.get("/settings/salesforce").await;
     assert_eq!(status, 200);
     let csrf = WebClient::csrf(&page);
@@ -59,7 +59,7 @@ async fn start(web: &WebClient, environment: &str, my_domain: &str) -> (u16, Str
 }
 
 /// Signs in on the stand-in and allows or denies: Perly's callback URL.
-async fn consent(authorize: &str, decision: &str) -> String {
+pub(crate) async fn consent(authorize: &str, decision: &str) -> String {
     let b = vendor_browser();
     let page = b.get(authorize).send().await.expect("authorize page");
     assert_eq!(page.status(), 200, "{authorize}");
@@ -80,7 +80,7 @@ async fn consent(authorize: &str, decision: &str) -> String {
 }
 
 /// Follows the redirect back into Perly: (status, flash page text).
-async fn callback(web: &WebClient, url: &str) -> (u16, String) {
+pub(crate) async fn callback(web: &WebClient, url: &str) -> (u16, String) {
     let path = url.strip_prefix(&web.base).expect("callback on Perly");
     let (status, _, headers) = web.get(path).await;
     let to = location(&headers);

@@ -31,6 +31,7 @@ async fn start_server(database_url: &str, sf: &SalesforceStandin, port: u16) -> 
         ("PERLY_SYNC__POLL_INTERVAL_MS", fast("100")),
         ("PERLY_SYNC__OUTBOX_POLL_MS", fast("100")),
         ("PERLY_SYNC__OUTBOX_RETRY_SECS", fast("1")),
+        ("PERLY_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
     ];
     spawn_serve(database_url, port, &env).await
 }
