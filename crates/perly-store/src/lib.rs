@@ -29,7 +29,7 @@ use perly_domain::ids::{ActionId, ChannelId, RuleId, UserId, WorkspaceId};
 use perly_domain::salesforce::{AutomationRule, SyncSettings};
 use perly_domain::scorecard::Scorecard;
 
-pub use accounts::Accounts;
+pub use accounts::{Accounts, KeyAuth, NewApiKey, SessionPolicy, SigninAttempt, SigninChoice, SigninLimits};
 pub use model::*;
 pub use salesforce::{
     ApiUsageSeen, AppliedAccounts, CrmRecord, NewSalesforceConnection, ObjectProgress, ObjectState, PulledAccount,

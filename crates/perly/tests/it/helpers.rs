@@ -138,9 +138,24 @@ pub async fn spawn_app_with_swapped_salesforce_logins(org: OrgSpec) -> TestApp {
     spawn_full(false, false, Some((org, true))).await
 }
 
+/// Starts the app (no worker, no stand-ins) with settings changed by `configure`.
+pub async fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_configured(false, false, None, configure).await
+}
+
 async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, bool)>) -> TestApp {
+    spawn_configured(worker, with_standins, org, |_| {}).await
+}
+
+async fn spawn_configured(
+    worker: bool,
+    with_standins: bool,
+    org: Option<(OrgSpec, bool)>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(fresh_database(&dir).await, worker);
+    configure(&mut settings);
     let salesforce = match org {
         Some((org, swapped)) => {
             let sf = SalesforceStandin::start("127.0.0.1:0", "127.0.0.1:0", org, vec![oauth_app("salesforce")])
@@ -169,7 +184,10 @@ async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, boo
     let store = perly::server::open_store(&settings, cipher).await.expect("open store");
     let clock = Arc::new(TestClock(Mutex::new(t0())));
     let ws = store.create_workspace("Test Co", t0()).await.expect("workspace");
-    let (_, key) = store.create_api_key(ws.id, "test", t0()).await.expect("key");
+    let (_, key) = store
+        .create_api_key(ws.id, &perly_store::NewApiKey::full("test"), t0())
+        .await
+        .expect("key");
     let running = perly::server::start(&settings, store.clone(), clock.clone())
         .await
         .expect("start");
@@ -245,7 +263,7 @@ impl TestApp {
         let ws = self.store.create_workspace(name, self.now()).await.expect("workspace");
         let (_, key) = self
             .store
-            .create_api_key(ws.id, "other", self.now())
+            .create_api_key(ws.id, &perly_store::NewApiKey::full("other"), self.now())
             .await
             .expect("key");
         (ws.id, key)

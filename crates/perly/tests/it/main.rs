@@ -3,6 +3,7 @@
 //! `PERLY_TEST_DATABASE_URL` is a postgres URL).
 
 mod alerts;
+mod api_keys;
 mod bad_input;
 mod browser;
 mod cli;
@@ -18,4 +19,5 @@ mod salesforce;
 mod salesforce_crash;
 mod salesforce_push;
 mod scoring;
+mod signin;
 mod web;
