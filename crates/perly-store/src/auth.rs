@@ -23,6 +23,18 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// Takes as long as [`verify_password`] against a real hash (same
+/// parameters, made once), for a sign-in whose email has no account, so the
+/// time of the answer does not tell which accounts exist.
+pub fn verify_no_account(password: &str) {
+    let _ = verify_password(password, stand_in_hash());
+}
+
+fn stand_in_hash() -> &'static str {
+    static STAND_IN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STAND_IN.get_or_init(|| hash_password(&random_token(16)).unwrap_or_default())
+}
+
 /// A random printable secret of `bytes` bytes of entropy.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -53,6 +65,16 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn the_stand_in_for_unknown_accounts_is_a_real_hash_with_the_same_parameters() {
+        let stand_in = PasswordHash::new(stand_in_hash()).expect("a real hash");
+        let real = hash_password("x").expect("hash");
+        let real = PasswordHash::new(&real).expect("parses");
+        assert_eq!(stand_in.algorithm, real.algorithm);
+        assert_eq!(stand_in.params, real.params);
+        verify_no_account("anything");
     }
 
     #[test]

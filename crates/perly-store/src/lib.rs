@@ -3,7 +3,9 @@
 //! Every method that touches workspace data takes the workspace id first and
 //! every statement filters on it.
 //!
-//! Layout: [`Store`] is the trait; [`sql::SqlStore`] implements it once for
+//! Layout: [`Store`] is the trait, with its parts in supertraits of their
+//! own ([`Accounts`]: workspaces, users, sessions, API keys and sign-in
+//! throttling); [`sql::SqlStore`] implements them once for
 //! both SQLite and PostgreSQL over sqlx's `Any` driver (the SQL is the same
 //! text, with `$n` placeholders, and [`db::Dialect`] covers the few places the
 //! two differ); each backend has its own migrations folder. [`auth`] hashes
@@ -11,6 +13,7 @@
 //! [`secrets`] stores and rotates them (trait [`Secrets`], a supertrait of
 //! [`Store`]).
 
+pub mod accounts;
 pub mod auth;
 pub mod channels;
 pub mod cipher;
@@ -25,10 +28,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::Event;
-use perly_domain::ids::{ActionId, ApiKeyId, ChannelId, RuleId, UserId, WorkspaceId};
+use perly_domain::ids::{ActionId, ChannelId, RuleId, UserId, WorkspaceId};
 use perly_domain::salesforce::{AutomationRule, SyncSettings};
 use perly_domain::scorecard::Scorecard;
 
+pub use accounts::{Accounts, KeyAuth, NewApiKey, SessionPolicy, SigninAttempt, SigninChoice, SigninLimits};
 pub use model::*;
 pub use salesforce::{
     ApiUsageSeen, AppliedAccounts, CrmRecord, NewSalesforceConnection, ObjectProgress, ObjectState, PulledAccount,
@@ -78,49 +82,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The one interface to Perly's data.
 #[async_trait]
-pub trait Store: Secrets + Send + Sync + 'static {
+pub trait Store: Accounts + Secrets + Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 
-    // Workspaces, users and keys.
-    async fn create_workspace(&self, name: &str, now: DateTime<Utc>) -> Result<Workspace>;
-    /// Finds a workspace by id, slug or exact name.
-    async fn find_workspace(&self, key: &str) -> Result<Option<Workspace>>;
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
-    async fn add_user(
-        &self,
-        ws: WorkspaceId,
-        email: &str,
-        password_hash: &str,
-        role: Role,
-        now: DateTime<Utc>,
-    ) -> Result<User>;
-    async fn find_user(&self, ws: WorkspaceId, id: UserId) -> Result<Option<User>>;
-    /// Users with this email in any workspace: signing in picks the workspace
-    /// by the password that matches, so this is not scoped by one.
-    async fn users_by_email(&self, email: &str) -> Result<Vec<User>>;
-    async fn list_users(&self, ws: WorkspaceId) -> Result<Vec<User>>;
-    async fn set_user_role(&self, ws: WorkspaceId, id: UserId, role: Role) -> Result<()>;
-    /// Removes a user and signs them out everywhere.
-    async fn remove_user(&self, ws: WorkspaceId, id: UserId) -> Result<()>;
-    /// Starts a session; returns the cookie token (shown once, stored hashed).
-    async fn create_session(
-        &self,
-        ws: WorkspaceId,
-        user: UserId,
-        now: DateTime<Utc>,
-        ttl: chrono::Duration,
-    ) -> Result<String>;
-    /// The live session of a cookie token. The token names the workspace.
-    async fn session(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Session>>;
-    async fn delete_session(&self, token: &str) -> Result<()>;
-    /// Creates a key; the plaintext is returned once and only its hash is kept.
-    async fn create_api_key(&self, ws: WorkspaceId, label: &str, now: DateTime<Utc>) -> Result<(ApiKey, String)>;
-    async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKey>>;
-    async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId, now: DateTime<Utc>) -> Result<()>;
-    /// The workspace a presented key belongs to, if the key is live. The key
-    /// itself names the workspace, so this is the one lookup not scoped by one.
-    async fn authenticate_api_key(&self, plaintext: &str) -> Result<Option<(WorkspaceId, ApiKeyId)>>;
     async fn scorecard(&self, ws: WorkspaceId) -> Result<Scorecard>;
     /// Saves a (validated) scorecard and marks every customer for rescoring.
     async fn set_scorecard(&self, ws: WorkspaceId, card: &Scorecard, now: DateTime<Utc>) -> Result<()>;

@@ -67,6 +67,45 @@ pub struct ApiKey {
     pub prefix: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// What the key may do.
+    pub scope: ApiScope,
+    /// After this the key is refused (`None`: never).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The last request made with the key (to the minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What an API key may do. `Full` is the default, as the public contract
+/// has always said; `Ingest` is for the systems that only send data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiScope {
+    /// Every endpoint of the API.
+    Full,
+    /// Only `POST /api/v1/customers` and `POST /api/v1/events`: no reads,
+    /// no settings, no channels.
+    Ingest,
+}
+
+impl ApiScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Ingest => "ingest",
+        }
+    }
+}
+
+impl std::str::FromStr for ApiScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Self::Full),
+            "ingest" => Ok(Self::Ingest),
+            other => Err(format!("unknown API key scope `{other}` (expected `ingest` or `full`)")),
+        }
+    }
 }
 
 /// Whether an upserted customer was new.
@@ -255,6 +294,9 @@ pub struct Session {
     /// Token every form must carry.
     pub csrf_token: String,
     pub expires_at: DateTime<Utc>,
+    /// The last request seen (to the minute): the session ends after the
+    /// idle timeout without one.
+    pub last_seen_at: DateTime<Utc>,
 }
 
 /// A stored event, for the customer profile.

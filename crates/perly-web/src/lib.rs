@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod channels;
+pub mod client_ip;
 pub mod error;
 pub mod salesforce;
 pub mod ui;
@@ -17,7 +18,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use perly_store::Store;
+use perly_store::{SessionPolicy, SigninLimits, Store};
 use tokio::sync::Notify;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -51,8 +52,8 @@ pub struct AppState {
     pub salesforce: salesforce::SalesforceSetup,
     /// Base URL of this server, for links (`PERLY_PUBLIC_URL`).
     pub public_url: String,
-    /// Failed sign-ins per account.
-    pub throttle: Arc<ui::session::LoginThrottle>,
+    /// https, trusted proxies, session lifetimes and sign-in limits.
+    pub security: Security,
     /// Owner and plan filter choices per workspace, refreshed every minute.
     pub facets: Arc<ui::customers::FacetCache>,
 }
@@ -64,9 +65,26 @@ impl AppState {
 
     /// Cookies are marked Secure when Perly is served over https.
     pub fn secure_cookies(&self) -> bool {
-        self.public_url.starts_with("https://")
+        self.security.https
     }
 }
+
+/// The security settings of the web app (`[security]` in the configuration).
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Perly is served over https, by itself or behind a TLS-terminating
+    /// proxy: cookies are `Secure` and every answer carries HSTS. Set by
+    /// configuration, never guessed from a request.
+    pub https: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (sign-in throttling).
+    pub trusted_proxies: client_ip::TrustedProxies,
+    pub sessions: SessionPolicy,
+    pub signin: SigninLimits,
+}
+
+/// Sent on every answer when served over https: browsers then refuse plain
+/// http to this host (and its subdomains) for a year.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
 
 /// The policy of every page: nothing from other hosts, no script, forms post
 /// only here, no framing. A page whose form redirects to a vendor's OAuth
@@ -78,7 +96,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' da
 /// The whole HTTP application: the JSON API and the web pages. Unknown
 /// paths get a JSON 404 under `/api/` and a 404 page elsewhere.
 pub fn app(state: AppState) -> Router {
-    api::router()
+    let routes = api::router()
         .merge(ui::router())
         .fallback(|uri: axum::http::Uri| async move {
             if uri.path().starts_with("/api/") {
@@ -100,6 +118,14 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
+        ));
+    let routes = if state.security.https {
+        routes.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
         ))
-        .with_state(state)
+    } else {
+        routes
+    };
+    routes.with_state(state)
 }

@@ -247,7 +247,9 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
         store.backend()
     );
     let ws = store.create_workspace("Bench", Utc::now()).await?;
-    let (_, key) = store.create_api_key(ws.id, "bench", Utc::now()).await?;
+    let (_, key) = store
+        .create_api_key(ws.id, &perly_store::NewApiKey::full("bench"), Utc::now())
+        .await?;
     for chunk in customers(n, "c").chunks(1000) {
         store.upsert_customers(ws.id, chunk, Utc::now()).await?;
     }
@@ -557,7 +559,9 @@ async fn pages(url: Option<String>, dir: &tempfile::TempDir, n: usize, requests:
     let user = store
         .add_user(ws.id, "bench@example.com", &hash, perly_store::Role::Admin, now)
         .await?;
-    let token = store.create_session(ws.id, user.id, now, Duration::days(1)).await?;
+    let token = store
+        .create_session(ws.id, user.id, now, &perly_store::SessionPolicy::default())
+        .await?;
     let running = crate::server::start(&settings, store.clone(), Arc::new(SystemClock)).await?;
     let base = format!("http://{}", running.addr);
     let client = reqwest::Client::new();

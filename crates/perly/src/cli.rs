@@ -12,7 +12,8 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use perly_store::auth::{hash_password, random_token};
 use perly_store::cipher::{Keyring, KeyringError, SecretCipher, SecretKey};
-use perly_store::{Role, Store};
+use perly_store::model::ApiScope;
+use perly_store::{NewApiKey, Role, Store};
 use perly_web::SystemClock;
 use secrecy::ExposeSecret;
 
@@ -100,6 +101,15 @@ pub enum ApikeyCommand {
         workspace: String,
         #[arg(long, default_value = "cli")]
         label: String,
+        /// `full`: the whole API; `ingest`: only POST /api/v1/customers and POST /api/v1/events.
+        #[arg(long, default_value = "full", value_parser = ["full", "ingest"])]
+        scope: String,
+        /// The key stops working this many days from now.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650), conflicts_with = "expires_at")]
+        expires_in_days: Option<u32>,
+        /// The key stops working at this time (RFC 3339, or a date: midnight UTC).
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
     },
 }
 
@@ -122,6 +132,18 @@ pub enum SecretsCommand {
 
 const MAKE_A_KEY: &str = "It must be 32 random bytes written as 64 hex characters or as base64; make one with \
      `perly secrets generate` (or `openssl rand -hex 32`)";
+
+/// `--expires-at`: an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
+fn parse_expiry(s: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| anyhow!("--expires-at `{s}` is not a date (2027-01-31) or an RFC 3339 time"))
+}
 
 /// The cipher for secrets at rest: the keyring of `secret_key` and
 /// `previous_secret_keys`. A configured key that is not valid is refused
@@ -309,14 +331,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apikey {
-            command: ApikeyCommand::Create { workspace, label },
+            command:
+                ApikeyCommand::Create {
+                    workspace,
+                    label,
+                    scope,
+                    expires_in_days,
+                    expires_at,
+                },
         } => {
+            let now = Utc::now();
+            let scope: ApiScope = scope.parse().map_err(|e: String| anyhow!(e))?;
+            let expires_at = match (expires_in_days, expires_at) {
+                (Some(days), _) => Some(now + chrono::Duration::days(i64::from(days))),
+                (None, Some(at)) => Some(parse_expiry(&at)?),
+                (None, None) => None,
+            };
+            if expires_at.is_some_and(|t| t <= now) {
+                bail!("--expires-at is in the past");
+            }
             let store = crate::server::open_store(&settings, cipher(&settings, false)?).await?;
             let ws = workspace_of(&store, &workspace).await?;
-            let (_, key) = store.create_api_key(ws.id, &label, Utc::now()).await?;
+            let new = NewApiKey {
+                label,
+                scope,
+                expires_at,
+            };
+            let (_, key) = store.create_api_key(ws.id, &new, now).await?;
             println!("{key}");
+            let can = match scope {
+                ApiScope::Full => "read and change everything in",
+                ApiScope::Ingest => "send customers and events to",
+            };
+            let until = expires_at.map_or(String::new(), |t| format!(" until {}", t.to_rfc3339()));
             eprintln!(
-                "This key is shown once. Keep it secret: it can write data to workspace {}.",
+                "This key is shown once. Keep it secret: it can {can} workspace {}{until}.",
                 ws.name
             );
             Ok(())

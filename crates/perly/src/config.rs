@@ -179,6 +179,130 @@ impl OutboundSettings {
     }
 }
 
+/// Whether Perly is served over https (`[security] https`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpsMode {
+    /// https when `public_url` starts with `https://`.
+    #[default]
+    Auto,
+    /// Served over https, e.g. behind a TLS-terminating proxy.
+    On,
+    /// Plain http.
+    Off,
+}
+
+impl Serialize for HttpsMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::On => s.serialize_bool(true),
+            Self::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpsMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Self::On),
+            Raw::Bool(false) => Ok(Self::Off),
+            Raw::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "auto" => Ok(Self::Auto),
+                "true" => Ok(Self::On),
+                "false" => Ok(Self::Off),
+                other => Err(serde::de::Error::custom(format!(
+                    "https must be auto, true or false, not `{other}`"
+                ))),
+            },
+        }
+    }
+}
+
+/// A list given as a TOML array or, from the environment, as one
+/// comma-separated string.
+fn list_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(l) => l,
+        Raw::Text(t) => t
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// Sign-in throttling, sessions and https (`[security]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecuritySettings {
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the
+    /// client; from any other peer the header is ignored.
+    #[serde(deserialize_with = "list_or_string")]
+    pub trusted_proxies: Vec<String>,
+    /// `auto` (https when `public_url` is https), `true` or `false`: Secure
+    /// cookies and HSTS.
+    pub https: HttpsMode,
+    /// A session without a request for this long ends (the 7-day cap holds too).
+    pub session_idle_minutes: i64,
+    /// The window failed sign-ins are counted in.
+    pub signin_window_minutes: i64,
+    /// Failed sign-ins per (email, client IP) in the window before that pair is refused.
+    pub signin_max_failures: u32,
+    /// Failed sign-ins per client IP, any email, in the window before that IP is refused.
+    pub signin_max_failures_per_ip: u32,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            https: HttpsMode::Auto,
+            session_idle_minutes: 12 * 60,
+            signin_window_minutes: 15,
+            signin_max_failures: 10,
+            signin_max_failures_per_ip: 50,
+        }
+    }
+}
+
+impl SecuritySettings {
+    /// The web app's security settings for a server reached at `public_url`.
+    pub fn web(&self, public_url: &str) -> Result<perly_web::Security, String> {
+        let defaults = perly_store::SessionPolicy::default();
+        Ok(perly_web::Security {
+            https: match self.https {
+                HttpsMode::Auto => public_url.starts_with("https://"),
+                HttpsMode::On => true,
+                HttpsMode::Off => false,
+            },
+            trusted_proxies: perly_web::client_ip::TrustedProxies::parse(&self.trusted_proxies)
+                .map_err(|e| format!("[security] trusted_proxies: {e}"))?,
+            sessions: perly_store::SessionPolicy {
+                idle: chrono::Duration::minutes(self.session_idle_minutes.clamp(1, defaults.max_age.num_minutes())),
+                ..defaults
+            },
+            signin: perly_store::SigninLimits {
+                per_email_ip: self.signin_max_failures.clamp(1, 100_000),
+                per_ip: self.signin_max_failures_per_ip.clamp(1, 100_000),
+                window: chrono::Duration::minutes(self.signin_window_minutes.clamp(1, 24 * 60)),
+            },
+        })
+    }
+}
+
 /// All of Perly's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -212,6 +336,7 @@ pub struct Settings {
     pub delivery: DeliveryConfig,
     pub sync: SyncConfig,
     pub outbound: OutboundSettings,
+    pub security: SecuritySettings,
     pub slack: VendorSettings,
     pub discord: VendorSettings,
     pub salesforce: VendorSettings,
@@ -231,6 +356,7 @@ impl Default for Settings {
             delivery: DeliveryConfig::default(),
             sync: SyncConfig::default(),
             outbound: OutboundSettings::default(),
+            security: SecuritySettings::default(),
             slack: VendorSettings {
                 base_url: "https://slack.com".into(),
                 hooks_url: Some("https://hooks.slack.com".into()),
@@ -568,6 +694,56 @@ mod tests {
             let s = Settings::load(None).map_err(|e| e.to_string())?;
             assert_eq!(s.previous_secret_keys.len(), 1);
             assert_eq!(s.previous_secret_keys[0].expose_secret(), "12345678");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn security_settings_come_from_the_environment_and_the_file() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            let web = s.security.web("https://perly.example.com").map_err(|e| e.to_string())?;
+            assert!(web.https, "auto follows an https public URL");
+            assert!(
+                !s.security
+                    .web("http://127.0.0.1:8080")
+                    .map_err(|e| e.to_string())?
+                    .https
+            );
+
+            jail.set_env("PERLY_SECURITY__HTTPS", "true");
+            jail.set_env("PERLY_SECURITY__TRUSTED_PROXIES", "10.0.0.1, 10.1.0.0/16");
+            jail.set_env("PERLY_SECURITY__SESSION_IDLE_MINUTES", "30");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.security.https, HttpsMode::On);
+            assert_eq!(s.security.trusted_proxies, ["10.0.0.1", "10.1.0.0/16"]);
+            let web = s.security.web("http://127.0.0.1:8080").map_err(|e| e.to_string())?;
+            assert!(web.https, "set, not guessed: behind a TLS-terminating proxy");
+            assert_eq!(web.sessions.idle, chrono::Duration::minutes(30));
+            assert!(web.trusted_proxies.contains("10.1.2.3".parse().map_err(|_| "ip")?));
+
+            jail.set_env("PERLY_SECURITY__HTTPS", "false");
+            jail.set_env("PERLY_SECURITY__TRUSTED_PROXIES", "[\"192.0.2.1\"]");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.security.https, HttpsMode::Off);
+            assert!(
+                !s.security
+                    .web("https://perly.example.com")
+                    .map_err(|e| e.to_string())?
+                    .https
+            );
+            assert_eq!(s.security.trusted_proxies, ["192.0.2.1"]);
+
+            jail.create_file(
+                "perly.toml",
+                "[security]\nhttps = \"auto\"\ntrusted_proxies = [\"not-an-ip\"]\n",
+            )?;
+            jail.clear_env();
+            let s = Settings::load(Some(Path::new("perly.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.security.https, HttpsMode::Auto);
+            let err = s.security.web("http://x").expect_err("a bad proxy is refused");
+            assert!(err.contains("not-an-ip"), "{err}");
             Ok(())
         });
     }

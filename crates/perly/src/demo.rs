@@ -655,7 +655,9 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
             ws
         }
     };
-    let (_, api_key) = store.create_api_key(ws.id, "demo", Utc::now()).await?;
+    let (_, api_key) = store
+        .create_api_key(ws.id, &perly_store::NewApiKey::full("demo"), Utc::now())
+        .await?;
     let running = crate::server::start(&settings, store.clone(), Arc::new(SystemClock)).await?;
     let url = format!("http://{}", running.addr);
     println!();

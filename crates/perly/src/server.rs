@@ -134,6 +134,10 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
     } else {
         settings.public_url.clone()
     };
+    let security = settings
+        .security
+        .web(&public_url)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let state = AppState {
         store: store.clone(),
         clock: clock.clone(),
@@ -142,7 +146,7 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         integrations: integrations(settings)?,
         salesforce: salesforce(settings, store.clone(), &public_url)?,
         public_url,
-        throttle: Arc::default(),
+        security,
         facets: Arc::default(),
     };
     let cancel = CancellationToken::new();
@@ -155,7 +159,9 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
     ));
     let http_cancel = cancel.clone();
     let http = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
+        // The peer address is the client's for the sign-in throttle (or
+        // that of a proxy named in `[security] trusted_proxies`).
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(http_cancel.cancelled_owned())
             .await;
         if let Err(e) = served {

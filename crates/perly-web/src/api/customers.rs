@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{check_batch, ApiJson, ApiQuery};
-use crate::auth::Workspace;
+use crate::auth::{IngestWorkspace, Workspace};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -75,12 +75,12 @@ pub struct CustomersResponse {
     responses(
         (status = 200, description = "Per-row results", body = CustomersResponse),
         (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, unknown, revoked or expired API key", body = crate::error::ErrorBody),
         (status = 413, description = "More than 1,000 rows or over 5 MB", body = crate::error::ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
-    ws: Workspace,
+    ws: IngestWorkspace,
     ApiJson(body): ApiJson<CustomersRequest>,
 ) -> Result<Json<CustomersResponse>, ApiError> {
     check_batch("customers", body.customers.len())?;

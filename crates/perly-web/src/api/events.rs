@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{check_batch, ApiJson};
-use crate::auth::Workspace;
+use crate::auth::IngestWorkspace;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -111,13 +111,13 @@ pub struct EventsResponse {
     responses(
         (status = 200, description = "Per-row results", body = EventsResponse),
         (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, unknown, revoked or expired API key", body = crate::error::ErrorBody),
         (status = 413, description = "More than 1,000 rows or over 5 MB", body = crate::error::ErrorBody),
         (status = 422, description = "Body is not `{\"events\": [...]}`", body = crate::error::ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
-    ws: Workspace,
+    ws: IngestWorkspace,
     ApiJson(body): ApiJson<EventsRequest>,
 ) -> Result<Json<EventsResponse>, ApiError> {
     check_batch("events", body.events.len())?;

@@ -19,6 +19,11 @@ impl Modify for ApiKeyAuth {
                     HttpBuilder::new()
                         .scheme(HttpAuthScheme::Bearer)
                         .bearer_format("perly_…")
+                        .description(Some(
+                            "An API key. Scope `full` (the default) opens every endpoint; scope `ingest` opens \
+                             only `POST /api/v1/customers` and `POST /api/v1/events`, and anything else answers \
+                             403 `insufficient_scope`. A revoked or expired key answers 401.",
+                        ))
                         .build(),
                 ),
             );
@@ -28,7 +33,7 @@ impl Modify for ApiKeyAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Perly API", description = "Customer health scores, churn risk and alerts. Authenticate with `Authorization: Bearer <api key>`."),
+    info(title = "Perly API", description = "Customer health scores, churn risk and alerts. Authenticate with `Authorization: Bearer <api key>`; a key of scope `ingest` may only POST customers and events (403 `insufficient_scope` elsewhere)."),
     paths(
         super::customers::create,
         super::customers::list,

@@ -1,72 +1,54 @@
 //! Signing in and out. A session is a random token in an HttpOnly,
-//! SameSite=Lax cookie (Secure over https), stored hashed with its CSRF
-//! token. The sign-in form is protected by a double-submit CSRF cookie, and
-//! repeated failures for one account are throttled.
+//! SameSite=Lax cookie (Secure when served over https), stored hashed with
+//! its CSRF token; it ends 7 days after sign-in or after the idle timeout,
+//! whichever comes first. The sign-in form is protected by a double-submit
+//! CSRF cookie.
+//!
+//! Signing in: the password is checked against every account with that
+//! email (in whatever workspaces), never just the first that matches. None:
+//! a failure, counted per (email, client IP) and per client IP in the
+//! database ([`perly_store::Accounts::start_signin`]: an attempt counts from
+//! its start, so guesses sent at once cannot outrun the count); past either
+//! limit, sign-ins from that IP answer 429 with `Retry-After` until failures
+//! age out of the window. One: signed in. Several: a short-lived,
+//! single-use choice (a cookie token stored hashed, a CSRF token in the
+//! form) lists only the workspaces the password opened, and the session is
+//! for the one chosen.
+//!
+//! A success never clears the per-IP count, and clears the (email, IP)
+//! count only when the password opened *every* account with that email:
+//! otherwise signing in to an account an attacker made (another workspace
+//! admin can add anyone's email to their workspace with a password of their
+//! choosing) would wipe the failures of guessing at the victim's.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use askama::Template;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use chrono::{DateTime, Duration, Utc};
-use perly_store::auth::{random_token, verify_password};
-use perly_store::{Role, Session};
+use chrono::Duration;
+use perly_store::auth::{random_token, verify_no_account, verify_password};
+use perly_store::{Role, Session, SigninAttempt, User};
 
-use super::{cookie, render, set_cookie, Flash, Nav, UiError};
+use super::{cookie, redirect_with_flash, render, set_cookie, Flash, Nav, UiError};
+use crate::client_ip::ClientIp;
 use crate::AppState;
 
 pub const SESSION_COOKIE: &str = "perly_session";
 const LOGIN_CSRF_COOKIE: &str = "perly_login_csrf";
-const SESSION_DAYS: i64 = 7;
-/// Failed attempts allowed per account within [`THROTTLE_WINDOW_MINUTES`].
-pub const MAX_FAILURES: usize = 5;
-const THROTTLE_WINDOW_MINUTES: i64 = 15;
-/// An argon2 hash of a random password, verified against when the email is
-/// unknown so timing does not tell which accounts exist.
-const UNKNOWN_USER_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Qm9r3dDqY2ZVKf8Yx6Zf3H3kq0b6m5oV8i5QfQ9Y0w";
-
+/// The pending choice of workspace (see the module docs).
+const CHOICE_COOKIE: &str = "perly_signin_choice";
+/// How long the choice of workspace waits.
+const CHOICE_MINUTES: i64 = 5;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(show).post(create))
+        .route("/login/workspace", get(show_choice).post(choose))
         .route("/logout", post(delete))
-}
-
-/// Failed sign-ins per account (per process).
-#[derive(Default)]
-pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
-}
-
-impl LoginThrottle {
-    /// Minutes until the account may try again, if it is locked.
-    pub fn locked_for(&self, email: &str, now: DateTime<Utc>) -> Option<i64> {
-        let mut map = self.failures.lock().ok()?;
-        let list = map.get_mut(email)?;
-        list.retain(|t| *t > now - Duration::minutes(THROTTLE_WINDOW_MINUTES));
-        if list.len() < MAX_FAILURES {
-            return None;
-        }
-        let oldest = list.iter().min().copied()?;
-        Some(((oldest + Duration::minutes(THROTTLE_WINDOW_MINUTES) - now).num_seconds() / 60 + 1).max(1))
-    }
-
-    pub fn record_failure(&self, email: &str, now: DateTime<Utc>) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.entry(email.to_owned()).or_default().push(now);
-        }
-    }
-
-    pub fn clear(&self, email: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(email);
-        }
-    }
 }
 
 /// The signed-in user of a page request.
@@ -141,7 +123,11 @@ impl FromRequestParts<AppState> for CurrentUser {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(UiError::SignIn { next });
         };
-        match state.store.session(&token, state.now()).await? {
+        match state
+            .store
+            .session(&token, state.now(), &state.security.sessions)
+            .await?
+        {
             Some(session) => Ok(Self { session }),
             None => Err(UiError::SignIn { next }),
         }
@@ -204,7 +190,7 @@ fn login_page(
 
 async fn show(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
-        if let Ok(Some(_)) = state.store.session(&token, state.now()).await {
+        if let Ok(Some(_)) = state.store.session(&token, state.now(), &state.security.sessions).await {
             return Redirect::to(&safe_next(q.get("next"))).into_response();
         }
     }
@@ -220,10 +206,18 @@ async fn show(State(state): State<AppState>, headers: HeaderMap, Query(q): Query
 
 async fn create(
     State(state): State<AppState>,
+    client: ClientIp,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let email = form.get("email").map(|e| e.trim().to_lowercase()).unwrap_or_default();
+    // No address is longer (RFC 5321 allows 254); the throttle stores what is typed.
+    let email: String = form
+        .get("email")
+        .map(|e| e.trim().to_lowercase())
+        .unwrap_or_default()
+        .chars()
+        .take(320)
+        .collect();
     let next = safe_next(form.get("next"));
     let sent = form.get("csrf").cloned().unwrap_or_default();
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
@@ -232,21 +226,36 @@ async fn create(
         return login_page(&state, StatusCode::FORBIDDEN, email, next, Some(msg), &headers);
     }
     let now = state.now();
-    if let Some(minutes) = state.throttle.locked_for(&email, now) {
-        let msg = format!("Too many failed attempts for this account. Try again in {minutes} minutes.");
-        return login_page(&state, StatusCode::TOO_MANY_REQUESTS, email, next, Some(msg), &headers);
-    }
+    let ip = client.key();
+    let limits = state.security.signin;
+    let attempt = match state.store.start_signin(&email, &ip, now, &limits).await {
+        Ok(SigninAttempt::Allowed(attempt)) => attempt,
+        Ok(SigninAttempt::Locked { until }) => {
+            tracing::warn!(client_ip = %ip, "sign-in refused: too many failures from this address");
+            let secs = (until - now).num_seconds().max(1);
+            let minutes = (secs + 59) / 60;
+            let msg = format!(
+                "Too many failed sign-ins from your network. For your security, sign-in is paused; \
+                 try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            );
+            let mut resp = login_page(&state, StatusCode::TOO_MANY_REQUESTS, email, next, Some(msg), &headers);
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return resp;
+        }
+        Err(e) => return UiError::from(e).into_response(),
+    };
     let password = form.get("password").cloned().unwrap_or_default();
     let users = match state.store.users_by_email(&email).await {
         Ok(u) => u,
         Err(e) => return UiError::from(e).into_response(),
     };
-    if users.is_empty() {
-        // Hash anyway, so the answer takes as long as for a real account.
-        let _ = verify_password(&password, UNKNOWN_USER_HASH);
-    }
-    let Some(user) = users.into_iter().find(|u| verify_password(&password, &u.password_hash)) else {
-        state.throttle.record_failure(&email, now);
+    let (users, matched) = match check_password(users, password).await {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    if matched.is_empty() {
+        // The attempt stays counted as a failure.
         return login_page(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -255,27 +264,174 @@ async fn create(
             Some("Wrong email or password.".to_owned()),
             &headers,
         );
-    };
-    state.throttle.clear(&email);
+    }
+    // Only a password that opens every account with this email proves
+    // nothing is being guessed: see the module docs.
+    let clear_pair = matched.len() == users.len();
+    if let Err(e) = state.store.signin_succeeded(&attempt, &email, &ip, clear_pair).await {
+        return UiError::from(e).into_response();
+    }
+    match matched.as_slice() {
+        [user] => start_session(&state, user, &next).await,
+        _ => {
+            let ids: Vec<_> = matched.iter().map(|u| u.id).collect();
+            let (token, csrf) = match state
+                .store
+                .create_signin_choice(&ids, now, Duration::minutes(CHOICE_MINUTES))
+                .await
+            {
+                Ok(t) => t,
+                Err(e) => return UiError::from(e).into_response(),
+            };
+            let workspaces = match state.store.signin_choice(&token, now).await {
+                Ok(Some(choice)) => choice.accounts.into_iter().map(|(_, w)| w).collect(),
+                Ok(None) => Vec::new(),
+                Err(e) => return UiError::from(e).into_response(),
+            };
+            let mut resp = choice_page(&state, csrf, next, workspaces);
+            let secure = state.secure_cookies();
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(CHOICE_COOKIE, &token, "/login", CHOICE_MINUTES * 60, secure),
+            );
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(LOGIN_CSRF_COOKIE, "", "/login", 0, secure),
+            );
+            resp
+        }
+    }
+}
+
+/// Checks the password against every account (or a stand-in hash when
+/// there is none, so the time does not tell), off the async threads:
+/// argon2 is slow on purpose. Returns the accounts and those it opens.
+async fn check_password(users: Vec<User>, password: String) -> Result<(Vec<User>, Vec<User>), UiError> {
+    tokio::task::spawn_blocking(move || {
+        if users.is_empty() {
+            verify_no_account(&password);
+        }
+        let matched = users
+            .iter()
+            .filter(|u| verify_password(&password, &u.password_hash))
+            .cloned()
+            .collect();
+        (users, matched)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "password check failed");
+        UiError::Internal
+    })
+}
+
+/// Signs `user` in and goes to `next`.
+async fn start_session(state: &AppState, user: &User, next: &str) -> Response {
+    let policy = state.security.sessions;
     let token = match state
         .store
-        .create_session(user.workspace_id, user.id, now, Duration::days(SESSION_DAYS))
+        .create_session(user.workspace_id, user.id, state.now(), &policy)
         .await
     {
         Ok(t) => t,
         Err(e) => return UiError::from(e).into_response(),
     };
-    let mut resp = Redirect::to(&next).into_response();
+    let mut resp = Redirect::to(next).into_response();
     let secure = state.secure_cookies();
     resp.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &token, "/", SESSION_DAYS * 86_400, secure),
+        set_cookie(SESSION_COOKIE, &token, "/", policy.max_age.num_seconds(), secure),
     );
     resp.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(LOGIN_CSRF_COOKIE, "", "/login", 0, secure),
     );
+    resp.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(CHOICE_COOKIE, "", "/login", 0, secure));
     resp
+}
+
+/// A workspace offered by the choice page.
+pub struct WorkspaceOption {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Template)]
+#[template(path = "login_workspace.html")]
+struct ChoicePage {
+    nav: Option<Nav>,
+    flash: Option<Flash>,
+    csrf: String,
+    next: String,
+    workspaces: Vec<WorkspaceOption>,
+}
+
+fn choice_page(state: &AppState, csrf: String, next: String, workspaces: Vec<perly_store::Workspace>) -> Response {
+    let page = ChoicePage {
+        nav: None,
+        flash: None,
+        csrf,
+        next,
+        workspaces: workspaces
+            .into_iter()
+            .map(|w| WorkspaceOption {
+                id: w.id.to_string(),
+                name: w.name,
+            })
+            .collect(),
+    };
+    render(state, StatusCode::OK, &page, false)
+}
+
+/// The choice page again (a reload), while the choice is pending.
+async fn show_choice(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let choice = match cookie(&headers, CHOICE_COOKIE) {
+        Some(token) => state.store.signin_choice(&token, state.now()).await?,
+        None => None,
+    };
+    Ok(match choice {
+        Some(c) => choice_page(
+            &state,
+            c.csrf_token,
+            safe_next(q.get("next")),
+            c.accounts.into_iter().map(|(_, w)| w).collect(),
+        ),
+        None => Redirect::to("/login").into_response(),
+    })
+}
+
+/// Signs in to the chosen workspace: once, with the form's CSRF token, and
+/// only to a workspace the password opened.
+async fn choose(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let expired = || redirect_with_flash(&state, "/login", "error", "That sign-in expired. Please sign in again.");
+    let Some(token) = cookie(&headers, CHOICE_COOKIE) else {
+        return Ok(expired());
+    };
+    let Some(choice) = state.store.take_signin_choice(&token, state.now()).await? else {
+        return Ok(expired());
+    };
+    let sent = form.get("csrf").map(String::as_str).unwrap_or_default();
+    if !constant_time_eq(sent.as_bytes(), choice.csrf_token.as_bytes()) {
+        return Err(UiError::Forbidden(
+            "This form expired or did not come from Perly. Sign in again.",
+        ));
+    }
+    let chosen = form.get("workspace").map(String::as_str).unwrap_or_default();
+    let Some((user, _)) = choice.accounts.iter().find(|(_, w)| w.id.to_string() == chosen) else {
+        return Err(UiError::Forbidden(
+            "That workspace was not one of those offered. Sign in again.",
+        ));
+    };
+    Ok(start_session(&state, user, &safe_next(form.get("next"))).await)
 }
 
 async fn delete(
@@ -299,19 +455,6 @@ async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_throttle_locks_after_five_failures_and_reopens_after_the_window() {
-        let t = LoginThrottle::default();
-        let now = Utc::now();
-        for i in 0..MAX_FAILURES {
-            assert_eq!(t.locked_for("a@b.co", now), None, "attempt {i}");
-            t.record_failure("a@b.co", now);
-        }
-        assert!(t.locked_for("a@b.co", now).is_some());
-        assert_eq!(t.locked_for("other@b.co", now), None);
-        assert_eq!(t.locked_for("a@b.co", now + Duration::minutes(16)), None);
-    }
 
     #[test]
     fn only_local_paths_are_followed() {

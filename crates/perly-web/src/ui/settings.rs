@@ -1,6 +1,7 @@
 //! `/settings/*`: scoring (weights, thresholds, risk bands and alert
 //! thresholds, with a preview of how many customers would change band), API
-//! keys (create, shown once; revoke), users (add, change role, remove) and the
+//! keys (create with a scope and an optional expiry, shown once; when each
+//! was last used; revoke), users (add, change role, remove) and the
 //! integrations page (its Slack and Discord cards count channels; the
 //! channels themselves are in [`super::channels`]). Members see settings;
 //! only admins change them. A form with errors is shown again with the error
@@ -18,7 +19,8 @@ use perly_domain::ids::ApiKeyId;
 use perly_domain::risk::RiskLevel;
 use perly_domain::scorecard::{MeasureKind, Scorecard};
 use perly_store::auth::hash_password;
-use perly_store::Role;
+use perly_store::model::ApiScope;
+use perly_store::{NewApiKey, Role};
 
 use super::customers::measure_name;
 use super::session::CurrentUser;
@@ -352,9 +354,20 @@ pub struct KeyRow {
     pub id: String,
     pub label: String,
     pub prefix: String,
+    pub scope: &'static str,
     pub created: String,
+    pub last_used: String,
+    pub expires: String,
     pub status: String,
     pub live: bool,
+}
+
+/// What the create form holds (kept when it comes back with errors).
+#[derive(Default)]
+pub struct KeyForm {
+    pub label: String,
+    pub scope: String,
+    pub expires_in_days: String,
 }
 
 #[derive(Template)]
@@ -367,19 +380,24 @@ struct KeysPage {
     csrf: String,
     keys: Vec<KeyRow>,
     new_key: Option<String>,
-    label: String,
+    form: KeyForm,
     label_error: Option<String>,
+    expiry_error: Option<String>,
 }
+
+/// The longest expiry the form offers (ten years).
+const MAX_KEY_DAYS: i64 = 3_650;
 
 async fn keys_page(
     state: &AppState,
     user: &CurrentUser,
     new_key: Option<String>,
-    label: String,
-    label_error: Option<String>,
+    form: KeyForm,
+    errors: (Option<String>, Option<String>),
     flash: Option<Flash>,
 ) -> Result<KeysPage, UiError> {
     let keys = state.store.list_api_keys(user.session.workspace.id).await?;
+    let now = state.now();
     Ok(KeysPage {
         nav: Some(user.nav("settings")),
         flash,
@@ -388,25 +406,43 @@ async fn keys_page(
         csrf: user.session.csrf_token.clone(),
         keys: keys
             .iter()
-            .map(|k| KeyRow {
-                id: k.id.to_string(),
-                label: k.label.clone(),
-                prefix: k.prefix.clone(),
-                created: when(k.created_at),
-                status: k.revoked_at.map_or("active".into(), |t| format!("revoked {}", when(t))),
-                live: k.revoked_at.is_none(),
+            .map(|k| {
+                let expired = k.expires_at.is_some_and(|t| t <= now);
+                KeyRow {
+                    id: k.id.to_string(),
+                    label: k.label.clone(),
+                    prefix: k.prefix.clone(),
+                    scope: k.scope.as_str(),
+                    created: when(k.created_at),
+                    last_used: k.last_used_at.map_or("never".into(), when),
+                    expires: k.expires_at.map_or("never".into(), when),
+                    status: match (k.revoked_at, expired) {
+                        (Some(t), _) => format!("revoked {}", when(t)),
+                        (None, true) => "expired".into(),
+                        (None, false) => "active".into(),
+                    },
+                    live: k.revoked_at.is_none() && !expired,
+                }
             })
             .collect(),
         new_key,
-        label,
-        label_error,
+        form: KeyForm {
+            scope: if form.scope.is_empty() {
+                "full".into()
+            } else {
+                form.scope
+            },
+            ..form
+        },
+        label_error: errors.0,
+        expiry_error: errors.1,
     })
 }
 
 async fn keys(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
     let flash = take_flash(&headers);
     let had = flash.is_some();
-    let page = keys_page(&state, &user, None, String::new(), None, flash).await?;
+    let page = keys_page(&state, &user, None, KeyForm::default(), (None, None), flash).await?;
     Ok(render(&state, StatusCode::OK, &page, had))
 }
 
@@ -416,28 +452,55 @@ async fn create_key(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
     user.check_admin_form(&form)?;
-    let label = form.get("label").map(|l| l.trim().to_owned()).unwrap_or_default();
-    let error = if label.is_empty() {
+    let field = |name: &str| form.get(name).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let typed = KeyForm {
+        label: field("label"),
+        scope: field("scope"),
+        expires_in_days: field("expires_in_days"),
+    };
+    let label_error = if typed.label.is_empty() {
         Some("Give the key a label, e.g. “billing sync”.")
-    } else if label.chars().count() > 100 {
+    } else if typed.label.chars().count() > 100 {
         Some("Keep the label under 100 characters.")
     } else {
         None
     };
-    if let Some(e) = error {
-        let page = keys_page(&state, &user, None, label, Some(e.to_owned()), None).await?;
+    let scope: ApiScope = if typed.scope.is_empty() {
+        ApiScope::Full
+    } else {
+        typed
+            .scope
+            .parse()
+            .map_err(|_| UiError::BadRequest("Choose the key's access: full or ingest.".into()))?
+    };
+    let days = match typed.expires_in_days.as_str() {
+        "" => Ok(None),
+        d => match d.parse::<i64>() {
+            Ok(n) if (1..=MAX_KEY_DAYS).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "Enter a number of days from 1 to {MAX_KEY_DAYS}, or leave it empty."
+            )),
+        },
+    };
+    let expiry_error = days.as_ref().err().cloned();
+    if label_error.is_some() || expiry_error.is_some() {
+        let errors = (label_error.map(str::to_owned), expiry_error);
+        let page = keys_page(&state, &user, None, typed, errors, None).await?;
         return Ok(render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page, false));
     }
-    let (_, plaintext) = state
-        .store
-        .create_api_key(user.session.workspace.id, &label, state.now())
-        .await?;
+    let now = state.now();
+    let new = NewApiKey {
+        label: typed.label,
+        scope,
+        expires_at: days.ok().flatten().map(|d| now + chrono::Duration::days(d)),
+    };
+    let (_, plaintext) = state.store.create_api_key(user.session.workspace.id, &new, now).await?;
     // The key is shown in this answer only: never stored, never put in a cookie.
     let flash = Some(Flash {
         kind: "info",
         text: "API key created.".into(),
     });
-    let page = keys_page(&state, &user, Some(plaintext), String::new(), None, flash).await?;
+    let page = keys_page(&state, &user, Some(plaintext), KeyForm::default(), (None, None), flash).await?;
     Ok(render(&state, StatusCode::CREATED, &page, false))
 }
 

@@ -61,7 +61,9 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
     let mut n = 0usize;
     for w in 0..a.workspaces {
         let ws = store.create_workspace(&format!("Bench {w}"), now).await?;
-        let (_, key) = store.create_api_key(ws.id, "bench", now).await?;
+        let (_, key) = store
+            .create_api_key(ws.id, &perly_store::NewApiKey::full("bench"), now)
+            .await?;
         let customers: Vec<_> = (0..CUSTOMERS_PER_WORKSPACE)
             .map(|c| perly_domain::customer::CustomerInput {
                 external_id: format!("c{c}"),

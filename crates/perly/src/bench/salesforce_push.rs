@@ -70,7 +70,9 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: SalesforcePush
     settings.sync.poll_interval_ms = 200;
     let now = Utc::now();
     let ws = store.create_workspace("Bench Co", now).await?;
-    let (_, key) = store.create_api_key(ws.id, "bench", now).await?;
+    let (_, key) = store
+        .create_api_key(ws.id, &perly_store::NewApiKey::full("bench"), now)
+        .await?;
     let new = NewSalesforceConnection {
         environment: Environment::Production,
         login_url: sf.login_url(),

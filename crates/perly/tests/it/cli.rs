@@ -98,13 +98,94 @@ async fn admin_commands_create_a_workspace_a_user_and_a_working_key() {
     let store = perly::server::open_store(&settings, perly::cli::cipher(&settings, true).expect("cipher"))
         .await
         .expect("store");
-    let found = store.authenticate_api_key(key.trim()).await.expect("lookup");
+    let found = store
+        .authenticate_api_key(key.trim(), chrono::Utc::now())
+        .await
+        .expect("lookup");
     let ws = store
         .find_workspace("acme-success")
         .await
         .expect("find")
         .expect("exists");
-    assert_eq!(found.map(|(w, _)| w), Some(ws.id));
+    assert_eq!(
+        found.map(|k| (k.workspace, k.scope)),
+        Some((ws.id, perly_store::model::ApiScope::Full))
+    );
+}
+
+#[tokio::test]
+async fn apikey_create_takes_a_scope_and_an_expiry() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = fresh_database(&dir).await;
+    assert_eq!(perly(&db, &["workspace", "create", "Acme"], None).0, 0);
+    let (code, ingest, err) = perly(
+        &db,
+        &[
+            "apikey",
+            "create",
+            "--workspace",
+            "acme",
+            "--label",
+            "billing",
+            "--scope",
+            "ingest",
+            "--expires-in-days",
+            "7",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("send customers and events"), "{err}");
+    let (code, at, err) = perly(
+        &db,
+        &["apikey", "create", "--workspace", "acme", "--expires-at", "2099-01-31"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let settings = test_settings(db.clone(), false);
+    let store = perly::server::open_store(&settings, perly::cli::cipher(&settings, true).expect("cipher"))
+        .await
+        .expect("store");
+    let now = chrono::Utc::now();
+    let found = store
+        .authenticate_api_key(ingest.trim(), now)
+        .await
+        .expect("lookup")
+        .expect("live");
+    assert_eq!(found.scope, perly_store::model::ApiScope::Ingest);
+    let keys = store.list_api_keys(found.workspace).await.expect("keys");
+    let billing = keys.iter().find(|k| k.label == "billing").expect("billing");
+    let expires = billing.expires_at.expect("an expiry");
+    assert!(
+        (expires - (now + chrono::Duration::days(7))).num_seconds().abs() < 120,
+        "{expires}"
+    );
+    let found = store
+        .authenticate_api_key(at.trim(), now)
+        .await
+        .expect("lookup")
+        .expect("live");
+    assert_eq!(found.scope, perly_store::model::ApiScope::Full, "full by default");
+    let cli = keys.iter().find(|k| k.label == "cli").expect("cli");
+    assert_eq!(
+        cli.expires_at.map(|t| t.to_rfc3339()),
+        Some("2099-01-31T00:00:00+00:00".into())
+    );
+
+    let (code, _, err) = perly(
+        &db,
+        &["apikey", "create", "--workspace", "acme", "--scope", "admin"],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = perly(
+        &db,
+        &["apikey", "create", "--workspace", "acme", "--expires-at", "2001-01-01"],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("in the past"), "{err}");
 }
 
 #[tokio::test]

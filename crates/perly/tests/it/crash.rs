@@ -81,7 +81,11 @@ async fn a_server_killed_while_delivering_loses_no_alert_and_resends_only_what_w
             .await
             .expect("store");
         let ws = store.create_workspace("Crash Co", Utc::now()).await.expect("ws");
-        store.create_api_key(ws.id, "crash", Utc::now()).await.expect("key").1
+        store
+            .create_api_key(ws.id, &perly_store::NewApiKey::full("crash"), Utc::now())
+            .await
+            .expect("key")
+            .1
     };
 
     let port = free_port();

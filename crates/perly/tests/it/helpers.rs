@@ -189,7 +189,10 @@ async fn spawn_full(
     let store = perly::server::open_store(&settings, cipher).await.expect("open store");
     let clock = Arc::new(TestClock(Mutex::new(t0())));
     let ws = store.create_workspace("Test Co", t0()).await.expect("workspace");
-    let (_, key) = store.create_api_key(ws.id, "test", t0()).await.expect("key");
+    let (_, key) = store
+        .create_api_key(ws.id, &perly_store::NewApiKey::full("test"), t0())
+        .await
+        .expect("key");
     let running = perly::server::start(&settings, store.clone(), clock.clone())
         .await
         .expect("start");
@@ -291,7 +294,7 @@ impl TestApp {
         let ws = self.store.create_workspace(name, self.now()).await.expect("workspace");
         let (_, key) = self
             .store
-            .create_api_key(ws.id, "other", self.now())
+            .create_api_key(ws.id, &perly_store::NewApiKey::full("other"), self.now())
             .await
             .expect("key");
         (ws.id, key)

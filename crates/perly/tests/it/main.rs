@@ -3,6 +3,7 @@
 //! `PERLY_TEST_DATABASE_URL` is a postgres URL).
 
 mod alerts;
+mod api_keys;
 mod bad_input;
 mod browser;
 mod cli;
@@ -21,4 +22,5 @@ mod salesforce_crash;
 mod salesforce_push;
 mod scoring;
 mod secrets;
+mod signin;
 mod web;

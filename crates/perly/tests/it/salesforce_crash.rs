@@ -138,7 +138,11 @@ async fn a_server_killed_during_a_sync_and_during_a_push_loses_and_duplicates_no
         .await
         .expect("store");
     let ws = store.create_workspace("Crash Co", Utc::now()).await.expect("ws");
-    let key = store.create_api_key(ws.id, "crash", Utc::now()).await.expect("key").1;
+    let key = store
+        .create_api_key(ws.id, &perly_store::NewApiKey::full("crash"), Utc::now())
+        .await
+        .expect("key")
+        .1;
     let new = NewSalesforceConnection {
         environment: Environment::Production,
         login_url: sf.login_url(),

@@ -149,12 +149,12 @@ async fn wrong_passwords_are_throttled_even_for_the_right_one_afterwards() {
     let app = spawn_app().await;
     add_user(&app, "ana@example.com", Role::Admin).await;
     let web = WebClient::new(&app);
-    for _ in 0..5 {
+    for _ in 0..10 {
         let (status, _) = web.sign_in("ana@example.com", "wrong").await;
         assert_eq!(status, 401);
     }
     let (status, _) = web.sign_in("ana@example.com", "correct horse battery").await;
-    assert_eq!(status, 429, "locked after five failures");
+    assert_eq!(status, 429, "locked after ten failures from this address");
     app.advance(chrono::Duration::minutes(16));
     let (status, _) = web.sign_in("ana@example.com", "correct horse battery").await;
     assert_eq!(status, 303, "open again after the window");
