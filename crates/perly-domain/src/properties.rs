@@ -179,10 +179,23 @@ proptest! {
     /// and tickets kept are exactly the most recently active ones, each
     /// holding a part of what it holds in the exact rollup.
     #[test]
-    fn folding_within_limits_keeps_the_newest_whatever_the_order(evs in events(), seed in any::<u64>(), again in 0..120usize) {
+    fn folding_within_limits_keeps_the_newest_whatever_the_order(
+        evs in events(),
+        seed in any::<u64>(),
+        again in 0..120usize,
+        batch in prop_oneof![Just(1usize), 1..40usize],
+    ) {
         let mut sequence = shuffle(&evs, seed);
         sequence.extend(evs.iter().take(again).cloned());
-        let got = fold_within(&sequence, &TINY);
+        // One by one, or in batches as the store folds them.
+        let mut got = Rollup::default();
+        for chunk in sequence.chunks(batch) {
+            if batch == 1 {
+                got.apply_within(&chunk[0], &TINY);
+            } else {
+                got.apply_all_within(chunk, &TINY);
+            }
+        }
         let want = exact(&evs, &TINY);
         prop_assert_eq!(got.horizon, want.horizon);
         prop_assert_eq!(&got.seats, &want.seats);

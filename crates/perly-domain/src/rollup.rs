@@ -302,9 +302,13 @@ fn upsert_sorted<T, K: Ord>(
     }
 }
 
-/// Keeps the `cap` entries of `v` that `rank` orders last, in their order.
-/// Ranks are unique within a list (they end with the entry's key).
-fn keep_top<T>(v: &mut Vec<T>, cap: usize, rank: impl Fn(&T, &T) -> Ordering) {
+/// Once `v` holds more than `high`, keeps the `cap` entries that `rank`
+/// orders last, in their order. Ranks are unique within a list (they end
+/// with the entry's key).
+fn keep_top<T>(v: &mut Vec<T>, (cap, high): (usize, usize), rank: impl Fn(&T, &T) -> Ordering) {
+    if v.len() <= high {
+        return;
+    }
     let excess = v.len().saturating_sub(cap);
     if excess == 1 {
         // The usual case: one entry too many after an insert.
@@ -327,10 +331,13 @@ fn keep_top<T>(v: &mut Vec<T>, cap: usize, rank: impl Fn(&T, &T) -> Ordering) {
     }
 }
 
-/// Keeps the newest `cap` entries of a list sorted oldest first.
-fn keep_newest<T>(v: &mut Vec<T>, cap: usize) {
-    let excess = v.len().saturating_sub(cap);
-    v.drain(..excess);
+/// Once a list sorted oldest first holds more than `high`, keeps its
+/// newest `cap` entries.
+fn keep_newest<T>(v: &mut Vec<T>, (cap, high): (usize, usize)) {
+    if v.len() > high {
+        let excess = v.len() - cap;
+        v.drain(..excess);
+    }
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -346,6 +353,29 @@ impl Rollup {
 
     /// Folds one event in, keeping the rollup within `limits`.
     pub fn apply_within(&mut self, event: &Event, limits: &Limits) {
+        self.fold(event);
+        self.keep_within(limits, 0);
+    }
+
+    /// Folds a batch of events in, keeping the rollup within [`LIMITS`].
+    /// Cheaper than [`Rollup::apply`] one by one once lists are full (they
+    /// are trimmed in bulk), with the same guarantees (see the module docs).
+    pub fn apply_all<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        self.apply_all_within(events, &LIMITS);
+    }
+
+    /// [`Rollup::apply_all`] within `limits`.
+    pub fn apply_all_within<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>, limits: &Limits) {
+        for event in events {
+            self.fold(event);
+            // Let a full list grow by a quarter before trimming it back:
+            // one sort per many inserts instead of a scan per insert.
+            self.keep_within(limits, 4);
+        }
+        self.keep_within(limits, 0);
+    }
+
+    fn fold(&mut self, event: &Event) {
         let at = ms(event.occurred_at);
         let day = day_of(at);
         let day_before = day_of(self.horizon);
@@ -500,36 +530,41 @@ impl Rollup {
         if today != day_before || day < today - (BITS_DAYS - 1) {
             self.prune();
         }
-        self.keep_within(limits);
     }
 
     /// Prunes and trims a rollup that may have been folded without limits
     /// (one stored before they existed) to what folding keeps.
     pub fn enforce(&mut self, limits: &Limits) {
         self.prune();
-        self.keep_within(limits);
+        self.keep_within(limits, 0);
     }
 
     /// Trims every list to its limit, dropping the lowest ranks (oldest, then
     /// smallest key). Ranks only grow as events are folded in, so what is
-    /// dropped here never outranks what stays.
-    fn keep_within(&mut self, limits: &Limits) {
-        keep_top(&mut self.users, limits.users, |a, b| {
+    /// dropped here never outranks what stays. With `slack` > 0 a list is
+    /// only trimmed once it is over its limit by more than 1/`slack` of it
+    /// (at least one entry).
+    fn keep_within(&mut self, limits: &Limits, slack: usize) {
+        let l = |cap: usize| match slack {
+            0 => (cap, cap),
+            n => (cap, cap.saturating_add((cap / n).max(1))),
+        };
+        keep_top(&mut self.users, l(limits.users), |a, b| {
             (a.days.newest(), a.key).cmp(&(b.days.newest(), b.key))
         });
-        keep_top(&mut self.features, limits.features, |a, b| {
+        keep_top(&mut self.features, l(limits.features), |a, b| {
             (a.days.newest(), &a.name).cmp(&(b.days.newest(), &b.name))
         });
-        keep_newest(&mut self.seats, limits.seats);
-        keep_top(&mut self.tickets, limits.tickets, |a, b| {
+        keep_newest(&mut self.seats, l(limits.seats));
+        keep_top(&mut self.tickets, l(limits.tickets), |a, b| {
             (a.opened_at.max(a.closed_at), a.key).cmp(&(b.opened_at.max(b.closed_at), b.key))
         });
-        keep_newest(&mut self.payments, limits.payments);
-        keep_top(&mut self.usage, limits.usage, |a, b| {
+        keep_newest(&mut self.payments, l(limits.payments));
+        keep_top(&mut self.usage, l(limits.usage), |a, b| {
             (a.at, &a.metric).cmp(&(b.at, &b.metric))
         });
-        keep_newest(&mut self.nps, limits.nps);
-        keep_top(&mut self.opportunities, limits.opportunities, |a, b| {
+        keep_newest(&mut self.nps, l(limits.nps));
+        keep_top(&mut self.opportunities, l(limits.opportunities), |a, b| {
             (a.at, a.key).cmp(&(b.at, b.key))
         });
     }

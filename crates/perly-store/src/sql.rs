@@ -432,12 +432,14 @@ impl SqlStore {
             .bind(id.to_string())
             .fetch_all(&mut **tx)
             .await?;
+        let events = rows
+            .iter()
+            .map(|row| {
+                serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))
+            })
+            .collect::<Result<Vec<Event>>>()?;
         let mut rollup = Rollup::default();
-        for row in rows {
-            let event: Event =
-                serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))?;
-            rollup.apply(&event);
-        }
+        rollup.apply_all(&events);
         Ok(rollup)
     }
 
@@ -647,9 +649,7 @@ impl SqlStore {
         let mut encoded = Vec::with_capacity(by_customer.len());
         for (cid, evs) in &by_customer {
             let rollup = rollups.entry(*cid).or_default();
-            for e in evs {
-                rollup.apply(e);
-            }
+            rollup.apply_all(evs.iter().copied());
             encoded.push((cid.to_string(), encode_rollup(rollup)?));
         }
         for chunk in encoded.chunks(CHUNK) {

@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod channels;
 pub mod error;
+pub mod rate_limit;
 pub mod salesforce;
 pub mod ui;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub salesforce: salesforce::SalesforceSetup,
     /// Base URL of this server, for links (`PERLY_PUBLIC_URL`).
     pub public_url: String,
+    /// Rows per second each API key may ingest.
+    pub ingest_limit: Arc<rate_limit::IngestLimit>,
     /// Failed sign-ins per account.
     pub throttle: Arc<ui::session::LoginThrottle>,
     /// Owner and plan filter choices per workspace, refreshed every minute.

@@ -127,6 +127,11 @@ async fn bench_store(url: Option<String>, dir: &tempfile::TempDir) -> anyhow::Re
         public_url: String::new(),
         secret_key: Some(SecretString::from("bench".to_owned())),
         log: "warn".into(),
+        // The benchmarks measure throughput, not the ingest rate limit.
+        ingest: crate::config::IngestSettings {
+            rate_per_second: 0,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let cipher = crate::cli::cipher(&settings, true)?;

@@ -155,6 +155,26 @@ impl SyncConfig {
     }
 }
 
+/// The per-API-key ingest rate limit (`[ingest]`), in rows (events or
+/// customers) on `POST /api/v1/events` and `POST /api/v1/customers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestSettings {
+    /// Rows per second one key may send, per server process; 0 turns the limit off.
+    pub rate_per_second: u32,
+    /// Rows one key may send at once before the rate applies.
+    pub burst: u32,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            rate_per_second: 20_000,
+            burst: 100_000,
+        }
+    }
+}
+
 /// All of Perly's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -175,6 +195,7 @@ pub struct Settings {
     pub scoring: ScoringSettings,
     pub delivery: DeliveryConfig,
     pub sync: SyncConfig,
+    pub ingest: IngestSettings,
     pub slack: VendorSettings,
     pub discord: VendorSettings,
     pub salesforce: VendorSettings,
@@ -192,6 +213,7 @@ impl Default for Settings {
             scoring: ScoringSettings::default(),
             delivery: DeliveryConfig::default(),
             sync: SyncConfig::default(),
+            ingest: IngestSettings::default(),
             slack: VendorSettings {
                 base_url: "https://slack.com".into(),
                 hooks_url: Some("https://hooks.slack.com".into()),

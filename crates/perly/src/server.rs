@@ -143,6 +143,10 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         integrations: integrations(settings),
         salesforce: salesforce(settings, store.clone(), &public_url),
         public_url,
+        ingest_limit: Arc::new(perly_web::rate_limit::IngestLimit::new(
+            settings.ingest.rate_per_second,
+            settings.ingest.burst,
+        )),
         throttle: Arc::default(),
         facets: Arc::default(),
     };

@@ -39,6 +39,7 @@ pub struct TestApp {
     pub clock: Arc<TestClock>,
     pub ws: WorkspaceId,
     pub key: String,
+    pub database_url: String,
     /// Local Slack and Discord, when the test asked for them.
     pub slack: Option<SlackStandin>,
     pub discord: Option<DiscordStandin>,
@@ -123,24 +124,36 @@ async fn spawn_with(worker: bool) -> TestApp {
 }
 
 async fn spawn_inner(worker: bool, with_standins: bool) -> TestApp {
-    spawn_full(worker, with_standins, None).await
+    spawn_full(worker, with_standins, None, |_| {}).await
+}
+
+/// Starts the app without the background worker, with settings changed by
+/// `configure` first.
+pub async fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_full(false, false, None, configure).await
 }
 
 /// Starts the app with a Salesforce stand-in serving `org` (Production and
 /// a Sandbox); tests drive syncs with [`TestApp::sync`].
 pub async fn spawn_app_with_salesforce(org: OrgSpec) -> TestApp {
-    spawn_full(false, false, Some((org, false))).await
+    spawn_full(false, false, Some((org, false)), |_| {}).await
 }
 
 /// As [`spawn_app_with_salesforce`], but with the Production and Sandbox
 /// login hosts swapped (so choosing one org type lands on the other).
 pub async fn spawn_app_with_swapped_salesforce_logins(org: OrgSpec) -> TestApp {
-    spawn_full(false, false, Some((org, true))).await
+    spawn_full(false, false, Some((org, true)), |_| {}).await
 }
 
-async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, bool)>) -> TestApp {
+async fn spawn_full(
+    worker: bool,
+    with_standins: bool,
+    org: Option<(OrgSpec, bool)>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(fresh_database(&dir).await, worker);
+    configure(&mut settings);
     let salesforce = match org {
         Some((org, swapped)) => {
             let sf = SalesforceStandin::start("127.0.0.1:0", "127.0.0.1:0", org, vec![oauth_app("salesforce")])
@@ -180,6 +193,7 @@ async fn spawn_full(worker: bool, with_standins: bool, org: Option<(OrgSpec, boo
         clock,
         ws: ws.id,
         key,
+        database_url: settings.database_url.clone(),
         slack,
         discord,
         salesforce,
