@@ -34,8 +34,10 @@ use crate::event::{ActivityType, Event, EventKind, OpportunityCategory, Opportun
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
-/// Entries older than this many days before the newest event's day are
-/// pruned (scoring and alerts read at most 180 days back).
+/// Entries from before the start of the day this many days before the
+/// newest event's day are pruned (scoring and alerts read at most 180 days
+/// back). Day-aligned, so pruning runs only when that day moves; it keeps up
+/// to one day more than the 180 × 24 h before the newest event it used to.
 const RETENTION_DAYS: i32 = 180;
 /// Day bitmaps cover this many days up to the newest event's day.
 const BITS_DAYS: i32 = 128;
@@ -346,7 +348,8 @@ fn ms(t: DateTime<Utc>) -> i64 {
 
 impl Rollup {
     /// Folds one event in, keeping the rollup within [`LIMITS`]. Applying
-    /// the same event again changes nothing.
+    /// the same event again changes nothing (with a full users, features or
+    /// tickets list, see the module docs for what holds).
     pub fn apply(&mut self, event: &Event) {
         self.apply_within(event, &LIMITS);
     }
