@@ -1,13 +1,14 @@
 //! Invariants checked over generated inputs: a score is always 0–100,
 //! ingesting the same events twice changes nothing, and the order in which
-//! events arrive does not change the rollup or the score.
+//! events arrive does not change the rollup or the score; with every list
+//! at its limit, folding still keeps what the module docs of `rollup` say.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
 use crate::alerts::{detect, AlertState};
 use crate::event::{ActivityType, Event, EventKind, OpportunityCategory, OpportunityStatus, TicketPriority};
-use crate::rollup::Rollup;
+use crate::rollup::{Limits, Rollup};
 use crate::scorecard::{MeasureConfig, MeasureKind, Scorecard};
 use crate::scoring::{score, CustomerFacts};
 
@@ -118,8 +119,117 @@ fn fold(events: &[Event]) -> Rollup {
     r
 }
 
+/// Limits small enough for the generated events to overflow every list.
+const TINY: Limits = Limits {
+    users: 2,
+    features: 2,
+    seats: 3,
+    tickets: 2,
+    payments: 2,
+    usage: 2,
+    nps: 3,
+    opportunities: 2,
+};
+
+const UNLIMITED: Limits = Limits {
+    users: usize::MAX,
+    features: usize::MAX,
+    seats: usize::MAX,
+    tickets: usize::MAX,
+    payments: usize::MAX,
+    usage: usize::MAX,
+    nps: usize::MAX,
+    opportunities: usize::MAX,
+};
+
+/// A deterministic shuffle from `seed`.
+fn shuffle(evs: &[Event], seed: u64) -> Vec<Event> {
+    let mut out = evs.to_vec();
+    let mut state = seed | 1;
+    for i in (1..out.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    out
+}
+
+fn fold_within(events: &[Event], limits: &Limits) -> Rollup {
+    let mut r = Rollup::default();
+    for e in events {
+        r.apply_within(e, limits);
+    }
+    r
+}
+
+/// What folding a set of events within `limits` must give: every event
+/// folded in without limits, then the lowest ranks dropped.
+fn exact(events: &[Event], limits: &Limits) -> Rollup {
+    let mut r = fold_within(events, &UNLIMITED);
+    r.enforce(limits);
+    r
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Any order, with any events sent twice, at tiny limits: the point lists
+    /// and registers are exactly the newest of the set; the users, features
+    /// and tickets kept are exactly the most recently active ones, each
+    /// holding a part of what it holds in the exact rollup.
+    #[test]
+    fn folding_within_limits_keeps_the_newest_whatever_the_order(
+        evs in events(),
+        seed in any::<u64>(),
+        again in 0..120usize,
+        batch in prop_oneof![Just(1usize), 1..40usize],
+    ) {
+        let mut sequence = shuffle(&evs, seed);
+        sequence.extend(evs.iter().take(again).cloned());
+        // One by one, or in batches as the store folds them.
+        let mut got = Rollup::default();
+        for chunk in sequence.chunks(batch) {
+            if batch == 1 {
+                got.apply_within(&chunk[0], &TINY);
+            } else {
+                got.apply_all_within(chunk, &TINY);
+            }
+        }
+        let want = exact(&evs, &TINY);
+        prop_assert_eq!(got.horizon, want.horizon);
+        prop_assert_eq!(&got.seats, &want.seats);
+        prop_assert_eq!(&got.payments, &want.payments);
+        prop_assert_eq!(&got.usage, &want.usage);
+        prop_assert_eq!(&got.nps, &want.nps);
+        prop_assert_eq!(&got.plan, &want.plan);
+        prop_assert_eq!(&got.last_activity, &want.last_activity);
+        prop_assert_eq!(&got.activity_days, &want.activity_days);
+        prop_assert_eq!(&got.opportunities, &want.opportunities);
+        prop_assert_eq!(got.users.len(), want.users.len());
+        for (g, w) in got.users.iter().zip(&want.users) {
+            prop_assert_eq!((g.key, g.days.last_day), (w.key, w.days.last_day));
+            prop_assert_eq!(g.days.bits & !w.days.bits, 0, "a user's days are a part of the exact ones");
+        }
+        prop_assert_eq!(got.features.len(), want.features.len());
+        for (g, w) in got.features.iter().zip(&want.features) {
+            prop_assert_eq!((&g.name, g.days.last_day), (&w.name, w.days.last_day));
+            prop_assert_eq!(g.days.bits & !w.days.bits, 0, "a feature's days are a part of the exact ones");
+        }
+        prop_assert_eq!(got.tickets.len(), want.tickets.len());
+        for (g, w) in got.tickets.iter().zip(&want.tickets) {
+            prop_assert_eq!(g.key, w.key);
+            prop_assert_eq!(g.opened_at.max(g.closed_at), w.opened_at.max(w.closed_at));
+            prop_assert!(g.opened_at <= w.opened_at && g.closed_at <= w.closed_at, "{:?} vs {:?}", g, w);
+        }
+    }
+
+    /// The default limits are far above the generated data: nothing is
+    /// dropped, so folding is exact.
+    #[test]
+    fn the_default_limits_drop_nothing_from_normal_data(evs in events()) {
+        prop_assert_eq!(fold(&evs), fold_within(&evs, &UNLIMITED));
+    }
 
     #[test]
     fn the_score_is_always_between_0_and_100(evs in events(), card in prop_oneof![Just(Scorecard::default()), scorecard()], seats in proptest::option::of(0..80u32)) {
@@ -149,15 +259,7 @@ proptest! {
 
     #[test]
     fn the_order_of_events_does_not_change_the_result(evs in events(), seed in any::<u64>()) {
-        let mut shuffled = evs.clone();
-        // A deterministic shuffle from the seed.
-        let mut state = seed | 1;
-        for i in (1..shuffled.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
-        }
+        let shuffled = shuffle(&evs, seed);
         let a = fold(&evs);
         let b = fold(&shuffled);
         prop_assert_eq!(&a, &b);

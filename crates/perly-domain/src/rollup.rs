@@ -7,6 +7,25 @@
 //! relative to the newest event seen (`horizon`), never the clock, so pruning
 //! is order-independent too. The rollup is a cache of the events table: it can
 //! always be rebuilt by folding the customer's events again.
+//!
+//! The rollup is stored as one blob per customer and rewritten by every batch
+//! that touches the customer, so its size is bounded whatever a client sends:
+//! every list keeps at most [`LIMITS`] entries, the ones with the largest
+//! rank (newest first, then key). Ranks only grow as events arrive, and
+//! retention drops the lowest ranks first, so an entry pushed out never comes
+//! back with stale content and a late old event never evicts a newer one:
+//! - the point lists (seats, payments, NPS) and the registers (usage per
+//!   metric, opportunities, plan, activity) hold exactly the newest entries
+//!   of the set of events folded in, in any order, applied once or twice;
+//! - the accumulating maps (users, features, tickets) keep exactly the same
+//!   keys with the same newest activity in any order; only when one of them
+//!   is full can a key that was pushed out and came back have lost what it
+//!   held before (older active days, an older ticket open or close).
+//!
+//! Below the limits (far above what one real customer sends in the windows
+//! scoring reads) everything is exact, as it always was.
+
+use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,10 +34,48 @@ use crate::event::{ActivityType, Event, EventKind, OpportunityCategory, Opportun
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
-/// Entries older than this before the newest event are pruned.
-const RETENTION_MS: i64 = 180 * DAY_MS;
-/// At most this many users and features are tracked per customer.
-const MAX_KEYS: usize = 5_000;
+/// Entries from before the start of the day this many days before the
+/// newest event's day are pruned (scoring and alerts read at most 180 days
+/// back). Day-aligned, so pruning runs only when that day moves; it keeps up
+/// to one day more than the 180 × 24 h before the newest event it used to.
+const RETENTION_DAYS: i32 = 180;
+/// Day bitmaps cover this many days up to the newest event's day.
+const BITS_DAYS: i32 = 128;
+
+/// How many entries each list of one customer's rollup keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Users with their active days (usage trend).
+    pub users: usize,
+    /// Feature names with their days of use (feature adoption, upsell).
+    pub features: usize,
+    /// Seat counts (seat utilisation, expansion over up to 90 days).
+    pub seats: usize,
+    /// Tickets (support load).
+    pub tickets: usize,
+    /// Payment events (billing health, retry alerts).
+    pub payments: usize,
+    /// Metered metrics, one reading each (upsell on plan limits).
+    pub usage: usize,
+    /// NPS responses (NPS).
+    pub nps: usize,
+    /// CRM opportunities (renewal outlook).
+    pub opportunities: usize,
+}
+
+/// The limits every stored rollup is kept within. With every list full and
+/// ids and names at their 200-character maximum a rollup encodes to about
+/// 0.4 MB; a typical one is a few kB.
+pub const LIMITS: Limits = Limits {
+    users: 5_000,
+    features: 500,
+    seats: 1_000,
+    tickets: 1_000,
+    payments: 200,
+    usage: 100,
+    nps: 1_000,
+    opportunities: 500,
+};
 
 /// Day number (days since the Unix epoch) of a millisecond timestamp.
 pub fn day_of(ms: i64) -> i32 {
@@ -241,12 +298,47 @@ fn upsert_sorted<T, K: Ord>(
     match v.binary_search_by(|x| key_of(x).cmp(&key)) {
         Ok(i) => v.get_mut(i),
         Err(i) => {
-            if v.len() >= MAX_KEYS {
-                return None;
-            }
             v.insert(i, make());
             v.get_mut(i)
         }
+    }
+}
+
+/// Once `v` holds more than `high`, keeps the `cap` entries that `rank`
+/// orders last, in their order. Ranks are unique within a list (they end
+/// with the entry's key).
+fn keep_top<T>(v: &mut Vec<T>, (cap, high): (usize, usize), rank: impl Fn(&T, &T) -> Ordering) {
+    if v.len() <= high {
+        return;
+    }
+    let excess = v.len().saturating_sub(cap);
+    if excess == 1 {
+        // The usual case: one entry too many after an insert.
+        let lowest = v.iter().enumerate().min_by(|a, b| rank(a.1, b.1)).map(|(i, _)| i);
+        if let Some(i) = lowest {
+            v.remove(i);
+        }
+    } else if excess > 1 {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|a, b| rank(&v[*a], &v[*b]));
+        let mut dropped = vec![false; v.len()];
+        for i in order.into_iter().take(excess) {
+            dropped[i] = true;
+        }
+        let mut i = 0;
+        v.retain(|_| {
+            i += 1;
+            !dropped[i - 1]
+        });
+    }
+}
+
+/// Once a list sorted oldest first holds more than `high`, keeps its
+/// newest `cap` entries.
+fn keep_newest<T>(v: &mut Vec<T>, (cap, high): (usize, usize)) {
+    if v.len() > high {
+        let excess = v.len() - cap;
+        v.drain(..excess);
     }
 }
 
@@ -255,10 +347,41 @@ fn ms(t: DateTime<Utc>) -> i64 {
 }
 
 impl Rollup {
-    /// Folds one event in. Applying the same event again changes nothing.
+    /// Folds one event in, keeping the rollup within [`LIMITS`]. Applying
+    /// the same event again changes nothing (with a full users, features or
+    /// tickets list, see the module docs for what holds).
     pub fn apply(&mut self, event: &Event) {
+        self.apply_within(event, &LIMITS);
+    }
+
+    /// Folds one event in, keeping the rollup within `limits`.
+    pub fn apply_within(&mut self, event: &Event, limits: &Limits) {
+        self.fold(event);
+        self.keep_within(limits, 0);
+    }
+
+    /// Folds a batch of events in, keeping the rollup within [`LIMITS`].
+    /// Cheaper than [`Rollup::apply`] one by one once lists are full (they
+    /// are trimmed in bulk), with the same guarantees (see the module docs).
+    pub fn apply_all<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        self.apply_all_within(events, &LIMITS);
+    }
+
+    /// [`Rollup::apply_all`] within `limits`.
+    pub fn apply_all_within<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>, limits: &Limits) {
+        for event in events {
+            self.fold(event);
+            // Let a full list grow by a quarter before trimming it back:
+            // one sort per many inserts instead of a scan per insert.
+            self.keep_within(limits, 4);
+        }
+        self.keep_within(limits, 0);
+    }
+
+    fn fold(&mut self, event: &Event) {
         let at = ms(event.occurred_at);
         let day = day_of(at);
+        let day_before = day_of(self.horizon);
         match &event.kind {
             EventKind::UserActive { user_id } => self.mark_user(user_id, day),
             EventKind::FeatureUsed { feature, user_id } => {
@@ -267,7 +390,6 @@ impl Rollup {
                 }
                 let i = match self.features.binary_search_by(|f| f.name.as_str().cmp(feature)) {
                     Ok(i) => Some(i),
-                    Err(_) if self.features.len() >= MAX_KEYS => None,
                     Err(i) => {
                         self.features.insert(
                             i,
@@ -405,7 +527,49 @@ impl Rollup {
         if at > self.horizon {
             self.horizon = at;
         }
+        // The retention window moves a day at a time: prune when it moved, or
+        // when this event fell (partly) behind it.
+        let today = day_of(self.horizon);
+        if today != day_before || day < today - (BITS_DAYS - 1) {
+            self.prune();
+        }
+    }
+
+    /// Prunes and trims a rollup that may have been folded without limits
+    /// (one stored before they existed) to what folding keeps.
+    pub fn enforce(&mut self, limits: &Limits) {
         self.prune();
+        self.keep_within(limits, 0);
+    }
+
+    /// Trims every list to its limit, dropping the lowest ranks (oldest, then
+    /// smallest key). Ranks only grow as events are folded in, so what is
+    /// dropped here never outranks what stays. With `slack` > 0 a list is
+    /// only trimmed once it is over its limit by more than 1/`slack` of it
+    /// (at least one entry).
+    fn keep_within(&mut self, limits: &Limits, slack: usize) {
+        let l = |cap: usize| match slack {
+            0 => (cap, cap),
+            n => (cap, cap.saturating_add((cap / n).max(1))),
+        };
+        keep_top(&mut self.users, l(limits.users), |a, b| {
+            (a.days.newest(), a.key).cmp(&(b.days.newest(), b.key))
+        });
+        keep_top(&mut self.features, l(limits.features), |a, b| {
+            (a.days.newest(), &a.name).cmp(&(b.days.newest(), &b.name))
+        });
+        keep_newest(&mut self.seats, l(limits.seats));
+        keep_top(&mut self.tickets, l(limits.tickets), |a, b| {
+            (a.opened_at.max(a.closed_at), a.key).cmp(&(b.opened_at.max(b.closed_at), b.key))
+        });
+        keep_newest(&mut self.payments, l(limits.payments));
+        keep_top(&mut self.usage, l(limits.usage), |a, b| {
+            (a.at, &a.metric).cmp(&(b.at, &b.metric))
+        });
+        keep_newest(&mut self.nps, l(limits.nps));
+        keep_top(&mut self.opportunities, l(limits.opportunities), |a, b| {
+            (a.at, a.key).cmp(&(b.at, b.key))
+        });
     }
 
     fn mark_user(&mut self, user_id: &str, day: i32) {
@@ -456,12 +620,13 @@ impl Rollup {
         }
     }
 
-    /// Drops what is older than the retention window before `horizon`. Pruning
-    /// works field by field (a day bit, a ticket's open or close) so the result
-    /// is the same whichever order the events came in.
+    /// Drops what is older than the retention window before `horizon`'s day.
+    /// Pruning works field by field (a day bit, a ticket's open or close) so
+    /// the result is the same whichever order the events came in.
     fn prune(&mut self) {
-        let cutoff = self.horizon - RETENTION_MS;
-        let cutoff_day = day_of(self.horizon) - 127;
+        let today = day_of(self.horizon);
+        let cutoff = i64::from(today - RETENTION_DAYS) * DAY_MS;
+        let cutoff_day = today - (BITS_DAYS - 1);
         for u in &mut self.users {
             u.days.retain_from(cutoff_day);
         }
@@ -486,8 +651,12 @@ impl Rollup {
             }
         }
         self.tickets.retain(|t| t.opened_at.is_some() || t.closed_at.is_some());
-        self.payments.retain(|p| p.at >= cutoff);
-        self.nps.retain(|p| p.at >= cutoff);
+        // Payments and NPS responses are sorted by time.
+        let old = self.payments.partition_point(|p| p.at < cutoff);
+        self.payments.drain(..old);
+        let old = self.nps.partition_point(|p| p.at < cutoff);
+        self.nps.drain(..old);
+        self.usage.retain(|u| u.at >= cutoff);
         self.opportunities.retain(|o| o.at >= cutoff);
     }
 
@@ -542,6 +711,79 @@ mod tests {
             occurred_at: Utc.with_ymd_and_hms(2026, 10, day, 12, 0, 0).single().expect("time"),
             kind,
         }
+    }
+
+    fn nps(n: usize, at: DateTime<Utc>) -> Event {
+        Event {
+            id: format!("n{n}"),
+            customer_id: "c".into(),
+            occurred_at: at,
+            kind: EventKind::NpsResponse { score: (n % 11) as u8 },
+        }
+    }
+
+    #[test]
+    fn many_nps_responses_keep_the_newest_and_a_late_old_one_changes_nothing() {
+        let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().expect("time");
+        let n = LIMITS.nps * 3;
+        let mut r = Rollup::default();
+        for i in 0..n {
+            r.apply(&nps(i, start + chrono::Duration::minutes(i as i64)));
+        }
+        assert_eq!(r.nps.len(), LIMITS.nps);
+        let oldest_kept = start + chrono::Duration::minutes((n - LIMITS.nps) as i64);
+        assert_eq!(r.nps.first().map(|p| p.at), Some(ms(oldest_kept)));
+        // A response older than every kept one, arriving late, evicts nothing
+        // and is not kept; one sent again changes nothing.
+        let before = r.clone();
+        r.apply(&nps(n, start - chrono::Duration::days(1)));
+        r.apply(&nps(n - 1, start + chrono::Duration::minutes(n as i64 - 1)));
+        assert_eq!(r, before);
+        // A late one newer than the oldest kept takes its place.
+        r.apply(&nps(n + 1, oldest_kept + chrono::Duration::seconds(30)));
+        assert_eq!(r.nps.len(), LIMITS.nps);
+        assert_eq!(
+            r.nps.first().map(|p| p.at),
+            Some(ms(oldest_kept + chrono::Duration::seconds(30)))
+        );
+    }
+
+    #[test]
+    fn an_event_older_than_the_retention_window_is_not_kept() {
+        let mut r = Rollup::default();
+        r.apply(&ev("new", 20, EventKind::NpsResponse { score: 9 }));
+        let mut old = ev("old", 20, EventKind::NpsResponse { score: 0 });
+        old.occurred_at -= chrono::Duration::days(i64::from(RETENTION_DAYS) + 1);
+        let before = r.clone();
+        r.apply(&old);
+        assert_eq!(r, before);
+    }
+
+    #[test]
+    fn a_full_list_keeps_the_most_recently_active_keys() {
+        let mut r = Rollup::default();
+        let limits = Limits { users: 2, ..LIMITS };
+        let active = |r: &mut Rollup, user: &str, day: u32| {
+            r.apply_within(
+                &ev(
+                    &format!("{user}@{day}"),
+                    day,
+                    EventKind::UserActive { user_id: user.into() },
+                ),
+                &limits,
+            )
+        };
+        active(&mut r, "a", 3);
+        active(&mut r, "b", 5);
+        active(&mut r, "c", 1);
+        let kept = |r: &Rollup| r.users.iter().map(|u| u.key).collect::<Vec<_>>();
+        let mut want = vec![stable_hash("a"), stable_hash("b")];
+        want.sort();
+        assert_eq!(kept(&r), want, "c was active before both: it is not kept");
+        active(&mut r, "c", 9);
+        let mut want = vec![stable_hash("b"), stable_hash("c")];
+        want.sort();
+        assert_eq!(kept(&r), want, "c is now the most recent: a makes room");
     }
 
     #[test]

@@ -59,8 +59,11 @@ pub(crate) async fn fetch_json_rows<'q, T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).map_err(|e| corrupt("query rows", e))
 }
 
-/// Rollup encoding version, written as the first byte.
-const ROLLUP_FORMAT: u8 = 2;
+/// Rollup encoding version, written as the first byte. Format 3 has format
+/// 2's layout and is always within `rollup::LIMITS`; a format-2 blob (from
+/// before the limits) is read and trimmed to them.
+const ROLLUP_FORMAT: u8 = 3;
+const ROLLUP_FORMAT_UNLIMITED: u8 = 2;
 
 /// The SQL store.
 #[derive(Debug, Clone)]
@@ -172,6 +175,11 @@ pub(crate) fn encode_rollup(r: &Rollup) -> Result<Vec<u8>> {
 fn decode_rollup(data: &[u8]) -> Option<Rollup> {
     match data.split_first() {
         Some((&ROLLUP_FORMAT, rest)) => postcard::from_bytes(rest).ok(),
+        Some((&ROLLUP_FORMAT_UNLIMITED, rest)) => {
+            let mut r: Rollup = postcard::from_bytes(rest).ok()?;
+            r.enforce(&perly_domain::rollup::LIMITS);
+            Some(r)
+        }
         _ => None,
     }
 }
@@ -376,12 +384,14 @@ impl SqlStore {
             .bind(id.to_string())
             .fetch_all(&mut **tx)
             .await?;
+        let events = rows
+            .iter()
+            .map(|row| {
+                serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))
+            })
+            .collect::<Result<Vec<Event>>>()?;
         let mut rollup = Rollup::default();
-        for row in rows {
-            let event: Event =
-                serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))?;
-            rollup.apply(&event);
-        }
+        rollup.apply_all(&events);
         Ok(rollup)
     }
 
@@ -591,9 +601,7 @@ impl SqlStore {
         let mut encoded = Vec::with_capacity(by_customer.len());
         for (cid, evs) in &by_customer {
             let rollup = rollups.entry(*cid).or_default();
-            for e in evs {
-                rollup.apply(e);
-            }
+            rollup.apply_all(evs.iter().copied());
             encoded.push((cid.to_string(), encode_rollup(rollup)?));
         }
         for chunk in encoded.chunks(CHUNK) {
@@ -1562,6 +1570,117 @@ mod tests {
         let data = encode_rollup(&r).expect("encode");
         assert_eq!(decode_rollup(&data), Some(r));
         assert_eq!(decode_rollup(&[99, 1, 2]), None);
+    }
+
+    /// Every list full, every id and name at its longest: what one customer's
+    /// stored rollup can cost at most.
+    #[test]
+    fn a_rollup_with_every_list_full_stays_under_450_kb() {
+        use perly_domain::event::{Event, EventKind, TicketPriority, MAX_ID_LEN};
+        use perly_domain::rollup::LIMITS;
+        let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).single().expect("time");
+        let long = |prefix: &str, i: usize| format!("{prefix}{i}-{}", "x".repeat(MAX_ID_LEN))[..MAX_ID_LEN].to_owned();
+        let mut r = Rollup::default();
+        let mut n = 0;
+        let mut apply = |r: &mut Rollup, days_ago: i64, kind: EventKind| {
+            n += 1;
+            r.apply(&Event {
+                id: long(&format!("e{n}-"), 0),
+                customer_id: "c".into(),
+                occurred_at: now - chrono::Duration::minutes(days_ago * 1440 + (n % 1440) as i64),
+                kind,
+            });
+        };
+        for i in 0..LIMITS.users + 100 {
+            for days_ago in [120, 0] {
+                apply(&mut r, days_ago, EventKind::UserActive { user_id: long("u", i) });
+            }
+        }
+        for i in 0..LIMITS.features + 100 {
+            for days_ago in [120, 0] {
+                let kind = EventKind::FeatureUsed {
+                    feature: long("f", i),
+                    user_id: None,
+                };
+                apply(&mut r, days_ago, kind);
+            }
+        }
+        for i in 0..LIMITS.seats + 100 {
+            apply(
+                &mut r,
+                1,
+                EventKind::SeatsChanged {
+                    seats_used: 10_000 + i as u32,
+                    seats_purchased: Some(100_000),
+                },
+            );
+        }
+        for i in 0..LIMITS.tickets + 100 {
+            let kind = EventKind::TicketOpened {
+                ticket_id: long("t", i),
+                priority: TicketPriority::Urgent,
+            };
+            apply(&mut r, 1, kind);
+        }
+        for i in 0..LIMITS.payments + 100 {
+            let kind = EventKind::BillingRetryFailed {
+                amount: 1234.5 + i as f64,
+                attempt: 3,
+                next_retry_at: None,
+            };
+            apply(&mut r, 1, kind);
+        }
+        for i in 0..LIMITS.usage + 100 {
+            apply(
+                &mut r,
+                1,
+                EventKind::UsageMeasured {
+                    metric: long("m", i),
+                    value: 1.5,
+                    limit: Some(2.5),
+                },
+            );
+        }
+        for _ in 0..LIMITS.nps + 100 {
+            apply(&mut r, 1, EventKind::NpsResponse { score: 7 });
+        }
+        for i in 0..LIMITS.opportunities + 100 {
+            let kind = serde_json::from_value(serde_json::json!({
+                "type": "crm_opportunity", "opportunity_id": long("o", i), "status": "open",
+                "category": "renewal", "amount": 5000.5, "close_date": "2027-01-31",
+            }))
+            .expect("kind");
+            apply(&mut r, 1, kind);
+        }
+        assert_eq!(r.users.len(), LIMITS.users);
+        assert_eq!(r.nps.len(), LIMITS.nps);
+        assert_eq!(r.opportunities.len(), LIMITS.opportunities);
+        let size = encode_rollup(&r).expect("encode").len();
+        assert!(size < 450_000, "{size} bytes");
+    }
+
+    #[test]
+    fn a_format_2_rollup_is_read_and_trimmed_to_the_limits() {
+        use perly_domain::rollup::{NpsPoint, LIMITS};
+        let horizon = 20_000 * perly_domain::rollup::DAY_MS;
+        let nps = (0..LIMITS.nps as i64 + 50)
+            .map(|i| NpsPoint {
+                key: i as u64,
+                at: horizon - i * 60_000,
+                score: 9,
+            })
+            .rev()
+            .collect::<Vec<_>>();
+        let unlimited = Rollup {
+            horizon,
+            nps: nps.clone(),
+            ..Default::default()
+        };
+        let mut data = vec![2];
+        data.extend(postcard::to_allocvec(&unlimited).expect("encode"));
+        let read = decode_rollup(&data).expect("format 2 is still read");
+        assert_eq!(read.nps, nps[50..].to_vec(), "the newest responses are kept");
+        assert_eq!(encode_rollup(&read).expect("encode").first(), Some(&ROLLUP_FORMAT));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod channels;
 pub mod client_ip;
 pub mod error;
+pub mod rate_limit;
 pub mod salesforce;
 pub mod ui;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub public_url: String,
     /// https, trusted proxies, session lifetimes and sign-in limits.
     pub security: Security,
+    /// Rows per second each API key may ingest.
+    pub ingest_limit: Arc<rate_limit::IngestLimit>,
     /// Owner and plan filter choices per workspace, refreshed every minute.
     pub facets: Arc<ui::customers::FacetCache>,
 }

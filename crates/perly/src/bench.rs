@@ -126,6 +126,11 @@ async fn bench_store(url: Option<String>, dir: &tempfile::TempDir) -> anyhow::Re
         public_url: String::new(),
         secret_key: Some(perly_store::cipher::SecretKey::generate().to_hex()),
         log: "warn".into(),
+        // The benchmarks measure throughput, not the ingest rate limit.
+        ingest: crate::config::IngestSettings {
+            rate_per_second: 0,
+            ..Default::default()
+        },
         ..Default::default()
     };
     // Every benchmark talks to stand-ins on this machine.

@@ -303,6 +303,26 @@ impl SecuritySettings {
     }
 }
 
+/// The per-API-key ingest rate limit (`[ingest]`), in rows (events or
+/// customers) on `POST /api/v1/events` and `POST /api/v1/customers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestSettings {
+    /// Rows per second one key may send, per server process; 0 turns the limit off.
+    pub rate_per_second: u32,
+    /// Rows one key may send at once before the rate applies.
+    pub burst: u32,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            rate_per_second: 20_000,
+            burst: 100_000,
+        }
+    }
+}
+
 /// All of Perly's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -337,6 +357,7 @@ pub struct Settings {
     pub sync: SyncConfig,
     pub outbound: OutboundSettings,
     pub security: SecuritySettings,
+    pub ingest: IngestSettings,
     pub slack: VendorSettings,
     pub discord: VendorSettings,
     pub salesforce: VendorSettings,
@@ -357,6 +378,7 @@ impl Default for Settings {
             sync: SyncConfig::default(),
             outbound: OutboundSettings::default(),
             security: SecuritySettings::default(),
+            ingest: IngestSettings::default(),
             slack: VendorSettings {
                 base_url: "https://slack.com".into(),
                 hooks_url: Some("https://hooks.slack.com".into()),

@@ -77,6 +77,9 @@ pub struct CustomersResponse {
         (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
         (status = 401, description = "Missing, unknown, revoked or expired API key", body = crate::error::ErrorBody),
         (status = 413, description = "More than 1,000 rows or over 5 MB", body = crate::error::ErrorBody),
+        (status = 429, description = "The API key is over its ingest rate limit (rows per second, `[ingest]` settings); \
+            `Retry-After` says how many seconds to wait", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before sending again"))),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -84,6 +87,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CustomersRequest>,
 ) -> Result<Json<CustomersResponse>, ApiError> {
     check_batch("customers", body.customers.len())?;
+    state.ingest_limit.take(ws.key, body.customers.len(), state.now())?;
     let mut results = Vec::with_capacity(body.customers.len());
     let mut valid = Vec::new();
     for (i, row) in body.customers.iter().enumerate() {

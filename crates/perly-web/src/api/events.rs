@@ -113,6 +113,9 @@ pub struct EventsResponse {
         (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
         (status = 401, description = "Missing, unknown, revoked or expired API key", body = crate::error::ErrorBody),
         (status = 413, description = "More than 1,000 rows or over 5 MB", body = crate::error::ErrorBody),
+        (status = 429, description = "The API key is over its ingest rate limit (rows per second, `[ingest]` settings); \
+            `Retry-After` says how many seconds to wait", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before sending again"))),
         (status = 422, description = "Body is not `{\"events\": [...]}`", body = crate::error::ErrorBody),
     ))]
 pub async fn create(
@@ -122,6 +125,7 @@ pub async fn create(
 ) -> Result<Json<EventsResponse>, ApiError> {
     check_batch("events", body.events.len())?;
     let now = state.now();
+    state.ingest_limit.take(ws.key, body.events.len(), now)?;
     let mut results: Vec<EventResult> = Vec::with_capacity(body.events.len());
     let mut valid = Vec::with_capacity(body.events.len());
     let mut valid_index = Vec::with_capacity(body.events.len());

@@ -12,6 +12,7 @@ mod delivery;
 mod demo;
 mod helpers;
 mod ingest;
+mod ingest_limits;
 mod isolation;
 mod notifications;
 mod oauth;

@@ -1,0 +1,178 @@
+//! Ingest under abuse: one customer flooded with events keeps a bounded
+//! rollup and a flat cost per batch, and an API key over its ingest rate
+//! limit is answered 429 with `Retry-After` while other keys go on.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+use crate::helpers::*;
+
+const BATCHES: usize = 200;
+const BATCH: usize = 1_000;
+
+/// Event `i` of the flood: six kinds in turn, every list of the rollup
+/// pushed past its limit (8,000 users, 2,000 features, 1,000 metrics, a new
+/// ticket each time, a seat count and an NPS response every sixth event).
+fn flood_event(i: usize, at: DateTime<Utc>) -> Value {
+    let n = i / 6;
+    let user = format!("user-{}", (i * 7_919) % 8_000);
+    let kind = match i % 6 {
+        0 => json!({"type": "nps_response", "score": n % 11}),
+        1 => json!({"type": "seats_changed", "seats_used": n % 500 + 1, "seats_purchased": 600}),
+        2 => {
+            json!({"type": "usage_measured", "metric": format!("metric-{}", n % 1_000), "value": n % 900, "limit": 1000})
+        }
+        3 => json!({"type": "user_active", "user_id": user}),
+        4 => json!({"type": "feature_used", "feature": format!("feature-{}", n % 2_000), "user_id": user}),
+        _ => json!({"type": "ticket_opened", "ticket_id": format!("ticket-{i}"), "priority": "normal"}),
+    };
+    event(&format!("flood-{i}"), "whale", at, kind)
+}
+
+/// Bytes of every stored rollup, largest first.
+async fn rollup_bytes(app: &TestApp) -> i64 {
+    let sql = "SELECT CAST(length(data) AS BIGINT) FROM rollups ORDER BY 1 DESC LIMIT 1";
+    if app.database_url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(&app.database_url).await.expect("connect");
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("rollup size")
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+            .await
+            .expect("connect");
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("rollup size")
+    }
+}
+
+/// Gives PostgreSQL's planner the statistics a running database has: on a
+/// fresh one autovacuum first analyzes the events table only after up to a
+/// minute, and until then the duplicate lookup scans the whole table.
+async fn analyze(app: &TestApp) {
+    if app.database_url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(&app.database_url).await.expect("connect");
+        sqlx::query("ANALYZE").execute(&mut conn).await.expect("analyze");
+    }
+}
+
+fn median(mut xs: Vec<StdDuration>) -> StdDuration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+#[tokio::test]
+async fn a_customer_flooded_with_200_000_events_keeps_a_flat_cost_per_batch() {
+    // The test clock stands still, so the rate limit would never refill: off.
+    let app = spawn_app_with_settings(&|s| s.ingest.rate_per_second = 0).await;
+    app.customers(json!([{"external_id": "whale", "name": "Whale Inc", "seats_purchased": 600}]))
+        .await;
+    let total = BATCHES * BATCH;
+    let start = app.now() - Duration::days(100);
+    let step = Duration::days(100).num_milliseconds() / total as i64;
+    let mut times = Vec::with_capacity(BATCHES);
+    for b in 0..BATCHES {
+        let rows: Vec<Value> = (b * BATCH..(b + 1) * BATCH)
+            .map(|i| flood_event(i, start + Duration::milliseconds(step * i as i64)))
+            .collect();
+        let body = json!({ "events": rows });
+        let sent = Instant::now();
+        let (status, answer) = app.post("/api/v1/events", body).await;
+        times.push(sent.elapsed());
+        assert_eq!(status, 200, "batch {b}: {answer}");
+        assert_eq!(answer["accepted"], BATCH, "batch {b}: {}", answer["results"][0]);
+        if b == 0 {
+            analyze(&app).await;
+        }
+    }
+    let first = median(times[..20].to_vec());
+    let last = median(times[BATCHES - 20..].to_vec());
+    let bytes = rollup_bytes(&app).await;
+    eprintln!("median per batch: first 20 {first:?}, last 20 {last:?}; rollup {bytes} bytes");
+    assert!(
+        last < first * 3,
+        "a batch got slower as the customer grew: first 20 {first:?}, last 20 {last:?}"
+    );
+    // At most about 0.4 MB whatever is sent (see rollup::LIMITS); without
+    // limits this flood makes it several MB.
+    assert!(bytes < 450_000, "the stored rollup is {bytes} bytes");
+}
+
+#[tokio::test]
+async fn a_key_over_its_ingest_rate_limit_waits_while_other_keys_go_on() {
+    let app = spawn_app_with_settings(&|s| {
+        s.ingest.rate_per_second = 10;
+        s.ingest.burst = 20;
+    })
+    .await;
+    // Rows are counted, not requests: 1 customer and 15 events leave 4.
+    app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
+    let now = app.now();
+    let rows = |from: usize, n: usize| -> Vec<Value> {
+        (from..from + n)
+            .map(|i| {
+                event(
+                    &format!("e{i}"),
+                    "acme",
+                    now,
+                    json!({"type": "user_active", "user_id": "u1"}),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(app.events(rows(0, 15)).await["accepted"], 15);
+
+    let refused = app
+        .client
+        .post(format!("{}/api/v1/events", app.base))
+        .bearer_auth(&app.key)
+        .json(&json!({ "events": rows(15, 10) }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status().as_u16(), 429);
+    let retry_after: i64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in whole seconds");
+    assert_eq!(retry_after, 1, "6 rows short at 10 a second");
+    let body: Value = refused.json().await.expect("JSON body");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    let five = vec![json!({"external_id": "b", "name": "B"}); 5];
+    let (status, body) = app.post("/api/v1/customers", json!({ "customers": five })).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (429, &json!("rate_limited")),
+        "{body}"
+    );
+
+    // Another key, even of the same workspace, has its own bucket.
+    let (_, other) = app
+        .store
+        .create_api_key(app.ws, &perly_store::NewApiKey::full("other"), now)
+        .await
+        .expect("key");
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/events",
+            Some(&other),
+            Some(json!({ "events": rows(100, 20) })),
+        )
+        .await;
+    assert_eq!((status, &body["accepted"]), (200, &json!(20)), "{body}");
+
+    // After the wait the refused batch goes through: none of it was stored.
+    app.advance(Duration::seconds(retry_after));
+    let body = app.events(rows(15, 10)).await;
+    assert_eq!(body["accepted"], 10, "{body}");
+
+    // The OpenAPI document says so.
+    let (_, doc) = app.send(reqwest::Method::GET, "/api/v1/openapi.json", None, None).await;
+    for path in ["/api/v1/events", "/api/v1/customers"] {
+        let answer = &doc["paths"][path]["post"]["responses"]["429"];
+        assert!(answer["headers"].get("Retry-After").is_some(), "{path}: {answer}");
+    }
+}
