@@ -75,6 +75,10 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if in_v6(ip, [0; 8], 96) {
         return Some("IPv4-compatible");
     }
+    // ::ffff:0:a.b.c.d, IPv4-translated (RFC 2765, SIIT).
+    if in_v6(ip, [0, 0, 0, 0, 0xffff, 0, 0, 0], 96) {
+        return Some("IPv4-translated");
+    }
     // NAT64 (64:ff9b::/96) reaches the IPv4 address it carries.
     if in_v6(ip, [0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96) {
         return non_public_v4(low_v4(ip));
@@ -132,6 +136,8 @@ mod tests {
     #[case("fd12:3456::1", "unique local (private)")]
     #[case("ff02::1", "multicast")]
     #[case("::ffff:127.0.0.1", "IPv4-mapped")]
+    #[case("::ffff:0:127.0.0.1", "IPv4-translated")]
+    #[case("::ffff:0:8.8.8.8", "IPv4-translated")]
     #[case("::ffff:8.8.8.8", "IPv4-mapped")]
     #[case("::127.0.0.1", "IPv4-compatible")]
     #[case("64:ff9b::a9fe:a9fe", "link-local")]

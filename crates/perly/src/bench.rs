@@ -129,6 +129,7 @@ async fn bench_store(url: Option<String>, dir: &tempfile::TempDir) -> anyhow::Re
         // The benchmarks measure throughput, not the ingest rate limit.
         ingest: crate::config::IngestSettings {
             rate_per_second: 0,
+            workspace_rate_per_second: 0,
             ..Default::default()
         },
         ..Default::default()

@@ -312,6 +312,11 @@ pub struct IngestSettings {
     pub rate_per_second: u32,
     /// Rows one key may send at once before the rate applies.
     pub burst: u32,
+    /// Rows per second one workspace may send with all its keys together,
+    /// per server process; 0 turns this ceiling off.
+    pub workspace_rate_per_second: u32,
+    /// Rows one workspace may send at once before its rate applies.
+    pub workspace_burst: u32,
 }
 
 impl Default for IngestSettings {
@@ -319,7 +324,26 @@ impl Default for IngestSettings {
         Self {
             rate_per_second: 20_000,
             burst: 100_000,
+            workspace_rate_per_second: 40_000,
+            workspace_burst: 200_000,
         }
+    }
+}
+
+impl IngestSettings {
+    /// The web app's ingest buckets.
+    pub fn limit(&self) -> perly_web::rate_limit::IngestLimit {
+        use perly_web::rate_limit::{IngestLimit, Rate};
+        IngestLimit::new(
+            Rate {
+                per_second: self.rate_per_second,
+                burst: self.burst,
+            },
+            Rate {
+                per_second: self.workspace_rate_per_second,
+                burst: self.workspace_burst,
+            },
+        )
     }
 }
 
@@ -416,7 +440,12 @@ impl Settings {
 
     /// The effective settings as TOML, secrets shown only as set/unset.
     pub fn to_redacted_toml(&self) -> String {
-        let mut out = toml::to_string_pretty(self).unwrap_or_default();
+        // The database URL may carry a password: shown as `user:***@host`.
+        let shown = Settings {
+            database_url: crate::server::redact_url(&self.database_url),
+            ..self.clone()
+        };
+        let mut out = toml::to_string_pretty(&shown).unwrap_or_default();
         let mark = |s: &Option<SecretString>| match s {
             Some(v) if !v.expose_secret().is_empty() => "\"<set>\"",
             _ => "\"<unset>\"",
@@ -609,15 +638,23 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn environment_overrides_defaults_and_secrets_never_print() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("PERLY_DATABASE_URL", "postgres://x/y");
+            jail.set_env(
+                "PERLY_DATABASE_URL",
+                "postgres://perly:DbPassw0rd@db.internal:5432/perly",
+            );
             jail.set_env("PERLY_SLACK__BASE_URL", "http://127.0.0.1:9999");
             jail.set_env("PERLY_SECRET_KEY", "super-secret-value");
             let s = Settings::load(None).map_err(|e| e.to_string())?;
-            assert_eq!(s.database_url, "postgres://x/y");
+            assert_eq!(s.database_url, "postgres://perly:DbPassw0rd@db.internal:5432/perly");
             assert_eq!(s.slack.base_url, "http://127.0.0.1:9999");
             assert_eq!(s.listen, "127.0.0.1:8080");
             let printed = s.to_redacted_toml();
             assert!(!printed.contains("super-secret-value"));
+            assert!(!printed.contains("DbPassw0rd"), "{printed}");
+            assert!(
+                printed.contains("postgres://perly:***@db.internal:5432/perly"),
+                "{printed}"
+            );
             assert!(printed.contains("secret_key = \"<set>\""));
             assert!(!format!("{s:?}").contains("super-secret-value"));
             assert!(

@@ -147,10 +147,7 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         salesforce: salesforce(settings, store.clone(), &public_url)?,
         public_url,
         security,
-        ingest_limit: Arc::new(perly_web::rate_limit::IngestLimit::new(
-            settings.ingest.rate_per_second,
-            settings.ingest.burst,
-        )),
+        ingest_limit: Arc::new(settings.ingest.limit()),
         facets: Arc::default(),
     };
     let cancel = CancellationToken::new();

@@ -41,7 +41,7 @@ pub struct CustomerRow {
 #[derive(Deserialize, ToSchema)]
 pub struct CustomersRequest {
     #[schema(value_type = Vec<CustomerRow>)]
-    pub customers: Vec<serde_json::Value>,
+    pub customers: super::Rows,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -86,11 +86,15 @@ pub async fn create(
     ws: IngestWorkspace,
     ApiJson(body): ApiJson<CustomersRequest>,
 ) -> Result<Json<CustomersResponse>, ApiError> {
-    check_batch("customers", body.customers.len())?;
-    state.ingest_limit.take(ws.key, body.customers.len(), state.now())?;
-    let mut results = Vec::with_capacity(body.customers.len());
+    // Charged before the size check: an oversized body is not free to repeat.
+    state
+        .ingest_limit
+        .take(ws.id, ws.key, body.customers.sent, state.now())?;
+    check_batch("customers", body.customers.sent)?;
+    let rows = body.customers.rows;
+    let mut results = Vec::with_capacity(rows.len());
     let mut valid = Vec::new();
-    for (i, row) in body.customers.iter().enumerate() {
+    for (i, row) in rows.iter().enumerate() {
         let external_id = row.get("external_id").and_then(|v| v.as_str()).map(str::to_owned);
         match parse_customer(i, row) {
             Ok(c) => {

@@ -76,7 +76,7 @@ pub struct EventRow {
 #[derive(Deserialize, ToSchema)]
 pub struct EventsRequest {
     #[schema(value_type = Vec<EventRow>)]
-    pub events: Vec<serde_json::Value>,
+    pub events: super::Rows,
 }
 
 /// The answer for one row.
@@ -123,13 +123,15 @@ pub async fn create(
     ws: IngestWorkspace,
     ApiJson(body): ApiJson<EventsRequest>,
 ) -> Result<Json<EventsResponse>, ApiError> {
-    check_batch("events", body.events.len())?;
     let now = state.now();
-    state.ingest_limit.take(ws.key, body.events.len(), now)?;
-    let mut results: Vec<EventResult> = Vec::with_capacity(body.events.len());
-    let mut valid = Vec::with_capacity(body.events.len());
-    let mut valid_index = Vec::with_capacity(body.events.len());
-    for (i, row) in body.events.iter().enumerate() {
+    // Charged before the size check: an oversized body is not free to repeat.
+    state.ingest_limit.take(ws.id, ws.key, body.events.sent, now)?;
+    check_batch("events", body.events.sent)?;
+    let rows = body.events.rows;
+    let mut results: Vec<EventResult> = Vec::with_capacity(rows.len());
+    let mut valid = Vec::with_capacity(rows.len());
+    let mut valid_index = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
         let id = row.get("id").and_then(|v| v.as_str()).map(str::to_owned);
         match parse_event(i, row, now) {
             Ok(e) => {

@@ -90,6 +90,47 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
     }
 }
 
+/// The rows of a batch as sent: the first [`MAX_BATCH`] (and one more, to
+/// tell "too many") are kept, the rest only counted and skipped without
+/// being built, so an oversized body costs parsing but no memory.
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub rows: Vec<serde_json::Value>,
+    /// How many rows the body held.
+    pub sent: usize,
+}
+
+impl<'de> serde::Deserialize<'de> for Rows {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Rows;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of rows")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Rows, A::Error> {
+                let mut out = Rows::default();
+                loop {
+                    let more = if out.rows.len() <= MAX_BATCH {
+                        seq.next_element::<serde_json::Value>()?.map(|v| out.rows.push(v))
+                    } else {
+                        seq.next_element::<serde::de::IgnoredAny>()?.map(|_| ())
+                    };
+                    if more.is_none() {
+                        return Ok(out);
+                    }
+                    out.sent += 1;
+                }
+            }
+        }
+
+        d.deserialize_seq(Visitor)
+    }
+}
+
 /// Checks a batch's size: 413 naming the field when over [`MAX_BATCH`].
 pub fn check_batch(field: &str, len: usize) -> Result<(), ApiError> {
     if len > MAX_BATCH {
@@ -108,4 +149,20 @@ pub fn check_batch(field: &str, len: usize) -> Result<(), ApiError> {
         .with_field(field));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod rows_tests {
+    use super::*;
+
+    #[test]
+    fn rows_past_the_batch_limit_are_counted_but_not_kept() {
+        let body = format!("[{}]", vec!["{\"id\":\"x\"}"; 5_000].join(","));
+        let rows: Rows = serde_json::from_str(&body).expect("rows");
+        assert_eq!(rows.sent, 5_000);
+        assert_eq!(rows.rows.len(), MAX_BATCH + 1);
+        let few: Rows = serde_json::from_str("[1, 2, 3]").expect("rows");
+        assert_eq!((few.sent, few.rows.len()), (3, 3));
+        assert!(serde_json::from_str::<Rows>("{\"id\": 1}").is_err());
+    }
 }

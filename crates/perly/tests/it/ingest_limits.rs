@@ -64,7 +64,11 @@ fn median(mut xs: Vec<StdDuration>) -> StdDuration {
 #[tokio::test]
 async fn a_customer_flooded_with_200_000_events_keeps_a_flat_cost_per_batch() {
     // The test clock stands still, so the rate limit would never refill: off.
-    let app = spawn_app_with_settings(&|s| s.ingest.rate_per_second = 0).await;
+    let app = spawn_app_with_settings(&|s| {
+        s.ingest.rate_per_second = 0;
+        s.ingest.workspace_rate_per_second = 0;
+    })
+    .await;
     app.customers(json!([{"external_id": "whale", "name": "Whale Inc", "seats_purchased": 600}]))
         .await;
     let total = BATCHES * BATCH;
@@ -175,4 +179,74 @@ async fn a_key_over_its_ingest_rate_limit_waits_while_other_keys_go_on() {
         let answer = &doc["paths"][path]["post"]["responses"]["429"];
         assert!(answer["headers"].get("Retry-After").is_some(), "{path}: {answer}");
     }
+}
+
+#[tokio::test]
+async fn many_keys_of_one_workspace_share_its_ceiling_and_oversized_bodies_are_charged() {
+    let app = spawn_app_with_settings(&|s| {
+        s.ingest.rate_per_second = 10;
+        s.ingest.burst = 20;
+        s.ingest.workspace_rate_per_second = 10;
+        s.ingest.workspace_burst = 30;
+    })
+    .await;
+    let now = app.now();
+    let customers = |prefix: &str, n: usize| -> Value {
+        let rows: Vec<Value> = (0..n)
+            .map(|i| json!({"external_id": format!("{prefix}{i}"), "name": "C"}))
+            .collect();
+        json!({ "customers": rows })
+    };
+    let mut keys = Vec::new();
+    for label in ["k1", "k2", "k3"] {
+        let (_, key) = app
+            .store
+            .create_api_key(app.ws, &perly_store::NewApiKey::full(label), now)
+            .await
+            .expect("key");
+        keys.push(key);
+    }
+    let post = |key: &str, body: Value| {
+        let key = key.to_owned();
+        let app = &app;
+        async move {
+            app.send(reqwest::Method::POST, "/api/v1/customers", Some(&key), Some(body))
+                .await
+        }
+    };
+    assert_eq!(post(&keys[0], customers("a", 20)).await.0, 200);
+    assert_eq!(post(&keys[1], customers("b", 10)).await.0, 200);
+    // A third key has a full bucket of its own, but the workspace is spent.
+    let (status, body) = post(&keys[2], customers("c", 10)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (429, &json!("rate_limited")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("workspace"),
+        "{body}"
+    );
+    // Another workspace is untouched.
+    let (_, other) = app.other_workspace("Other Co").await;
+    assert_eq!(post(&other, customers("o", 20)).await.0, 200);
+
+    // An oversized body is refused (413) but still costs its rows, so it
+    // cannot be repeated for free: the next small batch waits.
+    let (_, fresh) = app.other_workspace("Fresh Co").await;
+    let (status, body) = post(&fresh, customers("x", 1_001)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (413, &json!("batch_too_large")),
+        "{body}"
+    );
+    let (status, body) = post(&fresh, customers("y", 1)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (429, &json!("rate_limited")),
+        "{body}"
+    );
 }
