@@ -828,9 +828,16 @@ impl Accounts for SqlStore {
         let pair = locked_by(&mut tx, pair, &[email, ip], limits.per_email_ip, now, limits.window).await?;
         let any = locked_by(&mut tx, "ip = $1", &[ip], limits.per_ip, now, limits.window).await?;
         let address = pair.max(any).map(|until| (until, LockedBy::Address));
-        let per_email = locked_by(&mut tx, "email = $1", &[email], limits.per_email, now, limits.email_window)
-            .await?
-            .map(|until| (until, LockedBy::Email));
+        let per_email = locked_by(
+            &mut tx,
+            "email = $1",
+            &[email],
+            limits.per_email,
+            now,
+            limits.email_window,
+        )
+        .await?
+        .map(|until| (until, LockedBy::Email));
         let attempt = match address.max(per_email) {
             Some((until, by)) => {
                 // A refused attempt checks no password, so it is no failure.

@@ -142,7 +142,11 @@ mod tests {
             assert_eq!(opened, (0..accounts).map(|i| i == 1).collect::<Vec<_>>());
             counts.push(calls);
         }
-        assert_eq!(counts, [3, 3, 3, 3, 4], "0–3 accounts cost the same; a 4th costs one more");
+        assert_eq!(
+            counts,
+            [3, 3, 3, 3, 4],
+            "0–3 accounts cost the same; a 4th costs one more"
+        );
     }
 
     #[test]
@@ -162,7 +166,11 @@ mod tests {
         assert_eq!(check_new_password(&"é".repeat(128)), Ok(()));
         assert_eq!(check_new_password(&"a".repeat(129)), Err(WeakPassword::TooLong));
         assert_eq!(check_new_password("password1234"), Err(WeakPassword::Common));
-        assert_eq!(check_new_password("Qwerty123456"), Err(WeakPassword::Common), "any case");
+        assert_eq!(
+            check_new_password("Qwerty123456"),
+            Err(WeakPassword::Common),
+            "any case"
+        );
         assert!(WeakPassword::Common.to_string().contains("common passwords"));
     }
 

@@ -733,7 +733,10 @@ mod tests {
             let s = Settings::load(None).map_err(|e| e.to_string())?;
             let web = s.security.web("https://perly.example.com").map_err(|e| e.to_string())?;
             assert!(web.https, "auto follows an https public URL");
-            assert_eq!(web.signin.per_email, 100, "ASVS V2.2.1: at most 100 failures an hour per account");
+            assert_eq!(
+                web.signin.per_email, 100,
+                "ASVS V2.2.1: at most 100 failures an hour per account"
+            );
             assert_eq!(web.signin.email_window, chrono::Duration::hours(1));
             assert!(
                 !s.security

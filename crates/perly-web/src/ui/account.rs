@@ -60,7 +60,13 @@ async fn page(
     let me = &user.session.user;
     let sessions = state
         .store
-        .user_sessions(me.workspace_id, me.id, &user.token, state.now(), &state.security.sessions)
+        .user_sessions(
+            me.workspace_id,
+            me.id,
+            &user.token,
+            state.now(),
+            &state.security.sessions,
+        )
         .await?;
     Ok(AccountPage {
         nav: Some(user.nav("settings")),
@@ -104,7 +110,11 @@ async fn update_password(
 ) -> Result<Response, UiError> {
     user.check_csrf(&form)?;
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
-    let (current, new, again) = (field("current_password"), field("new_password"), field("confirm_password"));
+    let (current, new, again) = (
+        field("current_password"),
+        field("new_password"),
+        field("confirm_password"),
+    );
     let mut errors = HashMap::new();
     if current.is_empty() {
         errors.insert("current_password".to_owned(), "Enter your current password".to_owned());
@@ -130,11 +140,18 @@ async fn update_password(
     // The current password is checked as a sign-in would be: counted first.
     let me = user.session.user.clone();
     let (now, ip) = (state.now(), client.key());
-    let attempt = match state.store.start_signin(&me.email, &ip, now, &state.security.signin).await? {
+    let attempt = match state
+        .store
+        .start_signin(&me.email, &ip, now, &state.security.signin)
+        .await?
+    {
         SigninAttempt::Allowed(attempt) => attempt,
         SigninAttempt::Locked { until, by } => {
             let (secs, msg) = locked(&ip, until, by, now);
-            let flash = Some(Flash { kind: "error", text: msg });
+            let flash = Some(Flash {
+                kind: "error",
+                text: msg,
+            });
             let page = page(&state, &user, HashMap::new(), flash).await?;
             let mut resp = render(&state, StatusCode::TOO_MANY_REQUESTS, &page, false);
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -180,7 +197,12 @@ async fn end_other_sessions(
         .store
         .end_other_sessions(me.workspace_id, me.id, &user.token)
         .await?;
-    Ok(redirect_with_flash(&state, "/settings/account", "info", &signed_out(ended)))
+    Ok(redirect_with_flash(
+        &state,
+        "/settings/account",
+        "info",
+        &signed_out(ended),
+    ))
 }
 
 fn signed_out(sessions: u64) -> String {

@@ -371,7 +371,10 @@ async fn https_setting_sends_secure_prefixed_cookies_and_hsts() {
     );
     // Path=/login cannot take __Host-; __Secure- still means only https sets it.
     let csrf_cookie = set_cookie(login.headers(), "__Secure-perly_login_csrf").to_owned();
-    assert!(csrf_cookie.contains("; Secure") && csrf_cookie.contains("Path=/login"), "{csrf_cookie}");
+    assert!(
+        csrf_cookie.contains("; Secure") && csrf_cookie.contains("Path=/login"),
+        "{csrf_cookie}"
+    );
     let csrf = cookie_value(&csrf_cookie);
     // The unprefixed name, as a plain-http page or a sibling domain could set it, is not read.
     let planted = client
@@ -422,7 +425,11 @@ async fn https_setting_sends_secure_prefixed_cookies_and_hsts() {
         }
     };
     assert_eq!(page("__Host-perly_session").await, 200);
-    assert_eq!(page("perly_session").await, 303, "only the prefixed name is read over https");
+    assert_eq!(
+        page("perly_session").await,
+        303,
+        "only the prefixed name is read over https"
+    );
     let api = client
         .get(format!("{}/api/v1/customers", app.base))
         .bearer_auth(&app.key)
@@ -442,7 +449,10 @@ async fn https_setting_sends_secure_prefixed_cookies_and_hsts() {
     .await;
     let login = client.get(format!("{}/login", app.base)).send().await.expect("get");
     assert!(!login.headers().contains_key("strict-transport-security"));
-    assert!(!set_cookie(login.headers(), "perly_login_csrf").contains("Secure"), "today's name over http");
+    assert!(
+        !set_cookie(login.headers(), "perly_login_csrf").contains("Secure"),
+        "today's name over http"
+    );
 
     // The default (auto) over http: neither.
     let app = spawn_app().await;
@@ -475,8 +485,14 @@ async fn signin_guesses_spread_over_many_addresses_are_capped_per_email() {
         }
     }
     let (status, page, headers) = attempt(&app, VICTIM, VICTIMS_PASSWORD, Some("203.0.113.4")).await;
-    assert_eq!(status, 429, "30 failures for this email from anywhere: locked everywhere");
-    assert!(page.contains("Too many failed sign-ins for this email address"), "{page}");
+    assert_eq!(
+        status, 429,
+        "30 failures for this email from anywhere: locked everywhere"
+    );
+    assert!(
+        page.contains("Too many failed sign-ins for this email address"),
+        "{page}"
+    );
     let retry: i64 = headers["retry-after"]
         .to_str()
         .expect("ascii")
@@ -525,7 +541,10 @@ async fn a_success_clears_only_the_pairs_count_never_the_per_ip_count() {
         assert_eq!(status, 401, "attempt {n}");
     }
     let (status, _, headers) = attempt(&app, "ana@example.com", "correct horse battery", None).await;
-    assert_eq!(status, 429, "15 failures from this IP, the 4 before the success included");
+    assert_eq!(
+        status, 429,
+        "15 failures from this IP, the 4 before the success included"
+    );
     assert!(headers.contains_key("retry-after"));
 }
 
@@ -561,7 +580,10 @@ async fn a_member_changes_their_password_and_their_other_sessions_end() {
 
     let (status, page, _) = here.get("/settings/account").await;
     assert_eq!(status, 200);
-    assert!(page.contains("href=\"/settings/account\""), "linked from the settings nav");
+    assert!(
+        page.contains("href=\"/settings/account\""),
+        "linked from the settings nav"
+    );
     assert!(page.contains("2 other sessions are signed in as you"), "{page}");
     assert!(!page.contains("You are a member"), "a member changes their own account");
 
@@ -581,8 +603,18 @@ async fn a_member_changes_their_password_and_their_other_sessions_end() {
     for (current, new, again, why) in [
         (old, "too short", "too short", "Use at least 12 characters"),
         (old, "qwerty123456", "qwerty123456", "list of common passwords"),
-        (old, "a brand new passphrase", "a brand new passphrase!", "The two new passwords differ"),
-        ("not my password", "a brand new passphrase", "a brand new passphrase", "That is not your current password"),
+        (
+            old,
+            "a brand new passphrase",
+            "a brand new passphrase!",
+            "The two new passwords differ",
+        ),
+        (
+            "not my password",
+            "a brand new passphrase",
+            "a brand new passphrase",
+            "That is not your current password",
+        ),
     ] {
         let (status, page) = change_password(&here, current, new, again).await;
         assert_eq!(status, 422, "{why}");
@@ -594,12 +626,18 @@ async fn a_member_changes_their_password_and_their_other_sessions_end() {
     let (status, _) = change_password(&here, old, new, new).await;
     assert_eq!(status, 303);
     let (_, page, _) = here.get("/settings/account").await;
-    assert!(page.contains("Password changed. Your 2 other sessions were signed out."), "{page}");
+    assert!(
+        page.contains("Password changed. Your 2 other sessions were signed out."),
+        "{page}"
+    );
     assert!(page.contains("You are signed in here only."), "{page}");
     assert_eq!(here.get("/customers").await.0, 200, "this session stays");
     for other in [&laptop, &phone] {
         let (status, _, headers) = other.get("/customers").await;
-        assert_eq!((status, &headers["location"]), (303, &"/login?next=%2Fcustomers".parse().expect("header")));
+        assert_eq!(
+            (status, &headers["location"]),
+            (303, &"/login?next=%2Fcustomers".parse().expect("header"))
+        );
     }
     assert_eq!(WebClient::new(&app).sign_in("bo@example.com", old).await.0, 401);
     assert_eq!(WebClient::new(&app).sign_in("bo@example.com", new).await.0, 303);
@@ -641,7 +679,11 @@ async fn wrong_current_passwords_are_throttled_like_sign_ins() {
         "the same count as signing in"
     );
     app.advance(chrono::Duration::minutes(16));
-    assert_eq!(WebClient::new(&app).sign_in("ana@example.com", old).await.0, 303, "unchanged");
+    assert_eq!(
+        WebClient::new(&app).sign_in("ana@example.com", old).await.0,
+        303,
+        "unchanged"
+    );
 }
 
 #[tokio::test]
@@ -674,11 +716,18 @@ async fn the_account_page_lists_other_sessions_and_signs_out_everywhere_else() {
     let (status, _, headers) = here
         .post("/settings/account/sessions/end-others", &[("csrf", &csrf)])
         .await;
-    assert_eq!((status, &headers["location"]), (303, &"/settings/account".parse().expect("header")));
+    assert_eq!(
+        (status, &headers["location"]),
+        (303, &"/settings/account".parse().expect("header"))
+    );
     let (_, page, _) = here.get("/settings/account").await;
     assert!(page.contains("Your 1 other session was signed out."), "{page}");
     assert!(page.contains("You are signed in here only."), "{page}");
     assert_eq!(other.get("/customers").await.0, 303, "signed out");
     assert_eq!(here.get("/customers").await.0, 200, "this one stays");
-    assert_eq!(someone_else.get("/customers").await.0, 200, "other users are not touched");
+    assert_eq!(
+        someone_else.get("/customers").await.0,
+        200,
+        "other users are not touched"
+    );
 }

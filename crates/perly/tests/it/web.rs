@@ -317,12 +317,21 @@ async fn a_form_with_errors_shows_them_by_the_field_keeps_the_input_and_changes_
     let (status, _, _) = web
         .post(
             "/settings/users",
-            &[("csrf", &csrf), ("email", "cy@example.com"), ("role", "member"), ("password", &long)],
+            &[
+                ("csrf", &csrf),
+                ("email", "cy@example.com"),
+                ("role", "member"),
+                ("password", &long),
+            ],
         )
         .await;
     assert_eq!(status, 303);
     let fresh = WebClient::new(&app);
-    assert_eq!(fresh.sign_in("cy@example.com", &long).await.0, 303, "the new user signs in with it");
+    assert_eq!(
+        fresh.sign_in("cy@example.com", &long).await.0,
+        303,
+        "the new user signs in with it"
+    );
 }
 
 #[tokio::test]
