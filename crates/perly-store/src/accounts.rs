@@ -8,7 +8,7 @@
 //! the lookups where the credential itself names the workspace (a user's
 //! email at sign-in, a session's cookie token, an API key, a pending
 //! choice of workspace) and the sign-in throttle, which counts failures per
-//! (email, client IP) and per client IP whatever the workspace.
+//! (email, client IP), per client IP and per email whatever the workspace.
 //!
 //! Sessions end at the first of two limits ([`SessionPolicy`]): a fixed
 //! lifetime from sign-in and an idle timeout since the last request seen.
@@ -64,6 +64,23 @@ pub trait Accounts: Send + Sync + 'static {
     /// idle too long), noting that it was seen. The token names the workspace.
     async fn session(&self, token: &str, now: DateTime<Utc>, policy: &SessionPolicy) -> Result<Option<Session>>;
     async fn delete_session(&self, token: &str) -> Result<()>;
+    /// The live sessions of a user, newest first; `current` marks the one
+    /// of this cookie token.
+    async fn user_sessions(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        current: &str,
+        now: DateTime<Utc>,
+        policy: &SessionPolicy,
+    ) -> Result<Vec<SessionSummary>>;
+    /// Ends every session of a user but the one of this cookie token, and
+    /// their pending choices of workspace; returns how many sessions ended.
+    async fn end_other_sessions(&self, ws: WorkspaceId, user: UserId, keep: &str) -> Result<u64>;
+    /// Sets a user's password hash and, in the same transaction, ends every
+    /// other session of theirs (as [`Accounts::end_other_sessions`]);
+    /// returns how many sessions ended.
+    async fn change_password(&self, ws: WorkspaceId, user: UserId, password_hash: &str, keep: &str) -> Result<u64>;
     /// Deletes the sessions, of every workspace, past their lifetime or idle
     /// timeout; returns how many.
     async fn purge_sessions(&self, now: DateTime<Utc>, policy: &SessionPolicy) -> Result<u64>;
@@ -76,13 +93,15 @@ pub trait Accounts: Send + Sync + 'static {
     /// the workspace, so this lookup is not scoped by one.
     async fn authenticate_api_key(&self, plaintext: &str, now: DateTime<Utc>) -> Result<Option<KeyAuth>>;
 
-    // Sign-in throttling: failures counted per (email, client IP) and per
-    // client IP, across workspaces, in the database so every process shares them.
+    // Sign-in throttling: failures counted per (email, client IP), per
+    // client IP and per email, across workspaces, in the database so every
+    // process shares them.
     /// Starts a sign-in attempt for `email` from `ip`. It counts as a
     /// failure from now on, unless [`Accounts::signin_succeeded`] says
     /// otherwise: so guesses sent at once are counted before their passwords
     /// are checked. Refused, and not counted, while the pair or the IP has
-    /// its limit of failures within the window. Purges older failures.
+    /// its limit of failures within the window, or the email its own limit
+    /// within its own window. Purges older failures.
     async fn start_signin(
         &self,
         email: &str,
@@ -91,8 +110,9 @@ pub trait Accounts: Send + Sync + 'static {
         limits: &SigninLimits,
     ) -> Result<SigninAttempt>;
     /// The attempt's password was right: it no longer counts. With
-    /// `clear_pair`, the earlier failures for its (email, IP) are forgotten
-    /// too; the per-IP count never is.
+    /// `clear_pair`, the earlier failures for its (email, IP) no longer
+    /// count towards that pair's limit; they still count towards the
+    /// per-IP and per-email limits until they age out.
     async fn signin_succeeded(&self, attempt: &str, email: &str, ip: &str, clear_pair: bool) -> Result<()>;
 
     // Choosing a workspace when one password opened several accounts.
@@ -139,7 +159,17 @@ pub enum SigninAttempt {
     /// Go on and check the password; the id names the attempt.
     Allowed(String),
     /// Too many failures: refused until then.
-    Locked { until: DateTime<Utc> },
+    Locked { until: DateTime<Utc>, by: LockedBy },
+}
+
+/// Which limit refused a sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LockedBy {
+    /// The (email, client IP) pair or the client IP: this network.
+    Address,
+    /// The email, whatever the address: failures spread over many
+    /// addresses. Also locks the account's owner out until they age out.
+    Email,
 }
 
 /// When sign-ins are refused (see [`Accounts::start_signin`]).
@@ -150,6 +180,9 @@ pub struct SigninLimits {
     /// Failures allowed per client IP, whatever the email, within the window.
     pub per_ip: u32,
     pub window: Duration,
+    /// Failures allowed per email, whatever the client IP, within `email_window`.
+    pub per_email: u32,
+    pub email_window: Duration,
 }
 
 impl Default for SigninLimits {
@@ -158,8 +191,19 @@ impl Default for SigninLimits {
             per_email_ip: 10,
             per_ip: 50,
             window: Duration::minutes(15),
+            per_email: 100,
+            email_window: Duration::hours(1),
         }
     }
+}
+
+/// A live session of a user, for the account page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// The session of the request asking.
+    pub current: bool,
 }
 
 /// A key to create.
@@ -280,6 +324,28 @@ async fn locked_by(
         Some(r) => Some(time(r.try_get("failed_at")?) + window),
         None => None,
     })
+}
+
+/// Deletes a user's sessions but `keep`'s, and the pending choices of
+/// workspace that offer the user (made with a password that may be the old one).
+async fn end_other_sessions_in(
+    conn: &mut sqlx::AnyConnection,
+    ws: WorkspaceId,
+    user: UserId,
+    keep: &str,
+) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM sessions WHERE workspace_id = $1 AND user_id = $2 AND token_hash <> $3")
+        .bind(ws.to_string())
+        .bind(user.to_string())
+        .bind(api_key_hash(keep))
+        .execute(&mut *conn)
+        .await?;
+    // user_ids is a comma-separated list of UUIDs: a match is that user.
+    sqlx::query("DELETE FROM signin_choices WHERE user_ids LIKE $1")
+        .bind(format!("%{user}%"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 impl SqlStore {
@@ -660,6 +726,60 @@ impl Accounts for SqlStore {
         Ok(())
     }
 
+    async fn user_sessions(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        current: &str,
+        now: DateTime<Utc>,
+        policy: &SessionPolicy,
+    ) -> Result<Vec<SessionSummary>> {
+        let current = api_key_hash(current);
+        sqlx::query(
+            "SELECT token_hash, created_at, last_seen_at FROM sessions \
+             WHERE workspace_id = $1 AND user_id = $2 AND expires_at > $3 AND last_seen_at > $4 \
+             ORDER BY last_seen_at DESC, created_at DESC",
+        )
+        .bind(ws.to_string())
+        .bind(user.to_string())
+        .bind(ms(now))
+        .bind(ms(now - policy.idle))
+        .fetch_all(&self.pools.read)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(SessionSummary {
+                created_at: time(r.try_get("created_at")?),
+                last_seen_at: time(r.try_get("last_seen_at")?),
+                current: r.try_get::<String, _>("token_hash")? == current,
+            })
+        })
+        .collect()
+    }
+
+    async fn end_other_sessions(&self, ws: WorkspaceId, user: UserId, keep: &str) -> Result<u64> {
+        let mut tx = self.pools.write.begin().await?;
+        let ended = end_other_sessions_in(&mut tx, ws, user, keep).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    async fn change_password(&self, ws: WorkspaceId, user: UserId, password_hash: &str, keep: &str) -> Result<u64> {
+        let mut tx = self.pools.write.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = $3 WHERE workspace_id = $1 AND id = $2")
+            .bind(ws.to_string())
+            .bind(user.to_string())
+            .bind(password_hash.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        let ended = end_other_sessions_in(&mut tx, ws, user, keep).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
     async fn purge_sessions(&self, now: DateTime<Utc>, policy: &SessionPolicy) -> Result<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
             .bind(ms(now))
@@ -685,9 +805,16 @@ impl Accounts for SqlStore {
                 .bind(format!("perly-signin:{ip}"))
                 .execute(&mut *tx)
                 .await?;
+            // And attempts at one email, from any IP (always taken second,
+            // and in the two-key space, so no two attempts wait on each other
+            // in opposite orders).
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('perly-signin-email'), hashtext($1))")
+                .bind(email.to_owned())
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::query("DELETE FROM signin_failures WHERE failed_at <= $1")
-            .bind(ms(now - limits.window))
+            .bind(ms(now - limits.window.max(limits.email_window)))
             .execute(&mut *tx)
             .await?;
         sqlx::query("INSERT INTO signin_failures (id, email, ip, failed_at) VALUES ($1, $2, $3, $4)")
@@ -697,17 +824,28 @@ impl Accounts for SqlStore {
             .bind(ms(now))
             .execute(&mut *tx)
             .await?;
-        let (pair, any) = ("email = $1 AND ip = $2", "ip = $1");
+        let pair = "email = $1 AND ip = $2 AND pair_cleared = 0";
         let pair = locked_by(&mut tx, pair, &[email, ip], limits.per_email_ip, now, limits.window).await?;
-        let any = locked_by(&mut tx, any, &[ip], limits.per_ip, now, limits.window).await?;
-        let attempt = match pair.max(any) {
-            Some(until) => {
+        let any = locked_by(&mut tx, "ip = $1", &[ip], limits.per_ip, now, limits.window).await?;
+        let address = pair.max(any).map(|until| (until, LockedBy::Address));
+        let per_email = locked_by(
+            &mut tx,
+            "email = $1",
+            &[email],
+            limits.per_email,
+            now,
+            limits.email_window,
+        )
+        .await?
+        .map(|until| (until, LockedBy::Email));
+        let attempt = match address.max(per_email) {
+            Some((until, by)) => {
                 // A refused attempt checks no password, so it is no failure.
                 sqlx::query("DELETE FROM signin_failures WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                SigninAttempt::Locked { until }
+                SigninAttempt::Locked { until, by }
             }
             None => SigninAttempt::Allowed(id),
         };
@@ -716,15 +854,20 @@ impl Accounts for SqlStore {
     }
 
     async fn signin_succeeded(&self, attempt: &str, email: &str, ip: &str, clear_pair: bool) -> Result<()> {
-        let query = if clear_pair {
-            sqlx::query("DELETE FROM signin_failures WHERE id = $1 OR (email = $2 AND ip = $3)")
-                .bind(attempt.to_owned())
+        let mut tx = self.pools.write.begin().await?;
+        sqlx::query("DELETE FROM signin_failures WHERE id = $1")
+            .bind(attempt.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        if clear_pair {
+            // Only the pair's count forgets them: the IP's and the email's do not.
+            sqlx::query("UPDATE signin_failures SET pair_cleared = 1 WHERE email = $1 AND ip = $2")
                 .bind(email.to_owned())
                 .bind(ip.to_owned())
-        } else {
-            sqlx::query("DELETE FROM signin_failures WHERE id = $1").bind(attempt.to_owned())
-        };
-        query.execute(&self.pools.write).await?;
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
-//! Credentials: argon2 password hashes for users, and API keys that are random,
-//! shown once, and kept only as a SHA-256 hash (a key has 256 bits of entropy,
-//! so a fast hash is safe and keeps every API request cheap).
+//! Credentials: argon2 password hashes for users, the rules a new password
+//! must meet, and API keys that are random, shown once, and kept only as a
+//! SHA-256 hash (a key has 256 bits of entropy, so a fast hash is safe and
+//! keeps every API request cheap).
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -23,16 +24,67 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
-/// Takes as long as [`verify_password`] against a real hash (same
-/// parameters, made once), for a sign-in whose email has no account, so the
-/// time of the answer does not tell which accounts exist.
-pub fn verify_no_account(password: &str) {
-    let _ = verify_password(password, stand_in_hash());
+/// Sign-in checks at least this many hashes, whatever the number of
+/// accounts with the email, so the time of the answer does not tell how many
+/// there are (0 to 3 cost the same; more than 3 take longer).
+pub const MIN_PASSWORD_CHECKS: usize = 3;
+
+/// Which of the `stored` hashes `password` opens, in order. Runs at least
+/// [`MIN_PASSWORD_CHECKS`] verifications, padding with a stand-in hash of
+/// the same parameters (made once, never matched).
+pub fn verify_each(password: &str, stored: &[&str]) -> Vec<bool> {
+    verify_each_with(password, stored, verify_password)
+}
+
+fn verify_each_with(password: &str, stored: &[&str], mut verify: impl FnMut(&str, &str) -> bool) -> Vec<bool> {
+    let opened = stored.iter().map(|hash| verify(password, hash)).collect();
+    for _ in stored.len()..MIN_PASSWORD_CHECKS {
+        let _ = verify(password, stand_in_hash());
+    }
+    opened
 }
 
 fn stand_in_hash() -> &'static str {
     static STAND_IN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     STAND_IN.get_or_init(|| hash_password(&random_token(16)).unwrap_or_default())
+}
+
+/// Fewest characters in a new password.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Most characters in a new password.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// The most common passwords (from public breach lists), one a line,
+/// lowercase: a new password that is one of them is refused.
+const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
+
+/// Why a new password is refused; the text is shown to the person choosing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WeakPassword {
+    #[error("Use at least 12 characters (a few words in a row are easy to remember)")]
+    TooShort,
+    #[error("Use at most 128 characters")]
+    TooLong,
+    #[error("This is one of the most common passwords (on Perly's list of common passwords); choose another")]
+    Common,
+}
+
+/// Checks a new password: 12 to 128 characters (any Unicode, spaces too)
+/// and not on the list of common passwords (compared ignoring case).
+/// Passwords already set are not checked again.
+pub fn check_new_password(password: &str) -> Result<(), WeakPassword> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(WeakPassword::TooShort);
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(WeakPassword::TooLong);
+    }
+    let lower = password.to_lowercase();
+    if COMMON_PASSWORDS.lines().any(|common| common == lower) {
+        return Err(WeakPassword::Common);
+    }
+    Ok(())
 }
 
 /// A random printable secret of `bytes` bytes of entropy.
@@ -74,7 +126,61 @@ mod tests {
         let real = PasswordHash::new(&real).expect("parses");
         assert_eq!(stand_in.algorithm, real.algorithm);
         assert_eq!(stand_in.params, real.params);
-        verify_no_account("anything");
+        assert_eq!(verify_each("anything", &[]), Vec::<bool>::new());
+    }
+
+    #[test]
+    fn sign_in_runs_as_many_verifications_for_zero_to_three_accounts() {
+        let hashes = ["h1", "h2", "h3", "h4"];
+        let mut counts = Vec::new();
+        for accounts in 0..=4 {
+            let mut calls = 0;
+            let opened = verify_each_with("pw", &hashes[..accounts], |_, hash| {
+                calls += 1;
+                hash == "h2"
+            });
+            assert_eq!(opened, (0..accounts).map(|i| i == 1).collect::<Vec<_>>());
+            counts.push(calls);
+        }
+        assert_eq!(
+            counts,
+            [3, 3, 3, 3, 4],
+            "0–3 accounts cost the same; a 4th costs one more"
+        );
+    }
+
+    #[test]
+    fn verify_each_tells_which_accounts_the_password_opens() {
+        let right = hash_password("correct horse").expect("hash");
+        let wrong = hash_password("other horse").expect("hash");
+        assert_eq!(verify_each("correct horse", &[&wrong, &right]), [false, true]);
+    }
+
+    #[test]
+    fn new_passwords_need_12_to_128_characters_and_not_a_common_one() {
+        assert_eq!(check_new_password("short pass1"), Err(WeakPassword::TooShort));
+        assert_eq!(check_new_password("twelve chars"), Ok(()));
+        // Characters, not bytes: 12 non-ASCII characters are enough.
+        assert_eq!(check_new_password("ñandú ñandú!"), Ok(()));
+        assert_eq!(check_new_password("密码密码密码密码密码密码"), Ok(()));
+        assert_eq!(check_new_password(&"é".repeat(128)), Ok(()));
+        assert_eq!(check_new_password(&"a".repeat(129)), Err(WeakPassword::TooLong));
+        assert_eq!(check_new_password("password1234"), Err(WeakPassword::Common));
+        assert_eq!(
+            check_new_password("Qwerty123456"),
+            Err(WeakPassword::Common),
+            "any case"
+        );
+        assert!(WeakPassword::Common.to_string().contains("common passwords"));
+    }
+
+    #[test]
+    fn the_common_password_list_is_lowercase_and_tidy() {
+        let lines: Vec<&str> = COMMON_PASSWORDS.lines().collect();
+        assert!(lines.len() >= 300, "{}", lines.len());
+        for l in &lines {
+            assert!(!l.is_empty() && *l == l.trim() && *l == l.to_lowercase(), "{l:?}");
+        }
     }
 
     #[test]

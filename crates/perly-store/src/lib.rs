@@ -32,7 +32,9 @@ use perly_domain::ids::{ActionId, ChannelId, RuleId, UserId, WorkspaceId};
 use perly_domain::salesforce::{AutomationRule, SyncSettings};
 use perly_domain::scorecard::Scorecard;
 
-pub use accounts::{Accounts, KeyAuth, NewApiKey, SessionPolicy, SigninAttempt, SigninChoice, SigninLimits};
+pub use accounts::{
+    Accounts, KeyAuth, LockedBy, NewApiKey, SessionPolicy, SessionSummary, SigninAttempt, SigninChoice, SigninLimits,
+};
 pub use model::*;
 pub use salesforce::{
     ApiUsageSeen, AppliedAccounts, CrmRecord, NewSalesforceConnection, ObjectProgress, ObjectState, PulledAccount,

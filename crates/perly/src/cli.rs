@@ -252,8 +252,8 @@ fn read_password() -> anyhow::Result<Option<String>> {
     if pw.is_empty() {
         return Ok(None);
     }
-    if pw.chars().count() < 8 {
-        bail!("the password must be at least 8 characters");
+    if let Err(weak) = perly_store::auth::check_new_password(&pw) {
+        bail!("the password is refused: {weak}");
     }
     Ok(Some(pw))
 }

@@ -263,6 +263,9 @@ pub struct SecuritySettings {
     pub signin_max_failures: u32,
     /// Failed sign-ins per client IP, any email, in the window before that IP is refused.
     pub signin_max_failures_per_ip: u32,
+    /// Failed sign-ins per email, from any IP, within an hour before that
+    /// email is refused (from everywhere, its owner too, until they age out).
+    pub signin_max_failures_per_email: u32,
 }
 
 impl Default for SecuritySettings {
@@ -274,6 +277,7 @@ impl Default for SecuritySettings {
             signin_window_minutes: 15,
             signin_max_failures: 10,
             signin_max_failures_per_ip: 50,
+            signin_max_failures_per_email: 100,
         }
     }
 }
@@ -298,6 +302,8 @@ impl SecuritySettings {
                 per_email_ip: self.signin_max_failures.clamp(1, 100_000),
                 per_ip: self.signin_max_failures_per_ip.clamp(1, 100_000),
                 window: chrono::Duration::minutes(self.signin_window_minutes.clamp(1, 24 * 60)),
+                per_email: self.signin_max_failures_per_email.clamp(1, 100_000),
+                ..perly_store::SigninLimits::default()
             },
         })
     }
@@ -764,6 +770,11 @@ mod tests {
             let s = Settings::load(None).map_err(|e| e.to_string())?;
             let web = s.security.web("https://perly.example.com").map_err(|e| e.to_string())?;
             assert!(web.https, "auto follows an https public URL");
+            assert_eq!(
+                web.signin.per_email, 100,
+                "ASVS V2.2.1: at most 100 failures an hour per account"
+            );
+            assert_eq!(web.signin.email_window, chrono::Duration::hours(1));
             assert!(
                 !s.security
                     .web("http://127.0.0.1:8080")
@@ -774,12 +785,14 @@ mod tests {
             jail.set_env("PERLY_SECURITY__HTTPS", "true");
             jail.set_env("PERLY_SECURITY__TRUSTED_PROXIES", "10.0.0.1, 10.1.0.0/16");
             jail.set_env("PERLY_SECURITY__SESSION_IDLE_MINUTES", "30");
+            jail.set_env("PERLY_SECURITY__SIGNIN_MAX_FAILURES_PER_EMAIL", "40");
             let s = Settings::load(None).map_err(|e| e.to_string())?;
             assert_eq!(s.security.https, HttpsMode::On);
             assert_eq!(s.security.trusted_proxies, ["10.0.0.1", "10.1.0.0/16"]);
             let web = s.security.web("http://127.0.0.1:8080").map_err(|e| e.to_string())?;
             assert!(web.https, "set, not guessed: behind a TLS-terminating proxy");
             assert_eq!(web.sessions.idle, chrono::Duration::minutes(30));
+            assert_eq!(web.signin.per_email, 40);
             assert!(web.trusted_proxies.contains("10.1.2.3".parse().map_err(|_| "ip")?));
 
             jail.set_env("PERLY_SECURITY__HTTPS", "false");

@@ -47,7 +47,7 @@ pub struct DemoArgs {
 
 pub const DEMO_WORKSPACE: &str = "Perly Demo";
 pub const DEMO_EMAIL: &str = "demo@perly.dev";
-pub const DEMO_PASSWORD: &str = "perly-demo";
+pub const DEMO_PASSWORD: &str = "perly-demo-password";
 const DAYS: i64 = 90;
 const SEED: u64 = 20_261_124;
 const FEATURES: [&str; 8] = [
@@ -716,6 +716,11 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_login_meets_the_password_rules() {
+        assert_eq!(perly_store::auth::check_new_password(DEMO_PASSWORD), Ok(()));
+    }
 
     #[test]
     fn a_new_data_folder_gets_a_valid_key_that_is_kept() {

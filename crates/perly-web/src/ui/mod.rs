@@ -3,6 +3,7 @@
 //! (HTML is never built by hand), forms carry a CSRF token and answer POST
 //! with a 303 and a flash message, and errors render as pages.
 
+pub mod account;
 pub mod alerts;
 pub mod channel_rules;
 pub mod channels;
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(alerts::router())
         .merge(settings::router())
+        .merge(account::router())
         .merge(oauth::router())
         .merge(salesforce::router())
         .merge(salesforce_rules::router())
@@ -61,7 +63,43 @@ pub struct Flash {
     pub text: String,
 }
 
+/// Holds only a message shown once, so it keeps its name over https too.
 const FLASH_COOKIE: &str = "perly_flash";
+
+/// A cookie that proves something (a session, a sign-in form, a pending
+/// choice): its name over plain http and its path. Over https the name takes
+/// the prefix browsers hold it to, so neither a plain-http page nor a
+/// sibling domain can plant or overwrite it: `__Host-` for a cookie of the
+/// whole site (Secure, `Path=/`, no `Domain`), `__Secure-` for one with a
+/// narrower path (Secure).
+#[derive(Debug, Clone, Copy)]
+pub struct CookieName {
+    pub name: &'static str,
+    pub path: &'static str,
+}
+
+impl CookieName {
+    /// The name sent and read: prefixed when served over https (and then
+    /// only that name is read).
+    pub fn name(&self, https: bool) -> String {
+        match (https, self.path) {
+            (false, _) => self.name.to_owned(),
+            (true, "/") => format!("__Host-{}", self.name),
+            (true, _) => format!("__Secure-{}", self.name),
+        }
+    }
+
+    /// This cookie from the request.
+    pub fn read(&self, state: &AppState, headers: &HeaderMap) -> Option<String> {
+        cookie(headers, &self.name(state.secure_cookies()))
+    }
+
+    /// A `Set-Cookie` for this cookie (Secure over https, see [`set_cookie`]).
+    pub fn set(&self, state: &AppState, value: &str, max_age: i64) -> HeaderValue {
+        let https = state.secure_cookies();
+        set_cookie(&self.name(https), value, self.path, max_age, https)
+    }
+}
 
 /// Reads a cookie from request headers.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {

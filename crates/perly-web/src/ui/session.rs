@@ -1,25 +1,27 @@
 //! Signing in and out. A session is a random token in an HttpOnly,
-//! SameSite=Lax cookie (Secure when served over https), stored hashed with
-//! its CSRF token; it ends 7 days after sign-in or after the idle timeout,
-//! whichever comes first. The sign-in form is protected by a double-submit
-//! CSRF cookie.
+//! SameSite=Lax cookie (Secure, and named `__Host-perly_session`, when
+//! served over https), stored hashed with its CSRF token; it ends 7 days
+//! after sign-in or after the idle timeout, whichever comes first. The
+//! sign-in form is protected by a double-submit CSRF cookie.
 //!
 //! Signing in: the password is checked against every account with that
-//! email (in whatever workspaces), never just the first that matches. None:
-//! a failure, counted per (email, client IP) and per client IP in the
-//! database ([`perly_store::Accounts::start_signin`]: an attempt counts from
-//! its start, so guesses sent at once cannot outrun the count); past either
-//! limit, sign-ins from that IP answer 429 with `Retry-After` until failures
-//! age out of the window. One: signed in. Several: a short-lived,
-//! single-use choice (a cookie token stored hashed, a CSRF token in the
-//! form) lists only the workspaces the password opened, and the session is
-//! for the one chosen.
+//! email (in whatever workspaces), never just the first that matches, and
+//! always against at least [`perly_store::auth::MIN_PASSWORD_CHECKS`] hashes so the time does
+//! not tell how many accounts there are. None: a failure, counted per
+//! (email, client IP), per client IP and per email in the database
+//! ([`perly_store::Accounts::start_signin`]: an attempt counts from its
+//! start, so guesses sent at once cannot outrun the count); past a limit,
+//! sign-ins answer 429 with `Retry-After` until failures age out. One:
+//! signed in. Several: a short-lived, single-use choice (a cookie token
+//! stored hashed, a CSRF token in the form) lists only the workspaces the
+//! password opened, and the session is for the one chosen.
 //!
-//! A success never clears the per-IP count, and clears the (email, IP)
-//! count only when the password opened *every* account with that email:
-//! otherwise signing in to an account an attacker made (another workspace
-//! admin can add anyone's email to their workspace with a password of their
-//! choosing) would wipe the failures of guessing at the victim's.
+//! A success never clears the per-IP or per-email count, and clears the
+//! (email, IP) count only when the password opened *every* account with
+//! that email: otherwise signing in to an account an attacker made (another
+//! workspace admin can add anyone's email to their workspace with a
+//! password of their choosing) would wipe the failures of guessing at the
+//! victim's.
 
 use std::collections::HashMap;
 
@@ -31,17 +33,27 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::Duration;
-use perly_store::auth::{random_token, verify_no_account, verify_password};
-use perly_store::{Role, Session, SigninAttempt, User};
+use chrono::{DateTime, Utc};
+use perly_store::auth::{random_token, verify_each};
+use perly_store::{LockedBy, Role, Session, SigninAttempt, User};
 
-use super::{cookie, redirect_with_flash, render, set_cookie, Flash, Nav, UiError};
+use super::{redirect_with_flash, render, CookieName, Flash, Nav, UiError};
 use crate::client_ip::ClientIp;
 use crate::AppState;
 
-pub const SESSION_COOKIE: &str = "perly_session";
-const LOGIN_CSRF_COOKIE: &str = "perly_login_csrf";
+pub const SESSION_COOKIE: CookieName = CookieName {
+    name: "perly_session",
+    path: "/",
+};
+const LOGIN_CSRF_COOKIE: CookieName = CookieName {
+    name: "perly_login_csrf",
+    path: "/login",
+};
 /// The pending choice of workspace (see the module docs).
-const CHOICE_COOKIE: &str = "perly_signin_choice";
+const CHOICE_COOKIE: CookieName = CookieName {
+    name: "perly_signin_choice",
+    path: "/login",
+};
 /// How long the choice of workspace waits.
 const CHOICE_MINUTES: i64 = 5;
 pub fn router() -> Router<AppState> {
@@ -54,6 +66,8 @@ pub fn router() -> Router<AppState> {
 /// The signed-in user of a page request.
 pub struct CurrentUser {
     pub session: Session,
+    /// The session's cookie token (to tell this session from the user's others).
+    pub token: String,
 }
 
 impl CurrentUser {
@@ -120,7 +134,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into());
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+        let Some(token) = SESSION_COOKIE.read(state, &parts.headers) else {
             return Err(UiError::SignIn { next });
         };
         match state
@@ -128,7 +142,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             .session(&token, state.now(), &state.security.sessions)
             .await?
         {
-            Some(session) => Ok(Self { session }),
+            Some(session) => Ok(Self { session, token }),
             None => Err(UiError::SignIn { next }),
         }
     }
@@ -181,15 +195,13 @@ fn login_page(
         },
         had_flash,
     );
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(LOGIN_CSRF_COOKIE, &csrf, "/login", 3600, state.secure_cookies()),
-    );
+    resp.headers_mut()
+        .append(header::SET_COOKIE, LOGIN_CSRF_COOKIE.set(state, &csrf, 3600));
     resp
 }
 
 async fn show(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+    if let Some(token) = SESSION_COOKIE.read(&state, &headers) {
         if let Ok(Some(_)) = state.store.session(&token, state.now(), &state.security.sessions).await {
             return Redirect::to(&safe_next(q.get("next"))).into_response();
         }
@@ -220,7 +232,7 @@ async fn create(
         .collect();
     let next = safe_next(form.get("next"));
     let sent = form.get("csrf").cloned().unwrap_or_default();
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    let expected = LOGIN_CSRF_COOKIE.read(&state, &headers).unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
         let msg = "This sign-in form expired. Please try again.".to_owned();
         return login_page(&state, StatusCode::FORBIDDEN, email, next, Some(msg), &headers);
@@ -230,15 +242,8 @@ async fn create(
     let limits = state.security.signin;
     let attempt = match state.store.start_signin(&email, &ip, now, &limits).await {
         Ok(SigninAttempt::Allowed(attempt)) => attempt,
-        Ok(SigninAttempt::Locked { until }) => {
-            tracing::warn!(client_ip = %ip, "sign-in refused: too many failures from this address");
-            let secs = (until - now).num_seconds().max(1);
-            let minutes = (secs + 59) / 60;
-            let msg = format!(
-                "Too many failed sign-ins from your network. For your security, sign-in is paused; \
-                 try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
-            );
+        Ok(SigninAttempt::Locked { until, by }) => {
+            let (secs, msg) = locked(&ip, until, by, now);
             let mut resp = login_page(&state, StatusCode::TOO_MANY_REQUESTS, email, next, Some(msg), &headers);
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             return resp;
@@ -289,32 +294,54 @@ async fn create(
                 Err(e) => return UiError::from(e).into_response(),
             };
             let mut resp = choice_page(&state, csrf, next, workspaces);
-            let secure = state.secure_cookies();
-            resp.headers_mut().append(
+            let cookies = resp.headers_mut();
+            cookies.append(
                 header::SET_COOKIE,
-                set_cookie(CHOICE_COOKIE, &token, "/login", CHOICE_MINUTES * 60, secure),
+                CHOICE_COOKIE.set(&state, &token, CHOICE_MINUTES * 60),
             );
-            resp.headers_mut().append(
-                header::SET_COOKIE,
-                set_cookie(LOGIN_CSRF_COOKIE, "", "/login", 0, secure),
-            );
+            cookies.append(header::SET_COOKIE, LOGIN_CSRF_COOKIE.set(&state, "", 0));
             resp
         }
     }
 }
 
-/// Checks the password against every account (or a stand-in hash when
-/// there is none, so the time does not tell), off the async threads:
-/// argon2 is slow on purpose. Returns the accounts and those it opens.
+/// Seconds until a lock ends, and what the sign-in page says about it.
+pub(super) fn locked(ip: &str, until: DateTime<Utc>, by: LockedBy, now: DateTime<Utc>) -> (i64, String) {
+    let secs = (until - now).num_seconds().max(1);
+    let minutes = (secs + 59) / 60;
+    let plural = if minutes == 1 { "" } else { "s" };
+    let msg = match by {
+        LockedBy::Address => {
+            tracing::warn!(client_ip = %ip, "sign-in refused: too many failures from this address");
+            format!(
+                "Too many failed sign-ins from your network. For your security, sign-in is paused; \
+                 try again in {minutes} minute{plural}."
+            )
+        }
+        LockedBy::Email => {
+            tracing::warn!(client_ip = %ip, "sign-in refused: too many failures for this email from any address");
+            format!(
+                "Too many failed sign-ins for this email address. For your security, sign-in to it is \
+                 paused; try again in {minutes} minute{plural}."
+            )
+        }
+    };
+    (secs, msg)
+}
+
+/// Checks the password against every account, off the async threads (argon2
+/// is slow on purpose), and against at least [`perly_store::auth::MIN_PASSWORD_CHECKS`] hashes
+/// in all so the time does not tell whether there are 0, 1, 2 or 3 of them.
+/// Returns the accounts and those it opens.
 async fn check_password(users: Vec<User>, password: String) -> Result<(Vec<User>, Vec<User>), UiError> {
     tokio::task::spawn_blocking(move || {
-        if users.is_empty() {
-            verify_no_account(&password);
-        }
+        let hashes: Vec<&str> = users.iter().map(|u| u.password_hash.as_str()).collect();
+        let opened = verify_each(&password, &hashes);
         let matched = users
             .iter()
-            .filter(|u| verify_password(&password, &u.password_hash))
-            .cloned()
+            .zip(opened)
+            .filter(|(_, opened)| *opened)
+            .map(|(u, _)| u.clone())
             .collect();
         (users, matched)
     })
@@ -337,17 +364,13 @@ async fn start_session(state: &AppState, user: &User, next: &str) -> Response {
         Err(e) => return UiError::from(e).into_response(),
     };
     let mut resp = Redirect::to(next).into_response();
-    let secure = state.secure_cookies();
-    resp.headers_mut().append(
+    let cookies = resp.headers_mut();
+    cookies.append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &token, "/", policy.max_age.num_seconds(), secure),
+        SESSION_COOKIE.set(state, &token, policy.max_age.num_seconds()),
     );
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(LOGIN_CSRF_COOKIE, "", "/login", 0, secure),
-    );
-    resp.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(CHOICE_COOKIE, "", "/login", 0, secure));
+    cookies.append(header::SET_COOKIE, LOGIN_CSRF_COOKIE.set(state, "", 0));
+    cookies.append(header::SET_COOKIE, CHOICE_COOKIE.set(state, "", 0));
     resp
 }
 
@@ -390,7 +413,7 @@ async fn show_choice(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    let choice = match cookie(&headers, CHOICE_COOKIE) {
+    let choice = match CHOICE_COOKIE.read(&state, &headers) {
         Some(token) => state.store.signin_choice(&token, state.now()).await?,
         None => None,
     };
@@ -413,7 +436,7 @@ async fn choose(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
     let expired = || redirect_with_flash(&state, "/login", "error", "That sign-in expired. Please sign in again.");
-    let Some(token) = cookie(&headers, CHOICE_COOKIE) else {
+    let Some(token) = CHOICE_COOKIE.read(&state, &headers) else {
         return Ok(expired());
     };
     let Some(choice) = state.store.take_signin_choice(&token, state.now()).await? else {
@@ -437,18 +460,13 @@ async fn choose(
 async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
-    headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
     user.check_csrf(&form)?;
-    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
-        state.store.delete_session(&token).await?;
-    }
+    state.store.delete_session(&user.token).await?;
     let mut resp = Redirect::to("/login").into_response();
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", "/", 0, state.secure_cookies()),
-    );
+    resp.headers_mut()
+        .append(header::SET_COOKIE, SESSION_COOKIE.set(&state, "", 0));
     Ok(resp)
 }
 

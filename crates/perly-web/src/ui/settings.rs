@@ -1,7 +1,8 @@
 //! `/settings/*`: scoring (weights, thresholds, risk bands and alert
 //! thresholds, with a preview of how many customers would change band), API
 //! keys (create with a scope and an optional expiry, shown once; when each
-//! was last used; revoke), users (add, change role, remove) and the
+//! was last used; revoke), users (add with a password that meets
+//! [`check_new_password`], change role, remove) and the
 //! integrations page (its Slack and Discord cards count channels; the
 //! channels themselves are in [`super::channels`]). Members see settings;
 //! only admins change them. A form with errors is shown again with the error
@@ -18,7 +19,7 @@ use axum::{Form, Router};
 use perly_domain::ids::ApiKeyId;
 use perly_domain::risk::RiskLevel;
 use perly_domain::scorecard::{MeasureKind, Scorecard};
-use perly_store::auth::hash_password;
+use perly_store::auth::{check_new_password, hash_password};
 use perly_store::model::ApiScope;
 use perly_store::{NewApiKey, Role};
 
@@ -613,8 +614,8 @@ async fn create_user(
         );
     }
     let role: Option<Role> = role_text.parse().ok();
-    if password.chars().count() < 8 {
-        errors.insert("password".to_owned(), "Use at least 8 characters".to_owned());
+    if let Err(weak) = check_new_password(&password) {
+        errors.insert("password".to_owned(), weak.to_string());
     }
     let keep = NewUser {
         email: email.clone(),

@@ -130,13 +130,17 @@ impl Browser {
     }
 
     async fn sign_in(&self, base: &str, email: &str) {
+        self.sign_in_with(base, email, "correct horse battery").await;
+    }
+
+    async fn sign_in_with(&self, base: &str, email: &str, password: &str) {
         self.goto(&format!("{base}/customers")).await;
         assert!(
             self.path().await.starts_with("/login"),
             "signed-out users are sent to sign in"
         );
         self.fill("#email", email).await;
-        self.fill("#password", "correct horse battery").await;
+        self.fill("#password", password).await;
         self.click("form button[type=submit]").await;
         assert_eq!(self.path().await, "/customers");
     }
@@ -309,6 +313,27 @@ async fn a_member_cannot_change_settings() {
         b.client.find(Locator::Css("button.danger")).await.is_err(),
         "no revoke buttons for members"
     );
+}
+
+#[tokio::test]
+async fn a_member_changes_their_password_from_settings() {
+    let app = spawn_app().await;
+    add_user(&app, "mo@example.com", Role::Member).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.base, "mo@example.com").await;
+    b.goto(&format!("{}/settings/scoring", app.base)).await;
+    b.click("nav.subnav a[href='/settings/account']").await;
+    assert_eq!(b.path().await, "/settings/account");
+    let new = "a walk along the río in spring";
+    b.fill("#current_password", "correct horse battery").await;
+    b.fill("#new_password", new).await;
+    b.fill("#confirm_password", new).await;
+    b.click("form[action='/settings/account/password'] button[type=submit]")
+        .await;
+    assert_eq!(b.path().await, "/settings/account");
+    assert!(b.text(".flash").await.starts_with("Password changed."));
+    b.click("form[action='/logout'] button").await;
+    b.sign_in_with(&app.base, "mo@example.com", new).await;
 }
 
 #[tokio::test]

@@ -91,6 +91,28 @@ async fn admin_commands_create_a_workspace_a_user_and_a_working_key() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("already exists"), "{err}");
+    // A new password needs 12 characters and must not be a common one.
+    for (weak, why) in [
+        ("eleven char\n", "at least 12 characters"),
+        ("password1234\n", "common passwords"),
+    ] {
+        let (code, _, err) = perly(
+            &db,
+            &[
+                "user",
+                "add",
+                "--workspace",
+                "acme-success",
+                "--email",
+                "cy@example.com",
+                "--role",
+                "member",
+            ],
+            Some(weak),
+        );
+        assert_eq!(code, 1, "{weak:?} is refused");
+        assert!(err.contains(why), "{err}");
+    }
     let (code, key, _) = perly(&db, &["apikey", "create", "--workspace", "acme-success"], None);
     assert_eq!(code, 0);
 

@@ -356,7 +356,7 @@ fn cookie_value(set_cookie: &str) -> String {
 }
 
 #[tokio::test]
-async fn https_setting_sends_secure_cookies_and_hsts() {
+async fn https_setting_sends_secure_prefixed_cookies_and_hsts() {
     // Behind a TLS-terminating proxy Perly itself sees plain http: the setting says https.
     let app = spawn_app_with_settings(&|s| s.security.https = HttpsMode::On).await;
     user(&app, app.ws, "ana@example.com", "correct horse battery").await;
@@ -369,10 +369,15 @@ async fn https_setting_sends_secure_cookies_and_hsts() {
         login.headers()["strict-transport-security"],
         "max-age=31536000; includeSubDomains"
     );
-    let csrf_cookie = set_cookie(login.headers(), "perly_login_csrf").to_owned();
-    assert!(csrf_cookie.contains("; Secure"), "{csrf_cookie}");
+    // Path=/login cannot take __Host-; __Secure- still means only https sets it.
+    let csrf_cookie = set_cookie(login.headers(), "__Secure-perly_login_csrf").to_owned();
+    assert!(
+        csrf_cookie.contains("; Secure") && csrf_cookie.contains("Path=/login"),
+        "{csrf_cookie}"
+    );
     let csrf = cookie_value(&csrf_cookie);
-    let signed_in = client
+    // The unprefixed name, as a plain-http page or a sibling domain could set it, is not read.
+    let planted = client
         .post(format!("{}/login", app.base))
         .header("cookie", format!("perly_login_csrf={csrf}"))
         .form(&[
@@ -383,11 +388,47 @@ async fn https_setting_sends_secure_cookies_and_hsts() {
         .send()
         .await
         .expect("post");
+    assert_eq!(planted.status(), 403);
+    let signed_in = client
+        .post(format!("{}/login", app.base))
+        .header("cookie", format!("__Secure-perly_login_csrf={csrf}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "ana@example.com"),
+            ("password", "correct horse battery"),
+        ])
+        .send()
+        .await
+        .expect("post");
     assert_eq!(signed_in.status(), 303);
-    let session = set_cookie(signed_in.headers(), "perly_session");
+    let session = set_cookie(signed_in.headers(), "__Host-perly_session");
     assert!(
-        session.contains("; Secure") && session.contains("HttpOnly") && session.contains("SameSite=Lax"),
-        "{session}"
+        session.contains("; Secure")
+            && session.contains("HttpOnly")
+            && session.contains("SameSite=Lax")
+            && session.contains("Path=/;")
+            && !session.contains("Domain"),
+        "__Host- needs Secure, Path=/ and no Domain: {session}"
+    );
+    let token = cookie_value(session);
+    let page = |name: &'static str| {
+        let (client, base, token) = (client.clone(), app.base.clone(), token.clone());
+        async move {
+            client
+                .get(format!("{base}/customers"))
+                .header("cookie", format!("{name}={token}"))
+                .send()
+                .await
+                .expect("get")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(page("__Host-perly_session").await, 200);
+    assert_eq!(
+        page("perly_session").await,
+        303,
+        "only the prefixed name is read over https"
     );
     let api = client
         .get(format!("{}/api/v1/customers", app.base))
@@ -408,10 +449,285 @@ async fn https_setting_sends_secure_cookies_and_hsts() {
     .await;
     let login = client.get(format!("{}/login", app.base)).send().await.expect("get");
     assert!(!login.headers().contains_key("strict-transport-security"));
-    assert!(!set_cookie(login.headers(), "perly_login_csrf").contains("Secure"));
+    assert!(
+        !set_cookie(login.headers(), "perly_login_csrf").contains("Secure"),
+        "today's name over http"
+    );
 
     // The default (auto) over http: neither.
     let app = spawn_app().await;
     let login = client.get(format!("{}/login", app.base)).send().await.expect("get");
     assert!(!login.headers().contains_key("strict-transport-security"));
+}
+
+#[tokio::test]
+async fn signin_guesses_spread_over_many_addresses_are_capped_per_email() {
+    // The review's attack: 3 addresses × 10 guesses, each under the
+    // per-(email, IP) limit, then the right password from a 4th address.
+    // Here the per-email ceiling is 30 (100 by default) to keep it short.
+    let app = spawn_app_with_settings(&|s| {
+        s.security.trusted_proxies = vec!["127.0.0.1".into()];
+        s.security.signin_max_failures_per_email = 30;
+    })
+    .await;
+    user(&app, app.ws, VICTIM, VICTIMS_PASSWORD).await;
+    user(&app, app.ws, "ana@example.com", "correct horse battery").await;
+    for ip in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        for n in 0..10 {
+            let (status, _, _) = attempt(&app, VICTIM, &format!("guess {n}"), Some(ip)).await;
+            assert_eq!(status, 401, "{ip} guess {n}");
+        }
+        // The victim signing in meanwhile, elsewhere, clears nothing but
+        // their own address's count.
+        if ip == "203.0.113.1" {
+            let (status, _, _) = attempt(&app, VICTIM, VICTIMS_PASSWORD, Some("198.51.100.7")).await;
+            assert_eq!(status, 303);
+        }
+    }
+    let (status, page, headers) = attempt(&app, VICTIM, VICTIMS_PASSWORD, Some("203.0.113.4")).await;
+    assert_eq!(
+        status, 429,
+        "30 failures for this email from anywhere: locked everywhere"
+    );
+    assert!(
+        page.contains("Too many failed sign-ins for this email address"),
+        "{page}"
+    );
+    let retry: i64 = headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert_eq!(retry, 3600, "counted over an hour");
+    // The trade-off: its owner is locked out too, from their usual address.
+    let (status, _, _) = attempt(&app, VICTIM, VICTIMS_PASSWORD, Some("198.51.100.7")).await;
+    assert_eq!(status, 429);
+    // Other emails from those addresses are not.
+    let (status, _, _) = attempt(&app, "ana@example.com", "correct horse battery", Some("203.0.113.4")).await;
+    assert_eq!(status, 303);
+
+    // Past the 15-minute window of the other limits, still locked: its own window is an hour.
+    app.advance(chrono::Duration::minutes(16));
+    let (status, _, headers) = attempt(&app, VICTIM, VICTIMS_PASSWORD, Some("203.0.113.5")).await;
+    assert_eq!(status, 429);
+    assert_eq!(headers["retry-after"], (3600 - 16 * 60).to_string().as_str());
+    app.advance(chrono::Duration::minutes(44));
+    let (status, _, _) = attempt(&app, VICTIM, VICTIMS_PASSWORD, Some("203.0.113.5")).await;
+    assert_eq!(status, 303, "open again once the failures are an hour old");
+}
+
+#[tokio::test]
+async fn a_success_clears_only_the_pairs_count_never_the_per_ip_count() {
+    let app = spawn_app_with_settings(&|s| {
+        s.security.signin_max_failures = 5;
+        s.security.signin_max_failures_per_ip = 15;
+    })
+    .await;
+    user(&app, app.ws, "ana@example.com", "correct horse battery").await;
+    for _ in 0..4 {
+        assert_eq!(attempt(&app, "ana@example.com", "wrong", None).await.0, 401);
+    }
+    assert_eq!(
+        attempt(&app, "ana@example.com", "correct horse battery", None).await.0,
+        303
+    );
+    // The pair's count starts again: 4 more would pass its limit of 5 otherwise.
+    for _ in 0..4 {
+        assert_eq!(attempt(&app, "ana@example.com", "wrong", None).await.0, 401);
+    }
+    // The IP's count kept all 8: 7 more reach its 15.
+    for n in 0..7 {
+        let (status, _, _) = attempt(&app, &format!("user{n}@example.com"), "wrong", None).await;
+        assert_eq!(status, 401, "attempt {n}");
+    }
+    let (status, _, headers) = attempt(&app, "ana@example.com", "correct horse battery", None).await;
+    assert_eq!(
+        status, 429,
+        "15 failures from this IP, the 4 before the success included"
+    );
+    assert!(headers.contains_key("retry-after"));
+}
+
+/// Signs `email` in from a fresh browser.
+async fn signed_in(app: &TestApp, email: &str, password: &str) -> WebClient {
+    let web = WebClient::new(app);
+    assert_eq!(web.sign_in(email, password).await.0, 303, "{email} signs in");
+    web
+}
+
+/// Posts the change-password form from the account page.
+async fn change_password(web: &WebClient, current: &str, new: &str, again: &str) -> (u16, String) {
+    let (_, page, _) = web.get("/settings/account").await;
+    let csrf = WebClient::csrf(&page);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("current_password", current),
+        ("new_password", new),
+        ("confirm_password", again),
+    ];
+    let (status, page, _) = web.post("/settings/account/password", &form).await;
+    (status, page)
+}
+
+#[tokio::test]
+async fn a_member_changes_their_password_and_their_other_sessions_end() {
+    let app = spawn_app().await;
+    let old = "correct horse battery";
+    crate::web::add_user(&app, "bo@example.com", Role::Member).await;
+    let here = signed_in(&app, "bo@example.com", old).await;
+    let laptop = signed_in(&app, "bo@example.com", old).await;
+    let phone = signed_in(&app, "bo@example.com", old).await;
+
+    let (status, page, _) = here.get("/settings/account").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("href=\"/settings/account\""),
+        "linked from the settings nav"
+    );
+    assert!(page.contains("2 other sessions are signed in as you"), "{page}");
+    assert!(!page.contains("You are a member"), "a member changes their own account");
+
+    // Without the form's token: refused.
+    let (status, _, _) = here
+        .post(
+            "/settings/account/password",
+            &[
+                ("current_password", old),
+                ("new_password", "a brand new passphrase"),
+                ("confirm_password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 403);
+    // New passwords follow the rules; the two must match; the current one must be right.
+    for (current, new, again, why) in [
+        (old, "too short", "too short", "Use at least 12 characters"),
+        (old, "qwerty123456", "qwerty123456", "list of common passwords"),
+        (
+            old,
+            "a brand new passphrase",
+            "a brand new passphrase!",
+            "The two new passwords differ",
+        ),
+        (
+            "not my password",
+            "a brand new passphrase",
+            "a brand new passphrase",
+            "That is not your current password",
+        ),
+    ] {
+        let (status, page) = change_password(&here, current, new, again).await;
+        assert_eq!(status, 422, "{why}");
+        assert!(page.contains(why), "{why}: {page}");
+    }
+    assert_eq!(laptop.get("/customers").await.0, 200, "nothing changed yet");
+
+    let new = "ñandú corre por la pampa";
+    let (status, _) = change_password(&here, old, new, new).await;
+    assert_eq!(status, 303);
+    let (_, page, _) = here.get("/settings/account").await;
+    assert!(
+        page.contains("Password changed. Your 2 other sessions were signed out."),
+        "{page}"
+    );
+    assert!(page.contains("You are signed in here only."), "{page}");
+    assert_eq!(here.get("/customers").await.0, 200, "this session stays");
+    for other in [&laptop, &phone] {
+        let (status, _, headers) = other.get("/customers").await;
+        assert_eq!(
+            (status, &headers["location"]),
+            (303, &"/login?next=%2Fcustomers".parse().expect("header"))
+        );
+    }
+    assert_eq!(WebClient::new(&app).sign_in("bo@example.com", old).await.0, 401);
+    assert_eq!(WebClient::new(&app).sign_in("bo@example.com", new).await.0, 303);
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_are_throttled_like_sign_ins() {
+    let app = spawn_app().await;
+    let old = "correct horse battery";
+    crate::web::add_user(&app, "ana@example.com", Role::Admin).await;
+    let web = signed_in(&app, "ana@example.com", old).await;
+    let new = "a brand new passphrase";
+    for n in 0..10 {
+        let (status, _) = change_password(&web, &format!("guess {n}"), new, new).await;
+        assert_eq!(status, 422, "guess {n}");
+    }
+    // The 11th, even with the right password: refused, counted with sign-ins.
+    let (_, page, _) = web.get("/settings/account").await;
+    let csrf = WebClient::csrf(&page);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("current_password", old),
+        ("new_password", new),
+        ("confirm_password", new),
+    ];
+    let r = web
+        .client
+        .post(format!("{}/settings/account/password", web.base))
+        .form(&form)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap_or_default().contains("Too many failed sign-ins"));
+    assert_eq!(
+        WebClient::new(&app).sign_in("ana@example.com", old).await.0,
+        429,
+        "the same count as signing in"
+    );
+    app.advance(chrono::Duration::minutes(16));
+    assert_eq!(
+        WebClient::new(&app).sign_in("ana@example.com", old).await.0,
+        303,
+        "unchanged"
+    );
+}
+
+#[tokio::test]
+async fn the_account_page_lists_other_sessions_and_signs_out_everywhere_else() {
+    let app = spawn_app().await;
+    crate::web::add_user(&app, "bo@example.com", Role::Member).await;
+    crate::web::add_user(&app, "ana@example.com", Role::Admin).await;
+    let here = signed_in(&app, "bo@example.com", "correct horse battery").await;
+    let (_, page, _) = here.get("/settings/account").await;
+    assert!(page.contains("You are signed in here only."), "{page}");
+    app.advance(chrono::Duration::minutes(5));
+    let other = signed_in(&app, "bo@example.com", "correct horse battery").await;
+    let someone_else = signed_in(&app, "ana@example.com", "correct horse battery").await;
+    app.advance(chrono::Duration::minutes(2));
+    assert_eq!(other.get("/customers").await.0, 200);
+
+    let (_, page, _) = here.get("/settings/account").await;
+    assert!(page.contains("1 other session is signed in as you"), "{page}");
+    assert!(
+        page.contains("<td>2026-11-02 12:05 UTC</td><td>2026-11-02 12:07 UTC</td>"),
+        "when it began and was last seen: {page}"
+    );
+    let (status, _, _) = here
+        .post("/settings/account/sessions/end-others", &[("csrf", "forged")])
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(other.get("/customers").await.0, 200);
+
+    let csrf = WebClient::csrf(&page);
+    let (status, _, headers) = here
+        .post("/settings/account/sessions/end-others", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        (status, &headers["location"]),
+        (303, &"/settings/account".parse().expect("header"))
+    );
+    let (_, page, _) = here.get("/settings/account").await;
+    assert!(page.contains("Your 1 other session was signed out."), "{page}");
+    assert!(page.contains("You are signed in here only."), "{page}");
+    assert_eq!(other.get("/customers").await.0, 303, "signed out");
+    assert_eq!(here.get("/customers").await.0, 200, "this one stays");
+    assert_eq!(
+        someone_else.get("/customers").await.0,
+        200,
+        "other users are not touched"
+    );
 }

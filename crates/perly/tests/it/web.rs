@@ -108,6 +108,15 @@ async fn pages_need_a_session_and_sign_in_sets_a_safe_cookie() {
         "{cookie}"
     );
     assert!(!cookie.contains("Secure"), "plain http is not Secure: {cookie}");
+    let names: Vec<&str> = headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        names.iter().all(|c| !c.starts_with("__")),
+        "plain http keeps the cookie names without a prefix: {names:?}"
+    );
     let (status, page, _) = web.get("/customers").await;
     assert_eq!(status, 200);
     assert!(page.contains("<h1>Customers</h1>"));
@@ -137,7 +146,7 @@ async fn session_cookies_are_secure_when_served_over_https() {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("perly_login_csrf="))
+        .find(|c| c.starts_with("__Secure-perly_login_csrf="))
         .expect("csrf cookie")
         .to_owned();
     assert!(csrf_cookie.contains("Secure"), "{csrf_cookie}");
@@ -279,14 +288,50 @@ async fn a_form_with_errors_shows_them_by_the_field_keeps_the_input_and_changes_
                 ("csrf", &csrf),
                 ("email", "not-an-email"),
                 ("role", "member"),
-                ("password", "short"),
+                ("password", "elevenchars"),
             ],
         )
         .await;
     assert_eq!(status, 422);
     assert!(page.contains("value=\"not-an-email\""));
-    assert!(page.contains("Enter an email address") && page.contains("Use at least 8 characters"));
+    assert!(page.contains("Enter an email address") && page.contains("Use at least 12 characters"));
     assert_eq!(app.store.list_users(app.ws).await.expect("users").len(), 1);
+    // Long enough, but one of the most common passwords: refused, and the list named.
+    let (status, page, _) = web
+        .post(
+            "/settings/users",
+            &[
+                ("csrf", &csrf),
+                ("email", "cy@example.com"),
+                ("role", "member"),
+                ("password", "Password1234"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("list of common passwords"), "{page}");
+    assert_eq!(app.store.list_users(app.ws).await.expect("users").len(), 1);
+    // Any Unicode, 12 characters and up to 128, is taken.
+    let long = "ñandú ".repeat(21) + "ñ!";
+    assert_eq!(long.chars().count(), 128);
+    let (status, _, _) = web
+        .post(
+            "/settings/users",
+            &[
+                ("csrf", &csrf),
+                ("email", "cy@example.com"),
+                ("role", "member"),
+                ("password", &long),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let fresh = WebClient::new(&app);
+    assert_eq!(
+        fresh.sign_in("cy@example.com", &long).await.0,
+        303,
+        "the new user signs in with it"
+    );
 }
 
 #[tokio::test]
