@@ -627,6 +627,20 @@ pub async fn seed_channels(
     Ok(())
 }
 
+/// A data folder made by an older demo may hold the demo user with an
+/// older password (before passwords needed 12 characters): the login the
+/// demo prints must work, so it is set again.
+pub async fn reset_demo_password(store: &dyn Store, ws: perly_domain::ids::WorkspaceId) -> anyhow::Result<()> {
+    let users = store.users_by_email(DEMO_EMAIL).await?;
+    for user in users.iter().filter(|u| u.workspace_id == ws) {
+        if !perly_store::auth::verify_password(DEMO_PASSWORD, &user.password_hash) {
+            let hash = hash_password(DEMO_PASSWORD).map_err(|e| anyhow::anyhow!(e))?;
+            store.change_password(ws, user.id, &hash, "").await?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     crate::telemetry::init("warn,perly=info");
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -638,6 +652,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     let ws = match store.find_workspace(DEMO_WORKSPACE).await? {
         Some(ws) => {
             println!("Reusing the demo workspace in {}", args.data_dir.display());
+            reset_demo_password(store.as_ref(), ws.id).await?;
             ws
         }
         None => {

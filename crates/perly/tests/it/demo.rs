@@ -63,3 +63,35 @@ async fn the_demo_seed_produces_every_alert_kind() {
         detail.history.len()
     );
 }
+
+/// A data folder from an older demo holds the demo user with the old,
+/// shorter password: the login the demo prints must still work.
+#[tokio::test]
+async fn a_reused_demo_folder_signs_in_with_the_printed_password() {
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = test_settings(fresh_database(&dir).await, false);
+    let store = perly::server::open_store(&settings, perly::cli::cipher(&settings, true).expect("cipher"))
+        .await
+        .expect("store");
+    let ws = store.create_workspace("Perly Demo", Utc::now()).await.expect("ws");
+    let old = perly_store::auth::hash_password("perly-demo").expect("hash");
+    store
+        .add_user(
+            ws.id,
+            perly::demo::DEMO_EMAIL,
+            &old,
+            perly_store::Role::Admin,
+            Utc::now(),
+        )
+        .await
+        .expect("user");
+    perly::demo::reset_demo_password(store.as_ref(), ws.id)
+        .await
+        .expect("reset");
+    let users = store.users_by_email(perly::demo::DEMO_EMAIL).await.expect("users");
+    assert_eq!(users.len(), 1);
+    assert!(perly_store::auth::verify_password(
+        perly::demo::DEMO_PASSWORD,
+        &users[0].password_hash
+    ));
+}
