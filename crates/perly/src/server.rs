@@ -38,14 +38,31 @@ pub async fn open_store(settings: &Settings, cipher: SecretCipher) -> anyhow::Re
 
 /// A database URL without its password, for messages.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &base[s + 3..at];
             let user = creds.split(':').next().unwrap_or_default();
-            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
+            format!("{}://{user}:***@{}", &base[..s], &base[at + 1..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    // `?password=…` (and `sslpassword`) is another way to give it.
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// Vendor endpoints and OAuth clients from the settings. OAuth for a vendor
@@ -239,6 +256,23 @@ mod tests {
         assert_eq!(
             redact_url("postgres://u:hunter2@db:5432/p"),
             "postgres://u:***@db:5432/p"
+        );
+        assert_eq!(redact_url("sqlite://data/perly.db"), "sqlite://data/perly.db");
+    }
+
+    #[test]
+    fn database_passwords_are_masked_wherever_the_url_holds_them() {
+        assert_eq!(
+            redact_url("postgres://perly:S3cret@db:5432/perly"),
+            "postgres://perly:***@db:5432/perly"
+        );
+        assert_eq!(
+            redact_url("postgres://db/perly?user=perly&password=S3cret&sslmode=require"),
+            "postgres://db/perly?user=perly&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@h/db?sslpassword=x"),
+            "postgres://u:***@h/db?sslpassword=***"
         );
         assert_eq!(redact_url("sqlite://data/perly.db"), "sqlite://data/perly.db");
     }

@@ -84,12 +84,9 @@ pub struct CustomersResponse {
 pub async fn create(
     State(state): State<AppState>,
     ws: IngestWorkspace,
-    ApiJson(body): ApiJson<CustomersRequest>,
+    body: Result<ApiJson<CustomersRequest>, ApiError>,
 ) -> Result<Json<CustomersResponse>, ApiError> {
-    // Charged before the size check: an oversized body is not free to repeat.
-    state
-        .ingest_limit
-        .take(ws.id, ws.key, body.customers.sent, state.now())?;
+    let body = super::charged_rows(&state, &ws, body, |b| b.customers.sent)?;
     check_batch("customers", body.customers.sent)?;
     let rows = body.customers.rows;
     let mut results = Vec::with_capacity(rows.len());

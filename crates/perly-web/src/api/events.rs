@@ -121,11 +121,10 @@ pub struct EventsResponse {
 pub async fn create(
     State(state): State<AppState>,
     ws: IngestWorkspace,
-    ApiJson(body): ApiJson<EventsRequest>,
+    body: Result<ApiJson<EventsRequest>, ApiError>,
 ) -> Result<Json<EventsResponse>, ApiError> {
+    let body = super::charged_rows(&state, &ws, body, |b| b.events.sent)?;
     let now = state.now();
-    // Charged before the size check: an oversized body is not free to repeat.
-    state.ingest_limit.take(ws.id, ws.key, body.events.sent, now)?;
     check_batch("events", body.events.sent)?;
     let rows = body.events.rows;
     let mut results: Vec<EventResult> = Vec::with_capacity(rows.len());

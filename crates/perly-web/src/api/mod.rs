@@ -90,9 +90,16 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
     }
 }
 
+/// JSON values (numbers, strings, keys, arrays, objects…) the kept rows of
+/// one body may hold together: a hundred a row on average, so rows of any
+/// honest shape fit, while a body of tiny values (`[[0,0,0,…]]`) cannot
+/// blow up into millions of parsed values.
+pub const MAX_VALUES: usize = 100 * MAX_BATCH;
+
 /// The rows of a batch as sent: the first [`MAX_BATCH`] (and one more, to
 /// tell "too many") are kept, the rest only counted and skipped without
-/// being built, so an oversized body costs parsing but no memory.
+/// being built; the kept rows hold at most [`MAX_VALUES`] JSON values. So an
+/// oversized body costs parsing but no memory.
 #[derive(Debug, Default)]
 pub struct Rows {
     pub rows: Vec<serde_json::Value>,
@@ -112,10 +119,11 @@ impl<'de> serde::Deserialize<'de> for Rows {
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Rows, A::Error> {
+                let budget = std::cell::Cell::new(MAX_VALUES);
                 let mut out = Rows::default();
                 loop {
                     let more = if out.rows.len() <= MAX_BATCH {
-                        seq.next_element::<serde_json::Value>()?.map(|v| out.rows.push(v))
+                        seq.next_element_seed(bounded::Seed(&budget))?.map(|v| out.rows.push(v))
                     } else {
                         seq.next_element::<serde::de::IgnoredAny>()?.map(|_| ())
                     };
@@ -128,6 +136,123 @@ impl<'de> serde::Deserialize<'de> for Rows {
         }
 
         d.deserialize_seq(Visitor)
+    }
+}
+
+/// A `serde_json::Value` built against a budget of values.
+mod bounded {
+    use std::cell::Cell;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    use super::MAX_VALUES;
+
+    pub struct Seed<'a>(pub &'a Cell<usize>);
+
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = Value;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(Build(self.0))
+        }
+    }
+
+    struct Build<'a>(&'a Cell<usize>);
+
+    impl Build<'_> {
+        fn spend<E: de::Error>(&self) -> Result<(), E> {
+            match self.0.get().checked_sub(1) {
+                Some(left) => {
+                    self.0.set(left);
+                    Ok(())
+                }
+                None => Err(E::custom(format!(
+                    "the rows hold more than {MAX_VALUES} JSON values; send fewer or smaller rows"
+                ))),
+            }
+        }
+    }
+
+    impl<'de> Visitor<'de> for Build<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+            self.spend()?;
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+            self.spend()?;
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+            self.spend()?;
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            self.spend()?;
+            Ok(Value::from(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            self.spend()?;
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+            self.spend()?;
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+            self.spend()?;
+            Ok(Value::Null)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+            self.visit_unit()
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            self.spend()?;
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(Seed(self.0))? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            self.spend()?;
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                self.spend()?;
+                let value = map.next_value_seed(Seed(self.0))?;
+                out.insert(key, value);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
+/// The rows an ingest body holds, charged to the key's and the workspace's
+/// rate limit before anything else is checked: an oversized body costs its
+/// rows, and one that is not even a valid batch costs a full batch, so
+/// neither is free to repeat.
+pub fn charged_rows<T>(
+    state: &AppState,
+    ws: &crate::auth::IngestWorkspace,
+    body: Result<ApiJson<T>, ApiError>,
+    sent: impl FnOnce(&T) -> usize,
+) -> Result<T, ApiError> {
+    let now = state.now();
+    match body {
+        Ok(ApiJson(body)) => {
+            state.ingest_limit.take(ws.id, ws.key, sent(&body), now)?;
+            Ok(body)
+        }
+        Err(refused) => {
+            state.ingest_limit.take(ws.id, ws.key, MAX_BATCH, now)?;
+            Err(refused)
+        }
     }
 }
 
@@ -164,5 +289,23 @@ mod rows_tests {
         let few: Rows = serde_json::from_str("[1, 2, 3]").expect("rows");
         assert_eq!((few.sent, few.rows.len()), (3, 3));
         assert!(serde_json::from_str::<Rows>("{\"id\": 1}").is_err());
+    }
+
+    #[test]
+    fn rows_are_built_as_json_within_a_budget_of_values() {
+        let rows: Rows =
+            serde_json::from_str(r#"[{"id": "e1", "n": [1, 2.5, true, null], "m": {"k": "v"}}]"#).expect("rows");
+        assert_eq!(
+            rows.rows[0],
+            serde_json::json!({"id": "e1", "n": [1, 2.5, true, null], "m": {"k": "v"}})
+        );
+        // One row of tiny values past the budget is refused, not built.
+        let flood = format!("[[{}]]", vec!["0"; MAX_VALUES + 1].join(","));
+        let err = serde_json::from_str::<Rows>(&flood).expect_err("over the budget");
+        assert!(err.to_string().contains("JSON values"), "{err}");
+        // So are many rows that share it.
+        let row = format!("[{}]", vec!["0"; 200].join(","));
+        let many = format!("[{}]", vec![row.as_str(); MAX_BATCH].join(","));
+        assert!(serde_json::from_str::<Rows>(&many).is_err());
     }
 }

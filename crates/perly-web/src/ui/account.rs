@@ -88,7 +88,7 @@ async fn page(
 }
 
 async fn show(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had = flash.is_some();
     let page = page(&state, &user, HashMap::new(), flash).await?;
     Ok(render(&state, StatusCode::OK, &page, had))

@@ -116,7 +116,7 @@ async fn list(
             }
         })
         .collect();
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had_flash = flash.is_some();
     let view = ListPage {
         nav: Some(user.nav("alerts")),

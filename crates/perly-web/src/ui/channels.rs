@@ -199,7 +199,7 @@ fn platform_choices(selected: &str) -> Vec<Choice> {
 }
 
 async fn list(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had = flash.is_some();
     let form = NewForm {
         platforms: platform_choices("slack"),
@@ -428,7 +428,7 @@ async fn show(
     headers: HeaderMap,
 ) -> Result<Response, UiError> {
     let c = load(&state, &user, &id).await?;
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had = flash.is_some();
     show_page(&state, &user, &c, StatusCode::OK, Shown::saved(&c, flash), had).await
 }

@@ -252,7 +252,7 @@ async fn list(
             state: "",
         },
     ];
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had_flash = flash.is_some();
     let view = ListPage {
         nav: Some(user.nav("customers")),
@@ -563,7 +563,7 @@ async fn show(
         activities,
     };
     let chart = chart::build(&detail.history, &alerts, &card.risk_bands, now, 90);
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had_flash = flash.is_some();
     let page = ProfilePage {
         nav: Some(user.nav("customers")),

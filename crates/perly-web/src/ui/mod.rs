@@ -63,8 +63,12 @@ pub struct Flash {
     pub text: String,
 }
 
-/// Holds only a message shown once, so it keeps its name over https too.
-const FLASH_COOKIE: &str = "perly_flash";
+/// A message shown once. Over https it is a `__Host-` cookie too, so a
+/// sibling domain cannot plant text that the page shows as Perly's.
+const FLASH_COOKIE: CookieName = CookieName {
+    name: "perly_flash",
+    path: "/",
+};
 
 /// A cookie that proves something (a session, a sign-in form, a pending
 /// choice): its name over plain http and its path. Over https the name takes
@@ -123,8 +127,8 @@ pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: boo
 }
 
 /// Takes the flash message of the request, if any (the page clears it).
-pub fn take_flash(headers: &HeaderMap) -> Option<Flash> {
-    let raw = cookie(headers, FLASH_COOKIE)?;
+pub fn take_flash(state: &AppState, headers: &HeaderMap) -> Option<Flash> {
+    let raw = FLASH_COOKIE.read(state, headers)?;
     let decoded: String = form_urlencoded::parse(format!("f={raw}").as_bytes())
         .map(|(_, v)| v.into_owned())
         .next()?;
@@ -143,10 +147,8 @@ pub fn take_flash(headers: &HeaderMap) -> Option<Flash> {
 pub fn redirect_with_flash(state: &AppState, to: &str, kind: &str, text: &str) -> Response {
     let value: String = form_urlencoded::byte_serialize(format!("{kind}|{text}").as_bytes()).collect();
     let mut resp = Redirect::to(to).into_response();
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(FLASH_COOKIE, &value, "/", 60, state.secure_cookies()),
-    );
+    resp.headers_mut()
+        .append(header::SET_COOKIE, FLASH_COOKIE.set(state, &value, 60));
     resp
 }
 
@@ -158,10 +160,8 @@ pub fn render<T: Template>(state: &AppState, status: StatusCode, page: &T, had_f
             resp.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             if had_flash {
-                resp.headers_mut().append(
-                    header::SET_COOKIE,
-                    set_cookie(FLASH_COOKIE, "", "/", 0, state.secure_cookies()),
-                );
+                resp.headers_mut()
+                    .append(header::SET_COOKIE, FLASH_COOKIE.set(state, "", 0));
             }
             resp
         }

@@ -162,7 +162,7 @@ fn login_origins(state: &AppState) -> Vec<String> {
 }
 
 async fn page(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had_flash = flash.is_some();
     let ws = user.session.workspace.id;
     let conn = state.store.salesforce_connection(ws).await?;

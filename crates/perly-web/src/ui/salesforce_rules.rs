@@ -108,7 +108,7 @@ fn rule_row(r: &SalesforceRule) -> RuleRow {
 }
 
 async fn page(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had_flash = flash.is_some();
     let ws = user.session.workspace.id;
     let rules = state.store.salesforce_rules(ws).await?;

@@ -45,14 +45,17 @@ pub const SESSION_COOKIE: CookieName = CookieName {
     name: "perly_session",
     path: "/",
 };
+/// Of the whole site (`Path=/`), so over https it is a `__Host-` cookie
+/// that a sibling domain cannot plant (login CSRF).
 const LOGIN_CSRF_COOKIE: CookieName = CookieName {
     name: "perly_login_csrf",
-    path: "/login",
+    path: "/",
 };
-/// The pending choice of workspace (see the module docs).
+/// The pending choice of workspace (see the module docs); `Path=/` for the
+/// same reason.
 const CHOICE_COOKIE: CookieName = CookieName {
     name: "perly_signin_choice",
-    path: "/login",
+    path: "/",
 };
 /// How long the choice of workspace waits.
 const CHOICE_MINUTES: i64 = 5;
@@ -180,7 +183,7 @@ fn login_page(
     headers: &HeaderMap,
 ) -> Response {
     let csrf = random_token(24);
-    let flash = super::take_flash(headers);
+    let flash = super::take_flash(state, headers);
     let had_flash = flash.is_some();
     let mut resp = render(
         state,

@@ -279,7 +279,7 @@ fn scoring_page(
 
 async fn scoring(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
     let card = state.store.scorecard(user.session.workspace.id).await?;
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had = flash.is_some();
     let page = scoring_page(&user, &scorecard_form(&card), HashMap::new(), None, flash);
     Ok(render(&state, StatusCode::OK, &page, had))
@@ -441,7 +441,7 @@ async fn keys_page(
 }
 
 async fn keys(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had = flash.is_some();
     let page = keys_page(&state, &user, None, KeyForm::default(), (None, None), flash).await?;
     Ok(render(&state, StatusCode::OK, &page, had))
@@ -581,7 +581,7 @@ async fn users_page(
 }
 
 async fn users(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap) -> Result<Response, UiError> {
-    let flash = take_flash(&headers);
+    let flash = take_flash(&state, &headers);
     let had = flash.is_some();
     let page = users_page(
         &state,

@@ -249,4 +249,44 @@ async fn many_keys_of_one_workspace_share_its_ceiling_and_oversized_bodies_are_c
         (429, &json!("rate_limited")),
         "{body}"
     );
+
+    // A body that is not even a batch costs a full batch.
+    let (_, broken) = app.other_workspace("Broken Co").await;
+    let refused = app
+        .client
+        .post(format!("{}/api/v1/events", app.base))
+        .bearer_auth(&broken)
+        .header("content-type", "application/json")
+        .body("{\"events\": [[0, 0, 0")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status().as_u16(), 400);
+    let (status, body) = post(&broken, customers("z", 1)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (429, &json!("rate_limited")),
+        "{body}"
+    );
+    // And a body of tiny values past the budget is refused before it is built.
+    let (_, tiny) = app.other_workspace("Tiny Co").await;
+    let flood = format!("{{\"events\": [[{}]]}}", vec!["0"; 200_000].join(","));
+    let refused = app
+        .client
+        .post(format!("{}/api/v1/events", app.base))
+        .bearer_auth(&tiny)
+        .header("content-type", "application/json")
+        .body(flood)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status().as_u16(), 422);
+    let body: Value = refused.json().await.expect("JSON");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("JSON values"),
+        "{body}"
+    );
 }

@@ -369,10 +369,10 @@ async fn https_setting_sends_secure_prefixed_cookies_and_hsts() {
         login.headers()["strict-transport-security"],
         "max-age=31536000; includeSubDomains"
     );
-    // Path=/login cannot take __Host-; __Secure- still means only https sets it.
-    let csrf_cookie = set_cookie(login.headers(), "__Secure-perly_login_csrf").to_owned();
+    // __Host-: Secure, Path=/, no Domain, so a sibling domain cannot plant it (login CSRF).
+    let csrf_cookie = set_cookie(login.headers(), "__Host-perly_login_csrf").to_owned();
     assert!(
-        csrf_cookie.contains("; Secure") && csrf_cookie.contains("Path=/login"),
+        csrf_cookie.contains("; Secure") && csrf_cookie.contains("Path=/;") && !csrf_cookie.contains("Domain"),
         "{csrf_cookie}"
     );
     let csrf = cookie_value(&csrf_cookie);
@@ -391,7 +391,7 @@ async fn https_setting_sends_secure_prefixed_cookies_and_hsts() {
     assert_eq!(planted.status(), 403);
     let signed_in = client
         .post(format!("{}/login", app.base))
-        .header("cookie", format!("__Secure-perly_login_csrf={csrf}"))
+        .header("cookie", format!("__Host-perly_login_csrf={csrf}"))
         .form(&[
             ("csrf", csrf.as_str()),
             ("email", "ana@example.com"),

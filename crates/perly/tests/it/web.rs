@@ -146,7 +146,7 @@ async fn session_cookies_are_secure_when_served_over_https() {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("__Secure-perly_login_csrf="))
+        .find(|c| c.starts_with("__Host-perly_login_csrf="))
         .expect("csrf cookie")
         .to_owned();
     assert!(csrf_cookie.contains("Secure"), "{csrf_cookie}");
