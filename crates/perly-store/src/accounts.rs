@@ -53,10 +53,14 @@ pub trait Accounts: Send + Sync + 'static {
     async fn remove_user(&self, ws: WorkspaceId, id: UserId) -> Result<()>;
     /// Starts a session; returns the cookie token (shown once, stored
     /// hashed). Purges expired sessions of every workspace on the way.
+    /// `checked_hash` is the password hash the sign-in verified: when the
+    /// password changed since, nothing is started (`Conflict`), so a
+    /// sign-in racing a password change cannot outlive it.
     async fn create_session(
         &self,
         ws: WorkspaceId,
         user: UserId,
+        checked_hash: &str,
         now: DateTime<Utc>,
         policy: &SessionPolicy,
     ) -> Result<String>;
@@ -119,9 +123,11 @@ pub trait Accounts: Send + Sync + 'static {
     /// Keeps the accounts a password matched until `now + ttl`; returns the
     /// cookie token (stored hashed) and the CSRF token of the choice form.
     /// Purges expired choices on the way.
+    /// Each account comes with the password hash the sign-in verified; when
+    /// one changed since, nothing is kept (`Conflict`).
     async fn create_signin_choice(
         &self,
-        users: &[UserId],
+        users: &[(UserId, &str)],
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<(String, String)>;
@@ -240,6 +246,33 @@ pub struct SigninChoice {
     pub expires_at: DateTime<Utc>,
     /// The accounts still present, oldest workspace first.
     pub accounts: Vec<(User, Workspace)>,
+}
+
+/// Locks the user's row while its password hash is still `checked_hash`
+/// (PostgreSQL: `FOR UPDATE`, so a password change waits for this
+/// transaction or this one sees the new hash; SQLite has one writer), or
+/// answers `Conflict`: the password changed after it was checked.
+async fn lock_unchanged_password(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: crate::db::Dialect,
+    ws: WorkspaceId,
+    user: UserId,
+    checked_hash: &str,
+) -> Result<()> {
+    let sql = format!(
+        "SELECT id FROM users WHERE workspace_id = $1 AND id = $2 AND password_hash = $3{}",
+        dialect.for_update()
+    );
+    let found: Option<String> = sqlx::query_scalar(&sql)
+        .bind(ws.to_string())
+        .bind(user.to_string())
+        .bind(checked_hash.to_owned())
+        .fetch_optional(&mut **tx)
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(Error::Conflict("the password changed while signing in".into())),
+    }
 }
 
 fn slugify(name: &str) -> String {
@@ -653,11 +686,14 @@ impl Accounts for SqlStore {
         &self,
         ws: WorkspaceId,
         user: UserId,
+        checked_hash: &str,
         now: DateTime<Utc>,
         policy: &SessionPolicy,
     ) -> Result<String> {
         self.purge_sessions(now, policy).await?;
         let token = crate::auth::random_token(32);
+        let mut tx = self.pools.write.begin().await?;
+        lock_unchanged_password(&mut tx, self.dialect(), ws, user, checked_hash).await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, workspace_id, user_id, csrf_token, created_at, expires_at, last_seen_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $5)",
@@ -668,8 +704,9 @@ impl Accounts for SqlStore {
         .bind(crate::auth::random_token(32))
         .bind(ms(now))
         .bind(ms(now + policy.max_age))
-        .execute(&self.pools.write)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(token)
     }
 
@@ -873,14 +910,22 @@ impl Accounts for SqlStore {
 
     async fn create_signin_choice(
         &self,
-        users: &[UserId],
+        users: &[(UserId, &str)],
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<(String, String)> {
         let token = crate::auth::random_token(32);
         let csrf = crate::auth::random_token(32);
-        let ids: Vec<String> = users.iter().map(ToString::to_string).collect();
+        let ids: Vec<String> = users.iter().map(|(id, _)| id.to_string()).collect();
         let mut tx = self.pools.write.begin().await?;
+        for (user, checked_hash) in users {
+            let ws: Option<String> = sqlx::query_scalar("SELECT workspace_id FROM users WHERE id = $1")
+                .bind(user.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let ws: WorkspaceId = parse("workspace id", &ws.ok_or(Error::NotFound)?)?;
+            lock_unchanged_password(&mut tx, self.dialect(), ws, *user, checked_hash).await?;
+        }
         sqlx::query("DELETE FROM signin_choices WHERE expires_at <= $1")
             .bind(ms(now))
             .execute(&mut *tx)

@@ -566,7 +566,13 @@ async fn pages(url: Option<String>, dir: &tempfile::TempDir, n: usize, requests:
         .add_user(ws.id, "bench@example.com", &hash, perly_store::Role::Admin, now)
         .await?;
     let token = store
-        .create_session(ws.id, user.id, now, &perly_store::SessionPolicy::default())
+        .create_session(
+            ws.id,
+            user.id,
+            &user.password_hash,
+            now,
+            &perly_store::SessionPolicy::default(),
+        )
         .await?;
     let running = crate::server::start(&settings, store.clone(), Arc::new(SystemClock)).await?;
     let base = format!("http://{}", running.addr);

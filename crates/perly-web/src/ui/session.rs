@@ -282,13 +282,14 @@ async fn create(
     match matched.as_slice() {
         [user] => start_session(&state, user, &next).await,
         _ => {
-            let ids: Vec<_> = matched.iter().map(|u| u.id).collect();
+            let ids: Vec<_> = matched.iter().map(|u| (u.id, u.password_hash.as_str())).collect();
             let (token, csrf) = match state
                 .store
                 .create_signin_choice(&ids, now, Duration::minutes(CHOICE_MINUTES))
                 .await
             {
                 Ok(t) => t,
+                Err(perly_store::Error::Conflict(_)) => return password_changed(&state, email, next, &headers),
                 Err(e) => return UiError::from(e).into_response(),
             };
             let workspaces = match state.store.signin_choice(&token, now).await {
@@ -355,15 +356,30 @@ async fn check_password(users: Vec<User>, password: String) -> Result<(Vec<User>
     })
 }
 
+/// The password changed between its check and the session: sign in again.
+fn password_changed(state: &AppState, email: String, next: String, headers: &HeaderMap) -> Response {
+    login_page(
+        state,
+        StatusCode::UNAUTHORIZED,
+        email,
+        next,
+        Some("Your password was just changed: sign in with the new one.".to_owned()),
+        headers,
+    )
+}
+
 /// Signs `user` in and goes to `next`.
 async fn start_session(state: &AppState, user: &User, next: &str) -> Response {
     let policy = state.security.sessions;
     let token = match state
         .store
-        .create_session(user.workspace_id, user.id, state.now(), &policy)
+        .create_session(user.workspace_id, user.id, &user.password_hash, state.now(), &policy)
         .await
     {
         Ok(t) => t,
+        Err(perly_store::Error::Conflict(_)) => {
+            return password_changed(state, user.email.clone(), next.to_owned(), &HeaderMap::new())
+        }
         Err(e) => return UiError::from(e).into_response(),
     };
     let mut resp = Redirect::to(next).into_response();

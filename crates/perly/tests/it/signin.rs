@@ -731,3 +731,47 @@ async fn the_account_page_lists_other_sessions_and_signs_out_everywhere_else() {
         "other users are not touched"
     );
 }
+
+/// A sign-in checks the password, then starts the session: if the password
+/// changed in between (a sign-in with the old password racing the owner's
+/// change), no session or workspace choice is started from the old one.
+#[tokio::test]
+async fn a_signin_checked_against_a_password_changed_since_starts_nothing() {
+    let app = spawn_app().await;
+    let old = perly_store::auth::hash_password("old password 12345").expect("hash");
+    let user = app
+        .store
+        .add_user(app.ws, "ana@example.com", &old, perly_store::Role::Member, app.now())
+        .await
+        .expect("user");
+    let new = perly_store::auth::hash_password("new password 67890").expect("hash");
+    app.store
+        .change_password(app.ws, user.id, &new, "")
+        .await
+        .expect("change");
+    let policy = perly_store::SessionPolicy::default();
+    let stale = app
+        .store
+        .create_session(app.ws, user.id, &old, app.now(), &policy)
+        .await;
+    assert!(matches!(stale, Err(perly_store::Error::Conflict(_))), "{stale:?}");
+    let stale_choice = app
+        .store
+        .create_signin_choice(&[(user.id, old.as_str())], app.now(), chrono::Duration::minutes(5))
+        .await;
+    assert!(
+        matches!(stale_choice, Err(perly_store::Error::Conflict(_))),
+        "{stale_choice:?}"
+    );
+    let token = app
+        .store
+        .create_session(app.ws, user.id, &new, app.now(), &policy)
+        .await
+        .expect("the current password starts a session");
+    assert!(app
+        .store
+        .session(&token, app.now(), &policy)
+        .await
+        .expect("session")
+        .is_some());
+}
