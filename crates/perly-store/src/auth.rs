@@ -67,21 +67,31 @@ pub enum WeakPassword {
     TooLong,
     #[error("This is one of the most common passwords (on Perly's list of common passwords); choose another")]
     Common,
+    #[error("Use more different characters: this repeats just a few")]
+    Repetitive,
 }
 
-/// Checks a new password: 12 to 128 characters (any Unicode, spaces too)
-/// and not on the list of common passwords (compared ignoring case).
+/// Checks a new password: 12 to 128 characters (any Unicode; a run of
+/// spaces counts as one), at least five different characters, and not on
+/// the list of common passwords (compared ignoring case, and also without
+/// the digits and punctuation tacked on at its end: `Password2024!!!`).
 /// Passwords already set are not checked again.
 pub fn check_new_password(password: &str) -> Result<(), WeakPassword> {
-    let chars = password.chars().count();
+    let collapsed = password.split_whitespace().collect::<Vec<_>>().join(" ");
+    let chars = collapsed.chars().count();
     if chars < MIN_PASSWORD_CHARS {
         return Err(WeakPassword::TooShort);
     }
-    if chars > MAX_PASSWORD_CHARS {
+    if password.chars().count() > MAX_PASSWORD_CHARS {
         return Err(WeakPassword::TooLong);
     }
-    let lower = password.to_lowercase();
-    if COMMON_PASSWORDS.lines().any(|common| common == lower) {
+    let distinct: std::collections::HashSet<char> = collapsed.chars().collect();
+    if distinct.len() < 5 {
+        return Err(WeakPassword::Repetitive);
+    }
+    let lower = collapsed.to_lowercase();
+    let stem = lower.trim_end_matches(|c: char| c.is_ascii_digit() || c.is_ascii_punctuation() || c == ' ');
+    if COMMON_PASSWORDS.lines().any(|common| common == lower || common == stem) {
         return Err(WeakPassword::Common);
     }
     Ok(())
@@ -162,8 +172,22 @@ mod tests {
         assert_eq!(check_new_password("twelve chars"), Ok(()));
         // Characters, not bytes: 12 non-ASCII characters are enough.
         assert_eq!(check_new_password("ñandú ñandú!"), Ok(()));
-        assert_eq!(check_new_password("密码密码密码密码密码密码"), Ok(()));
-        assert_eq!(check_new_password(&"é".repeat(128)), Ok(()));
+        assert_eq!(check_new_password("我的密码是一句很长的话呢"), Ok(()));
+        assert_eq!(
+            check_new_password(&"éàüöß ".repeat(21)[..].chars().take(128).collect::<String>()),
+            Ok(())
+        );
+        // A run of spaces counts once; a few characters over and over are not enough.
+        assert_eq!(check_new_password("a b      c d"), Err(WeakPassword::TooShort));
+        assert_eq!(check_new_password(&" ".repeat(12)), Err(WeakPassword::TooShort));
+        assert_eq!(check_new_password("abababababab"), Err(WeakPassword::Repetitive));
+        assert_eq!(
+            check_new_password("密码密码密码密码密码密码"),
+            Err(WeakPassword::Repetitive)
+        );
+        // A common password with digits or punctuation tacked on is still common.
+        assert_eq!(check_new_password("Password2024!!!"), Err(WeakPassword::Common));
+        assert_eq!(check_new_password("sunshine 12345"), Err(WeakPassword::Common));
         assert_eq!(check_new_password(&"a".repeat(129)), Err(WeakPassword::TooLong));
         assert_eq!(check_new_password("password1234"), Err(WeakPassword::Common));
         assert_eq!(
