@@ -77,7 +77,9 @@ pub struct CustomersResponse {
         (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
         (status = 401, description = "Missing, unknown, revoked or expired API key", body = crate::error::ErrorBody),
         (status = 413, description = "More than 1,000 rows or over 5 MB", body = crate::error::ErrorBody),
-        (status = 429, description = "The API key is over its ingest rate limit (rows per second, `[ingest]` settings); \
+        (status = 422, description = "Body is not `{\"customers\": [...]}`, or its rows hold more than 100,000 JSON values", body = crate::error::ErrorBody),
+        (status = 429, description = "The API key, or its workspace with all its keys, is over its ingest rate limit \
+            (rows per second, `[ingest]` settings; a body that is not a valid batch costs a full batch); \
             `Retry-After` says how many seconds to wait", body = crate::error::ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before sending again"))),
     ))]
