@@ -69,6 +69,15 @@ pub async fn standins(settings: &mut Settings) -> (SlackStandin, DiscordStandin)
     (slack, discord)
 }
 
+/// A direct connection to a test database (SQLite or PostgreSQL), for
+/// tests that read or write rows behind the server's back.
+pub async fn connect_database(url: &str) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(url)
+        .await
+        .expect("connect to the test database")
+}
+
 /// A fresh database URL: SQLite in a temp dir, or a new PostgreSQL database.
 pub async fn fresh_database(dir: &tempfile::TempDir) -> String {
     match std::env::var("PERLY_TEST_DATABASE_URL") {
@@ -253,25 +262,12 @@ impl TestApp {
     /// a fault or an attacker with database access would (PostgreSQL `$n`
     /// placeholders are not used: pass literal SQL).
     pub async fn execute_sql(&self, sql: &str) -> u64 {
-        if self.database_url.starts_with("postgres") {
-            let mut conn = sqlx::PgConnection::connect(&self.database_url)
-                .await
-                .expect("connect to the test database");
-            sqlx::query(sql)
-                .execute(&mut conn)
-                .await
-                .expect("run SQL")
-                .rows_affected()
-        } else {
-            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
-                .await
-                .expect("open the test database");
-            sqlx::query(sql)
-                .execute(&mut conn)
-                .await
-                .expect("run SQL")
-                .rows_affected()
-        }
+        let mut conn = connect_database(&self.database_url).await;
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .expect("run SQL")
+            .rows_affected()
     }
 
     /// The SQLite file, when the test runs on SQLite.

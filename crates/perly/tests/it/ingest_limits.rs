@@ -6,7 +6,6 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
-use sqlx::Connection;
 
 use crate::helpers::*;
 
@@ -35,15 +34,8 @@ fn flood_event(i: usize, at: DateTime<Utc>) -> Value {
 /// Bytes of every stored rollup, largest first.
 async fn rollup_bytes(app: &TestApp) -> i64 {
     let sql = "SELECT CAST(length(data) AS BIGINT) FROM rollups ORDER BY 1 DESC LIMIT 1";
-    if app.database_url.starts_with("postgres") {
-        let mut conn = sqlx::PgConnection::connect(&app.database_url).await.expect("connect");
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("rollup size")
-    } else {
-        let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-            .await
-            .expect("connect");
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("rollup size")
-    }
+    let mut conn = connect_database(&app.database_url).await;
+    sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("rollup size")
 }
 
 /// Gives PostgreSQL's planner the statistics a running database has: on a
@@ -51,8 +43,7 @@ async fn rollup_bytes(app: &TestApp) -> i64 {
 /// minute, and until then the duplicate lookup scans the whole table.
 async fn analyze(app: &TestApp) {
     if app.database_url.starts_with("postgres") {
-        let mut conn = sqlx::PgConnection::connect(&app.database_url).await.expect("connect");
-        sqlx::query("ANALYZE").execute(&mut conn).await.expect("analyze");
+        app.execute_sql("ANALYZE").await;
     }
 }
 

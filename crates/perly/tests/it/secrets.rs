@@ -20,7 +20,6 @@ use rstest::rstest;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::Connection;
 
 use crate::helpers::*;
 
@@ -125,8 +124,7 @@ fn legacy_seal(key_text: &str, context: &str, plaintext: &str) -> Vec<u8> {
 }
 
 async fn execute(db: &str, sql: &str, value: Vec<u8>, ws: WorkspaceId, key: &str) {
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(db).await.expect("connect");
+    let mut conn = connect_database(db).await;
     let done = sqlx::query(sql)
         .bind(value)
         .bind(ws.to_string())
