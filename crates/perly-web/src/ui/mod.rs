@@ -65,31 +65,23 @@ pub struct Flash {
 
 /// A message shown once. Over https it is a `__Host-` cookie too, so a
 /// sibling domain cannot plant text that the page shows as Perly's.
-const FLASH_COOKIE: CookieName = CookieName {
-    name: "perly_flash",
-    path: "/",
-};
+const FLASH_COOKIE: CookieName = CookieName("perly_flash");
 
-/// A cookie that proves something (a session, a sign-in form, a pending
-/// choice): its name over plain http and its path. Over https the name takes
-/// the prefix browsers hold it to, so neither a plain-http page nor a
-/// sibling domain can plant or overwrite it: `__Host-` for a cookie of the
-/// whole site (Secure, `Path=/`, no `Domain`), `__Secure-` for one with a
-/// narrower path (Secure).
+/// One of Perly's cookies, all of the whole site (`Path=/`), by its name
+/// over plain http. Over https the name takes the `__Host-` prefix, which
+/// browsers hold to Secure, `Path=/` and no `Domain`, so neither a
+/// plain-http page nor a sibling domain can plant or overwrite it.
 #[derive(Debug, Clone, Copy)]
-pub struct CookieName {
-    pub name: &'static str,
-    pub path: &'static str,
-}
+pub struct CookieName(pub &'static str);
 
 impl CookieName {
     /// The name sent and read: prefixed when served over https (and then
     /// only that name is read).
     pub fn name(&self, https: bool) -> String {
-        match (https, self.path) {
-            (false, _) => self.name.to_owned(),
-            (true, "/") => format!("__Host-{}", self.name),
-            (true, _) => format!("__Secure-{}", self.name),
+        if https {
+            format!("__Host-{}", self.0)
+        } else {
+            self.0.to_owned()
         }
     }
 
@@ -101,7 +93,7 @@ impl CookieName {
     /// A `Set-Cookie` for this cookie (Secure over https, see [`set_cookie`]).
     pub fn set(&self, state: &AppState, value: &str, max_age: i64) -> HeaderValue {
         let https = state.secure_cookies();
-        set_cookie(&self.name(https), value, self.path, max_age, https)
+        set_cookie(&self.name(https), value, max_age, https)
     }
 }
 
@@ -117,11 +109,11 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// A `Set-Cookie` value. `secure` when served over https.
-pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> HeaderValue {
+/// A `Set-Cookie` value for the whole site. `secure` when served over https.
+fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }

@@ -41,24 +41,15 @@ use super::{redirect_with_flash, render, CookieName, Flash, Nav, UiError};
 use crate::client_ip::ClientIp;
 use crate::AppState;
 
-pub const SESSION_COOKIE: CookieName = CookieName {
-    name: "perly_session",
-    path: "/",
-};
-/// Of the whole site (`Path=/`), so over https it is a `__Host-` cookie
-/// that a sibling domain cannot plant (login CSRF).
-const LOGIN_CSRF_COOKIE: CookieName = CookieName {
-    name: "perly_login_csrf",
-    path: "/",
-};
-/// The pending choice of workspace (see the module docs); `Path=/` for the
-/// same reason.
-const CHOICE_COOKIE: CookieName = CookieName {
-    name: "perly_signin_choice",
-    path: "/",
-};
+pub const SESSION_COOKIE: CookieName = CookieName("perly_session");
+/// The sign-in form's CSRF token (a `__Host-` cookie over https, so a
+/// sibling domain cannot plant it: no login CSRF).
+const LOGIN_CSRF_COOKIE: CookieName = CookieName("perly_login_csrf");
+/// The pending choice of workspace (see the module docs).
+const CHOICE_COOKIE: CookieName = CookieName("perly_signin_choice");
 /// How long the choice of workspace waits.
 const CHOICE_MINUTES: i64 = 5;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(show).post(create))
