@@ -224,33 +224,13 @@ impl<'de> Deserialize<'de> for HttpsMode {
     }
 }
 
-/// A list given as a TOML array or, from the environment, as one
-/// comma-separated string.
-fn list_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match Raw::deserialize(d)? {
-        Raw::List(l) => l,
-        Raw::Text(t) => t
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
-}
-
 /// Sign-in throttling, sessions and https (`[security]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SecuritySettings {
     /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the
     /// client; from any other peer the header is ignored.
-    #[serde(deserialize_with = "list_or_string")]
+    #[serde(deserialize_with = "text::list")]
     pub trusted_proxies: Vec<String>,
     /// `auto` (https when `public_url` is https), `true` or `false`: Secure
     /// cookies and HSTS.
@@ -374,7 +354,7 @@ pub struct Settings {
     /// `perly secrets rotate` has re-encrypted everything. A list, or one
     /// string with the keys separated by commas. An older Perly's
     /// passphrase is accepted here (decrypt-only).
-    #[serde(skip_serializing, deserialize_with = "key_list")]
+    #[serde(skip_serializing, deserialize_with = "text::list")]
     pub previous_secret_keys: Vec<SecretString>,
     /// Folder for the SQLite file and demo data.
     #[serde(deserialize_with = "text::string")]
@@ -590,50 +570,36 @@ mod text {
     pub fn optional<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<Option<T>, D::Error> {
         Ok(d.deserialize_option(Optional)?.map(T::from))
     }
-}
 
-/// Reads `previous_secret_keys`: a list of keys, or one string of keys
-/// separated by commas (what an environment variable holds). Numbers are
-/// taken as text: the environment parser reads an all-digit value as one.
-fn key_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
-    struct Keys;
+    /// One item of a list, as text.
+    struct Item(String);
 
-    fn split(v: &str) -> Vec<SecretString> {
-        v.split(',')
-            .filter(|k| !k.trim().is_empty())
-            .map(|k| SecretString::from(k.to_owned()))
-            .collect()
-    }
-
-    impl<'de> serde::de::Visitor<'de> for Keys {
-        type Value = Vec<SecretString>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a list of secret keys, or secret keys separated by commas")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(split(v))
-        }
-
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(split(&v.to_string()))
-        }
-
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(split(&v.to_string()))
-        }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(k) = seq.next_element::<SecretString>()? {
-                out.push(k);
-            }
-            Ok(out)
+    impl<'de> serde::Deserialize<'de> for Item {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Text).map(Item)
         }
     }
 
-    d.deserialize_any(Keys)
+    /// A list setting: a TOML array, or (what an environment variable
+    /// holds) one text of items separated by commas, each trimmed, empty
+    /// ones dropped. Items that are numbers are taken as their digits.
+    pub fn list<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<Vec<T>, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<Item>),
+            One(Item),
+        }
+        Ok(match <Raw as serde::Deserialize>::deserialize(d)? {
+            Raw::List(items) => items.into_iter().map(|Item(s)| T::from(s)).collect(),
+            Raw::One(Item(s)) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| T::from(s.to_owned()))
+                .collect(),
+        })
+    }
 }
 
 #[cfg(test)]
