@@ -15,7 +15,8 @@ pub struct AlertMessage {
     pub kind: AlertKind,
     pub risk_level: RiskLevel,
     pub score: i64,
-    pub delta: i64,
+    /// `None` without a score from 7 days ago to compare with.
+    pub delta: Option<i64>,
     /// e.g. "Health score dropped to 32 (−18)".
     pub headline: String,
     pub signals: Vec<String>,
@@ -41,9 +42,11 @@ impl AlertMessage {
         }
     }
 
-    /// "32 (−18)"
+    /// "32 (−18)", or "32" without a delta.
     pub fn score_with_delta(&self) -> String {
-        let d = self.delta;
+        let Some(d) = self.delta else {
+            return self.score.to_string();
+        };
         let delta = if d > 0 {
             format!("+{d}")
         } else if d < 0 {
@@ -111,7 +114,7 @@ pub(crate) mod tests {
             kind: AlertKind::HealthScoreDrop,
             risk_level: RiskLevel::High,
             score: 32,
-            delta: -18,
+            delta: Some(-18),
             headline: "Health score dropped to 32 (−18)".into(),
             signals: vec![
                 "Login frequency down 60%".into(),

@@ -123,7 +123,9 @@ pub struct AlertDraft {
     pub dedupe_key: String,
     pub risk_level: RiskLevel,
     pub score: i64,
-    pub delta: i64,
+    /// Against the score 7 days ago (a drop: against the 7-day high); `None`
+    /// when there is no score from 7 days ago to compare with.
+    pub delta: Option<i64>,
     /// e.g. "Health score dropped to 32 (−18)"; messages put the customer's name before it.
     pub headline: String,
     pub signals: Vec<String>,
@@ -136,8 +138,9 @@ pub struct AlertDraft {
 pub struct Assessment {
     pub state: AlertState,
     pub alerts: Vec<AlertDraft>,
-    /// Score now minus the score 7 days ago (or the oldest kept, if younger).
-    pub delta: i64,
+    /// Score now minus the score 7 days ago; `None` without a score from
+    /// 7 days ago (a customer scored for the first time, say).
+    pub delta: Option<i64>,
 }
 
 const WEEK_MS: i64 = 7 * DAY_MS;
@@ -165,17 +168,20 @@ pub fn detect(
     let mut state = prev.clone();
     let mut alerts = Vec::new();
     let s = score.score;
-    let risk = score.risk_level;
-
-    // Delta against a stated baseline: the score a week ago.
+    // Delta against a stated baseline: the score a week ago (kept points
+    // reach 8 days back), never a younger one.
     let baseline = state
         .recent
         .iter()
         .rev()
         .find(|p| p.at <= now_ms - WEEK_MS)
-        .or_else(|| state.recent.first())
         .map(|p| p.score);
-    let delta = baseline.map_or(0, |b| s - b);
+    let delta = baseline.map(|b| s - b);
+    // No verdict without data: a score on too little data raises nothing
+    // and is not remembered as a baseline.
+    let Some(risk) = score.risk_level else {
+        return Assessment { state, alerts, delta };
+    };
 
     let negative: Vec<String> = score
         .signals
@@ -186,7 +192,7 @@ pub fn detect(
     let mut draft = |state: &mut AlertState,
                      kind: AlertKind,
                      key: String,
-                     delta: i64,
+                     delta: Option<i64>,
                      headline: String,
                      signals: Vec<String>,
                      action: String| {
@@ -213,11 +219,14 @@ pub fn detect(
                 AlertKind::CustomerAtRisk,
                 key,
                 delta,
-                format!(
-                    "Risk escalated to {} — health score {s} ({})",
-                    risk.label(),
-                    signed(delta)
-                ),
+                match delta {
+                    Some(d) => format!(
+                        "Risk escalated to {} — health score {s} ({} in 7 days)",
+                        risk.label(),
+                        signed(d)
+                    ),
+                    None => format!("Risk escalated to {} — health score {s}", risk.label()),
+                },
                 negative.clone(),
                 score.suggested_action.clone(),
             );
@@ -248,14 +257,16 @@ pub fn detect(
                 state.drop = Some(ep);
             }
         }
-        None => {
+        // A drop needs a real baseline: a customer scored for less than a
+        // week has none (its first scores may rest on data still arriving).
+        None if baseline.is_some() => {
             if (high - s) as f64 >= card.alerts.drop_points {
                 let key = format!("{}", state.seq + 1);
                 draft(
                     &mut state,
                     AlertKind::HealthScoreDrop,
                     key,
-                    s - high,
+                    Some(s - high),
                     format!("Health score dropped to {s} ({})", signed(s - high)),
                     negative.clone(),
                     score.suggested_action.clone(),
@@ -267,6 +278,7 @@ pub fn detect(
                 });
             }
         }
+        None => {}
     }
 
     // Expansion signal.
@@ -370,6 +382,7 @@ pub fn detect(
         .filter_map(|p| p.event_id.clone().map(|id| (id, p.at, p.attempt, p.amount)))
         .filter(|(id, _, _, _)| !state.billing_alerted.iter().any(|(a, _)| a == id))
         .collect();
+    let mut retried_at = Vec::new();
     for (id, at, attempt, amount) in retries {
         let mut signals = vec![format!("Retry attempt {attempt} for {amount:.2} failed")];
         signals.extend(negative.iter().cloned());
@@ -383,6 +396,17 @@ pub fn detect(
             "Contact the customer to update their payment method before the next retry".to_owned(),
         );
         state.billing_alerted.push((id, at));
+        retried_at.push(at);
+    }
+    // A billing retry alert is dated when the retry failed.
+    for (a, at) in alerts
+        .iter_mut()
+        .filter(|a| a.kind == AlertKind::BillingRetryFailed)
+        .zip(retried_at)
+    {
+        if let Some(t) = DateTime::from_timestamp_millis(at) {
+            a.occurred_at = t;
+        }
     }
 
     // Remember this score for the 7-day window.
@@ -525,19 +549,33 @@ mod tests {
     fn sc(score: i64, prev: Option<RiskLevel>) -> Score {
         Score {
             score,
-            risk_level: Scorecard::default()
-                .risk_bands
-                .level_with_hysteresis(score as f64, prev),
+            risk_level: Some(
+                Scorecard::default()
+                    .risk_bands
+                    .level_with_hysteresis(score as f64, prev),
+            ),
             measures: vec![],
             signals: vec![],
             suggested_action: "Call them".into(),
             coverage: Coverage {
-                used: 1,
-                total: 7,
+                used: 5,
+                total: 8,
                 missing: vec![],
                 summary: String::new(),
+                weight: 0.8,
+                enough: true,
+                prior: 62.5,
             },
         }
+    }
+
+    /// A score on too little data: no risk level.
+    fn thin(score: i64) -> Score {
+        let mut s = sc(score, None);
+        s.risk_level = None;
+        s.coverage.enough = false;
+        s.coverage.weight = 0.2;
+        s
     }
 
     /// Runs detection over a sequence of daily scores and returns the kinds fired per day.
@@ -562,6 +600,99 @@ mod tests {
     }
 
     #[test]
+    fn a_first_score_has_no_delta_and_raises_no_drop() {
+        let card = Scorecard::default();
+        // Minutes apart, 90 then 30: no score from 7 days ago, so no delta
+        // and no drop, only the band's escalation.
+        let first = detect(
+            &AlertState::default(),
+            &sc(90, None),
+            &Rollup::default(),
+            &CustomerFacts::default(),
+            &card,
+            t0(),
+        );
+        assert_eq!(first.delta, None);
+        assert!(first.alerts.is_empty(), "{:?}", first.alerts);
+        let later = t0() + Duration::minutes(40);
+        let second = detect(
+            &first.state,
+            &sc(30, first.state.risk),
+            &Rollup::default(),
+            &CustomerFacts::default(),
+            &card,
+            later,
+        );
+        assert_eq!(second.delta, None);
+        let kinds: Vec<_> = second.alerts.iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, vec![AlertKind::CustomerAtRisk]);
+        assert_eq!(second.alerts[0].delta, None);
+        assert_eq!(second.alerts[0].headline, "Risk escalated to High — health score 30");
+    }
+
+    #[test]
+    fn the_delta_is_against_the_score_7_days_ago_only() {
+        let card = Scorecard::default();
+        let mut state = AlertState::default();
+        for (day, s) in [(0, 80), (3, 78), (6, 76)] {
+            let a = detect(
+                &state,
+                &sc(s, state.risk),
+                &Rollup::default(),
+                &CustomerFacts::default(),
+                &card,
+                t0() + Duration::days(day),
+            );
+            assert_eq!(a.delta, None, "day {day}: younger than a week");
+            state = a.state;
+        }
+        let a = detect(
+            &state,
+            &sc(70, state.risk),
+            &Rollup::default(),
+            &CustomerFacts::default(),
+            &card,
+            t0() + Duration::days(7),
+        );
+        assert_eq!(a.delta, Some(-10), "against day 0's 80");
+    }
+
+    #[test]
+    fn a_score_on_thin_data_raises_nothing_and_is_no_baseline() {
+        let card = Scorecard::default();
+        let mut state = AlertState::default();
+        for day in 0..10 {
+            let a = detect(
+                &state,
+                &thin(5),
+                &Rollup::default(),
+                &CustomerFacts::default(),
+                &card,
+                t0() + Duration::days(day),
+            );
+            assert!(a.alerts.is_empty(), "{:?}", a.alerts);
+            state = a.state;
+        }
+        assert!(state.recent.is_empty());
+        assert_eq!(state.risk, None);
+        // Once the data is there it gains a level (and alerts on it), with no delta yet.
+        let a = detect(
+            &state,
+            &sc(20, None),
+            &Rollup::default(),
+            &CustomerFacts::default(),
+            &card,
+            t0() + Duration::days(10),
+        );
+        assert_eq!(a.state.risk, Some(RiskLevel::Critical));
+        assert_eq!(a.delta, None);
+        assert_eq!(
+            a.alerts.iter().map(|x| x.kind).collect::<Vec<_>>(),
+            vec![AlertKind::CustomerAtRisk]
+        );
+    }
+
+    #[test]
     fn at_risk_fires_once_per_episode_and_again_on_escalation() {
         let fired = run(&[80, 45, 44, 51, 46, 20, 30, 60, 45]);
         let at_risk: Vec<usize> = fired
@@ -577,17 +708,19 @@ mod tests {
 
     #[test]
     fn drop_fires_against_the_weekly_high_and_closes_at_half_recovery() {
-        // Slow slide: 90 → 80 over four days fires once.
-        let fired = run(&[90, 87, 84, 82, 80, 79, 85, 86, 75]);
+        // A week at 90 gives a baseline; then a slow slide 90 → 80 over four days fires once.
+        let mut scores = vec![90; 8];
+        scores.extend([87, 84, 82, 80, 79, 85, 86, 75]);
+        let fired = run(&scores);
         let drops: Vec<usize> = fired
             .iter()
             .enumerate()
             .filter(|(_, k)| k.contains(&AlertKind::HealthScoreDrop))
-            .map(|(i, _)| i)
+            .map(|(i, _)| i - 8)
             .collect();
-        // Day 4: 90→80 fires. Day 6: 85 recovers half of 90→79 → closes.
-        // Day 8: 75 is 11 below the high since re-arming (86) → fires again.
-        assert_eq!(drops, vec![4, 8]);
+        // Day 3 of the slide: 90→80 fires. Day 5: 85 recovers half of 90→79 → closes.
+        // Day 7: 75 is 11 below the high since re-arming (86) → fires again.
+        assert_eq!(drops, vec![3, 7]);
     }
 
     #[test]

@@ -227,7 +227,16 @@ pub enum Decision {
 }
 
 /// Decides for one alert (kind, risk, score delta) and one channel at `now`.
-pub fn decide(rules: &ChannelRules, kind: AlertKind, risk: RiskLevel, delta: i64, now: DateTime<Utc>) -> Decision {
+/// An alert without a delta (no score from 7 days ago) moved by no known
+/// amount: it meets no minimum delta.
+pub fn decide(
+    rules: &ChannelRules,
+    kind: AlertKind,
+    risk: RiskLevel,
+    delta: Option<i64>,
+    now: DateTime<Utc>,
+) -> Decision {
+    let delta = delta.unwrap_or(0);
     if !rules.event_kinds.contains(&kind) {
         return Decision::Skip;
     }
@@ -295,7 +304,7 @@ mod tests {
         let routed = |kind, risk| -> Vec<&str> {
             seed_channels()
                 .into_iter()
-                .filter(|(_, r)| decide(r, kind, risk, -5, now) != Decision::Skip)
+                .filter(|(_, r)| decide(r, kind, risk, Some(-5), now) != Decision::Skip)
                 .map(|(n, _)| n)
                 .collect()
         };
@@ -339,17 +348,17 @@ mod tests {
         // Saturday 2026-11-28 15:00 UTC: held until Monday 09:00 Paris (08:00 UTC in winter).
         let sat = at("2026-11-28T15:00:00Z");
         assert_eq!(
-            decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::High, -12, sat),
+            decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::High, Some(-12), sat),
             Decision::SendAt(at("2026-11-30T08:00:00Z"))
         );
         assert_eq!(
-            decide(&rules, AlertKind::CustomerAtRisk, RiskLevel::Critical, -30, sat),
+            decide(&rules, AlertKind::CustomerAtRisk, RiskLevel::Critical, Some(-30), sat),
             Decision::SendAt(sat)
         );
         // Tuesday 10:00 Paris is open.
         let tue = at("2026-11-24T09:00:00Z");
         assert_eq!(
-            decide(&rules, AlertKind::ExpansionSignal, RiskLevel::Low, 0, tue),
+            decide(&rules, AlertKind::ExpansionSignal, RiskLevel::Low, Some(0), tue),
             Decision::SendAt(tue)
         );
         // Summer time: 09:00 Paris is 07:00 UTC.
@@ -368,15 +377,15 @@ mod tests {
         };
         let now = at("2026-11-24T10:00:00Z");
         assert_eq!(
-            decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::High, -14, now),
+            decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::High, Some(-14), now),
             Decision::Skip
         );
         assert_eq!(
-            decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::Medium, -20, now),
+            decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::Medium, Some(-20), now),
             Decision::Skip
         );
         assert_eq!(
-            decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::High, -15, now),
+            decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::High, Some(-15), now),
             Decision::SendAt(now)
         );
     }
@@ -406,7 +415,7 @@ mod tests {
             q.time_zone = ["Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"][zone].into();
             let rules = ChannelRules { quiet_hours: Some(q.clone()), ..ChannelRules::everything() };
             let now = at("2026-01-01T00:00:00Z") + Duration::minutes(minutes);
-            match decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::ALL[risk], -20, now) {
+            match decide(&rules, AlertKind::HealthScoreDrop, RiskLevel::ALL[risk], Some(-20), now) {
                 Decision::Skip => prop_assert!(false, "a matching alert was dropped"),
                 Decision::SendAt(t) => {
                     prop_assert!(t >= now && t - now <= Duration::days(4));

@@ -72,6 +72,14 @@ id_type!(
     SyncId
 );
 id_type!(
+    /// One import: a backfill, a first Salesforce sync or a scorecard change.
+    ImportId
+);
+id_type!(
+    /// One summary message of an import for a channel.
+    NoticeId
+);
+id_type!(
     /// One Salesforce automation rule.
     RuleId
 );

@@ -14,6 +14,8 @@ pub mod customer;
 pub mod event;
 pub mod field_error;
 pub mod ids;
+pub mod imports;
+pub mod money;
 pub mod risk;
 pub mod rollup;
 pub mod salesforce;

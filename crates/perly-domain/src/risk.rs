@@ -98,6 +98,12 @@ impl RiskBands {
         }
     }
 
+    /// The neutral prior a measure without data counts at: the middle of the
+    /// medium band (62.5 with the default bands).
+    pub fn neutral(&self) -> f64 {
+        (self.low + self.medium) / 2.0
+    }
+
     /// The score range `[lo, hi)` of a band.
     fn range(&self, level: RiskLevel) -> (f64, f64) {
         match level {

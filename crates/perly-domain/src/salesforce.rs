@@ -218,8 +218,8 @@ fn yes() -> bool {
 pub struct AlertFacts {
     pub kind: AlertKind,
     pub risk_level: RiskLevel,
-    /// Score change that the alert reports (negative: a drop).
-    pub delta: i64,
+    /// Score change that the alert reports (negative: a drop), if it has one.
+    pub delta: Option<i64>,
 }
 
 impl AutomationRule {
@@ -282,7 +282,8 @@ impl AutomationRule {
         let w = &self.when;
         w.alert_kinds.contains(&alert.kind)
             || w.min_risk.is_some_and(|min| alert.risk_level >= min)
-            || w.min_score_drop.is_some_and(|drop| alert.delta <= -i64::from(drop))
+            || w.min_score_drop
+                .is_some_and(|drop| alert.delta.is_some_and(|d| d <= -i64::from(drop)))
     }
 
     /// The task subject with `{customer}` and `{risk}` filled in, cut to
@@ -332,7 +333,8 @@ pub struct ActionDraft {
     pub alert_kind: AlertKind,
     pub risk_level: RiskLevel,
     pub score: i64,
-    pub delta: i64,
+    /// `None` when the alert has no score from 7 days ago to compare with.
+    pub delta: Option<i64>,
     pub headline: String,
     pub signals: Vec<String>,
     pub suggested_action: String,
@@ -428,7 +430,7 @@ mod tests {
         AlertFacts {
             kind,
             risk_level: risk,
-            delta,
+            delta: Some(delta),
         }
     }
 

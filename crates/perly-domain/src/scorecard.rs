@@ -56,6 +56,20 @@ impl MeasureKind {
         }
     }
 
+    /// The measure's name in words ("usage trend").
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::UsageTrend => "usage trend",
+            Self::SeatUtilisation => "seat utilisation",
+            Self::FeatureAdoption => "feature adoption",
+            Self::BillingHealth => "billing health",
+            Self::SupportLoad => "support load",
+            Self::RelationshipRecency => "relationship recency",
+            Self::Nps => "NPS",
+            Self::RenewalOutlook => "renewal outlook",
+        }
+    }
+
     /// Plain words for coverage notes ("no NPS responses").
     pub fn missing_data(self) -> &'static str {
         match self {
@@ -158,6 +172,70 @@ impl Default for Scorecard {
 }
 
 impl Scorecard {
+    /// What changed from `self` to `new`, in words for a summary:
+    /// "weights: usage trend 22 → 30; bands: low from 75 → 80".
+    pub fn describe_change(&self, new: &Scorecard) -> String {
+        let n = |x: f64| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x}")
+            }
+        };
+        let mut weights = Vec::new();
+        let mut thresholds = Vec::new();
+        for kind in MeasureKind::ALL {
+            let (a, b) = (self.measures.get(&kind), new.measures.get(&kind));
+            let (wa, wb) = (a.map_or(0.0, |m| m.weight), b.map_or(0.0, |m| m.weight));
+            if wa != wb {
+                weights.push(format!("{} {} → {}", kind.label(), n(wa), n(wb)));
+            }
+            if let (Some(a), Some(b)) = (a, b) {
+                if a.bad != b.bad || a.good != b.good {
+                    thresholds.push(kind.label().to_owned());
+                }
+            }
+        }
+        let mut parts = Vec::new();
+        if !weights.is_empty() {
+            parts.push(format!("weights: {}", weights.join(", ")));
+        }
+        if !thresholds.is_empty() {
+            parts.push(format!("thresholds of {}", thresholds.join(", ")));
+        }
+        let (ba, bb) = (&self.risk_bands, &new.risk_bands);
+        let mut bands = Vec::new();
+        for (name, x, y) in [
+            ("low", ba.low, bb.low),
+            ("medium", ba.medium, bb.medium),
+            ("high", ba.high, bb.high),
+        ] {
+            if x != y {
+                bands.push(format!("{name} from {} → {}", n(x), n(y)));
+            }
+        }
+        if ba.hysteresis != bb.hysteresis {
+            bands.push(format!("margin {} → {}", n(ba.hysteresis), n(bb.hysteresis)));
+        }
+        if !bands.is_empty() {
+            parts.push(format!("bands: {}", bands.join(", ")));
+        }
+        if self.alerts != new.alerts {
+            parts.push("alert thresholds".into());
+        }
+        if self.plans != new.plans || self.premium_features != new.premium_features {
+            parts.push("plans and premium features".into());
+        }
+        if self.nps_half_life_days != new.nps_half_life_days {
+            parts.push("NPS half-life".into());
+        }
+        if parts.is_empty() {
+            "saved unchanged".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
     /// Rank of a plan in `plans` (unknown plans rank lowest).
     pub fn plan_rank(&self, plan: &str) -> Option<usize> {
         self.plans.iter().position(|p| p.eq_ignore_ascii_case(plan))
@@ -253,6 +331,21 @@ impl Scorecard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_is_described_in_words() {
+        let old = Scorecard::default();
+        let mut new = old.clone();
+        if let Some(m) = new.measures.get_mut(&MeasureKind::UsageTrend) {
+            m.weight = 30.0;
+        }
+        new.risk_bands.low = 80.0;
+        assert_eq!(
+            old.describe_change(&new),
+            "weights: usage trend 22 → 30; bands: low from 75 → 80"
+        );
+        assert_eq!(old.describe_change(&old), "saved unchanged");
+    }
 
     #[test]
     fn defaults_are_valid_and_weigh_100() {

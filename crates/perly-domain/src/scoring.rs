@@ -1,8 +1,18 @@
 //! The health score: a weighted scorecard over eight measures, each mapped to
-//! 0–100 between two thresholds. A measure with no data is left out and its
-//! weight shared among the rest (the score says which data it is missing).
-//! Every score carries its contributions, the signals that cost it most in
-//! plain words with numbers, and one suggested action.
+//! 0–100 between two thresholds. Every score carries its contributions, the
+//! signals that cost it most in plain words with numbers, and one suggested
+//! action.
+//!
+//! No verdict without data:
+//! - A measure with no data counts at a neutral prior (the middle of the
+//!   medium band, 62.5 by default) for its weight, so thin data pulls a score
+//!   toward neutral instead of letting one measure decide it:
+//!   `score = (Σ w·points over measures with data + Σ w·prior over the rest) / Σ w`.
+//! - A score whose measures with data carry less than [`MIN_COVERAGE`] of
+//!   the scorecard's weight has no risk level ("Not enough data yet"), and
+//!   raises no alert. Usage trend only counts once 44 days of usage history
+//!   exist, so a new customer's verdict waits for the other measures or for
+//!   its history.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -60,14 +70,37 @@ pub struct MissingMeasure {
     pub reason: String,
 }
 
+/// The least share of the scorecard's weight that must have data for a
+/// score to carry a risk level.
+pub const MIN_COVERAGE: f64 = 0.5;
+
 /// Which measures the score is based on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Coverage {
     pub used: usize,
     pub total: usize,
     pub missing: Vec<MissingMeasure>,
-    /// "based on 5 of 7 measures"
+    /// "based on 5 of 8 measures", or "Not enough data yet (based on 1 of 8
+    /// measures: billing health)".
     pub summary: String,
+    /// Share (0–1) of the scorecard's weight carried by measures with data.
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// Whether that share reaches [`MIN_COVERAGE`]: only then does the score
+    /// carry a risk level and raise alerts.
+    #[serde(default = "yes")]
+    pub enough: bool,
+    /// The neutral prior that measures without data count at (0–100).
+    #[serde(default)]
+    pub prior: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A computed health score with its reasons.
@@ -75,7 +108,8 @@ pub struct Coverage {
 pub struct Score {
     /// 0–100, rounded.
     pub score: i64,
-    pub risk_level: RiskLevel,
+    /// `None` while the score rests on too little data (see [`Coverage`]).
+    pub risk_level: Option<RiskLevel>,
     pub measures: Vec<MeasureResult>,
     pub signals: Vec<Signal>,
     pub suggested_action: String,
@@ -95,24 +129,26 @@ pub fn score(
     let mut raw_results = Vec::new();
     let mut missing = Vec::new();
     let mut total = 0;
+    let mut total_weight = 0.0;
     for (kind, cfg) in &card.measures {
         if cfg.weight <= 0.0 {
             continue;
         }
         total += 1;
+        total_weight += cfg.weight;
         match measure(*kind, rollup, facts, card, now_ms) {
             Ok((raw, points, detail)) => raw_results.push((*kind, cfg.weight, raw, points, detail)),
             Err(reason) => missing.push(MissingMeasure { measure: *kind, reason }),
         }
     }
-    let weight_sum: f64 = raw_results.iter().map(|r| r.1).sum();
-    if raw_results.is_empty() || weight_sum <= 0.0 {
+    let used_weight: f64 = raw_results.iter().map(|r| r.1).sum();
+    if raw_results.is_empty() || used_weight <= 0.0 || total_weight <= 0.0 {
         return None;
     }
     let measures: Vec<MeasureResult> = raw_results
         .into_iter()
         .map(|(measure, w, raw, points, detail)| {
-            let weight = w / weight_sum;
+            let weight = w / total_weight;
             MeasureResult {
                 measure,
                 raw,
@@ -123,17 +159,30 @@ pub fn score(
             }
         })
         .collect();
-    let exact: f64 = measures.iter().map(|m| m.contribution).sum();
+    let share = (used_weight / total_weight).clamp(0.0, 1.0);
+    let prior = card.risk_bands.neutral();
+    let exact: f64 = measures.iter().map(|m| m.contribution).sum::<f64>() + (1.0 - share) * prior;
     let score = exact.round().clamp(0.0, 100.0) as i64;
-    let risk_level = card.risk_bands.level_with_hysteresis(score as f64, previous_risk);
+    let enough = share + 1e-9 >= MIN_COVERAGE;
+    let risk_level = enough.then(|| card.risk_bands.level_with_hysteresis(score as f64, previous_risk));
     let signals = signals(&measures);
     let suggested_action = suggested_action(&signals, &measures);
     let used = measures.len();
+    let based_on = format!("based on {used} of {total} measures");
+    let summary = if enough {
+        based_on
+    } else {
+        let names: Vec<&str> = measures.iter().map(|m| m.measure.label()).collect();
+        format!("Not enough data yet ({based_on}: {})", names.join(", "))
+    };
     let coverage = Coverage {
         used,
         total,
-        summary: format!("based on {used} of {total} measures"),
+        summary,
         missing,
+        weight: share,
+        enough,
+        prior,
     };
     Some(Score {
         score,
@@ -587,7 +636,12 @@ mod tests {
         assert!(top.text.contains("10.0 → 4.0"), "{}", top.text);
         assert!(s.suggested_action.contains("check-in call"));
         assert_eq!(s.coverage.used, 1);
-        assert_eq!(s.coverage.summary, "based on 1 of 8 measures");
+        // Usage alone is 22% of the weight: no verdict yet.
+        assert_eq!(
+            s.coverage.summary,
+            "Not enough data yet (based on 1 of 8 measures: usage trend)"
+        );
+        assert_eq!(s.risk_level, None);
     }
 
     #[test]
@@ -606,10 +660,67 @@ mod tests {
                 seats_purchased: None,
             },
         ));
+        for (i, d) in [40, 10].into_iter().enumerate() {
+            r.apply(&ev(9000 + i, d, EventKind::PaymentSucceeded { amount: 50.0 }));
+        }
+        for (i, f) in ["reports", "exports", "alerts", "api", "sso"].into_iter().enumerate() {
+            r.apply(&ev(
+                9100 + i,
+                3,
+                EventKind::FeatureUsed {
+                    feature: f.into(),
+                    user_id: None,
+                },
+            ));
+        }
         let s = score(&r, &facts, &Scorecard::default(), None, now()).expect("scored");
-        assert_eq!(s.score, 100);
-        assert_eq!(s.risk_level, RiskLevel::Low);
+        // Usage, seats, features and billing: 66% of the weight, all at 100;
+        // the missing third counts at the neutral 62.5.
+        assert!(s.coverage.enough, "{:?}", s.coverage);
+        assert_eq!(s.score, 87);
+        assert_eq!(s.risk_level, Some(RiskLevel::Low));
         assert!(s.signals.iter().all(|x| x.sentiment == Sentiment::Positive));
+    }
+
+    #[test]
+    fn thin_data_shrinks_toward_neutral_and_carries_no_risk_level() {
+        let card = Scorecard::default();
+        let mut r = Rollup::default();
+        r.apply(&ev(1, 2, EventKind::NpsResponse { score: 0 }));
+        let s = score(&r, &CustomerFacts::default(), &card, None, now()).expect("scored");
+        // NPS alone (5% of the weight) at 0 points: 0.05·0 + 0.95·62.5.
+        assert_eq!(s.score, 59);
+        assert_eq!(s.risk_level, None);
+        assert!(!s.coverage.enough);
+        assert!((s.coverage.weight - 0.05).abs() < 1e-9);
+        assert_eq!(s.coverage.prior, 62.5);
+        assert_eq!(
+            s.coverage.summary,
+            "Not enough data yet (based on 1 of 8 measures: NPS)"
+        );
+        // Even with the previous level given, thin data gives no level.
+        let again = score(&r, &CustomerFacts::default(), &card, Some(RiskLevel::Low), now()).expect("scored");
+        assert_eq!(again.risk_level, None);
+    }
+
+    #[test]
+    fn half_of_the_weight_is_enough_for_a_verdict() {
+        let mut card = Scorecard::default();
+        // Only billing (18) and NPS (5) count, weights 1 and 1: each half.
+        for (k, m) in card.measures.iter_mut() {
+            m.weight = match k {
+                MeasureKind::BillingHealth | MeasureKind::Nps => 1.0,
+                _ => 0.0,
+            };
+        }
+        let mut r = Rollup::default();
+        r.apply(&ev(1, 3, EventKind::PaymentSucceeded { amount: 10.0 }));
+        let s = score(&r, &CustomerFacts::default(), &card, None, now()).expect("scored");
+        assert!(s.coverage.enough);
+        assert_eq!(s.coverage.summary, "based on 1 of 2 measures");
+        // Billing at 100 for half the weight, the neutral prior for the rest.
+        assert_eq!(s.score, 81);
+        assert_eq!(s.risk_level, Some(RiskLevel::Low));
     }
 
     #[test]
@@ -632,7 +743,9 @@ mod tests {
             },
         ));
         let s = score(&r, &CustomerFacts::default(), &Scorecard::default(), None, now()).expect("scored");
-        assert!(s.score < 40, "{}", s.score);
+        // Billing alone is 18% of the weight: pulled below the neutral 62.5, no verdict.
+        assert!(s.score < 62, "{}", s.score);
+        assert_eq!(s.risk_level, None);
         assert!(
             s.signals[0]
                 .text

@@ -532,9 +532,8 @@ pub fn task_body(a: &SalesforceAction, public_url: &str) -> Result<Value, Error>
         description.push_str(&format!("Signals: {}.\n", d.signals.join("; ")));
     }
     description.push_str(&format!(
-        "Health score {} ({:+}), risk {}.\nSuggested action: {}\nPerly profile: {}\nRule: {}\nPerly reference: {}",
-        d.score,
-        d.delta,
+        "Health score {}, risk {}.\nSuggested action: {}\nPerly profile: {}\nRule: {}\nPerly reference: {}",
+        score_text(d.score, d.delta),
         d.risk_level.label(),
         d.suggested_action,
         profile_url(a, public_url),
@@ -552,6 +551,14 @@ pub fn task_body(a: &SalesforceAction, public_url: &str) -> Result<Value, Error>
     .to_body())
 }
 
+/// "32 (+5)", or "32" without a delta.
+fn score_text(score: i64, delta: Option<i64>) -> String {
+    match delta {
+        Some(d) => format!("{score} ({d:+})"),
+        None => score.to_string(),
+    }
+}
+
 /// The Chatter post for an action: headline, signals as a list, the
 /// profile link, the owner mentioned, and the marker.
 pub fn post_body(a: &SalesforceAction, public_url: &str) -> Value {
@@ -560,9 +567,8 @@ pub fn post_body(a: &SalesforceAction, public_url: &str) -> Value {
         .begin(Markup::Paragraph)
         .bold(format!("Perly: {}", d.headline))
         .text(format!(
-            " (health score {}, {:+}, risk {})",
-            d.score,
-            d.delta,
+            " (health score {}, risk {})",
+            score_text(d.score, d.delta).replace(" (", ", ").replace(')', ""),
             d.risk_level.label()
         ))
         .end(Markup::Paragraph);
@@ -653,7 +659,7 @@ mod tests {
                 alert_kind: AlertKind::CustomerAtRisk,
                 risk_level: RiskLevel::High,
                 score: 42,
-                delta: -18,
+                delta: Some(-18),
                 headline: "moved to high churn risk".into(),
                 signals: vec!["Logins down 60%".into(), "Payment failed twice".into()],
                 suggested_action: "Schedule a check-in call".into(),

@@ -169,7 +169,12 @@ pub(crate) async fn route_alerts(
 }
 
 /// Moves a channel's `next_due_at` up to `run_at` if that is earlier.
-async fn mark_due(tx: &mut Transaction<'static, Any>, ws: WorkspaceId, channel: &str, run_at: i64) -> Result<()> {
+pub(crate) async fn mark_due(
+    tx: &mut Transaction<'static, Any>,
+    ws: WorkspaceId,
+    channel: &str,
+    run_at: i64,
+) -> Result<()> {
     sqlx::query(
         "UPDATE channels SET next_due_at = CASE WHEN next_due_at IS NULL OR next_due_at > $3 THEN $3 ELSE next_due_at END \
          WHERE workspace_id = $1 AND id = $2",
@@ -458,10 +463,12 @@ impl SqlStore {
         let ids: Vec<String> = index.keys().cloned().collect();
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT d.id AS delivery_id, d.channel_id, d.attempts, d.held, d.alert_id, {ALERT_COLUMNS} \
+                "SELECT d.id AS delivery_id, d.channel_id, d.attempts, d.held, d.alert_id, {ALERT_COLUMNS}, \
+                 n.title AS notice_title, n.lines AS notice_lines, n.more AS notice_more, n.risk_level AS notice_risk \
                  FROM deliveries d JOIN channels ch ON ch.id = d.channel_id AND ch.workspace_id = d.workspace_id \
                  LEFT JOIN alerts a ON a.id = d.alert_id AND a.workspace_id = d.workspace_id \
                  LEFT JOIN customers c ON c.id = a.customer_id AND c.workspace_id = d.workspace_id \
+                 LEFT JOIN notices n ON n.id = d.notice_id AND n.workspace_id = d.workspace_id \
                  WHERE d.channel_id IN ({}) AND d.state = 'pending' AND +d.run_at <= $1 \
                  ORDER BY d.channel_id, d.id",
                 params(2, chunk.len())
@@ -478,11 +485,25 @@ impl SqlStore {
                     Some(_) => Some(alert_from(&r)?),
                     None => None,
                 };
+                let notice = match r.try_get::<Option<String>, _>("notice_title")? {
+                    Some(title) => Some(perly_domain::imports::NoticeText {
+                        title,
+                        lines: serde_json::from_str(&r.try_get::<String, _>("notice_lines")?)
+                            .map_err(|e| corrupt("notice", e))?,
+                        more: r.try_get("notice_more")?,
+                        risk_level: match r.try_get::<Option<String>, _>("notice_risk")? {
+                            Some(l) => Some(parse("risk level", &l)?),
+                            None => None,
+                        },
+                    }),
+                    None => None,
+                };
                 claimed[i].items.push(OutboxItem {
                     id: parse("delivery id", &r.try_get::<String, _>("delivery_id")?)?,
                     attempts: r.try_get("attempts")?,
                     held: r.try_get::<i64, _>("held")? != 0,
                     alert,
+                    notice,
                 });
             }
         }

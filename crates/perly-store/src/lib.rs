@@ -18,6 +18,7 @@ pub mod auth;
 pub mod channels;
 pub mod cipher;
 pub mod db;
+pub mod imports;
 pub mod model;
 pub mod salesforce;
 pub mod salesforce_outbox;
@@ -35,6 +36,7 @@ use perly_domain::scorecard::Scorecard;
 pub use accounts::{
     Accounts, KeyAuth, LockedBy, NewApiKey, SessionPolicy, SessionSummary, SigninAttempt, SigninChoice, SigninLimits,
 };
+pub use imports::Imports;
 pub use model::*;
 pub use salesforce::{
     ApiUsageSeen, AppliedAccounts, CrmRecord, NewSalesforceConnection, ObjectProgress, ObjectState, PulledAccount,
@@ -84,7 +86,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The one interface to Perly's data.
 #[async_trait]
-pub trait Store: Accounts + Secrets + Send + Sync + 'static {
+pub trait Store: Accounts + Imports + Secrets + Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 
@@ -101,7 +103,15 @@ pub trait Store: Accounts + Secrets + Send + Sync + 'static {
     ) -> Result<Vec<UpsertOutcome>>;
     /// Stores the events in one transaction, folds them into their customers'
     /// rollups and marks those customers for rescoring. One outcome per event.
-    async fn ingest_events(&self, ws: WorkspaceId, events: &[Event], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>>;
+    /// `mode`: live data, or a backfill of history (scored and recorded,
+    /// summarised to channels once per import instead of alert by alert).
+    async fn ingest_events(
+        &self,
+        ws: WorkspaceId,
+        events: &[Event],
+        mode: IngestMode,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<IngestOutcome>>;
 
     // Scoring.
     /// Leases up to `limit` customers that need rescoring.

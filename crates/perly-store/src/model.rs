@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use perly_domain::alerts::{AlertKind, AlertState, Assessment};
 use perly_domain::channels::{ChannelRules, Platform};
-use perly_domain::ids::{AlertId, ApiKeyId, ChannelId, CustomerId, DeliveryId, UserId, WorkspaceId};
+use perly_domain::ids::{AlertId, ApiKeyId, ChannelId, CustomerId, DeliveryId, ImportId, UserId, WorkspaceId};
+use perly_domain::imports::{ImportSource, ImportSummary, NoticeText};
 use perly_domain::risk::RiskLevel;
 use perly_domain::rollup::Rollup;
 use perly_domain::scoring::{CustomerFacts, Score};
@@ -134,6 +135,8 @@ pub struct RescoreInput {
     pub rollup: Rollup,
     pub facts: CustomerFacts,
     pub state: AlertState,
+    /// The import whose data waits to be scored; `None` for live data.
+    pub import: Option<ImportId>,
 }
 
 /// The outcome of rescoring one customer.
@@ -143,6 +146,11 @@ pub struct RescoreResult {
     pub version: i64,
     /// `None` when the customer has no data to score yet.
     pub scored: Option<(Score, Assessment)>,
+    /// The import this rescoring belongs to (from [`RescoreInput::import`]).
+    pub import: Option<ImportId>,
+    /// Per alert of the assessment: news (sent to channels one by one) or
+    /// history (recorded with an import, summarised once).
+    pub news: Vec<bool>,
 }
 
 /// Sort orders of the customer list.
@@ -236,8 +244,10 @@ pub struct CustomerSummary {
     pub parent_external_id: Option<String>,
     /// 0–100, or null before the first score.
     pub score: Option<i64>,
+    /// Null before the first score, and while the score rests on too little
+    /// data for a verdict (see the customer's `coverage`).
     pub risk_level: Option<RiskLevel>,
-    /// Score now minus the score 7 days ago.
+    /// Score now minus the score 7 days ago; null without a score from 7 days ago.
     pub delta: Option<i64>,
     pub scored_at: Option<DateTime<Utc>>,
 }
@@ -253,6 +263,10 @@ pub struct HistoryPoint {
 pub struct CustomerDetail {
     #[serde(flatten)]
     pub summary: CustomerSummary,
+    /// Which measures the latest score rests on (as in `explanation`). With
+    /// `enough: false` the score carries no risk level (`risk_level: null`)
+    /// and raises no alert: "Not enough data yet (based on 1 of 8 measures: …)".
+    pub coverage: Option<perly_domain::scoring::Coverage>,
     /// Measures, signals, suggested action and coverage of the latest score.
     pub explanation: Option<Score>,
     pub history: Vec<HistoryPoint>,
@@ -279,11 +293,17 @@ pub struct AlertRecord {
     pub customer_name: String,
     pub risk_level: RiskLevel,
     pub score: i64,
-    pub delta: i64,
+    /// Against the score 7 days ago (a drop: the 7-day high); null without one.
+    pub delta: Option<i64>,
     pub headline: String,
     pub signals: Vec<String>,
     pub suggested_action: String,
     pub occurred_at: DateTime<Utc>,
+    /// Set when the alert was recorded from history (a backfill, a first
+    /// Salesforce sync, a scorecard change, a first verdict): it is in the
+    /// feed and in its import's summary, not sent on its own.
+    #[schema(value_type = Option<String>)]
+    pub import_id: Option<ImportId>,
 }
 
 /// A signed-in browser session.
@@ -418,8 +438,40 @@ pub struct OutboxItem {
     pub id: DeliveryId,
     pub attempts: i64,
     pub held: bool,
-    /// `None` for a test message.
+    /// `None` for a test message or a notice.
     pub alert: Option<AlertRecord>,
+    /// A summary (of an import) instead of an alert.
+    pub notice: Option<NoticeText>,
+}
+
+/// An import: a backfill, a first Salesforce sync or a scorecard change,
+/// whose alerts are recorded from history and summarised once.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ImportRecord {
+    #[schema(value_type = String)]
+    pub id: ImportId,
+    pub source: ImportSource,
+    /// "Backfill through the events API", "First Salesforce sync", "Scorecard change: …".
+    pub label: String,
+    /// `open` (may still grow), `closed` (complete, its customers being
+    /// rescored) or `settled` (summarised to channels).
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub settled_at: Option<DateTime<Utc>>,
+    /// Once settled.
+    pub summary: Option<ImportSummary>,
+}
+
+/// Whether ingested events are live or a backfill of history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IngestMode {
+    /// Live data: alerts go to channels one by one (events older than
+    /// [`perly_domain::imports::LIVE_WINDOW_HOURS`] still count as history).
+    #[default]
+    Live,
+    /// History: scored and recorded, summarised once per import.
+    Backfill,
 }
 
 /// How an attempt ended.

@@ -337,6 +337,21 @@ fn state_str(s: SyncState) -> &'static str {
     }
 }
 
+/// The import of the workspace's running sync (a first pull), if any.
+async fn running_import(tx: &mut Tx, ws: WorkspaceId) -> Result<Option<perly_domain::ids::ImportId>> {
+    let row = sqlx::query(
+        "SELECT import_id FROM salesforce_syncs WHERE workspace_id = $1 AND state = 'running' AND import_id IS NOT NULL \
+         ORDER BY started_at DESC LIMIT 1",
+    )
+    .bind(ws.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    match row {
+        Some(r) => Ok(Some(parse("import id", &r.try_get::<String, _>("import_id")?)?)),
+        None => Ok(None),
+    }
+}
+
 /// A fresh run: every object pending, each window starting at its watermark.
 fn new_sync(trigger: &str, watermarks: &BTreeMap<String, DateTime<Utc>>, now: DateTime<Utc>) -> SalesforceSync {
     SalesforceSync {
@@ -643,14 +658,31 @@ impl SqlStore {
                     "schedule"
                 };
                 let sync = new_sync(trigger, &connection.watermarks, now);
+                // A first pull brings the org's history: an import, whose
+                // alerts are summarised once instead of sent one by one.
+                let import = if connection.watermarks.is_empty() {
+                    let id = crate::imports::create_import(
+                        &mut tx,
+                        ws,
+                        perly_domain::imports::ImportSource::Salesforce,
+                        "First Salesforce sync",
+                        "open",
+                        now,
+                    )
+                    .await?;
+                    Some(id.to_string())
+                } else {
+                    None
+                };
                 sqlx::query(&format!(
-                    "INSERT INTO salesforce_syncs (workspace_id, {SYNC_COLUMNS}) VALUES ($1, $2, $3, 'running', $4, 0, NULL, $5, $5, NULL)"
+                    "INSERT INTO salesforce_syncs (workspace_id, {SYNC_COLUMNS}, import_id) VALUES ($1, $2, $3, 'running', $4, 0, NULL, $5, $5, NULL, $6)"
                 ))
                 .bind(ws.to_string())
                 .bind(sync.id.to_string())
                 .bind(sync.trigger.clone())
                 .bind(json_of("sync progress", &sync.objects)?)
                 .bind(now_ms)
+                .bind(import)
                 .execute(&mut *tx)
                 .await?;
                 sync
@@ -741,6 +773,16 @@ impl SqlStore {
         .bind(ms(now))
         .execute(&mut *tx)
         .await?;
+        // Its import (a first pull) is complete: it settles once rescored.
+        sqlx::query(
+            "UPDATE imports SET state = 'closed', closed_at = $3 WHERE workspace_id = $1 AND state = 'open' \
+             AND id = (SELECT import_id FROM salesforce_syncs WHERE workspace_id = $1 AND id = $2)",
+        )
+        .bind(ws.to_string())
+        .bind(sync.id.to_string())
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
         // "Sync now" pressed while this run was going stands; otherwise the
         // schedule sets the next one.
         sqlx::query(
@@ -813,6 +855,7 @@ impl SqlStore {
         }
         let live: Vec<&PulledAccount> = rows.iter().filter(|r| !r.deleted).collect();
         let empty = crate::sql::encode_rollup(&perly_domain::rollup::Rollup::default())?;
+        let import = running_import(&mut tx, ws).await?.map(|id| id.to_string());
         for chunk in live.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO customers (id, workspace_id, external_id, name, owner_email, parent_external_id, crm_id, created_at, updated_at) \
@@ -850,14 +893,18 @@ impl SqlStore {
             // Looked up by primary key, a plan that needs no table
             // statistics (a first bulk load outruns them).
             let sql = format!(
-                "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, dirty_at, updated_at) \
-                 SELECT id, workspace_id, $2, 0, 1, $3, $3 FROM customers WHERE {} = $1 AND id IN ({}) \
+                "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, dirty_at, updated_at, dirty_import, last_import) \
+                 SELECT id, workspace_id, $2, 0, 1, $3, $3, $4, $4 FROM customers WHERE {} = $1 AND id IN ({}) \
                  ON CONFLICT (customer_id) DO NOTHING",
                 self.dialect().unindexed("workspace_id"),
-                crate::sql::params(4, fresh.len())
+                crate::sql::params(5, fresh.len())
             );
             let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(empty.clone()).bind(now_ms);
+            let mut q = sqlx::query(&sql)
+                .bind(ws_s.clone())
+                .bind(empty.clone())
+                .bind(now_ms)
+                .bind(import.clone());
             for id in fresh {
                 q = q.bind(id);
             }
@@ -1020,7 +1067,11 @@ impl SqlStore {
             })
             .collect();
         let refs: Vec<(CustomerId, &Event)> = events.iter().map(|(id, e)| (*id, e)).collect();
-        let inserted = self.store_events(&mut tx, ws, &refs, now).await?;
+        let origin = match running_import(&mut tx, ws).await? {
+            Some(id) => crate::sql::Origin::Import(id),
+            None => crate::sql::Origin::Live,
+        };
+        let inserted = self.store_events(&mut tx, ws, &refs, origin, now).await?;
         tx.commit().await?;
         Ok(inserted.len() as u64)
     }

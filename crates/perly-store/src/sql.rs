@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use perly_domain::alerts::AlertState;
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::Event;
-use perly_domain::ids::{ActionId, AlertId, ChannelId, CustomerId, RuleId, UserId, WorkspaceId};
+use perly_domain::ids::{ActionId, AlertId, ChannelId, CustomerId, ImportId, RuleId, UserId, WorkspaceId};
 use perly_domain::rollup::Rollup;
 use perly_domain::salesforce::{AutomationRule, SyncSettings};
 use perly_domain::scorecard::Scorecard;
@@ -43,6 +43,16 @@ pub(crate) const IN_CHUNK: usize = 500;
 /// How long a rescoring lease lasts before another worker may take the row.
 const LEASE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
+/// Where stored events come from: live data, or history (a backfill, an
+/// import such as a first Salesforce sync). Live events older than the live
+/// window count as history too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Live,
+    Backfill,
+    Import(ImportId),
+}
+
 /// Marks a rollup for rescoring, keeping the time it first became dirty
 /// (`$2` is now): rescoring takes the longest-waiting customers first.
 /// The version moves too, so a rescoring pass already holding the old inputs
@@ -277,7 +287,7 @@ impl SortValue {
 
 pub(crate) const ALERT_COLUMNS: &str =
     "a.id, a.kind, c.external_id, c.name, a.risk_level, a.score, a.delta, a.headline, \
-     a.signals, a.suggested_action, a.occurred_at";
+     a.signals, a.suggested_action, a.occurred_at, a.import_id";
 
 pub(crate) fn alert_from(row: &AnyRow) -> Result<AlertRecord> {
     Ok(AlertRecord {
@@ -292,6 +302,10 @@ pub(crate) fn alert_from(row: &AnyRow) -> Result<AlertRecord> {
         signals: serde_json::from_str(&row.try_get::<String, _>("signals")?).map_err(|e| corrupt("signals", e))?,
         suggested_action: row.try_get("suggested_action")?,
         occurred_at: time(row.try_get("occurred_at")?),
+        import_id: match row.try_get::<Option<String>, _>("import_id")? {
+            Some(id) => Some(parse("import id", &id)?),
+            None => None,
+        },
     })
 }
 
@@ -516,6 +530,7 @@ impl SqlStore {
         tx: &mut Transaction<'static, Any>,
         ws: WorkspaceId,
         rows: &[(CustomerId, &Event)],
+        origin: Origin,
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>> {
         let ws_s = ws.to_string();
@@ -597,25 +612,47 @@ impl SqlStore {
             by_customer.entry(*cid).or_default().push(e);
         }
 
-        // Fold the new events into their customers' rollups.
+        // Fold the new events into their customers' rollups. A customer
+        // whose new events are all history waits to be scored as part of an
+        // import (live data for it, now or already waiting, wins).
         let mut encoded = Vec::with_capacity(by_customer.len());
+        let mut events_import: Option<String> = None;
         for (cid, evs) in &by_customer {
             let rollup = rollups.entry(*cid).or_default();
             rollup.apply_all(evs.iter().copied());
-            encoded.push((cid.to_string(), encode_rollup(rollup)?));
+            let import = match &origin {
+                Origin::Import(id) => Some(id.to_string()),
+                Origin::Live if evs.iter().any(|e| !perly_domain::imports::is_late(e.occurred_at, now)) => None,
+                Origin::Live | Origin::Backfill => match &events_import {
+                    Some(id) => Some(id.clone()),
+                    None => {
+                        let id = crate::imports::events_import(tx, ws, now).await?.to_string();
+                        events_import = Some(id.clone());
+                        Some(id)
+                    }
+                },
+            };
+            encoded.push((cid.to_string(), encode_rollup(rollup)?, import));
         }
         for chunk in encoded.chunks(CHUNK) {
-            // Each row carries (customer, data, now, workspace): parameters in order.
+            // Each row carries (customer, data, now, workspace, import): parameters in order.
             let sql = format!(
                 "UPDATE rollups SET data = v.column2, version = version + 1, dirty = 1, \
-                 dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.column3 END, updated_at = v.column3 \
+                 dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.column3 END, updated_at = v.column3, \
+                 dirty_import = CASE WHEN v.column5 IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL) \
+                 THEN NULL ELSE v.column5 END, last_import = COALESCE(v.column5, rollups.last_import) \
                  FROM (VALUES {}) AS v WHERE rollups.workspace_id = v.column4 AND rollups.customer_id = v.column1",
-                value_rows(1, chunk.len(), 4)
+                value_rows(1, chunk.len(), 5)
             );
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
-            for (cid, data) in chunk {
-                q = q.bind(cid.clone()).bind(data.clone()).bind(received).bind(ws_s.clone());
+            for (cid, data, import) in chunk {
+                q = q
+                    .bind(cid.clone())
+                    .bind(data.clone())
+                    .bind(received)
+                    .bind(ws_s.clone())
+                    .bind(import.clone());
             }
             q.execute(&mut **tx).await?;
         }
@@ -626,6 +663,7 @@ impl SqlStore {
         &self,
         ws: WorkspaceId,
         events: &[Event],
+        mode: IngestMode,
         now: DateTime<Utc>,
     ) -> Result<Vec<IngestOutcome>> {
         let mut outcomes = vec![IngestOutcome::UnknownCustomer; events.len()];
@@ -653,7 +691,11 @@ impl SqlStore {
             positions.push(i);
             rows.push((*cid, e));
         }
-        let inserted = self.store_events(&mut tx, ws, &rows, now).await?;
+        let origin = match mode {
+            IngestMode::Live => Origin::Live,
+            IngestMode::Backfill => Origin::Backfill,
+        };
+        let inserted = self.store_events(&mut tx, ws, &rows, origin, now).await?;
         for (i, (_, e)) in positions.iter().zip(&rows) {
             outcomes[*i] = if inserted.contains(&e.id) {
                 IngestOutcome::Accepted
@@ -688,7 +730,7 @@ impl SqlStore {
         let mut out = Vec::with_capacity(claimed.len());
         for chunk in claimed.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT r.customer_id, r.version, r.data, c.plan, c.seats_purchased, s.alert_state \
+                "SELECT r.customer_id, r.version, r.data, r.dirty_import, c.plan, c.seats_purchased, s.alert_state \
                  FROM rollups r JOIN customers c ON c.id = r.customer_id \
                  LEFT JOIN customer_scores s ON s.customer_id = r.customer_id AND s.workspace_id = $1 \
                  WHERE r.workspace_id = $2 AND c.workspace_id = $3 AND r.customer_id IN ({})",
@@ -729,6 +771,10 @@ impl SqlStore {
                             .and_then(|n| u32::try_from(n).ok()),
                     },
                     state,
+                    import: match row.try_get::<Option<String>, _>("dirty_import")? {
+                        Some(id) => Some(parse("import id", &id)?),
+                        None => None,
+                    },
                 });
             }
         }
@@ -748,20 +794,28 @@ impl SqlStore {
         let mut scored = Vec::new();
         let mut unscored = Vec::new();
         let mut alerts = Vec::new();
+        // Alerts recorded from history without an import of their own (a
+        // first verdict, say) join the workspace's open events import.
+        let mut needs_events_import = Vec::new();
         for r in results {
             let cid = r.customer_id.to_string();
             match &r.scored {
                 Some((score, assessment)) => {
                     let explanation = serde_json::to_string(score).map_err(|e| corrupt("score", e))?;
                     let state = serde_json::to_string(&assessment.state).map_err(|e| corrupt("alert state", e))?;
-                    for a in &assessment.alerts {
+                    for (i, a) in assessment.alerts.iter().enumerate() {
                         let signals = serde_json::to_string(&a.signals).map_err(|e| corrupt("signals", e))?;
-                        alerts.push((cid.clone(), a, signals));
+                        let news = r.news.get(i).copied().unwrap_or(false);
+                        let import = if news { None } else { r.import.map(|id| id.to_string()) };
+                        if !news && import.is_none() {
+                            needs_events_import.push(cid.clone());
+                        }
+                        alerts.push((cid.clone(), a, signals, news, import));
                     }
                     scored.push((
                         cid,
                         score.score,
-                        score.risk_level.as_str(),
+                        score.risk_level.map(|l| l.as_str()),
                         assessment.delta,
                         explanation,
                         state,
@@ -775,6 +829,26 @@ impl SqlStore {
         let mut ids: Vec<CustomerId> = results.iter().map(|r| r.customer_id).collect();
         ids.sort();
         self.lock_rollup_rows(&mut tx, ws, &ids).await?;
+        if !needs_events_import.is_empty() {
+            let import = crate::imports::events_import(&mut tx, ws, now).await?.to_string();
+            for a in alerts.iter_mut().filter(|a| !a.3 && a.4.is_none()) {
+                a.4 = Some(import.clone());
+            }
+            needs_events_import.sort();
+            needs_events_import.dedup();
+            for chunk in needs_events_import.chunks(IN_CHUNK) {
+                let sql = format!(
+                    "UPDATE rollups SET last_import = $2 WHERE workspace_id = $1 AND customer_id IN ({})",
+                    params(3, chunk.len())
+                );
+                let sql = self.dialect().positional(sql);
+                let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(import.clone());
+                for cid in chunk {
+                    q = q.bind(cid.clone());
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
         for chunk in scored.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4, \
@@ -809,21 +883,27 @@ impl SqlStore {
                     .bind(state.clone());
             }
             q.execute(&mut *tx).await?;
+            // History keeps verdicts only: a score on too little data is no
+            // point of the chart and no baseline.
+            let verdicts: Vec<_> = chunk.iter().filter_map(|c| c.2.map(|risk| (c, risk))).collect();
+            if verdicts.is_empty() {
+                continue;
+            }
             let sql = format!(
                 "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES {} \
                  ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level \
                  WHERE score_history.workspace_id = excluded.workspace_id",
-                value_rows(1, chunk.len(), 5)
+                value_rows(1, verdicts.len(), 5)
             );
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
-            for (cid, score, risk, _, _, _) in chunk {
+            for ((cid, score, _, _, _, _), risk) in verdicts {
                 q = q
                     .bind(ws_s.clone())
                     .bind(cid.clone())
                     .bind(hour)
                     .bind(*score)
-                    .bind(*risk);
+                    .bind(risk);
             }
             q.execute(&mut *tx).await?;
         }
@@ -831,14 +911,14 @@ impl SqlStore {
         for chunk in alerts.chunks(CHUNK / 2) {
             let sql = format!(
                 "INSERT INTO alerts (id, workspace_id, customer_id, kind, dedupe_key, risk_level, score, delta, \
-                 headline, signals, suggested_action, occurred_at, created_at) VALUES {} \
+                 headline, signals, suggested_action, occurred_at, created_at, import_id) VALUES {} \
                  ON CONFLICT (workspace_id, customer_id, dedupe_key) DO NOTHING RETURNING id",
-                value_rows(1, chunk.len(), 13)
+                value_rows(1, chunk.len(), 14)
             );
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
             let ids: Vec<String> = chunk.iter().map(|_| AlertId::new().to_string()).collect();
-            for ((cid, a, signals), id) in chunk.iter().zip(&ids) {
+            for ((cid, a, signals, _, import), id) in chunk.iter().zip(&ids) {
                 q = q
                     .bind(id.clone())
                     .bind(ws_s.clone())
@@ -852,7 +932,8 @@ impl SqlStore {
                     .bind(signals.clone())
                     .bind(a.suggested_action.clone())
                     .bind(ms(a.occurred_at))
-                    .bind(now_ms);
+                    .bind(now_ms)
+                    .bind(import.clone());
             }
             let new_ids: HashSet<String> = q
                 .fetch_all(&mut *tx)
@@ -861,12 +942,13 @@ impl SqlStore {
                 .map(|r| r.try_get::<String, _>("id"))
                 .collect::<Result<_, _>>()?;
             inserted += new_ids.len();
-            // Each new alert's outbox rows, in this same transaction.
+            // Each new alert's outbox rows, in this same transaction: news
+            // only (history is summarised once its import settles).
             let fresh: Vec<crate::channels::NewAlert<'_>> = chunk
                 .iter()
                 .zip(ids)
-                .filter(|(_, id)| new_ids.contains(id))
-                .map(|((cid, a, _), id)| crate::channels::NewAlert {
+                .filter(|((_, _, _, news, _), id)| *news && new_ids.contains(id))
+                .map(|((cid, a, _, _, _), id)| crate::channels::NewAlert {
                     id,
                     customer_id: cid,
                     draft: a,
@@ -900,7 +982,8 @@ impl SqlStore {
         }
         for chunk in results.chunks(CHUNK) {
             let sql = format!(
-                "UPDATE rollups SET dirty = CASE WHEN rollups.version = v.column2 THEN 0 ELSE 1 END, lease_until = NULL \
+                "UPDATE rollups SET dirty = CASE WHEN rollups.version = v.column2 THEN 0 ELSE 1 END, lease_until = NULL, \
+                 dirty_import = CASE WHEN rollups.version = v.column2 THEN NULL ELSE rollups.dirty_import END \
                  FROM (VALUES {}) AS v WHERE rollups.workspace_id = v.column3 AND rollups.customer_id = v.column1",
                 value_rows(1, chunk.len(), 3)
             );
@@ -934,8 +1017,14 @@ impl Store for SqlStore {
         retry_conflicts(|| self.upsert_customers_once(ws, rows, now)).await
     }
 
-    async fn ingest_events(&self, ws: WorkspaceId, events: &[Event], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-        retry_conflicts(|| self.ingest_events_once(ws, events, now)).await
+    async fn ingest_events(
+        &self,
+        ws: WorkspaceId,
+        events: &[Event],
+        mode: IngestMode,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<IngestOutcome>> {
+        retry_conflicts(|| self.ingest_events_once(ws, events, mode, now)).await
     }
 
     async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
@@ -960,17 +1049,35 @@ impl Store for SqlStore {
 
     async fn set_scorecard(&self, ws: WorkspaceId, card: &Scorecard, now: DateTime<Utc>) -> Result<()> {
         let json = serde_json::to_string(card).map_err(|e| corrupt("scorecard", e))?;
+        let old = self.scorecard(ws).await?;
         let mut tx = self.pools.write.begin().await?;
         sqlx::query("UPDATE workspaces SET scorecard = $2 WHERE id = $1")
             .bind(ws.to_string())
             .bind(json)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(&format!("UPDATE rollups SET {MARK_DIRTY} WHERE workspace_id = $1"))
-            .bind(ws.to_string())
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
+        // Rescoring every customer for a new scorecard is not news: an
+        // import, complete at once, summarised when it settles (customers
+        // with live data waiting stay live).
+        let label = format!("Scorecard change ({})", old.describe_change(card));
+        let import = crate::imports::create_import(
+            &mut tx,
+            ws,
+            perly_domain::imports::ImportSource::Scorecard,
+            &label,
+            "closed",
+            now,
+        )
+        .await?;
+        sqlx::query(&format!(
+            "UPDATE rollups SET {MARK_DIRTY}, dirty_import = CASE WHEN rollups.dirty = 1 AND rollups.dirty_import IS NULL \
+             THEN NULL ELSE $3 END, last_import = $3 WHERE workspace_id = $1"
+        ))
+        .bind(ws.to_string())
+        .bind(ms(now))
+        .bind(import.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1123,6 +1230,7 @@ impl Store for SqlStore {
             .items;
         Ok(Some(CustomerDetail {
             summary,
+            coverage: explanation.as_ref().map(|e| e.coverage.clone()),
             explanation,
             history,
             recent_alerts,

@@ -27,7 +27,7 @@ use anyhow::{bail, Context};
 use chrono::{Duration, Utc};
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::{Event, EventKind};
-use perly_store::Store;
+use perly_store::{IngestMode, Store};
 use perly_web::SystemClock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -483,7 +483,7 @@ async fn rescore(url: Option<String>, dir: &tempfile::TempDir, n: usize) -> anyh
         }
         events += batch.len();
         for b in batch.chunks(5000) {
-            store.ingest_events(ws.id, b, now).await?;
+            store.ingest_events(ws.id, b, IngestMode::Live, now).await?;
         }
         if chunk_no % 10 == 9 {
             println!(
@@ -555,7 +555,7 @@ async fn pages(url: Option<String>, dir: &tempfile::TempDir, n: usize, requests:
                 });
             }
         }
-        store.ingest_events(ws.id, &events, now).await?;
+        store.ingest_events(ws.id, &events, IngestMode::Live, now).await?;
     }
     crate::rescore::Rescorer::new(store.clone(), 2_000)
         .run_once(now)

@@ -17,7 +17,7 @@ use perly_domain::ids::WorkspaceId;
 use perly_domain::scorecard::Scorecard;
 use perly_store::auth::{hash_password, random_token};
 use perly_store::cipher::SecretKey;
-use perly_store::{Role, Store};
+use perly_store::{IngestMode, Role, Store};
 use perly_web::SystemClock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -395,7 +395,7 @@ pub async fn seed(store: &Arc<dyn Store>, ws: WorkspaceId, count: usize, now: Da
             .filter(|e| e.occurred_at <= day_end)
             .collect();
         for chunk in events.chunks(1000) {
-            store.ingest_events(ws, chunk, day_end).await?;
+            store.ingest_events(ws, chunk, IngestMode::Live, day_end).await?;
         }
         rescorer.run_once(day_end).await?;
     }
@@ -712,7 +712,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
                     _ = tokio::time::sleep(StdDuration::from_secs(2)) => {}
                 }
                 let events = live_events(&people, Utc::now(), &mut rng);
-                match store.ingest_events(ws.id, &events, Utc::now()).await {
+                match store.ingest_events(ws.id, &events, IngestMode::Live, Utc::now()).await {
                     Ok(_) => wake.notify_one(),
                     Err(e) => tracing::warn!(error = %e, "live demo events failed"),
                 }

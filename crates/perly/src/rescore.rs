@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use perly_domain::alerts::detect;
 use perly_domain::ids::WorkspaceId;
+use perly_domain::imports::is_news;
 use perly_domain::scorecard::Scorecard;
 use perly_domain::scoring::score;
 use perly_store::{RescoreInput, RescoreResult, Store};
@@ -17,18 +18,32 @@ use perly_web::Clock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Scores one leased customer (pure).
+/// Scores one leased customer (pure), and says of each alert whether it is
+/// news or history ([`perly_domain::imports::is_news`]).
 pub fn rescore(input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) -> RescoreResult {
     let scored = score(&input.rollup, &input.facts, card, input.state.risk, now).map(|s| {
         let assessment = detect(&input.state, &s, &input.rollup, &input.facts, card, now);
         (s, assessment)
     });
+    let first_verdict = input.state.risk.is_none();
+    let live = input.import.is_none();
+    let news = scored.as_ref().map_or_else(Vec::new, |(_, a)| {
+        a.alerts
+            .iter()
+            .map(|alert| is_news(alert, live, first_verdict, now))
+            .collect()
+    });
     RescoreResult {
         customer_id: input.customer_id,
         version: input.version,
         scored,
+        import: input.import,
+        news,
     }
 }
+
+/// How long an events import stays open after its last batch.
+pub const IMPORT_QUIET: chrono::Duration = chrono::Duration::seconds(60);
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +52,8 @@ pub struct PassStats {
     pub alerts: usize,
     /// Workspaces whose rescoring failed in this pass (each is logged).
     pub failed_workspaces: usize,
+    /// Imports settled (summarised to channels) in this pass.
+    pub settled_imports: usize,
 }
 
 #[derive(Clone)]
@@ -114,7 +131,28 @@ impl Rescorer {
             }
             active = next;
         }
+        self.settle(now(), &mut stats).await?;
         Ok(stats)
+    }
+
+    /// Settles the imports whose customers are all rescored: each channel
+    /// gets its one summary.
+    async fn settle(&self, now: DateTime<Utc>, stats: &mut PassStats) -> perly_store::Result<()> {
+        for ws in self.store.workspaces_with_imports().await? {
+            match self.store.settle_imports(ws, now - IMPORT_QUIET, now).await {
+                Ok(n) => stats.settled_imports += n,
+                Err(e) => {
+                    stats.failed_workspaces += 1;
+                    tracing::error!(workspace_id = %ws, error = %e, "settling this workspace's imports failed; the others carry on");
+                }
+            }
+        }
+        if stats.settled_imports > 0 {
+            if let Some(d) = &self.delivery {
+                d.notify_one();
+            }
+        }
+        Ok(())
     }
 
     /// Scores one batch of a workspace. Returns its scorecard while more may

@@ -209,7 +209,7 @@ mod tests {
                 m.headline = headline;
                 m.risk_level = RiskLevel::ALL[risk];
                 m.kind = AlertKind::ALL[kind];
-                m.delta = delta;
+                m.delta = Some(delta);
                 m.score = score;
                 m.profile_url = format!("https://app.perly.example/customers/{path}");
                 m

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use perly_domain::event::parse_event;
 use perly_domain::FieldError;
-use perly_store::IngestOutcome;
+use perly_store::{IngestMode, IngestOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -77,6 +77,16 @@ pub struct EventRow {
 pub struct EventsRequest {
     #[schema(value_type = Vec<EventRow>)]
     pub events: super::Rows,
+    /// `true` for history (a backfill, a replay): the events are stored and
+    /// scored, and the alerts they raise are recorded in the feed, but
+    /// channels get one summary per import instead of a message per alert.
+    /// Batches sent with it join the workspace's open events import, which
+    /// is summarised once no batch has joined it for 60 seconds and its
+    /// customers are rescored. Without it, events that occurred more than
+    /// 24 hours before they arrive count as history too, and so does a
+    /// customer's first verdict (its first score with a risk level).
+    #[serde(default)]
+    pub backfill: bool,
 }
 
 /// The answer for one row.
@@ -127,6 +137,11 @@ pub async fn create(
     let body = super::charged_rows(&state, &ws, body, |b| b.events.sent)?;
     let now = state.now();
     check_batch("events", body.events.sent)?;
+    let mode = if body.backfill {
+        IngestMode::Backfill
+    } else {
+        IngestMode::Live
+    };
     let rows = body.events.rows;
     let mut results: Vec<EventResult> = Vec::with_capacity(rows.len());
     let mut valid = Vec::with_capacity(rows.len());
@@ -152,7 +167,7 @@ pub async fn create(
             }),
         }
     }
-    let outcomes = state.store.ingest_events(ws.id, &valid, now).await?;
+    let outcomes = state.store.ingest_events(ws.id, &valid, mode, now).await?;
     for ((i, outcome), event) in valid_index.iter().zip(outcomes).zip(&valid) {
         let Some(r) = results.get_mut(*i) else { continue };
         match outcome {

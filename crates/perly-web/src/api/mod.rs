@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod channels;
 pub mod customers;
 pub mod events;
+pub mod imports;
 pub mod openapi;
 pub mod salesforce;
 pub mod salesforce_rules;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(events::router())
         .merge(alerts::router())
+        .merge(imports::router())
         .merge(channels::router())
         .merge(scorecard::router())
         .merge(salesforce::router())

@@ -40,6 +40,7 @@ impl Modify for ApiKeyAuth {
         super::customers::show,
         super::events::create,
         super::alerts::list,
+        super::imports::list,
         super::scorecard::show,
         super::scorecard::update,
         super::channels::list,

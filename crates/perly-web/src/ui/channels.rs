@@ -528,7 +528,7 @@ async fn dry_run_form(
             .iter()
             .map(|a| {
                 let (risk, risk_label) = risk_words(Some(a.risk_level));
-                let (delta, delta_class) = delta_text(Some(a.delta));
+                let (delta, delta_class) = delta_text(a.delta);
                 DryRow {
                     time: when(a.occurred_at),
                     customer: a.customer_name.clone(),

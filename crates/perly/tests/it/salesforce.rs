@@ -546,7 +546,7 @@ async fn pulled_activities_are_stored_and_scored_exactly_like_ingested_crm_activ
         })
         .collect();
     app.store
-        .ingest_events(ingested_ws, &events, now)
+        .ingest_events(ingested_ws, &events, perly_store::IngestMode::Live, now)
         .await
         .expect("ingest");
     let pulled = app

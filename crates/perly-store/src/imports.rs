@@ -1,0 +1,307 @@
+//! Imports: history that is scored and recorded but summarised to channels
+//! once, not sent alert by alert (see [`perly_domain::imports`]).
+//!
+//! An import is `open` while it may still grow (an events import: until no
+//! batch has joined it for a quiet period), `closed` once complete, and
+//! `settled` once none of its customers waits for rescoring: then its
+//! summary is written and each channel whose rules match at least one of
+//! its alerts gets one notice in the delivery outbox, in one transaction.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use perly_domain::channels::{decide, ChannelRules, Decision};
+use perly_domain::ids::{DeliveryId, ImportId, NoticeId, WorkspaceId};
+use perly_domain::imports::{channel_notice, ImportSource, ImportSummary, ImportedAlert, KindCount, LevelCount, TOP};
+use perly_domain::risk::RiskLevel;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::model::ImportRecord;
+use crate::sql::{corrupt, ms, parse, retry_conflicts, time, SqlStore};
+use crate::Result;
+
+type Tx = Transaction<'static, Any>;
+
+/// Imports as the rest of Perly uses them.
+#[async_trait]
+pub trait Imports: Send + Sync {
+    /// Workspaces with an import not settled yet (the rescoring worker's
+    /// schedule for [`Imports::settle_imports`]).
+    async fn workspaces_with_imports(&self) -> Result<Vec<WorkspaceId>>;
+    /// Closes events imports no batch joined since `quiet_since`, then
+    /// settles every closed import none of whose customers waits for
+    /// rescoring. Returns how many settled.
+    async fn settle_imports(&self, ws: WorkspaceId, quiet_since: DateTime<Utc>, now: DateTime<Utc>) -> Result<usize>;
+    /// Newest first.
+    async fn list_imports(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<ImportRecord>>;
+}
+
+/// Starts an import in the caller's transaction.
+pub(crate) async fn create_import(
+    tx: &mut Tx,
+    ws: WorkspaceId,
+    source: ImportSource,
+    label: &str,
+    state: &str,
+    now: DateTime<Utc>,
+) -> Result<ImportId> {
+    let id = ImportId::new();
+    sqlx::query(
+        "INSERT INTO imports (id, workspace_id, source, label, state, started_at, last_activity_at, closed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, CASE WHEN $5 = 'closed' THEN $6 ELSE NULL END)",
+    )
+    .bind(id.to_string())
+    .bind(ws.to_string())
+    .bind(source.as_str())
+    .bind(label.to_owned())
+    .bind(state.to_owned())
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// The workspace's open events import (history arriving through the events
+/// API), started if there is none; either way it has seen activity `now`.
+pub(crate) async fn events_import(tx: &mut Tx, ws: WorkspaceId, now: DateTime<Utc>) -> Result<ImportId> {
+    let row = sqlx::query(
+        "UPDATE imports SET last_activity_at = $2 WHERE workspace_id = $1 AND source = 'events' AND state = 'open' \
+         RETURNING id",
+    )
+    .bind(ws.to_string())
+    .bind(ms(now))
+    .fetch_optional(&mut **tx)
+    .await?;
+    match row {
+        Some(r) => parse("import id", &r.try_get::<String, _>("id")?),
+        None => {
+            create_import(
+                tx,
+                ws,
+                ImportSource::Events,
+                "History through the events API",
+                "open",
+                now,
+            )
+            .await
+        }
+    }
+}
+
+fn import_from(r: &AnyRow) -> Result<ImportRecord> {
+    let summary = match r.try_get::<Option<String>, _>("summary")? {
+        Some(s) => Some(serde_json::from_str(&s).map_err(|e| corrupt("import summary", e))?),
+        None => None,
+    };
+    Ok(ImportRecord {
+        id: parse("import id", &r.try_get::<String, _>("id")?)?,
+        source: parse("import source", &r.try_get::<String, _>("source")?)?,
+        label: r.try_get("label")?,
+        state: r.try_get("state")?,
+        started_at: time(r.try_get("started_at")?),
+        closed_at: r.try_get::<Option<i64>, _>("closed_at")?.map(time),
+        settled_at: r.try_get::<Option<i64>, _>("settled_at")?.map(time),
+        summary,
+    })
+}
+
+impl SqlStore {
+    async fn settle_imports_once(
+        &self,
+        ws: WorkspaceId,
+        quiet_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let ws_s = ws.to_string();
+        let mut tx = self.pools.write.begin().await?;
+        sqlx::query(
+            "UPDATE imports SET state = 'closed', closed_at = $3 WHERE workspace_id = $1 AND state = 'open' \
+             AND source = 'events' AND last_activity_at < $2",
+        )
+        .bind(ws_s.clone())
+        .bind(ms(quiet_since))
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        let ready = sqlx::query(
+            "SELECT i.id, i.label FROM imports i WHERE i.workspace_id = $1 AND i.state = 'closed' AND NOT EXISTS \
+             (SELECT 1 FROM rollups r WHERE r.workspace_id = $1 AND r.dirty = 1 AND r.dirty_import = i.id) \
+             ORDER BY i.started_at",
+        )
+        .bind(ws_s.clone())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut settled = 0;
+        for r in ready {
+            let id: String = r.try_get("id")?;
+            let label: String = r.try_get("label")?;
+            self.settle(&mut tx, ws, &id, &label, now).await?;
+            settled += 1;
+        }
+        tx.commit().await?;
+        Ok(settled)
+    }
+
+    /// Writes an import's summary and its channels' notices.
+    async fn settle(&self, tx: &mut Tx, ws: WorkspaceId, id: &str, label: &str, now: DateTime<Utc>) -> Result<()> {
+        let ws_s = ws.to_string();
+        let mut levels = Vec::new();
+        for r in sqlx::query(
+            "SELECT c.risk_level, COUNT(*) AS n, SUM(COALESCE(c.mrr, 0.0)) AS mrr FROM rollups r \
+             JOIN customers c ON c.id = r.customer_id AND c.workspace_id = r.workspace_id \
+             WHERE r.workspace_id = $1 AND r.last_import = $2 AND c.archived_at IS NULL GROUP BY c.risk_level",
+        )
+        .bind(ws_s.clone())
+        .bind(id.to_owned())
+        .fetch_all(&mut **tx)
+        .await?
+        {
+            let risk_level = match r.try_get::<Option<String>, _>("risk_level")? {
+                Some(s) => Some(parse::<RiskLevel>("risk level", &s)?),
+                None => None,
+            };
+            levels.push(LevelCount {
+                risk_level,
+                customers: r.try_get::<i64, _>("n")?.max(0) as u64,
+                mrr: r.try_get::<Option<f64>, _>("mrr")?.unwrap_or(0.0),
+            });
+        }
+        levels.sort_by_key(|l| std::cmp::Reverse(l.risk_level));
+        let mut alerts = Vec::new();
+        for r in sqlx::query(
+            "SELECT a.kind, a.risk_level, a.delta, a.score, c.external_id, c.name, c.mrr FROM alerts a \
+             JOIN customers c ON c.id = a.customer_id AND c.workspace_id = a.workspace_id \
+             WHERE a.workspace_id = $1 AND a.import_id = $2 ORDER BY a.occurred_at, a.id",
+        )
+        .bind(ws_s.clone())
+        .bind(id.to_owned())
+        .fetch_all(&mut **tx)
+        .await?
+        {
+            alerts.push(ImportedAlert {
+                kind: parse("alert kind", &r.try_get::<String, _>("kind")?)?,
+                risk_level: parse("risk level", &r.try_get::<String, _>("risk_level")?)?,
+                delta: r.try_get("delta")?,
+                score: r.try_get("score")?,
+                customer_external_id: r.try_get("external_id")?,
+                customer_name: r.try_get("name")?,
+                mrr: r.try_get("mrr")?,
+            });
+        }
+        let mut kinds: HashMap<_, u64> = HashMap::new();
+        for a in &alerts {
+            *kinds.entry(a.kind).or_default() += 1;
+        }
+        let mut kinds: Vec<KindCount> = kinds
+            .into_iter()
+            .map(|(kind, alerts)| KindCount { kind, alerts })
+            .collect();
+        kinds.sort_by_key(|k| k.kind);
+        let mut top: Vec<ImportedAlert> = alerts.iter().filter(|a| a.risk_level.is_at_risk()).cloned().collect();
+        top.sort_by(|a, b| b.mrr.unwrap_or(0.0).total_cmp(&a.mrr.unwrap_or(0.0)));
+        let mut seen = std::collections::HashSet::new();
+        top.retain(|a| seen.insert(a.customer_external_id.clone()));
+        top.truncate(TOP);
+        let summary = ImportSummary {
+            levels,
+            alerts: kinds,
+            top,
+        };
+        // One notice per channel whose rules match at least one alert.
+        let channels =
+            sqlx::query("SELECT id, rules FROM channels WHERE workspace_id = $1 AND enabled = 1 ORDER BY id")
+                .bind(ws_s.clone())
+                .fetch_all(&mut **tx)
+                .await?;
+        for c in channels {
+            let channel: String = c.try_get("id")?;
+            let rules: ChannelRules =
+                serde_json::from_str(&c.try_get::<String, _>("rules")?).map_err(|e| corrupt("channel rules", e))?;
+            let mut run_at: Option<DateTime<Utc>> = None;
+            let matched: Vec<ImportedAlert> = alerts
+                .iter()
+                .filter(|a| match decide(&rules, a.kind, a.risk_level, a.delta, now) {
+                    Decision::SendAt(at) => {
+                        run_at = Some(run_at.map_or(at, |t| t.min(at)));
+                        true
+                    }
+                    Decision::Skip => false,
+                })
+                .cloned()
+                .collect();
+            let Some(run_at) = run_at else { continue };
+            let text = channel_notice(label, &summary, &matched);
+            let notice = NoticeId::new().to_string();
+            sqlx::query(
+                "INSERT INTO notices (id, workspace_id, import_id, title, lines, more, risk_level, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(notice.clone())
+            .bind(ws_s.clone())
+            .bind(id.to_owned())
+            .bind(text.title.clone())
+            .bind(serde_json::to_string(&text.lines).map_err(|e| corrupt("notice", e))?)
+            .bind(text.more.clone())
+            .bind(text.risk_level.map(|l| l.as_str()))
+            .bind(ms(now))
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO deliveries (id, workspace_id, channel_id, alert_id, notice_id, state, held, run_at, created_at) \
+                 VALUES ($1, $2, $3, NULL, $4, 'pending', $5, $6, $7)",
+            )
+            .bind(DeliveryId::new().to_string())
+            .bind(ws_s.clone())
+            .bind(channel.clone())
+            .bind(notice)
+            .bind(i64::from(run_at > now))
+            .bind(ms(run_at))
+            .bind(ms(now))
+            .execute(&mut **tx)
+            .await?;
+            crate::channels::mark_due(tx, ws, &channel, ms(run_at)).await?;
+        }
+        sqlx::query(
+            "UPDATE imports SET state = 'settled', settled_at = $3, summary = $4 WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(ws_s)
+        .bind(id.to_owned())
+        .bind(ms(now))
+        .bind(serde_json::to_string(&summary).map_err(|e| corrupt("import summary", e))?)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Imports for SqlStore {
+    async fn workspaces_with_imports(&self) -> Result<Vec<WorkspaceId>> {
+        sqlx::query("SELECT DISTINCT workspace_id FROM imports WHERE state IN ('open', 'closed')")
+            .fetch_all(&self.pools.read)
+            .await?
+            .iter()
+            .map(|r| parse("workspace id", &r.try_get::<String, _>("workspace_id")?))
+            .collect()
+    }
+
+    async fn settle_imports(&self, ws: WorkspaceId, quiet_since: DateTime<Utc>, now: DateTime<Utc>) -> Result<usize> {
+        retry_conflicts(|| self.settle_imports_once(ws, quiet_since, now)).await
+    }
+
+    async fn list_imports(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<ImportRecord>> {
+        sqlx::query(
+            "SELECT id, source, label, state, started_at, closed_at, settled_at, summary FROM imports \
+             WHERE workspace_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+        )
+        .bind(ws.to_string())
+        .bind(limit.clamp(1, 100) as i64)
+        .fetch_all(&self.pools.read)
+        .await?
+        .iter()
+        .map(import_from)
+        .collect()
+    }
+}
