@@ -103,6 +103,33 @@ async fn a_server_killed_while_delivering_loses_no_alert_and_resends_only_what_w
     )
     .await
     .expect("customers");
+    // Billing health is the whole scorecard, so a failed retry alone is data
+    // enough for a verdict (and its alert).
+    let card: Value = client
+        .get(format!("{}/api/v1/scorecard", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("scorecard")
+        .json()
+        .await
+        .expect("scorecard json");
+    let mut card = card;
+    if let Some(measures) = card["measures"].as_object_mut() {
+        for (name, m) in measures.iter_mut() {
+            if name != "billing_health" {
+                m["weight"] = json!(0.0);
+            }
+        }
+    }
+    let saved = client
+        .put(format!("{}/api/v1/scorecard", server.base))
+        .bearer_auth(&key)
+        .json(&card)
+        .send()
+        .await
+        .expect("put scorecard");
+    assert!(saved.status().is_success());
     let mut hooks = Vec::new();
     for n in 0..CHANNELS {
         let hook = slack.create_webhook(&format!("#alerts-{n}"));

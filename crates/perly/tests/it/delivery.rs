@@ -82,7 +82,7 @@ async fn an_alert_reaches_slack_and_discord_with_colour_link_score_delta_signals
     .await;
 
     set_score(&app, "acme", 80).await;
-    app.advance(Duration::days(1));
+    app.advance(Duration::days(7));
     set_score(&app, "acme", 45).await;
     let alert = app.alerts("acme", "customer_at_risk").await[0].clone();
     let stats = app.deliver().await;
@@ -153,7 +153,7 @@ async fn the_seed_four_channel_table_routes_each_alert_to_exactly_the_matching_c
     for c in ["acme", "globex", "initech"] {
         set_score(&app, c, 80).await;
     }
-    app.advance(Duration::days(1));
+    app.advance(Duration::days(7));
     set_score(&app, "acme", 45).await;
     billing_retry_failed(&app, "globex", 1).await;
     let now = app.now();
@@ -485,7 +485,7 @@ async fn a_dry_run_counts_and_lists_the_alerts_the_rules_would_have_sent() {
     for c in ["acme", "globex"] {
         set_score(&app, c, 80).await;
     }
-    app.advance(Duration::days(1));
+    app.advance(Duration::days(7));
     set_score(&app, "acme", 45).await;
     billing_retry_failed(&app, "globex", 1).await;
     let (status, all) = app

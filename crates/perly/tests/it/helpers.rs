@@ -456,6 +456,20 @@ pub async fn send_all(app: &TestApp, rows: Vec<Value>) {
     }
 }
 
+/// Only the named measures count (their default weights and thresholds),
+/// so data for just those covers the whole scorecard.
+pub async fn scorecard_of(app: &TestApp, kept: &[&str]) {
+    let (_, mut card) = app.get("/api/v1/scorecard").await;
+    let measures = card["measures"].as_object_mut().expect("measures");
+    for (name, m) in measures.iter_mut() {
+        if !kept.contains(&name.as_str()) {
+            m["weight"] = json!(0.0);
+        }
+    }
+    let (status, body) = app.put("/api/v1/scorecard", card).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Only seat utilisation counts (0 → 100 linearly), so a test sets scores exactly.
 pub async fn seat_only_scorecard(app: &TestApp) {
     let (_, mut card) = app.get("/api/v1/scorecard").await;

@@ -7,9 +7,18 @@ use crate::helpers::*;
 #[tokio::test]
 async fn another_workspace_cannot_see_or_touch_customers_and_alerts() {
     let app = spawn_app().await;
+    seat_only_scorecard(&app).await;
     app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 10}]))
         .await;
     let now = app.now();
+    app.events(vec![event(
+        "s1",
+        "acme",
+        now,
+        json!({"type": "seats_changed", "seats_used": 9}),
+    )])
+    .await;
+    app.rescore().await;
     app.events(vec![event(
         "r1",
         "acme",

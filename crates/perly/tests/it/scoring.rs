@@ -8,6 +8,8 @@ use crate::helpers::*;
 #[tokio::test]
 async fn score_risk_signals_and_action_follow_the_events() {
     let app = spawn_app().await;
+    // The measures this customer has data for make up the whole scorecard.
+    scorecard_of(&app, &["usage_trend", "seat_utilisation", "billing_health"]).await;
     app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 12}]))
         .await;
     let now = app.now();
@@ -100,13 +102,54 @@ async fn missing_data_is_not_counted_as_bad_and_is_named() {
     let quiet = app.customer("quiet").await;
     assert!(quiet["score"].is_null(), "no data, no score: {quiet}");
     let nps = app.customer("nps").await;
-    assert_eq!(nps["score"], 100, "{nps}");
-    assert_eq!(nps["explanation"]["coverage"]["summary"], "based on 1 of 8 measures");
-    let missing = nps["explanation"]["coverage"]["missing"]
-        .as_array()
-        .expect("missing")
-        .len();
+    // NPS is 5% of the weight: the rest counts at the neutral 62.5.
+    assert_eq!(nps["score"], 64, "{nps}");
+    assert!(nps["risk_level"].is_null(), "{nps}");
+    assert_eq!(
+        nps["coverage"]["summary"],
+        "Not enough data yet (based on 1 of 8 measures: NPS)"
+    );
+    assert_eq!(nps["coverage"]["enough"], false);
+    let missing = nps["coverage"]["missing"].as_array().expect("missing").len();
     assert_eq!(missing, 7);
+}
+
+#[tokio::test]
+async fn a_customer_below_the_coverage_rule_has_no_risk_level_and_raises_no_alert_until_its_data_arrives() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "thin", "name": "Thin", "seats_purchased": 10}]))
+        .await;
+    let now = app.now();
+    // Everything it says is bad, but it is 23% of the scorecard's weight.
+    app.events(vec![
+        event("t1", "thin", now, json!({"type": "nps_response", "score": 0})),
+        event("t2", "thin", now - Duration::days(3), json!({"type": "payment_failed", "amount": 50.0})),
+        event("t3", "thin", now - Duration::days(1), json!({"type": "payment_failed", "amount": 50.0})),
+    ])
+    .await;
+    app.rescore().await;
+    let thin = app.customer("thin").await;
+    assert!(thin["risk_level"].is_null(), "{thin}");
+    assert!(thin["score"].as_i64().expect("scored") > 40, "shrunk toward neutral: {thin}");
+    assert!(thin["history"].as_array().expect("history").is_empty(), "{thin}");
+    let (_, feed) = app.get("/api/v1/alerts?customer_id=thin").await;
+    assert_eq!(feed["items"], json!([]), "no verdict, no alert");
+    let (_, critical) = app.get("/api/v1/customers?risk_level=critical").await;
+    assert_eq!(critical["items"], json!([]));
+
+    // Its usage, seats and features arrive: now it has a verdict.
+    let mut rows = activity("thin", 2, 59, 0, now);
+    rows.push(event("s1", "thin", now, json!({"type": "seats_changed", "seats_used": 2})));
+    rows.push(event("f1", "thin", now, json!({"type": "feature_used", "feature": "reports"})));
+    send_all(&app, rows).await;
+    app.rescore().await;
+    let known = app.customer("thin").await;
+    assert_eq!(known["coverage"]["enough"], true, "{known}");
+    assert!(
+        matches!(known["risk_level"].as_str(), Some("high" | "critical")),
+        "{known}"
+    );
+    assert_eq!(known["history"].as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test]
@@ -136,9 +179,11 @@ async fn an_accepted_event_shows_in_the_score_through_the_background_worker() {
 #[tokio::test]
 async fn the_scorecard_is_editable_and_validated() {
     let app = spawn_app().await;
-    let (status, mut card) = app.get("/api/v1/scorecard").await;
+    let (status, card) = app.get("/api/v1/scorecard").await;
     assert_eq!(status, 200);
     assert_eq!(card["risk_bands"]["low"], 75.0);
+    scorecard_of(&app, &["nps"]).await;
+    let (_, mut card) = app.get("/api/v1/scorecard").await;
 
     app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
     let now = app.now();
@@ -177,6 +222,7 @@ async fn the_scorecard_is_editable_and_validated() {
 #[tokio::test]
 async fn customers_are_listed_by_score_filtered_by_risk_and_paged_with_a_cursor() {
     let app = spawn_app().await;
+    scorecard_of(&app, &["nps"]).await;
     let rows: Vec<_> = (0..7)
         .map(|i| json!({"external_id": format!("c{i}"), "name": format!("Customer {i}")}))
         .collect();
