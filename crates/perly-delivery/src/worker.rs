@@ -307,6 +307,14 @@ impl Deliverer {
     }
 
     fn render(&self, c: &ClaimedChannel, batch: &[&perly_store::OutboxItem]) -> serde_json::Value {
+        if let Some(notice) = batch.first().and_then(|i| i.notice.as_ref()) {
+            // A summary links to the portfolio, where imports are seen.
+            let link = format!("{}/", self.public_url.trim_end_matches('/'));
+            return match c.platform {
+                Platform::Slack => slack::message::render_notice(notice, &link),
+                Platform::Discord => discord::message::render_notice(notice, &link),
+            };
+        }
         let alerts: Vec<AlertMessage> = batch
             .iter()
             .filter_map(|i| i.alert.as_ref())
@@ -324,8 +332,8 @@ impl Deliverer {
 /// Most alerts in one message: the platforms' embed/attachment budget.
 pub const DIGEST_MAX: usize = discord::message::EMBEDS_MAX;
 
-/// What goes in the next message: a test message alone, or the due alerts
-/// in order, up to [`DIGEST_MAX`].
+/// What goes in the next message: a test message or a summary alone, or
+/// the due alerts in order, up to [`DIGEST_MAX`].
 fn batch(c: &ClaimedChannel) -> Vec<&perly_store::OutboxItem> {
     match c.items.first() {
         None => Vec::new(),

@@ -6,6 +6,7 @@
 //! kept (title 256, description 4096, 25 fields, name 256, value 1024,
 //! footer 2048, 6000 in total), truncating with "…"; no field is ever null.
 
+use perly_domain::imports::NoticeText;
 use serde_json::{json, Value};
 
 use crate::message::{risk_color, AlertMessage};
@@ -83,6 +84,24 @@ pub fn render_test(public_url: &str) -> Value {
             "color": 0x58_65_F2,
             "url": crate::message::truncate(public_url, URL_MAX),
             "footer": {"text": "Perly"},
+        }],
+    })
+}
+
+/// A summary (of an import) as one embed: the title linking to Perly, its
+/// lines, and what did not fit, coloured by the most severe level it reports.
+pub fn render_notice(n: &NoticeText, link: &str) -> Value {
+    let mut lines: Vec<String> = n.lines.iter().map(|l| escape(l, DESCRIPTION_MAX)).collect();
+    lines.extend(n.more.iter().map(|m| escape(m, 200)));
+    json!({
+        "username": "Perly",
+        "allowed_mentions": {"parse": []},
+        "embeds": [{
+            "title": escape(&n.title, TITLE_MAX),
+            "description": non_empty(crate::message::truncate(&lines.join("\n"), DESCRIPTION_MAX)),
+            "color": n.risk_level.map_or(0x58_65_F2, crate::message::risk_color),
+            "url": crate::message::truncate(link, URL_MAX),
+            "footer": {"text": "Perly · Summary"},
         }],
     })
 }

@@ -3,6 +3,7 @@
 //! Customer-supplied text is escaped as Slack documents (`&`, `<`, `>`), so a
 //! customer named `<!channel>` is shown, not broadcast.
 
+use perly_domain::imports::NoticeText;
 use serde_json::{json, Value};
 
 use crate::message::{risk_color, AlertMessage};
@@ -79,6 +80,27 @@ pub fn render_test(public_url: &str) -> Value {
             "title_link": public_url,
             "text": "Perly alerts (customer at risk, expansion signal, health score drop, upsell opportunity, billing retry failed) will appear here.",
             "footer": "Perly",
+        }],
+    })
+}
+
+/// A summary (of an import): a title linking to Perly, its lines, and what
+/// did not fit ("+27 more in Perly"), coloured by the most severe level it reports.
+pub fn render_notice(n: &NoticeText, link: &str) -> Value {
+    let title = escape(&n.title, TITLE_MAX);
+    let mut lines: Vec<String> = n.lines.iter().map(|l| escape(l, TEXT_MAX)).collect();
+    lines.extend(n.more.iter().map(|m| escape(m, 200)));
+    let text = crate::message::truncate(&lines.join("\n"), TEXT_MAX);
+    let color = n.risk_level.map_or(0x58_65_F2, crate::message::risk_color);
+    json!({
+        "text": title,
+        "attachments": [{
+            "color": format!("#{color:06X}"),
+            "fallback": title,
+            "title": title,
+            "title_link": link,
+            "text": text,
+            "footer": "Perly · Summary",
         }],
     })
 }

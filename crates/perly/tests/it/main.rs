@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod demo;
 mod helpers;
+mod history;
 mod ingest;
 mod ingest_limits;
 mod isolation;

@@ -253,7 +253,8 @@ async fn a_server_killed_during_a_sync_and_during_a_push_loses_and_duplicates_no
             }
         }
     }
-    api.call(&server, reqwest::Method::PUT, "/api/v1/scorecard", Some(card)).await;
+    api.call(&server, reqwest::Method::PUT, "/api/v1/scorecard", Some(card))
+        .await;
     api.post(
         &server,
         "/api/v1/salesforce/rules",

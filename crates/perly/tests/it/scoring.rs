@@ -123,14 +123,27 @@ async fn a_customer_below_the_coverage_rule_has_no_risk_level_and_raises_no_aler
     // Everything it says is bad, but it is 23% of the scorecard's weight.
     app.events(vec![
         event("t1", "thin", now, json!({"type": "nps_response", "score": 0})),
-        event("t2", "thin", now - Duration::days(3), json!({"type": "payment_failed", "amount": 50.0})),
-        event("t3", "thin", now - Duration::days(1), json!({"type": "payment_failed", "amount": 50.0})),
+        event(
+            "t2",
+            "thin",
+            now - Duration::days(3),
+            json!({"type": "payment_failed", "amount": 50.0}),
+        ),
+        event(
+            "t3",
+            "thin",
+            now - Duration::days(1),
+            json!({"type": "payment_failed", "amount": 50.0}),
+        ),
     ])
     .await;
     app.rescore().await;
     let thin = app.customer("thin").await;
     assert!(thin["risk_level"].is_null(), "{thin}");
-    assert!(thin["score"].as_i64().expect("scored") > 40, "shrunk toward neutral: {thin}");
+    assert!(
+        thin["score"].as_i64().expect("scored") > 40,
+        "shrunk toward neutral: {thin}"
+    );
     assert!(thin["history"].as_array().expect("history").is_empty(), "{thin}");
     let (_, feed) = app.get("/api/v1/alerts?customer_id=thin").await;
     assert_eq!(feed["items"], json!([]), "no verdict, no alert");
@@ -139,8 +152,18 @@ async fn a_customer_below_the_coverage_rule_has_no_risk_level_and_raises_no_aler
 
     // Its usage, seats and features arrive: now it has a verdict.
     let mut rows = activity("thin", 2, 59, 0, now);
-    rows.push(event("s1", "thin", now, json!({"type": "seats_changed", "seats_used": 2})));
-    rows.push(event("f1", "thin", now, json!({"type": "feature_used", "feature": "reports"})));
+    rows.push(event(
+        "s1",
+        "thin",
+        now,
+        json!({"type": "seats_changed", "seats_used": 2}),
+    ));
+    rows.push(event(
+        "f1",
+        "thin",
+        now,
+        json!({"type": "feature_used", "feature": "reports"}),
+    ));
     send_all(&app, rows).await;
     app.rescore().await;
     let known = app.customer("thin").await;
