@@ -183,7 +183,9 @@ pub fn profiles(count: usize) -> Vec<Profile> {
             };
             let external_id = name.to_lowercase().replace(' ', "-");
             let archetype = archetype(i);
-            let users = rng.gen_range(4..=24);
+            // At least 8 users: in smaller accounts chance alone moves daily usage
+            // by a quarter (an expansion signal) from one month to the next.
+            let users = rng.gen_range(8..=30);
             let plan = match archetype {
                 Archetype::NearLimit => "pro",
                 _ => ["starter", "pro", "pro", "enterprise"][rng.gen_range(0..4)],

@@ -194,7 +194,7 @@ async fn seeded_history_starts_from_a_sensible_prior(
     }
     let early: Vec<String> = alerts
         .iter()
-        .filter(|a| a.occurred_at < first + Duration::days(3))
+        .filter(|a| a.occurred_at < first + Duration::days(5))
         .map(|a| format!("{} {:?} {}", a.customer_external_id, a.kind, a.occurred_at))
         .collect();
     assert!(early.is_empty(), "alerts in the first days of history: {early:?}");
