@@ -237,7 +237,11 @@ pub fn salesforce_org(count: usize, now: DateTime<Utc>) -> OrgSpec {
             .map(|(first, last)| OrgUser {
                 first_name: (*first).to_owned(),
                 last_name: (*last).to_owned(),
-                alias: format!("{}{}", &first[..1], last).to_lowercase().chars().take(8).collect(),
+                alias: format!("{}{}", &first[..1], last)
+                    .to_lowercase()
+                    .chars()
+                    .take(8)
+                    .collect(),
                 email: format!("{}@example.com", first.to_lowercase()),
             })
             .collect(),
@@ -323,7 +327,8 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
     // Monthly payment.
     if d.rem_euclid(30) == p.pay_day % 30 {
         let amount = p.input.mrr.unwrap_or(100.0);
-        let failing = (p.archetype == Archetype::BillingTrouble && d >= 60) || (p.archetype == Archetype::Churning && d >= 40);
+        let failing =
+            (p.archetype == Archetype::BillingTrouble && d >= 60) || (p.archetype == Archetype::Churning && d >= 40);
         let kind = if failing {
             EventKind::PaymentFailed {
                 amount,

@@ -312,7 +312,10 @@ pub(crate) async fn my_guilds(State(s): State<Arc<Discord>>, headers: HeaderMap,
         );
     };
     if !scope.split([' ', '+']).any(|x| x == "guilds") {
-        return server::json(StatusCode::FORBIDDEN, &json!({"message": "Missing Access", "code": 50001}));
+        return server::json(
+            StatusCode::FORBIDDEN,
+            &json!({"message": "Missing Access", "code": 50001}),
+        );
     }
     let snowflake = |k: &str| p.get(k).and_then(|v| v.parse::<u64>().ok());
     let (after, before) = (snowflake("after"), snowflake("before"));

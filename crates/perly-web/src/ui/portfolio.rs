@@ -124,7 +124,9 @@ pub fn risk_chart(totals: &[RiskTotal]) -> RiskChart {
             LevelRow {
                 key,
                 label,
-                link: level.map(|l| format!("/customers?risk={}", l.as_str())).unwrap_or_default(),
+                link: level
+                    .map(|l| format!("/customers?risk={}", l.as_str()))
+                    .unwrap_or_default(),
                 customers: *n,
                 share,
                 mrr: money(Some(*m)),

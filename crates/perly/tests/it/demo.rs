@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use perly_domain::alerts::AlertKind;
 use perly_domain::ids::WorkspaceId;
 use perly_domain::risk::RiskLevel;
-use perly_domain::alerts::AlertKind;
 use perly_store::{AlertQuery, CustomerQuery};
 
 use crate::helpers::*;
@@ -112,7 +112,9 @@ async fn connecting_the_demo_org_enriches_the_demo_customers() {
         s.sync.external_id_field = Some(perly::demo::CUSTOMER_ID_FIELD.to_owned());
     })
     .await;
-    perly::demo::seed(&app.store, app.ws, COUNT, app.now()).await.expect("seed");
+    perly::demo::seed(&app.store, app.ws, COUNT, app.now())
+        .await
+        .expect("seed");
     let query = CustomerQuery {
         limit: 500,
         ..Default::default()
@@ -122,7 +124,12 @@ async fn connecting_the_demo_org_enriches_the_demo_customers() {
 
     let web = crate::salesforce::admin(&app).await;
     crate::salesforce::connect(&web, "production", "").await;
-    let conn = app.store.salesforce_connection(app.ws).await.expect("conn").expect("connected");
+    let conn = app
+        .store
+        .salesforce_connection(app.ws)
+        .await
+        .expect("conn")
+        .expect("connected");
     assert_eq!(
         conn.settings.external_id_field.as_deref(),
         Some(perly::demo::CUSTOMER_ID_FIELD),

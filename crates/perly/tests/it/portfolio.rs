@@ -54,7 +54,13 @@ async fn the_portfolio_shows_risk_totals_movers_and_the_latest_alerts() {
     ]))
     .await;
     // Eight days ago: the week's starting scores (echo never gets one).
-    for (id, score) in [("alpha", 40), ("bravo", 30), ("charlie", 60), ("delta", 50), ("foxtrot", 80)] {
+    for (id, score) in [
+        ("alpha", 40),
+        ("bravo", 30),
+        ("charlie", 60),
+        ("delta", 50),
+        ("foxtrot", 80),
+    ] {
         set_score(&app, id, score).await;
     }
     app.advance(Duration::days(8));
@@ -71,7 +77,10 @@ async fn the_portfolio_shows_risk_totals_movers_and_the_latest_alerts() {
     web.sign_in("ana@example.com", "correct horse battery").await;
     let (status, page, _) = web.get("/").await;
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("aria-current=\"page\">Portfolio</a>"), "the nav marks the page");
+    assert!(
+        page.contains("aria-current=\"page\">Portfolio</a>"),
+        "the nav marks the page"
+    );
 
     // alpha 10 critical; bravo 30 high; charlie 65 medium; delta 90, foxtrot 80, golf 95 low; echo unscored.
     for (level, customers, mrr) in [
@@ -85,8 +94,14 @@ async fn the_portfolio_shows_risk_totals_movers_and_the_latest_alerts() {
         assert_eq!(cell(row, "customers"), customers, "{level}: {row}");
         assert_eq!(cell(row, "mrr"), mrr, "{level}: {row}");
     }
-    assert!(page.contains("Customers (7)") && page.contains("MRR ($2,800)"), "chart totals");
-    assert!(page.contains("<svg") && !page.contains("<script"), "server-side SVG, no script");
+    assert!(
+        page.contains("Customers (7)") && page.contains("MRR ($2,800)"),
+        "chart totals"
+    );
+    assert!(
+        page.contains("<svg") && !page.contains("<script"),
+        "server-side SVG, no script"
+    );
 
     let falls = element(&page, "section", "falls");
     assert_eq!(names(falls), ["alpha Inc"], "{falls}");
@@ -94,7 +109,11 @@ async fn the_portfolio_shows_risk_totals_movers_and_the_latest_alerts() {
     assert_eq!(cell(falls, "now"), "10");
     assert!(falls.contains("−30"), "{falls}");
     let rises = element(&page, "section", "rises");
-    assert_eq!(names(rises), ["delta Inc", "charlie Inc"], "biggest rise first, golf left out: {rises}");
+    assert_eq!(
+        names(rises),
+        ["delta Inc", "charlie Inc"],
+        "biggest rise first, golf left out: {rises}"
+    );
     assert!(rises.contains("+40") && rises.contains("+5"), "{rises}");
 
     let alerts = element(&page, "section", "latest-alerts");

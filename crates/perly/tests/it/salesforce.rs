@@ -599,7 +599,11 @@ async fn the_settings_page_refreshes_itself_only_while_a_sync_runs() {
     assert!(!page.contains(REFRESH), "a finished sync needs no refresh");
 
     // A run that is under way (claimed by a sync worker, not finished).
-    assert!(app.store.request_salesforce_sync(app.ws, app.now()).await.expect("request"));
+    assert!(app
+        .store
+        .request_salesforce_sync(app.ws, app.now())
+        .await
+        .expect("request"));
     let claim = app
         .store
         .claim_salesforce_sync(app.now(), chrono::Duration::minutes(2))
