@@ -17,6 +17,9 @@ pub struct Installed {
     pub webhook_url: String,
     /// Team/guild and channel ids, configuration URL: kept, never secret.
     pub details: serde_json::Value,
+    /// The vendor did not say the channel's own name (Discord): the admin
+    /// is asked to add it.
+    pub unnamed_channel: bool,
 }
 
 impl std::fmt::Debug for Installed {

@@ -11,7 +11,8 @@
 //! two differ); each backend has its own migrations folder. [`auth`] hashes
 //! passwords and API keys, [`cipher`] encrypts secrets at rest and
 //! [`secrets`] stores and rotates them (trait [`Secrets`], a supertrait of
-//! [`Store`]).
+//! [`Store`]); [`portfolio`] reads the workspace-wide figures of the page at
+//! `/` (trait [`Portfolio`]).
 
 pub mod accounts;
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod cipher;
 pub mod db;
 pub mod imports;
 pub mod model;
+pub mod portfolio;
 pub mod salesforce;
 pub mod salesforce_outbox;
 pub mod secrets;
@@ -38,6 +40,7 @@ pub use accounts::{
 };
 pub use imports::Imports;
 pub use model::*;
+pub use portfolio::{Mover, Portfolio, RiskTotal};
 pub use salesforce::{
     ApiUsageSeen, AppliedAccounts, CrmRecord, NewSalesforceConnection, ObjectProgress, ObjectState, PulledAccount,
     PulledActivity, SalesforceConnection, SalesforceSync, SyncClaim, SyncState, SYNC_OBJECTS,
@@ -86,7 +89,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The one interface to Perly's data.
 #[async_trait]
-pub trait Store: Accounts + Imports + Secrets + Send + Sync + 'static {
+pub trait Store: Accounts + Imports + Portfolio + Secrets + Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 

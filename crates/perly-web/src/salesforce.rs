@@ -40,6 +40,10 @@ pub struct SalesforceSetup {
     pub wake_sync: Arc<Notify>,
     /// The outbox worker (score pushes, Tasks, Chatter posts).
     pub wake_outbox: Arc<Notify>,
+    /// The Account field a new connection matches customers on, when the
+    /// server sets one (`sync.external_id_field`); applied before the first
+    /// sync if the org has that field.
+    pub default_external_id_field: Option<String>,
 }
 
 /// Why a connection could not be made (or used), in words for the admin.
@@ -229,11 +233,46 @@ pub async fn finish(
     if let Err(e) = perly_salesforce::outbox::ensure_fields(state.store.as_ref(), ws, &client, now).await {
         tracing::warn!(workspace_id = %ws, error = %e, "could not make Perly's fields in Salesforce yet");
     }
+    if conn.settings.external_id_field.is_none() {
+        if let Some(field) = &setup.default_external_id_field {
+            match_customers_on(state, ws, &client, &conn.settings, field, now).await?;
+        }
+    }
     let conn = state.store.salesforce_connection(ws).await?.unwrap_or(conn);
     setup.orgs.remember(ws, conn.connected_at, client);
     state.store.request_salesforce_sync(ws, now).await?;
     setup.wake_sync.notify_one();
     Ok((conn, report))
+}
+
+/// Sets the server's default external id field on a new connection, when
+/// the org's Account has it (the describe says); otherwise the connection
+/// keeps matching on the Account Id, which the settings page shows.
+async fn match_customers_on(
+    state: &AppState,
+    ws: WorkspaceId,
+    client: &Client,
+    settings: &perly_domain::salesforce::SyncSettings,
+    field: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ConnectError> {
+    let has_field = match client.describe("Account").await {
+        Ok(d) => d.fields.iter().any(|f| f.name.eq_ignore_ascii_case(field)),
+        Err(e) => {
+            tracing::warn!(workspace_id = %ws, error = %e, "could not read the Account fields");
+            false
+        }
+    };
+    if !has_field {
+        tracing::warn!(workspace_id = %ws, field, "the org's Account has no such field: customers are matched on the Account Id");
+        return Ok(());
+    }
+    let settings = perly_domain::salesforce::SyncSettings {
+        external_id_field: Some(field.to_owned()),
+        ..settings.clone()
+    };
+    state.store.update_salesforce_settings(ws, &settings, now).await?;
+    Ok(())
 }
 
 async fn revoke_quietly(http: &perly_net::Outbound, login: &Url, token: &SecretString) {

@@ -122,6 +122,11 @@ pub struct SyncConfig {
     /// First wait before retrying a push or action after a transient
     /// failure (seconds); it doubles per attempt, up to an hour.
     pub outbox_retry_secs: i64,
+    /// The Account field a newly connected org matches customers on (its
+    /// value is the customer's external id), set before the first sync so
+    /// that it enriches the customers already there; unset: the Account
+    /// Id. Each workspace can change it in Settings › Salesforce.
+    pub external_id_field: Option<String>,
 }
 
 impl Default for SyncConfig {
@@ -134,6 +139,7 @@ impl Default for SyncConfig {
             limit_pause_minutes: 30,
             outbox_poll_ms: 1_000,
             outbox_retry_secs: 15,
+            external_id_field: None,
         }
     }
 }

@@ -1,7 +1,11 @@
 //! `perly demo`: a workspace of made-up but realistic customers, seeded
 //! deterministically. Seeding replays 90 days one day at a time through the
 //! real ingest and rescoring code with a simulated clock, so score history and
-//! alerts are what Perly itself produced; every alert kind occurs. After that
+//! alerts are what Perly itself produced; every alert kind occurs. Before
+//! those 90 days come [`PRIOR_DAYS`] days of ordinary use, ingested but not
+//! scored, so the first score already rests on every measure's full window
+//! (usage trend compares 30 days with the 30 before): charts start at each
+//! customer's usual level, and nothing alerts on the first day. After that
 //! the server runs on the wall clock and a trickle of live events keeps scores
 //! moving. Running it again reuses the data folder.
 
@@ -23,7 +27,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use secrecy::{ExposeSecret, SecretString};
 
-use perly_standins::salesforce::{OrgSpec, SalesforceStandin};
+use perly_standins::salesforce::{NamedAccount, OrgSpec, OrgUser, SalesforceStandin};
 use perly_standins::{DiscordStandin, OAuthApp, SlackStandin};
 
 use crate::config::Settings;
@@ -49,6 +53,9 @@ pub const DEMO_WORKSPACE: &str = "Perly Demo";
 pub const DEMO_EMAIL: &str = "demo@perly.dev";
 pub const DEMO_PASSWORD: &str = "perly-demo-password";
 const DAYS: i64 = 90;
+/// Days of history before the first scored day: usage trend needs 44 days
+/// of usage, feature adoption and support load 60.
+pub const PRIOR_DAYS: i64 = 63;
 const SEED: u64 = 20_261_124;
 const FEATURES: [&str; 8] = [
     "dashboards",
@@ -61,11 +68,29 @@ const FEATURES: [&str; 8] = [
     "audit_log",
 ];
 
+/// The demo's account owners: (first name, last name); their email is
+/// `{first}@example.com`, lowercased.
+const OWNERS: [(&str, &str); 5] = [
+    ("Ana", "Silva"),
+    ("Ben", "Brooks"),
+    ("Chloe", "Martin"),
+    ("Dev", "Shah"),
+    ("Emma", "Novak"),
+];
+
+/// The Account field of the demo's Salesforce org that holds each
+/// customer's external id: connecting the org in the demo matches on it.
+pub const CUSTOMER_ID_FIELD: &str = "Customer_Id__c";
+
 /// How a demo customer behaves over the 90 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Archetype {
     Steady,
+    /// Usage fades, CRM goes quiet, a low NPS: high risk by the end.
     Declining,
+    /// Everything goes wrong: usage collapses, payments and retries fail,
+    /// urgent tickets pile up, the champion stops answering: critical.
+    Churning,
     Growing,
     NearLimit,
     BillingTrouble,
@@ -79,7 +104,8 @@ pub struct Profile {
     pub input: CustomerInput,
     pub users: u32,
     pub archetype: Archetype,
-    /// Day (0..90) the customer starts sending events.
+    /// Day the customer starts sending events (0 is the first scored day;
+    /// customers other than new ones start [`PRIOR_DAYS`] before it).
     pub start_day: i64,
     /// Day its NPS response comes in.
     pub nps_day: i64,
@@ -89,7 +115,8 @@ pub struct Profile {
 
 fn archetype(i: usize) -> Archetype {
     match i % 20 {
-        0..=7 => Archetype::Steady,
+        0..=6 => Archetype::Steady,
+        7 => Archetype::Churning,
         8..=10 => Archetype::Declining,
         11 | 12 => Archetype::Growing,
         13 | 14 => Archetype::NearLimit,
@@ -141,7 +168,6 @@ pub fn profiles(count: usize) -> Vec<Profile> {
         "Energy",
         "Robotics",
     ];
-    const OWNERS: [&str; 5] = ["ana", "ben", "chloe", "dev", "emma"];
     let mut rng = StdRng::seed_from_u64(SEED);
     (0..count)
         .map(|i| {
@@ -157,14 +183,17 @@ pub fn profiles(count: usize) -> Vec<Profile> {
             };
             let external_id = name.to_lowercase().replace(' ', "-");
             let archetype = archetype(i);
-            let users = rng.gen_range(4..=24);
+            // At least 8 users: in smaller accounts chance alone moves daily usage
+            // by a quarter (an expansion signal) from one month to the next.
+            let users = rng.gen_range(8..=30);
             let plan = match archetype {
                 Archetype::NearLimit => "pro",
                 _ => ["starter", "pro", "pro", "enterprise"][rng.gen_range(0..4)],
             };
-            // Most accounts bought room to grow; growing ones are close to their limit.
+            // Most accounts bought room to grow; growing ones fill theirs
+            // within a month or so (see `day_events`).
             let seats = match archetype {
-                Archetype::Growing => users + 2,
+                Archetype::Growing => users + users / 2 + 2,
                 _ => users + users / 2 + rng.gen_range(2..=8),
             };
             Profile {
@@ -174,17 +203,51 @@ pub fn profiles(count: usize) -> Vec<Profile> {
                     plan: Some(plan.to_owned()),
                     mrr: Some(f64::from(seats) * 45.0),
                     seats_purchased: Some(seats),
-                    owner_email: Some(format!("{}@example.com", OWNERS[i % OWNERS.len()])),
+                    owner_email: Some(format!("{}@example.com", OWNERS[i % OWNERS.len()].0.to_lowercase())),
                     parent_external_id: None,
                 },
                 users,
                 archetype,
-                start_day: if archetype == Archetype::New { 75 } else { 0 },
+                start_day: if archetype == Archetype::New { 75 } else { -PRIOR_DAYS },
                 nps_day: rng.gen_range(10..85),
                 pay_day: rng.gen_range(0..28),
             }
         })
         .collect()
+}
+
+/// The demo's Salesforce org (Production and its Sandbox): the demo's own
+/// customers as Accounts, with their external ids in [`CUSTOMER_ID_FIELD`],
+/// the same owners, contacts, opportunities, and Tasks and Events of the
+/// last six weeks before `now`. Connecting it enriches the customers.
+pub fn salesforce_org(count: usize, now: DateTime<Utc>) -> OrgSpec {
+    OrgSpec {
+        accounts: count as u64,
+        anchor: now,
+        named_accounts: profiles(count)
+            .into_iter()
+            .map(|p| NamedAccount {
+                name: p.input.name,
+                customer_id: p.input.external_id,
+                owner_email: p.input.owner_email,
+            })
+            .collect(),
+        owners: OWNERS
+            .iter()
+            .map(|(first, last)| OrgUser {
+                first_name: (*first).to_owned(),
+                last_name: (*last).to_owned(),
+                alias: format!("{}{}", &first[..1], last)
+                    .to_lowercase()
+                    .chars()
+                    .take(8)
+                    .collect(),
+                email: format!("{}@example.com", first.to_lowercase()),
+            })
+            .collect(),
+        activity_days: 42,
+        ..OrgSpec::default()
+    }
 }
 
 /// The demo scorecard: defaults plus two premium features.
@@ -199,7 +262,8 @@ fn at(day_start: DateTime<Utc>, rng: &mut StdRng) -> DateTime<Utc> {
     day_start + Duration::minutes(rng.gen_range(8 * 60..18 * 60))
 }
 
-/// The events of customer `p` on day `d` (0 = 89 days ago) starting at `day_start`.
+/// The events of customer `p` on day `d` (0 = 89 days ago, the first scored
+/// day; negative days are the prior history) starting at `day_start`.
 pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRng) -> Vec<Event> {
     let mut out = Vec::new();
     if d < p.start_day {
@@ -220,7 +284,8 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
     let mut users = p.users;
     match p.archetype {
         Archetype::Declining if d >= 45 => p_active *= (1.0 - (d - 45) as f64 / 30.0).max(0.12),
-        Archetype::Growing => users = p.users + (p.users as i64 * d / 60) as u32,
+        Archetype::Churning if d >= 20 => p_active *= (1.0 - (d - 20) as f64 / 35.0).max(0.03),
+        Archetype::Growing => users = p.users + (p.users as i64 * d.max(0) / 45) as u32,
         _ => {}
     }
     let seats = p.input.seats_purchased.unwrap_or(users);
@@ -249,7 +314,7 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
     }
 
     // Weekly seat counts.
-    if d % 7 == 0 {
+    if d.rem_euclid(7) == 0 {
         push(
             EventKind::SeatsChanged {
                 seats_used: users,
@@ -260,9 +325,10 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
         );
     }
     // Monthly payment.
-    if d % 30 == p.pay_day % 30 {
+    if d.rem_euclid(30) == p.pay_day % 30 {
         let amount = p.input.mrr.unwrap_or(100.0);
-        let failing = p.archetype == Archetype::BillingTrouble && d >= 60;
+        let failing =
+            (p.archetype == Archetype::BillingTrouble && d >= 60) || (p.archetype == Archetype::Churning && d >= 40);
         let kind = if failing {
             EventKind::PaymentFailed {
                 amount,
@@ -287,8 +353,31 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
                 &mut out,
             );
         }
+        Archetype::Churning if d >= 44 && (d - 44) % 9 == 0 => {
+            let attempt = ((d - 44) / 9 + 1) as u32;
+            let amount = p.input.mrr.unwrap_or(100.0);
+            push(
+                EventKind::BillingRetryFailed {
+                    amount,
+                    attempt,
+                    next_retry_at: Some(day_start + Duration::days(9)),
+                },
+                at(day_start, rng),
+                &mut out,
+            );
+        }
+        Archetype::Churning if d >= 30 && rng.gen_bool(0.3) => {
+            push(
+                EventKind::TicketOpened {
+                    ticket_id: format!("c-{d}"),
+                    priority: TicketPriority::Urgent,
+                },
+                at(day_start, rng),
+                &mut out,
+            );
+        }
         Archetype::NearLimit => {
-            let used = 55_000.0 + 45_000.0 * (d as f64 / 80.0).min(1.0) - rng.gen_range(0.0..2_000.0);
+            let used = 55_000.0 + 45_000.0 * (d.max(0) as f64 / 80.0).min(1.0) - rng.gen_range(0.0..2_000.0);
             push(
                 EventKind::UsageMeasured {
                     metric: "api_calls".into(),
@@ -337,7 +426,7 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
             &mut out,
         );
     }
-    if d >= 3 && rng.gen_bool(0.04) {
+    if rng.gen_bool(0.04) {
         push(
             EventKind::TicketClosed {
                 ticket_id: format!("n-{}", d - 3),
@@ -347,7 +436,7 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
         );
     }
     // CRM touches every couple of weeks, fading for declining accounts.
-    let quiet = p.archetype == Archetype::Declining && d >= 40;
+    let quiet = (p.archetype == Archetype::Declining && d >= 40) || (p.archetype == Archetype::Churning && d >= 10);
     if !quiet && rng.gen_bool(0.08) {
         let kind = [ActivityType::Call, ActivityType::Email, ActivityType::Meeting][rng.gen_range(0..3)];
         push(
@@ -361,6 +450,7 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
     }
     if d == p.nps_day {
         let score = match p.archetype {
+            Archetype::Churning => rng.gen_range(0..=2),
             Archetype::Declining | Archetype::SupportHeavy => rng.gen_range(1..=5),
             Archetype::Growing => rng.gen_range(9..=10),
             _ => rng.gen_range(6..=10),
@@ -370,23 +460,31 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
     out
 }
 
-/// Creates the demo workspace's customers and replays 90 days of history
-/// ending at `now`, rescoring after each simulated day.
+/// Midnight (UTC) of the first scored day of a demo seeded at `now`: the
+/// charts' 90 days start here.
+pub fn first_scored_day(now: DateTime<Utc>) -> DateTime<Utc> {
+    let first_day = now - Duration::days(DAYS - 1);
+    Utc.with_ymd_and_hms(first_day.year(), first_day.month(), first_day.day(), 0, 0, 0)
+        .single()
+        .unwrap_or(first_day)
+}
+
+/// Creates the demo workspace's customers and replays their history ending
+/// at `now`: [`PRIOR_DAYS`] days of events, then 90 days rescored after
+/// each simulated day.
 pub async fn seed(store: &Arc<dyn Store>, ws: WorkspaceId, count: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
     store.set_scorecard(ws, &scorecard(), now).await?;
     let people = profiles(count);
-    let first_day = now - Duration::days(DAYS - 1);
-    let first_midnight = Utc
-        .with_ymd_and_hms(first_day.year(), first_day.month(), first_day.day(), 0, 0, 0)
-        .single()
-        .unwrap_or(first_day);
+    let first_midnight = first_scored_day(now);
     let rows: Vec<CustomerInput> = people.iter().map(|p| p.input.clone()).collect();
     for chunk in rows.chunks(1000) {
-        store.upsert_customers(ws, chunk, first_midnight).await?;
+        store
+            .upsert_customers(ws, chunk, first_midnight - Duration::days(PRIOR_DAYS))
+            .await?;
     }
     let rescorer = Rescorer::new(store.clone(), 500);
     let mut rng = StdRng::seed_from_u64(SEED + 1);
-    for d in 0..DAYS {
+    for d in -PRIOR_DAYS..DAYS {
         let day_start = first_midnight + Duration::days(d);
         let day_end = (day_start + Duration::hours(23) + Duration::minutes(59)).min(now);
         let events: Vec<Event> = people
@@ -397,7 +495,10 @@ pub async fn seed(store: &Arc<dyn Store>, ws: WorkspaceId, count: usize, now: Da
         for chunk in events.chunks(1000) {
             store.ingest_events(ws, chunk, IngestMode::Live, day_end).await?;
         }
-        rescorer.run_once(day_end).await?;
+        // The prior history is only read: scores start on day 0.
+        if d >= 0 {
+            rescorer.run_once(day_end).await?;
+        }
     }
     Ok(())
 }
@@ -574,11 +675,10 @@ async fn start_standins(
     point_at_standins(settings, &slack, &demo_app("slack"), &discord, &demo_app("discord"));
     // The stand-ins listen on this machine: let Perly reach them.
     settings.outbound.allow_private_networks = true;
-    // A generated org of 2,000 accounts (Production) and its Sandbox.
-    let org = OrgSpec {
-        accounts: 2_000,
-        ..OrgSpec::default()
-    };
+    // The demo's customers as an org (Production) and its Sandbox; a new
+    // connection matches customers on the field holding their ids.
+    let org = salesforce_org(args.customers, Utc::now());
+    settings.sync.external_id_field = Some(CUSTOMER_ID_FIELD.to_owned());
     let salesforce = SalesforceStandin::start(&next(3), &next(4), org, vec![demo_app("salesforce")])
         .await
         .with_context(|| format!("cannot start the Salesforce stand-in on {} and {}", next(3), next(4)))?;
@@ -688,7 +788,8 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  Discord:  {} (local stand-in)", discord.base_url());
     println!(
-        "  Salesforce: {url}/settings/salesforce → Connect (local stand-in org of 2,000 accounts at {}; sign in as {} / {})",
+        "  Salesforce: {url}/settings/salesforce → Connect (local stand-in org of these {} customers at {}; sign in as {} / {})",
+        args.customers,
         salesforce.login_url(),
         salesforce.production().admin_username(),
         perly_standins::salesforce::ADMIN_PASSWORD

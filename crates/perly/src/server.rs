@@ -119,6 +119,7 @@ pub fn salesforce(settings: &Settings, store: Arc<dyn Store>, public_url: &str) 
         orgs: Arc::new(Orgs::new(store, http, app, hosts)),
         wake_sync: Arc::new(Notify::new()),
         wake_outbox: Arc::new(Notify::new()),
+        default_external_id_field: settings.sync.external_id_field.clone().filter(|f| !f.trim().is_empty()),
     })
 }
 

@@ -4,12 +4,24 @@
 //! endpoint (form-encoded only, client auth by HTTP Basic) answers with an
 //! access token and the new `webhook`. Perly keeps only the webhook; it needs
 //! no access token to post.
+//!
+//! Naming: the webhook object carries the server (`guild_id`) and channel
+//! (`channel_id`) ids but neither name, and Discord's API offers a user
+//! token no way to read a channel (`GET /channels/{id}` takes a bot token).
+//! The server's name is documented for a user token: with the `guilds`
+//! scope, `GET /users/@me/guilds` lists the user's servers (a user is in at
+//! most 200, one page of `limit=200`). So Perly asks for `guilds` too, reads
+//! that list once with the access token from the exchange (then forgets
+//! the token), and names the channel after its server; the admin can add
+//! the channel's name on the channel's page.
 
 use serde::Deserialize;
 
 use crate::oauth::{clean, post_token_form, url_with, InstallError, Installed, OAuthClient};
 
-pub const SCOPE: &str = "webhook.incoming";
+/// `webhook.incoming` makes the webhook; `guilds` lets Perly read the
+/// server's name (see the module docs).
+pub const SCOPE: &str = "webhook.incoming guilds";
 
 /// Where to send the admin: `{base}/oauth2/authorize?…`.
 pub fn authorize_url(c: &OAuthClient, redirect_uri: &str, state: &str) -> String {
@@ -28,7 +40,16 @@ pub fn authorize_url(c: &OAuthClient, redirect_uri: &str, state: &str) -> String
 
 #[derive(Deserialize)]
 struct Token {
+    access_token: Option<String>,
+    scope: Option<String>,
     webhook: Option<Webhook>,
+}
+
+/// A partial guild of `GET /users/@me/guilds`.
+#[derive(Deserialize)]
+struct PartialGuild {
+    id: String,
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -85,19 +106,68 @@ pub async fn exchange(
         .webhook
         .ok_or_else(|| unavailable("the answer has no webhook (was the webhook.incoming scope granted?)".into()))?;
     let webhook_url = crate::webhook::check(perly_domain::channels::Platform::Discord, &hook.url, &c.webhook_base)?;
-    let channel_name = match (&hook.name, &hook.channel_id) {
-        (_, Some(id)) => format!("Discord channel {id}"),
-        (Some(name), None) => name.clone(),
-        (None, None) => "Discord channel".into(),
+    let granted_guilds = token
+        .scope
+        .as_deref()
+        .is_some_and(|s| s.split([' ', '+']).any(|x| x == "guilds"));
+    let guild_name = match (&token.access_token, &hook.guild_id) {
+        (Some(access), Some(guild)) if granted_guilds => guild_name(http, c, access, guild).await,
+        _ => None,
     };
     Ok(Installed {
-        channel_name,
+        channel_name: channel_name(guild_name.as_deref()),
         webhook_url,
         details: serde_json::json!({
             "webhook_id": hook.id,
             "webhook_name": hook.name,
             "guild_id": hook.guild_id,
+            "guild_name": guild_name,
             "channel_id": hook.channel_id,
         }),
+        unnamed_channel: true,
     })
+}
+
+/// What a new channel is called: after its server when its name is known
+/// (never after a numeric id).
+pub fn channel_name(guild: Option<&str>) -> String {
+    match guild.map(clean).filter(|g| !g.is_empty()) {
+        Some(g) => g,
+        None => "Discord channel".into(),
+    }
+}
+
+/// The name of server `guild_id` from `GET {base}/api/v10/users/@me/guilds`
+/// with the install's access token; `None` (logged) when it cannot be read:
+/// the install stands without it.
+async fn guild_name(http: &perly_net::Outbound, c: &OAuthClient, access_token: &str, guild_id: &str) -> Option<String> {
+    let url = url::Url::parse(&format!(
+        "{}/api/v10/users/@me/guilds?limit=200",
+        c.base_url.trim_end_matches('/')
+    ))
+    .ok()?;
+    let read = async {
+        let resp = http
+            .request(reqwest::Method::GET, url)
+            .map_err(|r| r.to_string())?
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = resp.status();
+        let body = perly_net::read_text_capped(resp, crate::oauth::MAX_TOKEN_ANSWER_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        serde_json::from_str::<Vec<PartialGuild>>(&body).map_err(|_| "the answer is not a list of guilds".to_owned())
+    };
+    match read.await {
+        Ok(guilds) => guilds.into_iter().find(|g| g.id == guild_id).map(|g| g.name),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the Discord server's name; the channel keeps a generic one");
+            None
+        }
+    }
 }

@@ -89,5 +89,6 @@ pub async fn exchange(
             "channel_id": hook.channel_id,
             "configuration_url": hook.configuration_url,
         }),
+        unnamed_channel: false,
     })
 }

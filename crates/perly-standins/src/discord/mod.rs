@@ -1,6 +1,8 @@
 //! The Discord stand-in: two seeded guilds ("Acme CS", "Acme Sales") with
 //! four text channels each, an OAuth2 install with the `webhook.incoming`
-//! scope, and Execute Webhook.
+//! scope (plus `guilds`: `GET /users/@me/guilds` with the access token lists
+//! the user's servers, which is how an app learns the server's name), and
+//! Execute Webhook.
 //!
 //! A request moves like this: `oauth` serves `/oauth2/authorize` (consent
 //! page and form) and `/api/v10/oauth2/token` (code → access token + a new
@@ -114,6 +116,8 @@ pub(crate) struct State {
     pub(crate) codes: Codes<Grant>,
     /// Refresh token → granted scope.
     pub(crate) refresh_tokens: HashMap<String, String>,
+    /// Access token → granted scope (for `GET /users/@me/guilds`).
+    pub(crate) access_tokens: HashMap<String, String>,
     /// Per webhook id (known or not: Discord limits 404s too).
     pub(crate) webhook_windows: HashMap<String, FixedWindow>,
     /// Per channel id.
@@ -327,6 +331,7 @@ impl DiscordStandin {
                 hooks: HashMap::new(),
                 codes: Codes::default(),
                 refresh_tokens: HashMap::new(),
+                access_tokens: HashMap::new(),
                 webhook_windows: HashMap::new(),
                 channel_windows: HashMap::new(),
             }),
@@ -347,10 +352,12 @@ impl DiscordStandin {
             .route("/oauth2/authorize", get(oauth::authorize).post(oauth::decide))
             .route("/api/oauth2/authorize", get(oauth::authorize).post(oauth::decide))
             .route("/api/oauth2/token", post(oauth::token))
+            .route("/api/users/@me/guilds", get(oauth::my_guilds))
             .route("/api/webhooks/{id}/{token}", post(webhook::post));
         for v in 6..=10 {
             router = router
                 .route(&format!("/api/v{v}/oauth2/token"), post(oauth::token))
+                .route(&format!("/api/v{v}/users/@me/guilds"), get(oauth::my_guilds))
                 .route(&format!("/api/v{v}/webhooks/{{id}}/{{token}}"), post(webhook::post));
         }
         router

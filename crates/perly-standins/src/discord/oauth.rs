@@ -4,6 +4,11 @@
 //! with `code`, `state` and `guild_id`, or RFC 6749's `error=access_denied`),
 //! and `POST /api/v10/oauth2/token` exchanges the code for an access token
 //! and the new webhook (`oauth2_token_response_webhook_incoming_doc.json`).
+//! As on Discord, the webhook object carries the guild and channel ids but
+//! no names; with the `guilds` scope, `GET /api/v10/users/@me/guilds`
+//! (Bearer access token) lists the user's guilds (partial guild objects:
+//! `id`, `name`, `icon`, `banner`, `owner`, `permissions`, `features`),
+//! sorted by id, with `before`, `after` and `limit` (1–200, default 200).
 //!
 //! The token endpoint takes only `application/x-www-form-urlencoded`; any
 //! other body is read as no form at all, which Discord reports as
@@ -231,13 +236,15 @@ pub(crate) async fn token(State(s): State<Arc<Discord>>, headers: HeaderMap, bod
         .unwrap_or_default();
     let refresh_token = grant::random_alnum(30);
     st.refresh_tokens.insert(refresh_token.clone(), g.scope.clone());
+    let access_token = grant::random_alnum(30);
+    st.access_tokens.insert(access_token.clone(), g.scope.clone());
     drop(st);
     tracing::info!(guild = %g.channel.guild, channel = %g.channel.name, "discord stand-in: webhook created");
     server::json(
         StatusCode::OK,
         &json!({
             "token_type": "Bearer",
-            "access_token": grant::random_alnum(30),
+            "access_token": access_token,
             "scope": g.scope,
             "expires_in": EXPIRES_IN,
             "refresh_token": refresh_token,
@@ -275,14 +282,73 @@ fn refresh(s: &Discord, form: &Params) -> Response {
     };
     let refresh_token = grant::random_alnum(30);
     st.refresh_tokens.insert(refresh_token.clone(), scope.clone());
+    let access_token = grant::random_alnum(30);
+    st.access_tokens.insert(access_token.clone(), scope.clone());
     server::json(
         StatusCode::OK,
         &json!({
-            "access_token": grant::random_alnum(30),
+            "access_token": access_token,
             "token_type": "Bearer",
             "expires_in": EXPIRES_IN,
             "refresh_token": refresh_token,
             "scope": scope,
         }),
     )
+}
+
+/// `GET /api/v10/users/@me/guilds`: the user's guilds, for a Bearer token
+/// granted `guilds` (401 without a known token, 403 without the scope).
+pub(crate) async fn my_guilds(State(s): State<Arc<Discord>>, headers: HeaderMap, Query(p): Query<Params>) -> Response {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let st = s.lock();
+    let Some(scope) = st.access_tokens.get(token) else {
+        return server::json(
+            StatusCode::UNAUTHORIZED,
+            &json!({"message": "401: Unauthorized", "code": 0}),
+        );
+    };
+    if !scope.split([' ', '+']).any(|x| x == "guilds") {
+        return server::json(
+            StatusCode::FORBIDDEN,
+            &json!({"message": "Missing Access", "code": 50001}),
+        );
+    }
+    let snowflake = |k: &str| p.get(k).and_then(|v| v.parse::<u64>().ok());
+    let (after, before) = (snowflake("after"), snowflake("before"));
+    let limit = p
+        .get("limit")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(200)
+        .clamp(1, 200);
+    let mut guilds: Vec<(u64, String)> = Vec::new();
+    for c in &st.channels {
+        if let Ok(id) = c.guild_id.parse::<u64>() {
+            if !guilds.iter().any(|(g, _)| *g == id) {
+                guilds.push((id, c.guild.clone()));
+            }
+        }
+    }
+    drop(st);
+    guilds.sort();
+    let page: Vec<serde_json::Value> = guilds
+        .into_iter()
+        .filter(|(id, _)| after.is_none_or(|a| *id > a) && before.is_none_or(|b| *id < b))
+        .take(limit)
+        .map(|(id, name)| {
+            json!({
+                "id": id.to_string(),
+                "name": name,
+                "icon": null,
+                "banner": null,
+                "owner": true,
+                "permissions": "2251799813685247",
+                "features": [],
+            })
+        })
+        .collect();
+    server::json(StatusCode::OK, &serde_json::Value::Array(page))
 }

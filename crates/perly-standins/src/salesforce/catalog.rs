@@ -845,7 +845,7 @@ pub(crate) fn objects() -> Vec<ObjectDef> {
                     .required()
                     .refs(&["User"], "Owner")
                     .defaulted(Cell::Null),
-                |g, i| Cell::text(g.owner_id(14, i)),
+                |g, i| Cell::text(g.account_owner_id(i)),
             ),
             col(
                 FieldDef::new("CustomerPriority__c", "Customer Priority", F::Picklist)
@@ -859,6 +859,10 @@ pub(crate) fn objects() -> Vec<ObjectDef> {
             col(
                 FieldDef::new("SLAExpirationDate__c", "SLA Expiration Date", F::Date),
                 |g, i| Cell::Date(g.sla_date(i)),
+            ),
+            col(
+                FieldDef::new("Customer_Id__c", "Customer ID", F::String).len(80),
+                |g, i| Cell::text(g.account_customer_id(i)),
             ),
         ],
     );

@@ -267,7 +267,7 @@ impl Gen {
         let s = &self.spec;
         let contacts = s.accounts * s.contacts_per_account;
         match kind {
-            Kind::User => USERS.len() as u64,
+            Kind::User => self.users(),
             Kind::Organization | Kind::UserPermissionAccess => 1,
             Kind::Account => s.accounts,
             Kind::Contact => contacts,
@@ -314,8 +314,25 @@ impl Gen {
         self.anchor_ms
     }
 
-    /// Within the two years before the anchor (leaving its last month).
+    /// Users: the admin and the record owners ([`OrgSpec::owners`], or the
+    /// default ones).
+    pub(crate) fn users(&self) -> u64 {
+        if self.spec.owners.is_empty() {
+            USERS.len() as u64
+        } else {
+            1 + self.spec.owners.len() as u64
+        }
+    }
+
+    /// Within the two years before the anchor (leaving its last month);
+    /// Tasks and Events within [`OrgSpec::activity_days`] before it when set.
     pub(crate) fn created_ms(&self, kind: Kind, i: u64) -> i64 {
+        if matches!(kind, Kind::Task | Kind::Event) && self.spec.activity_days > 0 {
+            let span = (self.spec.activity_days * DAY_MS as u64).max(1);
+            #[allow(clippy::cast_possible_wrap)]
+            let offset = (self.h(kind as u64 * 1000 + 1, i) % span) as i64;
+            return self.anchor_ms - span as i64 + offset / 1000 * 1000;
+        }
         let span = (700 * DAY_MS) as u64;
         // Below 700 days in milliseconds: fits.
         #[allow(clippy::cast_possible_wrap)]
@@ -332,12 +349,19 @@ impl Gen {
         created + offset / 1000 * 1000
     }
 
-    fn user(&self, i: u64) -> (&'static str, &'static str, &'static str, bool) {
-        USERS[(i as usize).min(USERS.len() - 1)]
+    /// (first, last, alias, active, email when given).
+    fn user(&self, i: u64) -> (&str, &str, &str, bool, Option<&str>) {
+        match self.spec.owners.get((i as usize).wrapping_sub(1)) {
+            Some(o) if i > 0 => (&o.first_name, &o.last_name, &o.alias, true, Some(o.email.as_str())),
+            _ => {
+                let (first, last, alias, active) = USERS[(i as usize).min(USERS.len() - 1)];
+                (first, last, alias, active, None)
+            }
+        }
     }
 
     pub(crate) fn username(&self, i: u64) -> String {
-        let (first, last, _, _) = self.user(i);
+        let (first, last, _, _, _) = self.user(i);
         let base = if i == 0 {
             format!("admin@{DOMAIN}")
         } else {
@@ -351,20 +375,20 @@ impl Gen {
         }
     }
 
-    pub(crate) fn user_first(&self, i: u64) -> &'static str {
-        self.user(i).0
+    pub(crate) fn user_first(&self, i: u64) -> String {
+        self.user(i).0.to_owned()
     }
 
-    pub(crate) fn user_last(&self, i: u64) -> &'static str {
-        self.user(i).1
+    pub(crate) fn user_last(&self, i: u64) -> String {
+        self.user(i).1.to_owned()
     }
 
     pub(crate) fn user_name(&self, i: u64) -> String {
         format!("{} {}", self.user(i).0, self.user(i).1)
     }
 
-    pub(crate) fn user_alias(&self, i: u64) -> &'static str {
-        self.user(i).2
+    pub(crate) fn user_alias(&self, i: u64) -> String {
+        self.user(i).2.to_owned()
     }
 
     pub(crate) fn user_active(&self, i: u64) -> bool {
@@ -372,8 +396,10 @@ impl Gen {
     }
 
     pub(crate) fn user_email(&self, i: u64) -> String {
-        let (first, last, _, _) = self.user(i);
-        if i == 0 {
+        let (first, last, _, _, email) = self.user(i);
+        if let Some(email) = email {
+            email.to_owned()
+        } else if i == 0 {
             format!("admin@{DOMAIN}")
         } else {
             format!("{}.{}@{DOMAIN}", first.to_lowercase(), last.to_lowercase())
@@ -382,7 +408,35 @@ impl Gen {
 
     /// One of the record-owning users (not the admin).
     pub(crate) fn owner_id(&self, salt: u64, i: u64) -> String {
-        self.user_id(1 + self.h(salt, i) % (USERS.len() as u64 - 1))
+        self.user_id(1 + self.h(salt, i) % (self.users() - 1).max(1))
+    }
+
+    /// Account `i`'s given fields, when [`OrgSpec::named_accounts`] has them.
+    fn named(&self, i: u64) -> Option<&super::NamedAccount> {
+        self.spec.named_accounts.get(usize::try_from(i).ok()?)
+    }
+
+    /// The owner of account `i`: the named account's owner (matched by
+    /// email among [`OrgSpec::owners`]) or one of the owners.
+    pub(crate) fn account_owner_id(&self, i: u64) -> String {
+        let given = self.named(i).and_then(|a| a.owner_email.as_deref()).and_then(|email| {
+            self.spec
+                .owners
+                .iter()
+                .position(|o| o.email.eq_ignore_ascii_case(email))
+        });
+        match given {
+            Some(k) => self.user_id(1 + k as u64),
+            None => self.owner_id(14, i),
+        }
+    }
+
+    /// The product's own id for account `i` (`Customer_Id__c`).
+    pub(crate) fn account_customer_id(&self, i: u64) -> String {
+        match self.named(i) {
+            Some(a) => a.customer_id.clone(),
+            None => format!("cust-{:06}", i + 1),
+        }
     }
 
     fn name_parts(&self, i: u64) -> (&'static str, &'static str, u64) {
@@ -392,6 +446,9 @@ impl Gen {
     }
 
     pub(crate) fn account_name(&self, i: u64) -> String {
+        if let Some(a) = self.named(i) {
+            return a.name.clone();
+        }
         match self.name_parts(i) {
             (a, b, 0) => format!("{a} {b}"),
             (a, b, n) => format!("{a} {b} {}", n + 1),
@@ -399,6 +456,10 @@ impl Gen {
     }
 
     fn account_domain(&self, i: u64) -> String {
+        if let Some(a) = self.named(i) {
+            let slug: String = a.name.chars().filter(char::is_ascii_alphanumeric).collect();
+            return format!("{}.example.com", slug.to_lowercase());
+        }
         match self.name_parts(i) {
             (a, b, 0) => format!("{}{}.example.com", a.to_lowercase(), b.to_lowercase()),
             (a, b, n) => format!("{}{}{}.example.com", a.to_lowercase(), b.to_lowercase(), n + 1),
@@ -409,8 +470,9 @@ impl Gen {
         format!("https://www.{}", self.account_domain(i))
     }
 
+    /// Generated accounts form a small hierarchy; named ones stand alone.
     pub(crate) fn account_parent(&self, i: u64) -> Option<u64> {
-        (i % 10 >= 7).then(|| i - i % 10)
+        (i % 10 >= 7 && self.named(i).is_none()).then(|| i - i % 10)
     }
 
     pub(crate) fn account_revenue(&self, i: u64) -> f64 {
@@ -507,9 +569,10 @@ impl Gen {
         self.pick(64, t, &["Call", "Email", "Task"])
     }
 
+    /// Never after the anchor.
     pub(crate) fn task_date(&self, t: u64) -> NaiveDate {
         let offset = (self.h(65, t) % 14) as i64;
-        date_of(self.created_ms(Kind::Task, t) + offset * DAY_MS)
+        date_of((self.created_ms(Kind::Task, t) + offset * DAY_MS).min(self.anchor_ms))
     }
 
     pub(crate) fn task_status(&self, t: u64) -> &'static str {
@@ -539,7 +602,7 @@ impl Gen {
         let created = self.created_ms(Kind::Event, e);
         #[allow(clippy::cast_possible_wrap)]
         let hours = (self.h(72, e) % (30 * 24)) as i64;
-        created - created % 3_600_000 + hours * 3_600_000
+        (created - created % 3_600_000 + hours * 3_600_000).min(self.anchor_ms - self.anchor_ms % 3_600_000)
     }
 
     pub(crate) fn event_minutes(&self, e: u64) -> i64 {

@@ -88,6 +88,36 @@ pub struct OrgSpec {
     /// Generated dates spread over the two years before this instant;
     /// fixed by default so that runs are reproducible.
     pub anchor: DateTime<Utc>,
+    /// The first accounts, given rather than generated (a demo's own
+    /// customers): name, the product's id in `Customer_Id__c`, and owner.
+    /// Named accounts have no parent. Empty by default.
+    pub named_accounts: Vec<NamedAccount>,
+    /// The users who own records, in place of the default four (the admin
+    /// stays). Empty by default.
+    pub owners: Vec<OrgUser>,
+    /// When not 0, Tasks and Events happen within this many days before
+    /// the anchor (recent activity) instead of over two years.
+    pub activity_days: u64,
+}
+
+/// An Account given by name (see [`OrgSpec::named_accounts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedAccount {
+    pub name: String,
+    /// The product's id of the customer, in the Account's `Customer_Id__c`.
+    pub customer_id: String,
+    /// The owner, by email, among [`OrgSpec::owners`] (else one of them).
+    pub owner_email: Option<String>,
+}
+
+/// A user who owns records (see [`OrgSpec::owners`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgUser {
+    pub first_name: String,
+    pub last_name: String,
+    /// At most 8 characters.
+    pub alias: String,
+    pub email: String,
 }
 
 impl Default for OrgSpec {
@@ -100,6 +130,9 @@ impl Default for OrgSpec {
             events_per_account: 2,
             seed: 7,
             anchor: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().unwrap_or_default(),
+            named_accounts: Vec::new(),
+            owners: Vec::new(),
+            activity_days: 0,
         }
     }
 }

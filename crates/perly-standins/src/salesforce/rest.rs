@@ -807,7 +807,7 @@ fn post_feed_element(call: &Call) -> Response {
         .replace("Mohan Chinnappan", &g.user_name(0))
         .replace("\"Mohan\"", &format!("\"{}\"", g.user_first(0)))
         .replace("\"Chinnappan\"", &format!("\"{}\"", g.user_last(0)))
-        .replace("User15946686587279553601", g.user_alias(0))
+        .replace("User15946686587279553601", &g.user_alias(0))
         .replace("2020-09-18T13:35:44.000Z", &created);
     let Ok(mut item) = serde_json::from_str::<Value>(&template) else {
         return fail(

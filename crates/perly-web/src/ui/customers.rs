@@ -109,7 +109,7 @@ pub fn delta_text(d: Option<i64>) -> (String, &'static str) {
     }
 }
 
-fn money(m: Option<f64>) -> String {
+pub(crate) fn money(m: Option<f64>) -> String {
     match m {
         None => "—".into(),
         Some(v) => {

@@ -1,4 +1,4 @@
-//! The server-rendered web app: sign-in, customers, a customer's profile with
+//! The server-rendered web app: sign-in, the portfolio at `/`, customers, a customer's profile with
 //! its score chart, the alert feed and settings. Pages are askama templates
 //! (HTML is never built by hand), forms carry a CSRF token and answer POST
 //! with a 303 and a flash message, and errors render as pages.
@@ -10,6 +10,7 @@ pub mod channels;
 pub mod chart;
 pub mod customers;
 pub mod oauth;
+pub mod portfolio;
 pub mod salesforce;
 pub mod salesforce_rules;
 pub mod session;
@@ -25,9 +26,9 @@ use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/customers") }))
         .route("/static/app.css", get(stylesheet))
         .merge(session::router())
+        .merge(portfolio::router())
         .merge(customers::router())
         .merge(alerts::router())
         .merge(settings::router())

@@ -265,10 +265,12 @@ async fn callback(
         .and_then(|v| v.as_str())
         .and_then(|s| s.parse().ok());
     let now = state.now();
+    let unnamed = installed.unnamed_channel;
     let existing = match reconnecting {
         Some(id) => state.store.get_channel(ws, id).await?.filter(|c| c.platform == p),
         None => None,
     };
+    let created = existing.is_none();
     let channel = match existing {
         Some(c) => {
             let update = ChannelUpdate {
@@ -294,10 +296,13 @@ async fn callback(
     };
     state.deliver.notify_one();
     tracing::info!(channel_id = %channel.id, provider = p.as_str(), "channel connected with OAuth");
-    Ok(redirect_with_flash(
-        &state,
-        &channel_path(&channel),
-        "info",
-        &format!("Connected {}. Alerts are active.", channel.name),
-    ))
+    let mut text = format!("Connected {}. Alerts are active.", channel.name);
+    if unnamed && created {
+        text.push_str(&format!(
+            " {} does not tell apps which channel you picked: add its name below (e.g. “{} #alerts”) so everyone knows where alerts go.",
+            p.label(),
+            channel.name
+        ));
+    }
+    Ok(redirect_with_flash(&state, &channel_path(&channel), "info", &text))
 }

@@ -72,6 +72,9 @@ struct SalesforcePage {
     permissions_checked: String,
     missing: Vec<MissingRow>,
     sync_state: String,
+    /// A sync is running or about to start: the page reloads itself every
+    /// few seconds (`<meta http-equiv="refresh">`) so its progress shows.
+    refresh: bool,
     sync_percent: u8,
     sync_started: String,
     sync_rows: u64,
@@ -153,6 +156,22 @@ fn object_rows(status: &SyncStatus) -> Vec<ObjectRow> {
         .unwrap_or_default()
 }
 
+/// Whether a sync is running, or due within the last minute on a working
+/// connection (requested, about to be claimed by the sync worker).
+fn sync_in_progress(
+    status: &SyncStatus,
+    conn: Option<&SalesforceConnection>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let starting = conn.is_some_and(|c| {
+        c.broken_reason.is_none()
+            && c.paused_until.is_none_or(|p| p <= now)
+            && c.next_sync_at <= now
+            && now - c.next_sync_at < chrono::Duration::minutes(1)
+    });
+    status.state == "running" || starting
+}
+
 /// Login hosts the connect form may redirect to: the configured
 /// Production and Sandbox origins, and for a My Domain only https hosts
 /// under Salesforce's domains (`https://*.salesforce.com`,
@@ -191,6 +210,7 @@ async fn page(State(state): State<AppState>, user: CurrentUser, headers: HeaderM
             .unwrap_or_default(),
         missing: conn.as_ref().map(missing_rows).unwrap_or_default(),
         sync_state: status.state.clone(),
+        refresh: sync_in_progress(&status, conn.as_ref(), state.now()),
         sync_percent: status.percent,
         sync_started: status.started_at.map(when).unwrap_or_default(),
         sync_rows: status.rows,

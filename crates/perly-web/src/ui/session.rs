@@ -161,7 +161,7 @@ fn safe_next(next: Option<&String>) -> String {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.chars().any(|c| c.is_control() || c == '\\') => {
             n.clone()
         }
-        _ => "/customers".to_owned(),
+        _ => "/".to_owned(),
     }
 }
 
@@ -487,11 +487,11 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(safe_next(Some(&"/alerts".to_owned())), "/alerts");
-        assert_eq!(safe_next(Some(&"//evil.example".to_owned())), "/customers");
-        assert_eq!(safe_next(Some(&"https://evil.example".to_owned())), "/customers");
-        assert_eq!(safe_next(None), "/customers");
-        assert_eq!(safe_next(Some(&"/\t/evil.example".to_owned())), "/customers");
-        assert_eq!(safe_next(Some(&"/\\evil.example".to_owned())), "/customers");
-        assert_eq!(safe_next(Some(&"/a\r\nSet-Cookie: x".to_owned())), "/customers");
+        assert_eq!(safe_next(Some(&"//evil.example".to_owned())), "/");
+        assert_eq!(safe_next(Some(&"https://evil.example".to_owned())), "/");
+        assert_eq!(safe_next(None), "/");
+        assert_eq!(safe_next(Some(&"/\t/evil.example".to_owned())), "/");
+        assert_eq!(safe_next(Some(&"/\\evil.example".to_owned())), "/");
+        assert_eq!(safe_next(Some(&"/a\r\nSet-Cookie: x".to_owned())), "/");
     }
 }

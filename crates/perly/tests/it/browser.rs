@@ -220,6 +220,43 @@ async fn a_user_signs_in_sorts_and_filters_customers_and_opens_a_profile() {
     );
 }
 
+/// The portfolio of a demo-like workspace: the risk chart, movers and
+/// alerts render (no script), and each part links where it says.
+#[tokio::test]
+async fn the_portfolio_shows_the_demo_workspace_at_a_glance() {
+    let app = seeded_app().await;
+    let b = Browser::start().await;
+    b.sign_in(&app.base, "ana@example.com").await;
+    b.click("header.top a.brand").await;
+    assert_eq!(b.path().await, "/");
+    assert_eq!(b.text("header.top nav a[aria-current=page]").await, "Portfolio");
+    let bars = b
+        .client
+        .find_all(Locator::Css("svg#risk-chart rect.bar"))
+        .await
+        .expect("bars");
+    assert_eq!(bars.len(), 10, "customers and MRR for five levels");
+    let counts: Vec<i64> = b
+        .texts("table.risk-totals td.customers")
+        .await
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert_eq!(counts.iter().sum::<i64>(), 40, "{counts:?}");
+    assert!(!b.texts("#falls tbody tr").await.is_empty(), "someone fell this week");
+    assert!(!b.texts("#latest-alerts li").await.is_empty());
+    assert_eq!(b.text("#last-import .empty").await, "No imports yet.");
+    assert!(b
+        .client
+        .find_all(Locator::Css("script"))
+        .await
+        .expect("scripts")
+        .is_empty());
+    b.screenshot("portfolio").await;
+    b.click("#falls tbody th a").await;
+    assert!(b.path().await.starts_with("/customers/"), "movers link to profiles");
+}
+
 #[tokio::test]
 async fn an_admin_changes_a_risk_band_and_it_takes_effect() {
     let app = seeded_app().await;

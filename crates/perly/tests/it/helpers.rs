@@ -148,6 +148,11 @@ pub async fn spawn_app_with_salesforce(org: OrgSpec) -> TestApp {
     spawn_full(false, false, Some((org, false)), &|_| {}).await
 }
 
+/// As [`spawn_app_with_salesforce`], with the test settings changed by `tweak` first.
+pub async fn spawn_app_with_salesforce_and_settings(org: OrgSpec, tweak: &dyn Fn(&mut Settings)) -> TestApp {
+    spawn_full(false, false, Some((org, false)), tweak).await
+}
+
 /// As [`spawn_app_with_salesforce`], but with the Production and Sandbox
 /// login hosts swapped (so choosing one org type lands on the other).
 pub async fn spawn_app_with_swapped_salesforce_logins(org: OrgSpec) -> TestApp {

@@ -18,6 +18,7 @@ mod isolation;
 mod notifications;
 mod oauth;
 mod outbound;
+mod portfolio;
 mod rescoring;
 mod salesforce;
 mod salesforce_crash;

@@ -118,7 +118,7 @@ async fn slack_and_discord_connect_with_oauth_and_the_channel_receives_alerts() 
         let scope = if vendor == "slack" {
             "scope=incoming-webhook"
         } else {
-            "scope=webhook.incoming"
+            "scope=webhook.incoming+guilds"
         };
         assert!(authorize.contains(scope) && authorize.contains("state="), "{authorize}");
         let back = consent(&authorize, "allow").await;
@@ -129,6 +129,12 @@ async fn slack_and_discord_connect_with_oauth_and_the_channel_receives_alerts() 
         let (status, page, _) = web.get(&to).await;
         assert_eq!(status, 200);
         assert!(page.contains("Connected"), "the flash says so");
+        if vendor == "discord" {
+            assert!(
+                page.contains("Connected Acme CS.") && page.contains("Acme CS #alerts"),
+                "named after the server picked on the consent page, with a hint to add the channel: {page}"
+            );
+        }
     }
     let list = channels(&app).await;
     assert_eq!(list.len(), 2);
@@ -139,6 +145,10 @@ async fn slack_and_discord_connect_with_oauth_and_the_channel_receives_alerts() 
         "{}",
         list[0]
     );
+    // Discord's token answer names no server or channel; the server's name
+    // comes from GET /users/@me/guilds (scope `guilds`), never the numeric id.
+    assert_eq!(list[1]["platform"], "discord");
+    assert_eq!(list[1]["name"], "Acme CS", "{}", list[1]);
 
     // The installed webhooks work: an alert arrives on both.
     seat_only_scorecard(&app).await;

@@ -579,3 +579,40 @@ async fn pulled_activities_are_stored_and_scored_exactly_like_ingested_crm_activ
     assert!(pulled_score.is_some(), "scored");
     assert_eq!((pulled_score, pulled_explanation), score(ingested_ws).await);
 }
+
+const REFRESH: &str = "<meta http-equiv=\"refresh\" content=\"3\">";
+
+/// While a sync is running (or just requested) the settings page reloads
+/// itself, so its progress shows; otherwise it stays still.
+#[tokio::test]
+async fn the_settings_page_refreshes_itself_only_while_a_sync_runs() {
+    let app = spawn_app_with_salesforce(small_org()).await;
+    let web = admin(&app).await;
+    let (_, page, _) = web.get("/settings/salesforce").await;
+    assert!(!page.contains(REFRESH), "not connected: nothing to watch");
+
+    let page = connect(&web, "production", "").await;
+    assert!(page.contains(REFRESH), "the first sync is about to start");
+    app.sync().await;
+    let (_, page, _) = web.get("/settings/salesforce").await;
+    assert!(page.contains("<strong>succeeded</strong>"), "{page}");
+    assert!(!page.contains(REFRESH), "a finished sync needs no refresh");
+
+    // A run that is under way (claimed by a sync worker, not finished).
+    assert!(app
+        .store
+        .request_salesforce_sync(app.ws, app.now())
+        .await
+        .expect("request"));
+    let claim = app
+        .store
+        .claim_salesforce_sync(app.now(), chrono::Duration::minutes(2))
+        .await
+        .expect("claim");
+    assert!(claim.is_some(), "a run was claimed");
+    app.advance(chrono::Duration::minutes(5));
+    let (_, page, _) = web.get("/settings/salesforce").await;
+    assert!(page.contains("<strong>running</strong>"), "{page}");
+    assert!(page.contains(REFRESH), "a running sync refreshes the page");
+    assert!(page.find(REFRESH) < page.find("</head>"), "the tag is in the head");
+}

@@ -25,7 +25,8 @@ async fn score_risk_signals_and_action_follow_the_events() {
     let healthy = app.customer("acme").await;
     assert_eq!(healthy["risk_level"], "low", "{healthy}");
     let healthy_score = healthy["score"].as_i64().expect("scored");
-    assert!(healthy_score >= 90, "{healthy}");
+    // Billing is not known yet: its third of the weight counts at the neutral 62.5.
+    assert!(healthy_score >= 85, "{healthy}");
     assert_eq!(healthy["explanation"]["signals"][0]["sentiment"], "positive");
 
     // A month later only 3 of the 10 users are still active, and a payment failed twice.
