@@ -259,24 +259,22 @@ pub fn detect(
         }
         // A drop needs a real baseline: a customer scored for less than a
         // week has none (its first scores may rest on data still arriving).
-        None if baseline.is_some() => {
-            if (high - s) as f64 >= card.alerts.drop_points {
-                let key = format!("{}", state.seq + 1);
-                draft(
-                    &mut state,
-                    AlertKind::HealthScoreDrop,
-                    key,
-                    Some(s - high),
-                    format!("Health score dropped to {s} ({})", signed(s - high)),
-                    negative.clone(),
-                    score.suggested_action.clone(),
-                );
-                state.drop = Some(DropEpisode {
-                    peak: high,
-                    trough: s,
-                    opened_at: now_ms,
-                });
-            }
+        None if baseline.is_some() && (high - s) as f64 >= card.alerts.drop_points => {
+            let key = format!("{}", state.seq + 1);
+            draft(
+                &mut state,
+                AlertKind::HealthScoreDrop,
+                key,
+                Some(s - high),
+                format!("Health score dropped to {s} ({})", signed(s - high)),
+                negative.clone(),
+                score.suggested_action.clone(),
+            );
+            state.drop = Some(DropEpisode {
+                peak: high,
+                trough: s,
+                opened_at: now_ms,
+            });
         }
         None => {}
     }
