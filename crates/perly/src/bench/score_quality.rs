@@ -118,11 +118,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_small_population_is_scored_the_same_way_twice() {
+    fn a_population_is_scored_the_same_way_twice_and_only_the_unscored_are_no_score() {
         let (a, events) = observe(9, 60, now());
         let (b, _) = observe(9, 60, now());
         assert_eq!(a, b);
         assert!(events > 0);
         assert!(a.iter().any(|o| o.score.is_some()), "some customers are scored");
+        for o in &a {
+            assert_eq!(o.score.is_none(), o.band == Band::NoScore, "{o:?}");
+        }
     }
 }
