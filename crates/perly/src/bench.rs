@@ -12,12 +12,15 @@
 //!   received, backlog and rate limits at many channels.
 //! - `salesforce-sync`: see [`salesforce_sync`]: one full initial sync of a
 //!   generated org from the Salesforce stand-in, Bulk API 2.0 over HTTP.
+//! - `score-quality`: see [`score_quality`]: how well the health score
+//!   predicts churn in a simulated population (AUC, churn per risk level).
 //!
 //! All print the process's peak RSS (VmHWM).
 
 mod delivery;
 mod salesforce_push;
 mod salesforce_sync;
+mod score_quality;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -74,6 +77,8 @@ pub enum BenchKind {
     SalesforcePush(salesforce_push::SalesforcePushArgs),
     /// One full initial Salesforce sync from the stand-in (Bulk API 2.0).
     SalesforceSync(salesforce_sync::SalesforceSyncArgs),
+    /// How well the health score predicts churn, on a simulated population.
+    ScoreQuality(score_quality::ScoreQualityArgs),
     /// Server time of the customers list and profile pages.
     Pages {
         #[arg(long, default_value_t = 100_000)]
@@ -220,6 +225,7 @@ pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Delivery(a) => delivery::run(args.database_url, &dir, a).await,
         BenchKind::SalesforcePush(a) => salesforce_push::run(args.database_url, &dir, a).await,
         BenchKind::SalesforceSync(a) => salesforce_sync::run(args.database_url, &dir, a).await,
+        BenchKind::ScoreQuality(a) => score_quality::run(a),
     }
 }
 
