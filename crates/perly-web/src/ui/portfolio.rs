@@ -62,14 +62,14 @@ pub struct RiskChart {
     pub summary: String,
 }
 
-const CHART_W: i64 = 760;
+const CHART_W: i64 = 680;
 const ROW_H: i64 = 34;
 const TOP: i64 = 26;
 const LABEL_X: i64 = 8;
-const CUSTOMERS_X: i64 = 190;
-const MRR_X: i64 = 480;
+const CUSTOMERS_X: i64 = 205;
+const MRR_X: i64 = 435;
 /// The longest bar (leaves room for its number).
-const BAR_MAX: i64 = 200;
+const BAR_MAX: i64 = 160;
 
 /// Levels in the order shown, worst first, then "not enough data yet".
 const LEVELS: [Option<RiskLevel>; 5] = [
