@@ -12,8 +12,14 @@
 //!   is "not enough data yet";
 //! - movers compare each scored customer's score with its score 7 days ago,
 //!   the newest `score_history` row at or before that moment (one seek on
-//!   the history's primary key `(customer_id, at)` per customer), and keep
-//!   the top falls and top rises with window functions, in one pass.
+//!   the history's primary key `(customer_id, at)` per customer, in a
+//!   `MATERIALIZED` CTE so it runs once per customer, not once per
+//!   reference), and keep the top falls and top rises with window
+//!   functions, in one pass. At 100,000 customers with 20 history points
+//!   each this took about 0.6 s on PostgreSQL and 0.5 s of CPU on SQLite
+//!   (on a busy 2-core machine); PostgreSQL's JIT, which the planner's cost
+//!   estimate switches on and which added 0.4-0.5 s of compiling, is off
+//!   for this query.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -21,6 +27,7 @@ use perly_domain::ids::WorkspaceId;
 use perly_domain::risk::RiskLevel;
 use sqlx::Row;
 
+use crate::db::Dialect;
 use crate::sql::{ms, parse, SqlStore};
 use crate::Result;
 
@@ -94,8 +101,12 @@ impl Portfolio for SqlStore {
 
     async fn movers(&self, ws: WorkspaceId, since: DateTime<Utc>, limit: usize) -> Result<Vec<Mover>> {
         let limit = limit.clamp(1, 100) as i64;
-        sqlx::query(
-            "WITH m AS (SELECT c.id, c.external_id, c.name, c.risk_level, c.mrr, c.score, \
+        let mut tx = self.pools.read.begin().await?;
+        if self.dialect() == Dialect::Postgres {
+            sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+        }
+        let rows = sqlx::query(
+            "WITH m AS MATERIALIZED (SELECT c.id, c.external_id, c.name, c.risk_level, c.mrr, c.score, \
                  (SELECT h.score FROM score_history h WHERE h.customer_id = c.id AND h.workspace_id = $1 \
                   AND h.at <= $2 ORDER BY h.at DESC LIMIT 1) AS before \
                FROM customers c WHERE c.workspace_id = $1 AND c.archived_at IS NULL AND c.score IS NOT NULL), \
@@ -109,19 +120,20 @@ impl Portfolio for SqlStore {
         .bind(ws.to_string())
         .bind(ms(since))
         .bind(limit)
-        .fetch_all(&self.pools.read)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Mover {
-                external_id: r.try_get("external_id")?,
-                name: r.try_get("name")?,
-                risk_level: risk_of(r.try_get("risk_level")?)?,
-                mrr: r.try_get("mrr")?,
-                score: r.try_get("score")?,
-                score_before: r.try_get("before")?,
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Mover {
+                    external_id: r.try_get("external_id")?,
+                    name: r.try_get("name")?,
+                    risk_level: risk_of(r.try_get("risk_level")?)?,
+                    mrr: r.try_get("mrr")?,
+                    score: r.try_get("score")?,
+                    score_before: r.try_get("before")?,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 }

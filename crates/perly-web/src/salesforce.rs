@@ -233,7 +233,9 @@ pub async fn finish(
     if let Err(e) = perly_salesforce::outbox::ensure_fields(state.store.as_ref(), ws, &client, now).await {
         tracing::warn!(workspace_id = %ws, error = %e, "could not make Perly's fields in Salesforce yet");
     }
-    if conn.settings.external_id_field.is_none() {
+    // An org never synced into this workspace (a reconnect keeps what its
+    // admin chose) gets the server's match field before its first sync.
+    if conn.watermarks.is_empty() && conn.settings.external_id_field.is_none() {
         if let Some(field) = &setup.default_external_id_field {
             match_customers_on(state, ws, &client, &conn.settings, field, now).await?;
         }

@@ -777,7 +777,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     let url = format!("http://{}", running.addr);
     println!();
     println!("Perly demo is running at {url}");
-    println!("  login:    {DEMO_EMAIL} / {DEMO_PASSWORD}");
+    println!("  login:    {DEMO_EMAIL} / {DEMO_PASSWORD} (lands on the portfolio, {url}/)");
     println!("  API key:  {api_key}");
     println!("  try:      curl -H 'Authorization: Bearer {api_key}' {url}/api/v1/customers?limit=5");
     println!("  OpenAPI:  {url}/api/v1/openapi.json");

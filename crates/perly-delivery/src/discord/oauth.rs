@@ -171,3 +171,28 @@ async fn guild_name(http: &perly_net::Outbound, c: &OAuthClient, access_token: &
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_is_named_after_its_server_never_its_id() {
+        assert_eq!(channel_name(Some("My Server")), "My Server");
+        assert_eq!(channel_name(Some("  Tabs\tand\nlines ")), "Tabs and lines");
+        assert_eq!(channel_name(Some("")), "Discord channel");
+        assert_eq!(channel_name(None), "Discord channel");
+    }
+
+    #[test]
+    fn the_install_asks_for_the_server_names_too() {
+        let c = OAuthClient {
+            base_url: "https://discord.com".into(),
+            client_id: "1".into(),
+            client_secret: secrecy::SecretString::from("s".to_owned()),
+            webhook_base: "https://discord.com".into(),
+        };
+        let url = authorize_url(&c, "https://perly.example/cb", "st");
+        assert!(url.contains("scope=webhook.incoming+guilds"), "{url}");
+    }
+}

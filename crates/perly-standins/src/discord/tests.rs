@@ -595,3 +595,78 @@ async fn the_messages_page_draws_embeds_and_escapes_user_text() {
     assert!(html.contains(r#"class="inline""#) && html.contains("Top signals"));
     assert!(html.contains("2026-08-24 09:30:00 UTC"));
 }
+
+/// With `guilds` granted, the install's access token lists the user's
+/// servers by name (the token answer carries only ids); without the scope
+/// or with an unknown token, Discord refuses.
+#[tokio::test]
+async fn the_guilds_scope_lets_the_access_token_read_the_server_names() {
+    let (d, http) = spawn().await;
+    let mut form = consent_form(CS_ESCALATIONS_SALES, "allow");
+    form[2] = ("scope", "webhook.incoming guilds");
+    let res = http
+        .post(format!("{}/oauth2/authorize", d.base_url()))
+        .form(&form)
+        .send()
+        .await
+        .expect("consent");
+    let code = query_of(res.headers()["location"].to_str().expect("ascii"))[0]
+        .1
+        .clone();
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+    ];
+    let (status, body) = token(&d, &http, &exchange, "discord-secret").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["webhook"].get("guild_name").is_none(),
+        "no names in the token answer"
+    );
+    let guild_id = body["webhook"]["guild_id"].as_str().expect("guild id").to_owned();
+    let access = body["access_token"].as_str().expect("access token").to_owned();
+    let guilds = |token: String, query: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/api/v10/users/@me/guilds{query}", d.base_url());
+        async move {
+            let res = http.get(url).bearer_auth(token).send().await.expect("guilds");
+            (res.status(), res.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, list) = guilds(access.clone(), "").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let names: Vec<(&str, &str)> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|g| Some((g["id"].as_str()?, g["name"].as_str()?)))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("1290926792226357250", "Acme CS"),
+            ("1290926792226357251", "Acme Sales")
+        ]
+    );
+    assert_eq!(guild_id, "1290926792226357251", "the server of the picked channel");
+    let (_, after) = guilds(access.clone(), "?after=1290926792226357250&limit=1").await;
+    assert_eq!(after[0]["name"], "Acme Sales");
+    assert_eq!(after.as_array().map(Vec::len), Some(1));
+
+    let (status, body) = guilds("not-a-token".into(), "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // A token without `guilds`.
+    let code = consent(&d, &http, CS_ESCALATIONS_SALES).await;
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+    ];
+    let (_, body) = token(&d, &http, &exchange, "discord-secret").await;
+    let access = body["access_token"].as_str().expect("access token").to_owned();
+    let (status, body) = guilds(access, "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], 50001);
+}

@@ -62,14 +62,14 @@ pub struct RiskChart {
     pub summary: String,
 }
 
-const CHART_W: i64 = 760;
+const CHART_W: i64 = 680;
 const ROW_H: i64 = 34;
 const TOP: i64 = 26;
 const LABEL_X: i64 = 8;
-const CUSTOMERS_X: i64 = 190;
-const MRR_X: i64 = 480;
+const CUSTOMERS_X: i64 = 205;
+const MRR_X: i64 = 435;
 /// The longest bar (leaves room for its number).
-const BAR_MAX: i64 = 200;
+const BAR_MAX: i64 = 160;
 
 /// Levels in the order shown, worst first, then "not enough data yet".
 const LEVELS: [Option<RiskLevel>; 5] = [
@@ -201,11 +201,8 @@ pub struct AlertView {
 }
 
 // ---------------------------------------------------------------------
-// Last import. The `imports` table (Salesforce first sync, event
-// backfills, scorecard changes, each with a summary) is being added
-// separately; until it lands there is never one, and the partial
-// `portfolio_last_import.html` shows its empty state. Fill `last_import`
-// (and `LastImport` as needed) from the store to show the newest import.
+// Last import: a Salesforce first sync, an event backfill or a scorecard
+// change, with its summary (`portfolio_last_import.html`).
 
 /// The newest import of the workspace, as the "Last import" panel shows it.
 pub struct LastImport {
@@ -219,9 +216,66 @@ pub struct LastImport {
     pub link: String,
 }
 
-/// The newest import of `ws`, if any (none until imports are recorded).
-async fn last_import(_state: &AppState, _ws: WorkspaceId) -> Result<Option<LastImport>, UiError> {
-    Ok(None)
+/// The newest import of `ws`, if any: its label, state and summary (the
+/// figures each channel's one summary message was made of).
+async fn last_import(state: &AppState, ws: WorkspaceId) -> Result<Option<LastImport>, UiError> {
+    let Some(i) = state.store.list_imports(ws, 1).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let when = match (&i.settled_at, &i.closed_at) {
+        (Some(t), _) => format!("summarised {}", t.format("%Y-%m-%d %H:%M UTC")),
+        (None, Some(_)) => "complete, customers being rescored".to_owned(),
+        (None, None) => format!("running since {}", i.started_at.format("%Y-%m-%d %H:%M UTC")),
+    };
+    let mut summary = Vec::new();
+    if let Some(s) = &i.summary {
+        let levels = s.levels_text();
+        summary.push(format!(
+            "{} customers{}",
+            perly_domain::imports::count(s.customers()),
+            if levels.is_empty() {
+                String::new()
+            } else {
+                format!(": {levels}")
+            }
+        ));
+        let alerts: u64 = s.alerts.iter().map(|k| k.alerts).sum();
+        if alerts > 0 {
+            let kinds: Vec<String> = s
+                .alerts
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{} {}",
+                        perly_domain::imports::count(k.alerts),
+                        k.kind.label().to_lowercase()
+                    )
+                })
+                .collect();
+            summary.push(format!(
+                "{} alerts recorded in the feed, summarised to channels once: {}",
+                perly_domain::imports::count(alerts),
+                kinds.join(", ")
+            ));
+        }
+        if !s.top.is_empty() {
+            let names: Vec<String> = s
+                .top
+                .iter()
+                .map(|a| match a.mrr {
+                    Some(m) => format!("{} ({})", a.customer_name, perly_domain::money::usd(m)),
+                    None => a.customer_name.clone(),
+                })
+                .collect();
+            summary.push(format!("At risk, by MRR: {}", names.join(", ")));
+        }
+    }
+    Ok(Some(LastImport {
+        kind: i.label,
+        when,
+        summary,
+        link: "/alerts".to_owned(),
+    }))
 }
 // ---------------------------------------------------------------------
 

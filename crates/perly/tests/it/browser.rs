@@ -252,6 +252,8 @@ async fn the_portfolio_shows_the_demo_workspace_at_a_glance() {
         .await
         .expect("scripts")
         .is_empty());
+    // The whole page in one picture.
+    b.client.set_window_size(1280, 1500).await.expect("window size");
     b.screenshot("portfolio").await;
     b.click("#falls tbody th a").await;
     assert!(b.path().await.starts_with("/customers/"), "movers link to profiles");

@@ -6,6 +6,8 @@ use chrono::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::web::{add_user, WebClient};
+use perly_store::Role;
 
 const ALL: [&str; 5] = [
     "customer_at_risk",
@@ -85,6 +87,15 @@ async fn a_60_day_backfill_for_100_customers_is_one_summary_per_channel_and_live
     let (_, imports) = app.get("/api/v1/imports").await;
     assert_eq!(imports["items"][0]["state"], "settled", "{imports}");
     assert_eq!(imports["items"][0]["source"], "events");
+    // The team sees the import's result where it lands.
+    add_user(&app, "ana@example.com", Role::Member).await;
+    let web = WebClient::new(&app);
+    web.sign_in("ana@example.com", "correct horse battery").await;
+    let (status, page, _) = web.get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("History through the events API"), "{page}");
+    assert!(page.contains("100 customers: 50 critical, 50 medium"), "{page}");
+    assert!(page.contains("Customer 098 ($9,900.00)"), "{page}");
 
     // A live billing retry failure right after is its own message.
     app.slack().clear();

@@ -1,7 +1,8 @@
 //! The portfolio page at `/` through the real server: customers and MRR per
 //! risk level (a NULL risk level counts as "not enough data yet"), the
 //! week's biggest falls and rises from score history, the latest alerts,
-//! the empty "Last import" panel; and that it needs a session.
+//! the empty "Last import" panel, nothing of another workspace; and that
+//! it needs a session.
 
 use chrono::Duration;
 use perly_store::Role;
@@ -71,6 +72,18 @@ async fn the_portfolio_shows_risk_totals_movers_and_the_latest_alerts() {
     app.customers(json!([customer("golf", 700.0)])).await;
     set_score(&app, "golf", 20).await;
     set_score(&app, "golf", 95).await;
+
+    // Another workspace's customers never show.
+    let (_, other_key) = app.other_workspace("Other Co").await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/customers",
+            Some(&other_key),
+            Some(json!({"customers": [customer("zulu", 9_999.0)]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     add_user(&app, "ana@example.com", Role::Member).await;
     let web = WebClient::new(&app);
