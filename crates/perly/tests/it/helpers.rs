@@ -153,6 +153,11 @@ pub async fn spawn_app_with_salesforce_and_settings(org: OrgSpec, tweak: &dyn Fn
     spawn_full(false, false, Some((org, false)), tweak).await
 }
 
+/// As [`spawn_app_with_salesforce`], with the Slack and Discord stand-ins too.
+pub async fn spawn_app_with_salesforce_and_standins(org: OrgSpec) -> TestApp {
+    spawn_full(false, true, Some((org, false)), &|_| {}).await
+}
+
 /// As [`spawn_app_with_salesforce`], but with the Production and Sandbox
 /// login hosts swapped (so choosing one org type lands on the other).
 pub async fn spawn_app_with_swapped_salesforce_logins(org: OrgSpec) -> TestApp {

@@ -175,3 +175,47 @@ async fn a_first_time_customer_has_no_delta_and_no_drop_alert() {
     assert_eq!(week["delta"], -15, "against 30, seven days ago: {week}");
     assert_eq!(app.alerts("c000", "health_score_drop").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_first_salesforce_sync_of_300_accounts_is_at_most_one_summary_per_channel() {
+    let app = spawn_app_with_salesforce_and_standins(perly_standins::OrgSpec {
+        accounts: 300,
+        ..perly_standins::OrgSpec::default()
+    })
+    .await;
+    // The CRM measures are the whole scorecard, so the pulled activity and
+    // opportunities alone give every account a verdict.
+    scorecard_of(&app, &["relationship_recency", "renewal_outlook"]).await;
+    let rules = json!({"event_kinds": ALL, "min_risk": null, "min_score_delta": null, "quiet_hours": null});
+    let slack = app.slack().create_webhook("#customer-health");
+    let discord = app.discord().create_webhook("customer-health");
+    app.channel("slack", "#customer-health", &slack, rules.clone()).await;
+    app.channel("discord", "customer-health", &discord, rules).await;
+
+    let web = crate::salesforce::admin(&app).await;
+    crate::salesforce::connect(&web, "production", "").await;
+    app.sync().await;
+    app.rescore().await;
+    app.rescore().await;
+    app.deliver().await;
+
+    let (_, feed) = app.get("/api/v1/alerts?limit=500").await;
+    let alerts = feed["items"].as_array().expect("items");
+    assert!(!alerts.is_empty(), "the import's verdicts raised alerts: {feed}");
+    assert!(
+        alerts.iter().all(|a| a["import_id"].is_string()),
+        "all from history: {feed}"
+    );
+    let (_, imports) = app.get("/api/v1/imports").await;
+    let first = &imports["items"][0];
+    assert_eq!(first["source"], "salesforce", "{imports}");
+    assert_eq!(first["state"], "settled", "{imports}");
+    for (platform, messages) in [("slack", app.slack().messages()), ("discord", app.discord().messages())] {
+        assert_eq!(messages.len(), 1, "{platform}: one summary, no per-customer messages");
+        let text = messages[0].body.to_string().replace('\\', "");
+        assert!(
+            text.contains("First Salesforce sync: 300 customers"),
+            "{platform}: {text}"
+        );
+    }
+}
