@@ -14,6 +14,7 @@ pub mod customer;
 pub mod event;
 pub mod field_error;
 pub mod ids;
+pub mod money;
 pub mod risk;
 pub mod rollup;
 pub mod salesforce;
