@@ -67,7 +67,9 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DrainArgs) -> 
         messages: a.storm_messages,
         window_minutes: a.storm_window_minutes,
     };
-    guard.validate().map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+    guard
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
 
     let setup = Instant::now();
     let now = Utc::now();
@@ -156,11 +158,11 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DrainArgs) -> 
     )?;
     let cancel = CancellationToken::new();
     let started = Instant::now();
-    let running = tokio::spawn(worker.clone().run(
-        Arc::new(Utc::now),
-        Arc::new(Notify::new()),
-        cancel.clone(),
-    ));
+    let running = tokio::spawn(
+        worker
+            .clone()
+            .run(Arc::new(Utc::now), Arc::new(Notify::new()), cancel.clone()),
+    );
     let mut drained: HashMap<Platform, f64> = HashMap::new();
     let mut next_report = StdDuration::from_secs(60);
     while drained.len() < channels.len() {
@@ -196,7 +198,16 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DrainArgs) -> 
     cancel.cancel();
     running.await?;
     let totals = worker.totals();
-    for (p, _) in &channels {
+    for (p, id) in &channels {
+        // What the channel's delivery log says went out (a storm digest
+        // counts every alert it stood for).
+        let log = store.delivery_log(ws.id, *id, 1_000).await?;
+        let logged: i64 = log.iter().filter(|a| a.outcome == "sent").map(|a| a.alerts).sum();
+        let folded: i64 = log
+            .iter()
+            .filter(|a| a.outcome == "sent" && a.storm_digest)
+            .map(|a| a.alerts)
+            .sum();
         let received = match p {
             Platform::Slack => slack.requests(),
             Platform::Discord => discord.requests(),
@@ -211,15 +222,17 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DrainArgs) -> 
         };
         match drained.get(p) {
             Some(secs) => println!(
-                "{}: {} alerts drained in {:.1} s ({:.1} alerts/s) as {} messages (at most {} alerts each, {} storm digests); \
-                 {} 429s; busiest webhook window {} posts in {} s, {} in 60 s",
+                "{}: {} alerts drained in {:.1} s ({:.1} alerts/s) as {} messages ({} alerts in ordinary messages of at most {} \
+                 each; {} storm digests standing for {}); {} 429s; busiest webhook window {} posts in {} s, {} in 60 s",
                 p.label(),
-                carried,
+                logged,
                 secs,
-                carried as f64 / secs,
+                logged as f64 / secs,
                 accepted.len(),
+                carried,
                 per_message.iter().max().copied().unwrap_or(0),
                 per_message.iter().filter(|n| **n == 0).count(),
+                folded,
                 limited,
                 short,
                 short_secs,
@@ -246,7 +259,10 @@ fn alerts_in(body: &serde_json::Value) -> usize {
         .into_iter()
         .flatten()
         .filter(|i| {
-            let footer = i["footer"].as_str().or(i["footer"]["text"].as_str()).unwrap_or_default();
+            let footer = i["footer"]
+                .as_str()
+                .or(i["footer"]["text"].as_str())
+                .unwrap_or_default();
             footer.contains("Billing retry failed")
         })
         .count()
