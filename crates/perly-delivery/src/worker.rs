@@ -7,13 +7,25 @@
 //! classifies the answer with [`crate::retry`], and acknowledges in one short
 //! transaction: rows sent, retried with backoff (or the vendor's wait), dead
 //! letters, or the channel marked broken. Pacing ([`crate::pacing`]) keeps
-//! each webhook within its platform's rate limit.
+//! each webhook within its platform's rate limit, the storm guard
+//! ([`crate::storm`]) within the channel's own cap: the last message a window
+//! allows carries everything waiting as one digest.
+//!
+//! Under a backlog: a claim reads only what the next message needs (at most
+//! [`DIGEST_MAX`] + 1 rows, whatever is queued), the lease is renewed every
+//! `renew_every` while a post or its acknowledgement is in flight (a slow
+//! vendor or a busy database writer cannot make it run out), and the lease's
+//! fencing token makes an acknowledgement that comes too late leave the
+//! channel to whoever holds it now. A channel this worker has in flight is
+//! never claimed again by it. Leases that ran out all the same are counted
+//! ([`DeliveryStats::lease_expiries`], [`Deliverer::totals`]) and logged.
 //!
 //! [`Deliverer::run_once`] does passes at a given time until nothing more
 //! can go, for tests; [`Deliverer::run`] keeps up to `concurrency` channels
 //! in flight until cancelled, woken by new alerts or a short poll.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +33,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use perly_domain::channels::Platform;
 use perly_domain::ids::ChannelId;
-use perly_store::{AckOutcome, ClaimedChannel, DeliveryAck, Store};
+use perly_store::{AckOutcome, ClaimedChannel, DeliveryAck, Fold, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -29,13 +41,18 @@ use tokio_util::sync::CancellationToken;
 use crate::message::AlertMessage;
 use crate::pacing::pace;
 use crate::retry::{backoff, classify, short, Answer, Verdict};
+use crate::storm::{self, Slot};
 use crate::{discord, slack};
 
 /// The worker's knobs (`[delivery]` in the configuration).
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
-    /// How long a claimed channel stays leased: longer than any post takes.
+    /// How long a claimed channel stays leased without a renewal; a crashed
+    /// worker's channels come back after it.
     pub lease: chrono::Duration,
+    /// How often (real time) the lease of a channel with a post or an
+    /// acknowledgement in flight is renewed: well under `lease`.
+    pub renew_every: Duration,
     /// Channels in flight at once.
     pub concurrency: usize,
     /// Timeout of one post.
@@ -50,6 +67,7 @@ impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
             lease: chrono::Duration::seconds(30),
+            renew_every: Duration::from_secs(10),
             concurrency: 256,
             timeout: Duration::from_secs(10),
             poll: Duration::from_millis(250),
@@ -58,28 +76,113 @@ impl Default for DeliverySettings {
     }
 }
 
-/// What a pass did.
+/// What a pass did (or, from [`Deliverer::totals`], everything since the
+/// worker was built).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryStats {
     /// Messages the vendor accepted.
     pub messages: usize,
-    /// Alerts (and test messages) those carried.
+    /// Alerts (and test messages) those carried; a storm digest counts
+    /// every alert it stood for.
     pub delivered: usize,
     pub retried: usize,
     pub broken: usize,
     pub dead: usize,
+    /// Storm digests the vendor accepted (counted in `messages` too).
+    pub storm_digests: usize,
+    /// Claims given back because the channel's storm window was full.
+    pub storm_waits: usize,
+    /// Leases that ran out while this worker was posting or acknowledging,
+    /// or that another claim took: zero unless the worker or the database
+    /// stalled for longer than the lease.
+    pub lease_expiries: usize,
 }
 
 impl DeliveryStats {
-    fn add(&mut self, o: &AckOutcome, items: usize) {
-        match o {
+    fn add(&mut self, o: &DeliveryStats) {
+        self.messages += o.messages;
+        self.delivered += o.delivered;
+        self.retried += o.retried;
+        self.broken += o.broken;
+        self.dead += o.dead;
+        self.storm_digests += o.storm_digests;
+        self.storm_waits += o.storm_waits;
+        self.lease_expiries += o.lease_expiries;
+    }
+
+    fn of(outcome: &AckOutcome, items: usize) -> Self {
+        let mut s = Self::default();
+        match outcome {
             AckOutcome::Sent => {
-                self.messages += 1;
-                self.delivered += items;
+                s.messages = 1;
+                s.delivered = items;
             }
-            AckOutcome::Retry => self.retried += 1,
-            AckOutcome::Broken(_) => self.broken += 1,
-            AckOutcome::Dead => self.dead += 1,
+            AckOutcome::Retry => s.retried = 1,
+            AckOutcome::Broken(_) => s.broken = 1,
+            AckOutcome::Dead => s.dead = 1,
+        }
+        s
+    }
+}
+
+/// Running totals shared by a worker and its clones.
+#[derive(Debug, Default)]
+struct Totals {
+    messages: AtomicUsize,
+    delivered: AtomicUsize,
+    retried: AtomicUsize,
+    broken: AtomicUsize,
+    dead: AtomicUsize,
+    storm_digests: AtomicUsize,
+    storm_waits: AtomicUsize,
+    lease_expiries: AtomicUsize,
+}
+
+impl Totals {
+    fn add(&self, s: &DeliveryStats) {
+        for (total, n) in [
+            (&self.messages, s.messages),
+            (&self.delivered, s.delivered),
+            (&self.retried, s.retried),
+            (&self.broken, s.broken),
+            (&self.dead, s.dead),
+            (&self.storm_digests, s.storm_digests),
+            (&self.storm_waits, s.storm_waits),
+            (&self.lease_expiries, s.lease_expiries),
+        ] {
+            total.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> DeliveryStats {
+        let get = |a: &AtomicUsize| a.load(Ordering::Relaxed);
+        DeliveryStats {
+            messages: get(&self.messages),
+            delivered: get(&self.delivered),
+            retried: get(&self.retried),
+            broken: get(&self.broken),
+            dead: get(&self.dead),
+            storm_digests: get(&self.storm_digests),
+            storm_waits: get(&self.storm_waits),
+            lease_expiries: get(&self.lease_expiries),
+        }
+    }
+}
+
+/// The lease of a channel in flight, as its renewals keep it.
+struct HeldLease {
+    /// Until when it is held (Unix ms), as last renewed.
+    until_ms: AtomicI64,
+    /// It ran out (a renewal or the acknowledgement came after `until`) or
+    /// another claim took it.
+    lost: AtomicBool,
+}
+
+impl HeldLease {
+    /// Notes the time of a write under the lease: past `until`, it ran out.
+    fn check(&self, at: DateTime<Utc>) {
+        if at.timestamp_millis() > self.until_ms.load(Ordering::Relaxed) {
+            self.lost.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -111,7 +214,12 @@ pub struct Deliverer {
     http: perly_net::Outbound,
     public_url: String,
     settings: DeliverySettings,
+    totals: Arc<Totals>,
 }
+
+/// Due rows a claim reads per channel: one message's worth, and one more
+/// to tell whether more are waiting than one message holds.
+const CLAIM_ITEMS: usize = DIGEST_MAX + 1;
 
 impl Deliverer {
     /// A worker posting through a client that follows no redirects (one
@@ -129,18 +237,26 @@ impl Deliverer {
             http,
             public_url,
             settings,
+            totals: Arc::new(Totals::default()),
         })
     }
 
+    /// Everything this worker (and its clones) did since it was built,
+    /// lease expiries included.
+    pub fn totals(&self) -> DeliveryStats {
+        self.totals.snapshot()
+    }
+
     /// Delivers everything that can go at `now`, round after round, until
-    /// nothing more is due (pacing and backoff are judged at `now` too).
+    /// nothing more is due (pacing, backoff and storm windows are judged at
+    /// `now` too).
     pub async fn run_once(&self, now: DateTime<Utc>) -> perly_store::Result<DeliveryStats> {
         let mut stats = DeliveryStats::default();
         let clock: Now = Arc::new(move || now);
         for _ in 0..1_000 {
             let claimed = self
                 .store
-                .claim_deliveries(self.settings.concurrency, now, self.settings.lease)
+                .claim_deliveries(self.settings.concurrency, CLAIM_ITEMS, &[], now, self.settings.lease)
                 .await?;
             if claimed.is_empty() {
                 break;
@@ -150,9 +266,19 @@ impl Deliverer {
                 .buffer_unordered(self.settings.concurrency)
                 .collect()
                 .await;
+            let mut progress = false;
             for r in results {
-                let (outcome, items) = r?;
-                stats.add(&outcome, items);
+                let s = r?;
+                progress |= s
+                    != DeliveryStats {
+                        storm_waits: s.storm_waits,
+                        ..DeliveryStats::default()
+                    };
+                stats.add(&s);
+            }
+            if !progress {
+                // Only full storm windows: nothing more goes at `now`.
+                break;
             }
         }
         Ok(stats)
@@ -160,20 +286,32 @@ impl Deliverer {
 
     /// Runs until `cancel`, keeping up to `concurrency` channels in flight.
     pub async fn run(self, now: Now, wake: Arc<Notify>, cancel: CancellationToken) {
-        let mut inflight: JoinSet<perly_store::Result<(AckOutcome, usize)>> = JoinSet::new();
+        let mut inflight: JoinSet<perly_store::Result<DeliveryStats>> = JoinSet::new();
+        // The channel each task posts to: this worker's channels in flight,
+        // which its claims leave out (their leases are its own).
         let mut tasks: HashMap<tokio::task::Id, ChannelId> = HashMap::new();
-        // Channels this worker is posting to. A lease that ran out while a
-        // post or its acknowledgement was slow lets the claim return the
-        // channel again: it must not get a second message in flight.
-        let mut busy: HashSet<ChannelId> = HashSet::new();
         loop {
+            // Channels whose message is done may be claimed again at once.
+            while let Some(done) = inflight.try_join_next_with_id() {
+                Self::finished(done, &mut tasks);
+            }
             let free = self.settings.concurrency.saturating_sub(inflight.len());
             if free > 0 {
-                match self.store.claim_deliveries(free, now(), self.settings.lease).await {
+                let busy: Vec<ChannelId> = tasks.values().copied().collect();
+                match self
+                    .store
+                    .claim_deliveries(free, CLAIM_ITEMS, &busy, now(), self.settings.lease)
+                    .await
+                {
                     Ok(claimed) => {
                         for c in claimed {
-                            if !busy.insert(c.id) {
-                                tracing::warn!(channel_id = %c.id, "delivery: lease ran out while posting; not posting twice");
+                            if busy.contains(&c.id) {
+                                // Only past the claim's limit on left-out ids.
+                                tracing::warn!(channel_id = %c.id, "delivery: claimed a channel already in flight; giving it back");
+                                let (ws, id, token, at) = (c.workspace_id, c.id, c.lease.token, now());
+                                if let Err(e) = self.store.release_delivery(ws, id, token, at).await {
+                                    tracing::warn!(channel_id = %id, error = %e, "delivery: giving a claim back failed; its lease will expire");
+                                }
                                 continue;
                             }
                             let me = self.clone();
@@ -189,19 +327,7 @@ impl Deliverer {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(done) = inflight.join_next_with_id(), if !inflight.is_empty() => {
-                    let task = match &done {
-                        Ok((task, _)) => *task,
-                        Err(e) => e.id(),
-                    };
-                    let channel = tasks.remove(&task);
-                    if let Some(c) = channel {
-                        busy.remove(&c);
-                    }
-                    match done {
-                        Ok((_, Err(e))) => tracing::warn!(channel_id = ?channel, error = %e, "delivery: acknowledging failed; the lease will expire and the row go again"),
-                        Err(e) => tracing::error!(channel_id = ?channel, error = %e, "delivery task failed"),
-                        Ok(_) => {}
-                    }
+                    Self::finished(done, &mut tasks);
                 }
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(self.settings.poll) => {}
@@ -213,10 +339,113 @@ impl Deliverer {
         let _ = tokio::time::timeout(self.settings.timeout + Duration::from_secs(1), drain).await;
     }
 
-    /// Posts one message to a claimed channel and acknowledges the outcome.
-    async fn deliver(&self, c: ClaimedChannel, now: Now) -> perly_store::Result<(AckOutcome, usize)> {
-        let batch = batch(&c);
-        let payload = self.render(&c, &batch);
+    fn finished(
+        done: Result<(tokio::task::Id, perly_store::Result<DeliveryStats>), tokio::task::JoinError>,
+        tasks: &mut HashMap<tokio::task::Id, ChannelId>,
+    ) {
+        let task = match &done {
+            Ok((task, _)) => *task,
+            Err(e) => e.id(),
+        };
+        let channel = tasks.remove(&task);
+        match done {
+            Ok((_, Err(e))) => {
+                tracing::warn!(channel_id = ?channel, error = %e, "delivery: acknowledging failed; the lease will expire and the row go again")
+            }
+            Err(e) => tracing::error!(channel_id = ?channel, error = %e, "delivery task failed"),
+            Ok(_) => {}
+        }
+    }
+
+    /// Posts one message to a claimed channel and acknowledges the outcome,
+    /// renewing the channel's lease every `renew_every` meanwhile.
+    async fn deliver(&self, c: ClaimedChannel, now: Now) -> perly_store::Result<DeliveryStats> {
+        let lease = HeldLease {
+            until_ms: AtomicI64::new(c.lease.until.timestamp_millis()),
+            lost: AtomicBool::new(false),
+        };
+        let renewals = async {
+            let mut tick = tokio::time::interval(self.settings.renew_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let at = now();
+                lease.check(at);
+                let until = at + self.settings.lease;
+                match self
+                    .store
+                    .renew_delivery_lease(c.workspace_id, c.id, c.lease.token, until)
+                    .await
+                {
+                    Ok(true) => lease.until_ms.store(until.timestamp_millis(), Ordering::Relaxed),
+                    // Released by the acknowledgement racing this renewal,
+                    // or taken by another claim: the acknowledgement says which.
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(channel_id = %c.id, error = %e, "delivery: renewing the lease failed"),
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = self.post_and_ack(&c, &now, &lease) => r,
+            never = renewals => never,
+        };
+        let mut stats = result?;
+        if lease.lost.load(Ordering::Relaxed) {
+            tracing::warn!(channel_id = %c.id, "delivery: lease ran out while posting");
+            stats.lease_expiries += 1;
+        }
+        self.totals.add(&stats);
+        Ok(stats)
+    }
+
+    async fn post_and_ack(
+        &self,
+        c: &ClaimedChannel,
+        now: &Now,
+        lease: &HeldLease,
+    ) -> perly_store::Result<DeliveryStats> {
+        let claimed_at = now();
+        let guard = c.rules.storm_guard;
+        let slot = storm::slot(&guard, &c.recent_sends, claimed_at);
+        if let Slot::Full { until } = slot {
+            // Claimed in the instant the window filled (or its limit was
+            // just lowered): give it back until the window frees a slot.
+            lease.check(now());
+            if !self
+                .store
+                .release_delivery(c.workspace_id, c.id, c.lease.token, until)
+                .await?
+            {
+                lease.lost.store(true, Ordering::Relaxed);
+            }
+            return Ok(DeliveryStats {
+                storm_waits: 1,
+                ..DeliveryStats::default()
+            });
+        }
+        let batch = batch(c);
+        let waiting = c.items.iter().filter(|i| i.alert.is_some()).count();
+        let mut digest: Option<(Fold, i64)> = None;
+        let payload = if slot == Slot::Last && waiting > DIGEST_MAX && batch.len() == DIGEST_MAX {
+            match self
+                .store
+                .storm_summary(c.workspace_id, c.id, claimed_at, storm::TOP)
+                .await?
+            {
+                Some(summary) => {
+                    digest = Some((summary.fold, summary.alerts));
+                    let notice = storm::notice(&summary, &guard, &self.public_url, claimed_at);
+                    match c.platform {
+                        Platform::Slack => slack::message::render_notice(&notice),
+                        Platform::Discord => discord::message::render_notice(&notice),
+                    }
+                }
+                None => self.render(c, &batch),
+            }
+        } else {
+            self.render(c, &batch)
+        };
         let started = Instant::now();
         let mut url = c.webhook_url.clone();
         if c.platform == Platform::Discord {
@@ -256,6 +485,9 @@ impl Deliverer {
                         }
                         // Either way the vendor took a post: pacing counts it.
                         let outcome = if verdict == Verdict::Delivered {
+                            // A message that fills the storm window holds
+                            // the channel until the window frees a slot.
+                            next = next.max(storm::next_after_send(&guard, &c.recent_sends, at));
                             AckOutcome::Sent
                         } else {
                             AckOutcome::Dead
@@ -278,7 +510,7 @@ impl Deliverer {
         };
         match &outcome {
             AckOutcome::Sent => {
-                tracing::debug!(channel_id = %c.id, alerts = batch.len(), latency_ms, "delivered")
+                tracing::debug!(channel_id = %c.id, alerts = batch.len(), storm_digest = digest.is_some(), latency_ms, "delivered")
             }
             AckOutcome::Retry => tracing::warn!(
                 channel_id = %c.id, status = ?status, attempts, answer = %text,
@@ -293,8 +525,13 @@ impl Deliverer {
         }
         let ack = DeliveryAck {
             channel_id: c.id,
+            lease_token: c.lease.token,
             delivery_ids: batch.iter().map(|i| i.id).collect(),
-            alerts: batch.iter().filter(|i| i.alert.is_some()).count() as i64,
+            fold: digest.map(|(fold, _)| fold),
+            alerts: match digest {
+                Some((_, n)) => n,
+                None => batch.iter().filter(|i| i.alert.is_some()).count() as i64,
+            },
             outcome: outcome.clone(),
             status,
             latency_ms,
@@ -302,17 +539,29 @@ impl Deliverer {
             pace_tat,
             next_attempt_at,
         };
-        self.store.ack_delivery(c.workspace_id, &ack, at).await?;
-        Ok((outcome, batch.len()))
+        let acked = self.store.ack_delivery(c.workspace_id, &ack, at).await?;
+        lease.check(at);
+        if !acked.lease_held {
+            lease.lost.store(true, Ordering::Relaxed);
+        }
+        let mut stats = match digest {
+            Some(_) => DeliveryStats::of(&outcome, acked.sent as usize),
+            None => DeliveryStats::of(&outcome, batch.len()),
+        };
+        if digest.is_some() && outcome == AckOutcome::Sent {
+            stats.storm_digests = 1;
+        }
+        Ok(stats)
     }
 
     fn render(&self, c: &ClaimedChannel, batch: &[&perly_store::OutboxItem]) -> serde_json::Value {
-        if let Some(notice) = batch.first().and_then(|i| i.notice.as_ref()) {
+        if let Some(text) = batch.first().and_then(|i| i.notice.as_ref()) {
             // A summary links to the portfolio, where imports are seen.
             let link = format!("{}/", self.public_url.trim_end_matches('/'));
+            let notice = crate::notice::Notice::from_text(text, link);
             return match c.platform {
-                Platform::Slack => slack::message::render_notice(notice, &link),
-                Platform::Discord => discord::message::render_notice(notice, &link),
+                Platform::Slack => slack::message::render_notice(&notice),
+                Platform::Discord => discord::message::render_notice(&notice),
             };
         }
         let alerts: Vec<AlertMessage> = batch

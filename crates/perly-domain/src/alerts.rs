@@ -382,14 +382,17 @@ pub fn detect(
         .collect();
     let mut retried_at = Vec::new();
     for (id, at, attempt, amount) in retries {
-        let mut signals = vec![format!("Retry attempt {attempt} for {amount:.2} failed")];
+        let mut signals = vec![format!(
+            "Retry attempt {attempt} for {} failed",
+            crate::money::dollars(amount)
+        )];
         signals.extend(negative.iter().cloned());
         draft(
             &mut state,
             AlertKind::BillingRetryFailed,
             id.clone(),
             delta,
-            format!("Billing retry {attempt} failed ({amount:.2})"),
+            format!("Billing retry {attempt} failed ({})", crate::money::dollars(amount)),
             signals,
             "Contact the customer to update their payment method before the next retry".to_owned(),
         );

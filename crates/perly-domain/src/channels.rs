@@ -4,6 +4,8 @@
 //! them only critical alerts go out at once). [`decide`] is pure: for an
 //! alert and a channel it says skip, send now, or hold until business hours
 //! open. A held alert is never dropped: it gets the time it will go out.
+//! The [`StormGuard`] caps the messages a channel receives per sliding
+//! window (the delivery worker folds what is left into one digest).
 
 use std::collections::BTreeSet;
 
@@ -80,6 +82,67 @@ pub struct ChannelRules {
     /// Only alerts whose score moved by at least this many points.
     pub min_score_delta: Option<u32>,
     pub quiet_hours: Option<QuietHours>,
+    /// At most this many messages per sliding window; the last one allowed
+    /// in a window is a digest of everything waiting. Absent: the default
+    /// (10 messages per 10 minutes).
+    #[serde(default)]
+    pub storm_guard: StormGuard,
+}
+
+/// A channel never receives more than `messages` messages in any
+/// `window_minutes` minutes. While fewer than `messages − 1` went out in
+/// the window, alerts go as usual (one message per alert, or a digest of up
+/// to ten); the last message the window allows is, when more alerts wait
+/// than one message holds, a digest of all of them (counts, the top
+/// customers by MRR and a link to Perly's alert feed); then the channel
+/// waits for the window to free a slot. Alerts folded into a digest stay in
+/// the feed and count as delivered by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StormGuard {
+    /// Most messages per window, 1–100 (default 10).
+    #[schema(example = 10, minimum = 1, maximum = 100)]
+    pub messages: u32,
+    /// The sliding window in minutes, 1–1440 (default 10).
+    #[schema(example = 10, minimum = 1, maximum = 1440)]
+    pub window_minutes: u32,
+}
+
+impl StormGuard {
+    pub const MESSAGES_MAX: u32 = 100;
+    pub const WINDOW_MINUTES_MAX: u32 = 1_440;
+
+    pub fn window(&self) -> Duration {
+        Duration::minutes(i64::from(self.window_minutes))
+    }
+
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if !(1..=Self::MESSAGES_MAX).contains(&self.messages) {
+            return Err(FieldError::new(
+                "invalid_field",
+                "storm_guard.messages",
+                format!("must be between 1 and {} messages", Self::MESSAGES_MAX),
+            ));
+        }
+        if !(1..=Self::WINDOW_MINUTES_MAX).contains(&self.window_minutes) {
+            return Err(FieldError::new(
+                "invalid_field",
+                "storm_guard.window_minutes",
+                format!("must be between 1 and {} minutes (a day)", Self::WINDOW_MINUTES_MAX),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for StormGuard {
+    /// Ten messages per ten minutes: a burst of activity still reads as
+    /// individual alerts, an import or an outage reads as one summary.
+    fn default() -> Self {
+        Self {
+            messages: 10,
+            window_minutes: 10,
+        }
+    }
 }
 
 impl ChannelRules {
@@ -90,6 +153,7 @@ impl ChannelRules {
             min_risk: None,
             min_score_delta: None,
             quiet_hours: None,
+            storm_guard: StormGuard::default(),
         }
     }
 
@@ -125,7 +189,7 @@ impl ChannelRules {
                 "must be between 0 and 100",
             ));
         }
-        Ok(())
+        self.storm_guard.validate()
     }
 }
 
@@ -406,6 +470,30 @@ mod tests {
             ..ChannelRules::everything()
         };
         assert_eq!(rules.validate().expect_err("bad").field, "quiet_hours.closes");
+        for (messages, window_minutes, field) in [
+            (0, 10, "storm_guard.messages"),
+            (101, 10, "storm_guard.messages"),
+            (10, 0, "storm_guard.window_minutes"),
+            (10, 1441, "storm_guard.window_minutes"),
+        ] {
+            let rules = ChannelRules {
+                storm_guard: StormGuard {
+                    messages,
+                    window_minutes,
+                },
+                ..ChannelRules::everything()
+            };
+            assert_eq!(rules.validate().expect_err("bad").field, field);
+        }
+    }
+
+    #[test]
+    fn rules_saved_before_the_storm_guard_get_the_default() {
+        let old = r#"{"event_kinds":["customer_at_risk"],"min_risk":null,"min_score_delta":null,"quiet_hours":null}"#;
+        let rules: ChannelRules = serde_json::from_str(old).expect("old rules parse");
+        assert_eq!(rules.storm_guard, StormGuard::default());
+        assert_eq!(rules.storm_guard.window(), Duration::minutes(10));
+        assert!(rules.validate().is_ok());
     }
 
     proptest! {

@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertDraft, AlertKind};
-use crate::money::usd;
+use crate::money::dollars;
 use crate::risk::RiskLevel;
 
 /// Events older than this when they arrive are history.
@@ -162,18 +162,7 @@ pub struct NoticeText {
     pub risk_level: Option<RiskLevel>,
 }
 
-/// "2,000".
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::money::count;
 
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", count(n), if n == 1 { one } else { many })
@@ -227,7 +216,7 @@ pub fn channel_notice(label: &str, summary: &ImportSummary, matched: &[ImportedA
         lines.push(format!("Top {} by MRR:", distinct.len().min(TOP)));
     }
     for a in distinct.iter().take(TOP) {
-        let mrr = a.mrr.map(usd).unwrap_or_else(|| "no MRR".into());
+        let mrr = a.mrr.map(dollars).unwrap_or_else(|| "no MRR".into());
         lines.push(format!(
             "{} ({mrr}): {}, score {}",
             a.customer_name,

@@ -4,13 +4,13 @@
 //! records alerts and writes one `deliveries` row per (alert, channel) whose
 //! rules want it, with `run_at` set to now or, in quiet hours, to when
 //! business hours open. A delivery worker then claims *channels*, not rows
-//! ([`SqlStore::claim_deliveries_once`]): a channel lease means one message in
-//! flight per channel, and the channel's `next_attempt_at` carries pacing,
-//! backoff and the vendor's Retry-After, so rows go out in order. The worker
-//! posts with no transaction open and reports back through
-//! [`SqlStore::ack_delivery_once`], which marks rows sent or dead, or the
-//! channel broken, logs the attempt, and releases the lease. A crashed
-//! worker's lease simply expires.
+//! ([`crate::delivery`]): a channel lease means one message in flight per
+//! channel, and the channel's `next_attempt_at` carries pacing, backoff, the
+//! vendor's Retry-After and storm-guard waits, so rows go out in order. The
+//! worker posts with no transaction open and reports back with an
+//! acknowledgement, which marks rows sent or dead, or the channel broken,
+//! logs the attempt, and releases the lease. A crashed worker's lease
+//! simply expires.
 //!
 //! Webhook URLs are encrypted with the store's cipher, bound to the
 //! workspace and channel id; only a hint of them is ever read back for
@@ -28,8 +28,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::model::*;
-use crate::secrets::UNDECRYPTABLE_WEBHOOK;
-use crate::sql::{alert_from, corrupt, ms, params, parse, time, value_rows, SqlStore, ALERT_COLUMNS, CHUNK, IN_CHUNK};
+use crate::sql::{corrupt, ms, parse, time, value_rows, SqlStore, CHUNK};
 use crate::{Error, Result};
 
 use crate::auth::api_key_hash;
@@ -383,7 +382,7 @@ impl SqlStore {
         limit: usize,
     ) -> Result<Vec<DeliveryAttempt>> {
         sqlx::query(
-            "SELECT at, alerts, status, latency_ms, outcome, answer FROM delivery_attempts \
+            "SELECT at, alerts, status, latency_ms, outcome, answer, digest FROM delivery_attempts \
              WHERE workspace_id = $1 AND channel_id = $2 ORDER BY at DESC, id DESC LIMIT $3",
         )
         .bind(ws.to_string())
@@ -402,211 +401,10 @@ impl SqlStore {
                 latency_ms: r.try_get("latency_ms")?,
                 outcome: r.try_get("outcome")?,
                 answer: r.try_get("answer")?,
+                storm_digest: r.try_get::<i64, _>("digest")? != 0,
             })
         })
         .collect()
-    }
-
-    /// Leases channels in every workspace: the one claim that is not scoped
-    /// by a workspace, because the worker serves them all. Each claimed
-    /// channel carries its workspace, and every row read for it afterwards
-    /// is joined on that workspace.
-    pub(crate) async fn claim_deliveries_once(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-    ) -> Result<Vec<ClaimedChannel>> {
-        let now_ms = ms(now);
-        let mut tx = self.pools.write.begin().await?;
-        let sql = format!(
-            "UPDATE channels SET lease_until = $2 WHERE id IN (\
-             SELECT c.id FROM channels c WHERE c.next_due_at <= $1 AND c.next_attempt_at <= $1 \
-             AND c.enabled = 1 AND c.broken_reason IS NULL AND (c.lease_until IS NULL OR c.lease_until < $1) \
-             ORDER BY c.next_due_at LIMIT $3{}) \
-             RETURNING id, workspace_id, platform, name, webhook, pace_tat",
-            self.dialect().skip_locked()
-        );
-        let rows = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(now_ms + lease.num_milliseconds())
-            .bind(limit as i64)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        let mut index = HashMap::new();
-        let mut undecryptable = Vec::new();
-        for r in rows {
-            let id: ChannelId = parse("channel id", &r.try_get::<String, _>("id")?)?;
-            let ws: WorkspaceId = parse("workspace id", &r.try_get::<String, _>("workspace_id")?)?;
-            let sealed: Vec<u8> = r.try_get("webhook")?;
-            let Ok(webhook_url) = self.cipher.decrypt(&webhook_context(ws, id), &sealed) else {
-                // Only this channel stops; the others claimed with it go on.
-                undecryptable.push((ws, id));
-                continue;
-            };
-            index.insert(id.to_string(), claimed.len());
-            claimed.push(ClaimedChannel {
-                id,
-                workspace_id: ws,
-                platform: parse("platform", &r.try_get::<String, _>("platform")?)?,
-                name: r.try_get("name")?,
-                webhook_url,
-                pace_tat: time(r.try_get("pace_tat")?),
-                items: Vec::new(),
-            });
-        }
-        for (ws, id) in undecryptable {
-            self.mark_undecryptable(ws, id, now).await?;
-        }
-        let ids: Vec<String> = index.keys().cloned().collect();
-        for chunk in ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT d.id AS delivery_id, d.channel_id, d.attempts, d.held, d.alert_id, {ALERT_COLUMNS}, \
-                 n.title AS notice_title, n.lines AS notice_lines, n.more AS notice_more, n.risk_level AS notice_risk \
-                 FROM deliveries d JOIN channels ch ON ch.id = d.channel_id AND ch.workspace_id = d.workspace_id \
-                 LEFT JOIN alerts a ON a.id = d.alert_id AND a.workspace_id = d.workspace_id \
-                 LEFT JOIN customers c ON c.id = a.customer_id AND c.workspace_id = d.workspace_id \
-                 LEFT JOIN notices n ON n.id = d.notice_id AND n.workspace_id = d.workspace_id \
-                 WHERE d.channel_id IN ({}) AND d.state = 'pending' AND +d.run_at <= $1 \
-                 ORDER BY d.channel_id, d.id",
-                params(2, chunk.len())
-            );
-            let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql).bind(now_ms);
-            for id in chunk {
-                q = q.bind(id.clone());
-            }
-            for r in q.fetch_all(&self.pools.read).await? {
-                let channel: String = r.try_get("channel_id")?;
-                let Some(&i) = index.get(&channel) else { continue };
-                let alert = match r.try_get::<Option<String>, _>("alert_id")? {
-                    Some(_) => Some(alert_from(&r)?),
-                    None => None,
-                };
-                let notice = match r.try_get::<Option<String>, _>("notice_title")? {
-                    Some(title) => Some(perly_domain::imports::NoticeText {
-                        title,
-                        lines: serde_json::from_str(&r.try_get::<String, _>("notice_lines")?)
-                            .map_err(|e| corrupt("notice", e))?,
-                        more: r.try_get("notice_more")?,
-                        risk_level: match r.try_get::<Option<String>, _>("notice_risk")? {
-                            Some(l) => Some(parse("risk level", &l)?),
-                            None => None,
-                        },
-                    }),
-                    None => None,
-                };
-                claimed[i].items.push(OutboxItem {
-                    id: parse("delivery id", &r.try_get::<String, _>("delivery_id")?)?,
-                    attempts: r.try_get("attempts")?,
-                    held: r.try_get::<i64, _>("held")? != 0,
-                    alert,
-                    notice,
-                });
-            }
-        }
-        Ok(claimed)
-    }
-
-    /// Marks a claimed channel broken because no configured key opens its
-    /// webhook, releases it, and says so in its delivery log.
-    async fn mark_undecryptable(&self, ws: WorkspaceId, id: ChannelId, now: DateTime<Utc>) -> Result<()> {
-        tracing::warn!(workspace_id = %ws, channel_id = %id, "channel webhook could not be decrypted; channel marked broken");
-        let mut tx = self.pools.write.begin().await?;
-        sqlx::query(
-            "UPDATE channels SET broken_reason = $3, broken_at = $4, lease_until = NULL \
-             WHERE workspace_id = $1 AND id = $2",
-        )
-        .bind(ws.to_string())
-        .bind(id.to_string())
-        .bind(UNDECRYPTABLE_WEBHOOK)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO delivery_attempts (id, workspace_id, channel_id, at, alerts, status, latency_ms, outcome, answer) \
-             VALUES ($1, $2, $3, $4, 0, NULL, 0, $5, $6)",
-        )
-        .bind(DeliveryId::new().to_string())
-        .bind(ws.to_string())
-        .bind(id.to_string())
-        .bind(ms(now))
-        .bind(AckOutcome::Broken(String::new()).as_str())
-        .bind(UNDECRYPTABLE_WEBHOOK)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn ack_delivery_once(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<()> {
-        let ws_s = ws.to_string();
-        let channel = ack.channel_id.to_string();
-        let now_ms = ms(now);
-        let mut tx = self.pools.write.begin().await?;
-        let ids: Vec<String> = ack.delivery_ids.iter().map(ToString::to_string).collect();
-        for chunk in ids.chunks(IN_CHUNK) {
-            let (set, bind_error) = match ack.outcome {
-                AckOutcome::Sent => ("state = 'sent', sent_at = $3, attempts = attempts + 1", false),
-                AckOutcome::Dead => ("state = 'dead', attempts = attempts + 1, last_error = $3", true),
-                AckOutcome::Retry | AckOutcome::Broken(_) => ("attempts = attempts + 1, last_error = $3", true),
-            };
-            let sql = format!(
-                "UPDATE deliveries SET {set} WHERE workspace_id = $1 AND channel_id = $2 AND state = 'pending' AND id IN ({})",
-                params(4, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(channel.clone());
-            q = if bind_error {
-                q.bind(ack.answer.clone())
-            } else {
-                q.bind(now_ms)
-            };
-            for id in chunk {
-                q = q.bind(id.clone());
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let sent = matches!(ack.outcome, AckOutcome::Sent);
-        let broken = match &ack.outcome {
-            AckOutcome::Broken(reason) => Some(reason.clone()),
-            _ => None,
-        };
-        sqlx::query(
-            "UPDATE channels SET lease_until = NULL, pace_tat = $3, next_attempt_at = $4, \
-             next_due_at = (SELECT MIN(d.run_at) FROM deliveries d WHERE d.channel_id = $2 AND d.state = 'pending' AND d.workspace_id = $1), \
-             last_sent_at = CASE WHEN $5 = 1 THEN $6 ELSE last_sent_at END, \
-             broken_reason = COALESCE($7, broken_reason), broken_at = CASE WHEN $7 IS NULL THEN broken_at ELSE $6 END \
-             WHERE workspace_id = $1 AND id = $2",
-        )
-        .bind(ws_s.clone())
-        .bind(channel.clone())
-        .bind(ms(ack.pace_tat))
-        .bind(ms(ack.next_attempt_at))
-        .bind(i64::from(sent))
-        .bind(now_ms)
-        .bind(broken)
-        .execute(&mut *tx)
-        .await?;
-        let alerts = ack.alerts;
-        sqlx::query(
-            "INSERT INTO delivery_attempts (id, workspace_id, channel_id, at, alerts, status, latency_ms, outcome, answer) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(DeliveryId::new().to_string())
-        .bind(ws_s)
-        .bind(channel)
-        .bind(now_ms)
-        .bind(alerts)
-        .bind(ack.status.map(i64::from))
-        .bind(ack.latency_ms)
-        .bind(ack.outcome.as_str())
-        .bind(ack.answer.clone())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     pub(crate) async fn create_oauth_state_once(

@@ -12,13 +12,17 @@
 //! passwords and API keys, [`cipher`] encrypts secrets at rest and
 //! [`secrets`] stores and rotates them (trait [`Secrets`], a supertrait of
 //! [`Store`]); [`portfolio`] reads the workspace-wide figures of the page at
-//! `/` (trait [`Portfolio`]).
+//! `/` (trait [`Portfolio`]); [`delivery`] is the outbox as the delivery
+//! worker drives it (trait [`Deliveries`]: claims, lease renewals, storm
+//! digests, fenced acknowledgements); [`imports`] records history and
+//! settles each import into one summary per channel (trait [`Imports`]).
 
 pub mod accounts;
 pub mod auth;
 pub mod channels;
 pub mod cipher;
 pub mod db;
+pub mod delivery;
 pub mod imports;
 pub mod model;
 pub mod portfolio;
@@ -38,6 +42,7 @@ use perly_domain::scorecard::Scorecard;
 pub use accounts::{
     Accounts, KeyAuth, LockedBy, NewApiKey, SessionPolicy, SessionSummary, SigninAttempt, SigninChoice, SigninLimits,
 };
+pub use delivery::{AckOutcome, Acked, ClaimedChannel, Deliveries, DeliveryAck, Fold, Lease, OutboxItem, StormSummary};
 pub use imports::Imports;
 pub use model::*;
 pub use portfolio::{Mover, Portfolio, RiskTotal};
@@ -89,7 +94,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The one interface to Perly's data.
 #[async_trait]
-pub trait Store: Accounts + Imports + Portfolio + Secrets + Send + Sync + 'static {
+pub trait Store: Accounts + Deliveries + Imports + Portfolio + Secrets + Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 
@@ -166,20 +171,6 @@ pub trait Store: Accounts + Imports + Portfolio + Secrets + Send + Sync + 'stati
     async fn enqueue_test_message(&self, ws: WorkspaceId, id: ChannelId, now: DateTime<Utc>) -> Result<()>;
     /// The newest attempts to post to a channel.
     async fn delivery_log(&self, ws: WorkspaceId, id: ChannelId, limit: usize) -> Result<Vec<DeliveryAttempt>>;
-    /// Leases up to `limit` channels, in any workspace, that have something
-    /// due and may send now (not paused, not broken, not in flight, past
-    /// pacing and backoff), with their due rows. One lease per channel: one
-    /// message in flight. The only outbox query not scoped by a workspace:
-    /// the worker serves them all, and each claimed channel names its own.
-    async fn claim_deliveries(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-    ) -> Result<Vec<ClaimedChannel>>;
-    /// Records how an attempt ended and releases the channel's lease.
-    async fn ack_delivery(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<()>;
-
     // OAuth flows.
     /// Starts a flow: returns the random state to send (only its hash is kept).
     async fn create_oauth_state(

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use perly_domain::alerts::{AlertKind, AlertState, Assessment};
 use perly_domain::channels::{ChannelRules, Platform};
-use perly_domain::ids::{AlertId, ApiKeyId, ChannelId, CustomerId, DeliveryId, ImportId, UserId, WorkspaceId};
-use perly_domain::imports::{ImportSource, ImportSummary, NoticeText};
+use perly_domain::ids::{AlertId, ApiKeyId, ChannelId, CustomerId, ImportId, UserId, WorkspaceId};
+use perly_domain::imports::{ImportSource, ImportSummary};
 use perly_domain::risk::RiskLevel;
 use perly_domain::rollup::Rollup;
 use perly_domain::scoring::{CustomerFacts, Score};
@@ -419,31 +419,6 @@ pub struct ChannelUpdate {
     pub details: Option<serde_json::Value>,
 }
 
-/// A channel a delivery worker holds, with what is due for it.
-#[derive(Debug, Clone)]
-pub struct ClaimedChannel {
-    pub id: ChannelId,
-    pub workspace_id: WorkspaceId,
-    pub platform: Platform,
-    pub name: String,
-    pub webhook_url: String,
-    pub pace_tat: DateTime<Utc>,
-    /// Due rows in order (oldest first).
-    pub items: Vec<OutboxItem>,
-}
-
-/// One due outbox row.
-#[derive(Debug, Clone)]
-pub struct OutboxItem {
-    pub id: DeliveryId,
-    pub attempts: i64,
-    pub held: bool,
-    /// `None` for a test message or a notice.
-    pub alert: Option<AlertRecord>,
-    /// A summary (of an import) instead of an alert.
-    pub notice: Option<NoticeText>,
-}
-
 /// An import: a backfill, a first Salesforce sync or a scorecard change,
 /// whose alerts are recorded from history and summarised once.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -474,46 +449,6 @@ pub enum IngestMode {
     Backfill,
 }
 
-/// How an attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AckOutcome {
-    Sent,
-    /// Try again at `next_attempt_at`.
-    Retry,
-    /// The webhook is gone: mark the channel broken with this reason.
-    Broken(String),
-    /// Refused for good: keep the rows as dead letters with the answer.
-    Dead,
-}
-
-impl AckOutcome {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Sent => "sent",
-            Self::Retry => "retry",
-            Self::Broken(_) => "broken",
-            Self::Dead => "dead",
-        }
-    }
-}
-
-/// The result of posting one message (one alert or a digest) to a channel.
-#[derive(Debug, Clone)]
-pub struct DeliveryAck {
-    pub channel_id: ChannelId,
-    pub delivery_ids: Vec<DeliveryId>,
-    /// Alerts the message carried (0 for a test message).
-    pub alerts: i64,
-    pub outcome: AckOutcome,
-    /// HTTP status, or `None` when no answer came (timeout, connection refused).
-    pub status: Option<u16>,
-    pub latency_ms: i64,
-    /// The vendor's answer (or the network error), cut to a few hundred characters.
-    pub answer: String,
-    pub pace_tat: DateTime<Utc>,
-    pub next_attempt_at: DateTime<Utc>,
-}
-
 /// One line of a channel's delivery log.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DeliveryAttempt {
@@ -525,6 +460,10 @@ pub struct DeliveryAttempt {
     /// sent, retry, broken or dead.
     pub outcome: String,
     pub answer: String,
+    /// A storm digest: one message that stood for every alert waiting on
+    /// the channel (`alerts` of them), sent because the channel reached its
+    /// storm guard's limit. Those alerts count as delivered by it.
+    pub storm_digest: bool,
 }
 
 /// A started OAuth flow, returned once when its state is redeemed.

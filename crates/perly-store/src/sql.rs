@@ -1416,19 +1416,6 @@ impl Store for SqlStore {
         self.delivery_log_once(ws, id, limit).await
     }
 
-    async fn claim_deliveries(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-    ) -> Result<Vec<ClaimedChannel>> {
-        retry_conflicts(|| self.claim_deliveries_once(limit, now, lease)).await
-    }
-
-    async fn ack_delivery(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<()> {
-        retry_conflicts(|| self.ack_delivery_once(ws, ack, now)).await
-    }
-
     async fn create_oauth_state(
         &self,
         ws: WorkspaceId,

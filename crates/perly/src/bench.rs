@@ -10,6 +10,8 @@
 //!
 //! - `delivery`: see [`delivery`]: event accepted → Slack/Discord message
 //!   received, backlog and rate limits at many channels.
+//! - `drain`: see [`drain`]: a backlog of thousands of pending alerts on one
+//!   Slack and one Discord channel, drained at the platforms' limits.
 //! - `salesforce-sync`: see [`salesforce_sync`]: one full initial sync of a
 //!   generated org from the Salesforce stand-in, Bulk API 2.0 over HTTP.
 //! - `score-quality`: see [`score_quality`]: how well the health score
@@ -18,6 +20,7 @@
 //! All print the process's peak RSS (VmHWM).
 
 mod delivery;
+mod drain;
 mod salesforce_push;
 mod salesforce_sync;
 mod score_quality;
@@ -73,6 +76,8 @@ pub enum BenchKind {
     },
     /// Event accepted → message received by the Slack/Discord stand-in.
     Delivery(delivery::DeliveryArgs),
+    /// A backlog of pending alerts on one Slack and one Discord channel → drained (real clock).
+    Drain(drain::DrainArgs),
     /// Score recalculated → value on the Account; alert → Task and Chatter post (Salesforce stand-in).
     SalesforcePush(salesforce_push::SalesforcePushArgs),
     /// One full initial Salesforce sync from the stand-in (Bulk API 2.0).
@@ -223,6 +228,7 @@ pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Rescore { customers: n } => rescore(args.database_url, &dir, n).await,
         BenchKind::Pages { customers: n, requests } => pages(args.database_url, &dir, n, requests).await,
         BenchKind::Delivery(a) => delivery::run(args.database_url, &dir, a).await,
+        BenchKind::Drain(a) => drain::run(args.database_url, &dir, a).await,
         BenchKind::SalesforcePush(a) => salesforce_push::run(args.database_url, &dir, a).await,
         BenchKind::SalesforceSync(a) => salesforce_sync::run(args.database_url, &dir, a).await,
         BenchKind::ScoreQuality(a) => score_quality::run(a),

@@ -62,8 +62,9 @@ impl Default for ScoringSettings {
 pub struct DeliveryConfig {
     /// Run the delivery worker in this process.
     pub worker: bool,
-    /// How long a worker holds a channel while posting (seconds); a crashed
-    /// worker's channels come back after this.
+    /// How long a worker holds a channel without renewing its lease
+    /// (seconds): renewed every third of it while a post is in flight; a
+    /// crashed worker's channels come back after this.
     pub lease_secs: u64,
     /// Channels posted to at once.
     pub concurrency: usize,
@@ -90,9 +91,12 @@ impl DeliveryConfig {
     /// private networks (`[outbound]`).
     pub fn worker_settings(&self, network: perly_net::Policy) -> perly_delivery::worker::DeliverySettings {
         let timeout = std::time::Duration::from_millis(self.timeout_ms.clamp(100, 120_000));
+        // The lease must outlast a post; it is renewed a third of the way
+        // through while a post or its acknowledgement is in flight.
+        let lease_secs = self.lease_secs.max(timeout.as_secs() + 1).clamp(3, 3_600);
         perly_delivery::worker::DeliverySettings {
-            // The lease must outlast a post.
-            lease: chrono::Duration::seconds(self.lease_secs.max(timeout.as_secs() + 1) as i64),
+            lease: chrono::Duration::seconds(lease_secs as i64),
+            renew_every: std::time::Duration::from_millis(lease_secs * 1000 / 3),
             concurrency: self.concurrency.clamp(1, 10_000),
             timeout,
             poll: std::time::Duration::from_millis(self.poll_interval_ms.clamp(10, 60_000)),

@@ -6,10 +6,10 @@
 //! kept (title 256, description 4096, 25 fields, name 256, value 1024,
 //! footer 2048, 6000 in total), truncating with "…"; no field is ever null.
 
-use perly_domain::imports::NoticeText;
 use serde_json::{json, Value};
 
 use crate::message::{risk_color, AlertMessage};
+use crate::notice::Notice;
 
 pub const TITLE_MAX: usize = 256;
 pub const DESCRIPTION_MAX: usize = 4_096;
@@ -88,24 +88,6 @@ pub fn render_test(public_url: &str) -> Value {
     })
 }
 
-/// A summary (of an import) as one embed: the title linking to Perly, its
-/// lines, and what did not fit, coloured by the most severe level it reports.
-pub fn render_notice(n: &NoticeText, link: &str) -> Value {
-    let mut lines: Vec<String> = n.lines.iter().map(|l| escape(l, DESCRIPTION_MAX)).collect();
-    lines.extend(n.more.iter().map(|m| escape(m, 200)));
-    json!({
-        "username": "Perly",
-        "allowed_mentions": {"parse": []},
-        "embeds": [{
-            "title": escape(&n.title, TITLE_MAX),
-            "description": non_empty(crate::message::truncate(&lines.join("\n"), DESCRIPTION_MAX)),
-            "color": n.risk_level.map_or(0x58_65_F2, crate::message::risk_color),
-            "url": crate::message::truncate(link, URL_MAX),
-            "footer": {"text": "Perly · Summary"},
-        }],
-    })
-}
-
 fn embed(m: &AlertMessage, title_max: usize, value_max: usize) -> Value {
     let title = escape(&format!("{} — {}", m.customer_name, m.headline), title_max);
     let signals = m
@@ -117,10 +99,11 @@ fn embed(m: &AlertMessage, title_max: usize, value_max: usize) -> Value {
     let signals = non_empty(crate::message::truncate(&signals, value_max));
     let action = non_empty(escape(&m.suggested_action, value_max));
     let risk = m.risk_level.label();
+    // The risk level is one field (it was also the description, so it
+    // showed twice); the colour says it too.
     let mut embed = json!({
         "title": non_empty(title),
         "color": risk_color(m.risk_level),
-        "description": format!("Risk level: **{risk}**"),
         "fields": [
             {"name": "Health score", "value": m.score_with_delta(), "inline": true},
             {"name": "Risk level", "value": risk, "inline": true},
@@ -135,6 +118,27 @@ fn embed(m: &AlertMessage, title_max: usize, value_max: usize) -> Value {
         embed["url"] = json!(m.profile_url);
     }
     embed
+}
+
+/// A [`Notice`] (a storm digest, an import summary): one embed in the
+/// notice's colour, its title linking to `link`, the lines as its
+/// description; markdown escaped, nobody pinged, every embed limit kept
+/// (title 256, description 4096, 6000 in total).
+pub fn render_notice(n: &Notice) -> Value {
+    let mut embed = json!({
+        "title": non_empty(escape(&n.title, TITLE_MAX)),
+        "color": n.color(),
+        "description": non_empty(n.body(DESCRIPTION_MAX, escape)),
+        "footer": {"text": "Perly"},
+    });
+    if !n.link.is_empty() && n.link.chars().count() <= URL_MAX {
+        embed["url"] = json!(n.link);
+    }
+    json!({
+        "username": "Perly",
+        "allowed_mentions": {"parse": []},
+        "embeds": [embed],
+    })
 }
 
 /// Characters Discord counts toward an embed's 6000 total.
@@ -154,6 +158,7 @@ pub fn embed_size(embed: &Value) -> usize {
 mod tests {
     use super::*;
     use crate::message::tests::sample;
+    use crate::notice::Notice;
     use perly_domain::alerts::AlertKind;
     use perly_domain::risk::RiskLevel;
     use proptest::prelude::*;
@@ -189,6 +194,30 @@ mod tests {
         let mut bad = p.clone();
         bad["embeds"][0]["title"] = json!("x".repeat(TITLE_MAX + 1));
         assert!(!schema().is_valid(&bad));
+    }
+
+    #[test]
+    fn the_risk_level_is_shown_once() {
+        let p = render(&sample());
+        let e = &p["embeds"][0];
+        let text = e.to_string();
+        assert_eq!(text.matches("High").count(), 1, "{text}");
+        assert_eq!(e["fields"][1]["name"], "Risk level");
+        assert_eq!(e["fields"][1]["value"], "High");
+    }
+
+    #[test]
+    fn a_notice_is_one_linked_embed_with_its_lines() {
+        let p = render_notice(&crate::notice::tests::sample());
+        assert!(schema().is_valid(&p), "{p}");
+        let e = &p["embeds"][0];
+        assert_eq!(e["title"], "37 customers moved into high risk in the last 10 minutes");
+        assert_eq!(e["url"], "https://app.perly.example/alerts");
+        assert_eq!(e["color"], 15105570);
+        let d = e["description"].as_str().unwrap_or_default();
+        assert!(d.starts_with("Top 10 by MRR\\: Acme Corp \\($4,200.00\\)"), "{d}");
+        assert!(d.ends_with("\n+27 more in Perly"), "{d}");
+        assert_eq!(p["allowed_mentions"], json!({"parse": []}));
     }
 
     #[test]
@@ -246,6 +275,29 @@ mod tests {
             let embeds = p["embeds"].as_array().cloned().unwrap_or_default();
             prop_assert_eq!(embeds.len(), ms.len().min(EMBEDS_MAX));
             prop_assert!(embeds.iter().map(embed_size).sum::<usize>() <= EMBED_TOTAL_MAX);
+        }
+
+        #[test]
+        fn every_notice_validates_and_keeps_discords_limits(
+            title in ".{0,600}",
+            lines in proptest::collection::vec(".{0,400}", 0..60),
+            more in proptest::option::of(".{0,300}"),
+            path in "[a-z0-9/-]{0,2100}",
+        ) {
+            let n = Notice {
+                title,
+                lines,
+                more,
+                link: format!("https://app.perly.example/{path}"),
+                risk: None,
+            };
+            let p = render_notice(&n);
+            prop_assert!(schema().is_valid(&p), "{p}");
+            prop_assert!(no_nulls(&p));
+            let e = &p["embeds"][0];
+            prop_assert!(embed_size(e) <= EMBED_TOTAL_MAX);
+            prop_assert!(e["title"].as_str().is_some_and(|t| t.chars().count() <= TITLE_MAX && !t.trim().is_empty()));
+            prop_assert!(e["description"].as_str().is_some_and(|d| d.chars().count() <= DESCRIPTION_MAX && !d.trim().is_empty()));
         }
 
         #[test]

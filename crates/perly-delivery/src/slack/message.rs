@@ -3,10 +3,10 @@
 //! Customer-supplied text is escaped as Slack documents (`&`, `<`, `>`), so a
 //! customer named `<!channel>` is shown, not broadcast.
 
-use perly_domain::imports::NoticeText;
 use serde_json::{json, Value};
 
 use crate::message::{risk_color, AlertMessage};
+use crate::notice::Notice;
 
 /// Recommended maximum of `text` (longer text is truncated by Slack).
 pub const TEXT_MAX: usize = 4_000;
@@ -84,25 +84,28 @@ pub fn render_test(public_url: &str) -> Value {
     })
 }
 
-/// A summary (of an import): a title linking to Perly, its lines, and what
-/// did not fit ("+27 more in Perly"), coloured by the most severe level it reports.
-pub fn render_notice(n: &NoticeText, link: &str) -> Value {
+/// Most characters of a notice's attachment text (Block Kit's section
+/// limit, well inside Slack's 40,000-character message).
+pub const NOTICE_TEXT_MAX: usize = 3_000;
+
+/// A [`Notice`] (a storm digest, an import summary): the title as the
+/// notification `text`, and one attachment in the notice's colour whose
+/// title links to `link`, with the lines below it. Every text is escaped
+/// and kept within Slack's limits.
+pub fn render_notice(n: &Notice) -> Value {
     let title = escape(&n.title, TITLE_MAX);
-    let mut lines: Vec<String> = n.lines.iter().map(|l| escape(l, TEXT_MAX)).collect();
-    lines.extend(n.more.iter().map(|m| escape(m, 200)));
-    let text = crate::message::truncate(&lines.join("\n"), TEXT_MAX);
-    let color = n.risk_level.map_or(0x58_65_F2, crate::message::risk_color);
-    json!({
-        "text": title,
-        "attachments": [{
-            "color": format!("#{color:06X}"),
-            "fallback": title,
-            "title": title,
-            "title_link": link,
-            "text": text,
-            "footer": "Perly · Summary",
-        }],
-    })
+    let body = n.body(NOTICE_TEXT_MAX, escape);
+    let mut attachment = json!({
+        "color": format!("#{:06X}", n.color()),
+        "fallback": escape(&n.title, FIELD_MAX),
+        "title": title,
+        "text": body,
+        "footer": "Perly",
+    });
+    if !n.link.is_empty() {
+        attachment["title_link"] = json!(n.link);
+    }
+    json!({"text": escape(&n.title, TEXT_MAX), "attachments": [attachment]})
 }
 
 fn attachment(m: &AlertMessage, field_max: usize) -> Value {
@@ -219,6 +222,40 @@ mod tests {
         assert_eq!(
             render_many(&many)["attachments"].as_array().map(Vec::len),
             Some(ATTACHMENTS_MAX)
+        );
+    }
+
+    #[test]
+    fn a_notice_is_one_linked_attachment_with_its_lines() {
+        let p = render_notice(&crate::notice::tests::sample());
+        assert_eq!(p["text"], "37 customers moved into high risk in the last 10 minutes");
+        let a = &p["attachments"][0];
+        assert_eq!(a["color"], "#E67E22");
+        assert_eq!(a["title_link"], "https://app.perly.example/alerts");
+        let text = a["text"].as_str().unwrap_or_default();
+        assert!(
+            text.starts_with("Top 10 by MRR: Acme Corp ($4,200.00), Globex ($3,100.00)\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\n+27 more in Perly"), "{text}");
+    }
+
+    #[test]
+    fn a_notice_of_hostile_or_huge_text_stays_escaped_and_within_limits() {
+        let mut n = crate::notice::tests::sample();
+        n.title = "<!channel> ".repeat(1_000);
+        n.lines = (0..500).map(|i| format!("<@U{i}> & {}", "x".repeat(200))).collect();
+        let p = render_notice(&n);
+        let all = p.to_string();
+        assert!(!all.contains("<!channel>") && !all.contains("<@U"), "nothing pings");
+        assert!(p["text"].as_str().unwrap_or_default().chars().count() <= TEXT_MAX);
+        let a = &p["attachments"][0];
+        assert!(a["title"].as_str().unwrap_or_default().chars().count() <= TITLE_MAX);
+        let text = a["text"].as_str().unwrap_or_default();
+        assert!(text.chars().count() <= NOTICE_TEXT_MAX);
+        assert!(
+            text.ends_with("…\n+27 more in Perly"),
+            "whole lines, then what did not fit"
         );
     }
 

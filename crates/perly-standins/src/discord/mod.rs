@@ -401,6 +401,20 @@ impl DiscordStandin {
         self.inner.journal.inject(key_of(webhook_url), fault);
     }
 
+    /// Runs the stand-in's clock `factor` times faster than the real one
+    /// from now on (rate limits, `Retry-After`, arrival times): for tests
+    /// that drive Perly with a clock sped up by the same factor. 1.0 goes
+    /// back to the real clock.
+    pub fn speed_up(&self, factor: f64) {
+        self.inner.journal.speed_up(factor);
+    }
+
+    /// Moves the stand-in's clock on by `by`: for tests that move Perly's
+    /// clock by hand and want the rate limits to see the same time.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.inner.journal.advance(by);
+    }
+
     /// Forgets every message and request (webhooks and faults stay).
     pub fn clear(&self) {
         self.inner.journal.clear();

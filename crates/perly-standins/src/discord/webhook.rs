@@ -27,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{JsonType, ValidationError, Validator};
 use serde_json::{json, Map, Value};
-use tokio::time::Instant;
 
 use super::{snowflake, Discord, WEBHOOK_NAME};
 use crate::grant;
@@ -407,8 +406,8 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let arrived = Instant::now();
-    let at = chrono::Utc::now();
+    let arrived = s.journal.now();
+    let at = s.journal.now_utc();
     let url = format!("{}/api/webhooks/{id}/{token}", s.base);
     let parsed = read_body(&headers, &body);
     let recorded_body = match &parsed {
@@ -433,7 +432,7 @@ pub(crate) async fn post(
         }
     };
     if answer.window.is_none() {
-        answer.window = Some(s.lock().webhook_window(&id).state(Instant::now()));
+        answer.window = Some(s.lock().webhook_window(&id).state(s.journal.now()));
     }
     answer.bucket = bucket(&id);
     let text = answer.text();
@@ -465,7 +464,7 @@ fn execute(s: &Discord, id: &str, channel_id: &str, parsed: Result<Value, Answer
             return answer;
         }
     }
-    let now = Instant::now();
+    let now = s.journal.now();
     let window = {
         let mut st = s.lock();
         let hook_full = st.webhook_window(id).is_full(now);

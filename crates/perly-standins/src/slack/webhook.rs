@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::Validator;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use super::Slack;
 use crate::grant;
@@ -155,8 +154,8 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let arrived = Instant::now();
-    let at = chrono::Utc::now();
+    let arrived = s.journal.now();
+    let at = s.journal.now_utc();
     let key = format!("{team}/{service}/{secret}");
     let url = format!("{}/services/{key}", s.base);
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
@@ -192,7 +191,7 @@ fn answer(s: &Slack, key: &str, headers: &HeaderMap, payload: Option<&Value>) ->
     if let Some(answer) = s.journal.take_fault(key).as_ref().and_then(fault_answer) {
         return answer;
     }
-    let limited = s.lock().hooks.get_mut(key).map(|h| h.bucket.try_take(Instant::now()));
+    let limited = s.lock().hooks.get_mut(key).map(|h| h.bucket.try_take(s.journal.now()));
     if let Some(Err(wait)) = limited {
         return Answer::rate_limited(whole_seconds(wait.as_millis()));
     }

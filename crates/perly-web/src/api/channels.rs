@@ -43,7 +43,8 @@ pub struct CreateChannel {
     pub name: String,
     /// Slack: under `PERLY_SLACK__HOOKS_URL`; Discord: `{PERLY_DISCORD__BASE_URL}/api/webhooks/{id}/{token}`.
     pub webhook_url: String,
-    /// Defaults to every alert kind, every level, no quiet hours.
+    /// Defaults to every alert kind, every level, no quiet hours, and the
+    /// default storm guard (at most 10 messages per 10 minutes).
     pub rules: Option<ChannelRules>,
 }
 
@@ -51,6 +52,7 @@ pub struct CreateChannel {
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateChannel {
     pub name: Option<String>,
+    /// The whole rules object; a `storm_guard` left out is the default.
     pub rules: Option<ChannelRules>,
     /// `false` pauses the channel (it receives nothing), `true` resumes it.
     pub enabled: Option<bool>,
@@ -189,7 +191,8 @@ pub struct DeliveryLog {
     pub items: Vec<DeliveryAttempt>,
 }
 
-/// Every attempt to post to the channel, newest first: time, status, latency, answer.
+/// Every attempt to post to the channel, newest first: time, status, latency, answer,
+/// and whether it was a storm digest standing for every alert then waiting.
 #[utoipa::path(get, path = "/api/v1/channels/{id}/deliveries", tag = "channels", security(("api_key" = [])),
     params(("id" = String, Path), LogParams),
     responses((status = 200, body = DeliveryLog), (status = 404, body = crate::error::ErrorBody)))]

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{NaiveTime, Weekday};
 use perly_domain::alerts::AlertKind;
-use perly_domain::channels::{parse_time_of_day, ChannelRules, Platform, QuietHours};
+use perly_domain::channels::{parse_time_of_day, ChannelRules, Platform, QuietHours, StormGuard};
 use perly_domain::risk::RiskLevel;
 use perly_store::Channel;
 
@@ -105,6 +105,23 @@ pub(super) fn hhmm(t: NaiveTime) -> String {
     }
 }
 
+/// "10 messages per 10 minutes".
+pub fn storm_summary(g: &StormGuard) -> String {
+    let messages = if g.messages == 1 {
+        "1 message".to_owned()
+    } else {
+        format!("{} messages", g.messages)
+    };
+    let window = match g.window_minutes {
+        1 => "minute".to_owned(),
+        60 => "hour".to_owned(),
+        1440 => "day".to_owned(),
+        m if m % 60 == 0 => format!("{} hours", m / 60),
+        m => format!("{m} minutes"),
+    };
+    format!("{messages} per {window}")
+}
+
 /// "Off", or "Mon–Fri 09:00–18:00 Europe/Paris".
 pub fn quiet_summary(q: Option<&QuietHours>) -> String {
     match q {
@@ -168,6 +185,8 @@ pub struct RulesForm {
     pub days: Vec<CheckBox>,
     pub opens: String,
     pub closes: String,
+    pub storm_messages: String,
+    pub storm_window_minutes: String,
 }
 
 pub(super) fn kind_key(k: AlertKind) -> String {
@@ -230,6 +249,8 @@ impl RulesForm {
             days: day_boxes(|d| business.contains(&d)),
             opens: q.map_or_else(|| "09:00".to_owned(), |q| hhmm(q.opens)),
             closes: q.map_or_else(|| "18:00".to_owned(), |q| hhmm(q.closes)),
+            storm_messages: rules.storm_guard.messages.to_string(),
+            storm_window_minutes: rules.storm_guard.window_minutes.to_string(),
         }
     }
 
@@ -246,6 +267,8 @@ impl RulesForm {
             days: day_boxes(|d| is_on(form, &day_key(d))),
             opens: text("opens"),
             closes: text("closes"),
+            storm_messages: text("storm_messages"),
+            storm_window_minutes: text("storm_window_minutes"),
         }
     }
 }
@@ -262,9 +285,10 @@ pub(super) fn time_error(raw: &str) -> String {
 }
 
 /// Reads the rules form (`kind_*`, `min_risk`, `min_score_delta`,
-/// `quiet_hours`, `time_zone`, `day_*`, `opens`, `closes`) into rules, or
-/// says what is wrong with each field. Quiet-hours fields count only when
-/// `quiet_hours` is ticked.
+/// `quiet_hours`, `time_zone`, `day_*`, `opens`, `closes`, `storm_messages`,
+/// `storm_window_minutes`) into rules, or says what is wrong with each
+/// field. Quiet-hours fields count only when `quiet_hours` is ticked; empty
+/// storm-guard fields mean the default.
 pub fn parse_rules(form: &HashMap<String, String>) -> Result<ChannelRules, FieldErrors> {
     let mut errors = FieldErrors::new();
     let text = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
@@ -360,6 +384,32 @@ pub fn parse_rules(form: &HashMap<String, String>) -> Result<ChannelRules, Field
         None
     };
 
+    let default = StormGuard::default();
+    let mut whole = |key: &str, default: u32, max: u32, message: &str| match text(key).as_str() {
+        "" => default,
+        raw => match raw.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                errors.insert(key.to_owned(), message.to_owned());
+                default
+            }
+        },
+    };
+    let storm_guard = StormGuard {
+        messages: whole(
+            "storm_messages",
+            default.messages,
+            StormGuard::MESSAGES_MAX,
+            "Enter a whole number of messages from 1 to 100.",
+        ),
+        window_minutes: whole(
+            "storm_window_minutes",
+            default.window_minutes,
+            StormGuard::WINDOW_MINUTES_MAX,
+            "Enter a whole number of minutes from 1 to 1440 (a day).",
+        ),
+    };
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -368,6 +418,7 @@ pub fn parse_rules(form: &HashMap<String, String>) -> Result<ChannelRules, Field
         min_risk,
         min_score_delta,
         quiet_hours,
+        storm_guard,
     };
     // Whatever else the domain refuses, at the form field it belongs to.
     check_rules(&rules, "").map_err(|e| {
@@ -378,6 +429,8 @@ pub fn parse_rules(form: &HashMap<String, String>) -> Result<ChannelRules, Field
             "quiet_hours.closes" => "closes",
             "min_score_delta" => "min_score_delta",
             "min_risk" => "min_risk",
+            "storm_guard.messages" => "storm_messages",
+            "storm_guard.window_minutes" => "storm_window_minutes",
             _ => "event_kinds",
         };
         HashMap::from([(field.to_owned(), e.message)])
@@ -522,6 +575,41 @@ mod tests {
         assert!(errors.contains_key("min_score_delta"));
         assert!(errors.contains_key("business_days"));
         assert!(!errors.contains_key("closes"));
+    }
+
+    #[test]
+    fn the_storm_guard_is_read_from_the_form_and_shown_in_words() {
+        let f = form(&[
+            ("kind_billing_retry_failed", "on"),
+            ("storm_messages", "5"),
+            ("storm_window_minutes", "60"),
+        ]);
+        let rules = parse_rules(&f).expect("valid");
+        assert_eq!(
+            rules.storm_guard,
+            StormGuard {
+                messages: 5,
+                window_minutes: 60
+            }
+        );
+        assert_eq!(storm_summary(&rules.storm_guard), "5 messages per hour");
+        assert_eq!(storm_summary(&StormGuard::default()), "10 messages per 10 minutes");
+        let shown = RulesForm::of("#x", &rules);
+        assert_eq!(
+            (shown.storm_messages.as_str(), shown.storm_window_minutes.as_str()),
+            ("5", "60")
+        );
+        // Empty means the default; out of range is refused per field.
+        let defaulted = parse_rules(&form(&[("kind_billing_retry_failed", "on")])).expect("valid");
+        assert_eq!(defaulted.storm_guard, StormGuard::default());
+        let errors = parse_rules(&form(&[
+            ("kind_billing_retry_failed", "on"),
+            ("storm_messages", "0"),
+            ("storm_window_minutes", "2000"),
+        ]))
+        .expect_err("invalid");
+        assert!(errors["storm_messages"].contains("1 to 100"));
+        assert!(errors["storm_window_minutes"].contains("1 to 1440"));
     }
 
     #[test]

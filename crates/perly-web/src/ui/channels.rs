@@ -96,6 +96,8 @@ pub struct Row {
     pub reconnect_oauth: bool,
     pub rules: String,
     pub quiet: String,
+    /// "10 messages per 10 minutes".
+    pub storm: String,
     pub pending: i64,
     pub last_sent: String,
     pub webhook_hint: String,
@@ -117,6 +119,7 @@ fn row(state: &AppState, c: &Channel) -> Row {
         reconnect_oauth: reconnects_by_oauth(state, c),
         rules: rules_summary(&c.rules),
         quiet: quiet_summary(c.rules.quiet_hours.as_ref()),
+        storm: storm_summary(&c.rules.storm_guard),
         pending: c.pending,
         last_sent: c.last_sent_at.map_or_else(|| "Never".to_owned(), when),
         webhook_hint: c.webhook_hint.clone(),
@@ -409,7 +412,12 @@ async fn show_page(
                 status: a.status.map_or_else(|| "no answer".to_owned(), |s| s.to_string()),
                 latency_ms: a.latency_ms,
                 answer: a.answer.clone(),
-                alerts: if a.alerts == 0 {
+                alerts: if a.storm_digest {
+                    format!(
+                        "{} (storm digest: delivered as one message)",
+                        perly_domain::money::count(a.alerts.max(0) as u64)
+                    )
+                } else if a.alerts == 0 {
                     "test message".to_owned()
                 } else {
                     a.alerts.to_string()

@@ -109,22 +109,9 @@ pub fn delta_text(d: Option<i64>) -> (String, &'static str) {
     }
 }
 
+/// Money in tables: whole dollars (the formatter is shared with messages).
 pub(crate) fn money(m: Option<f64>) -> String {
-    match m {
-        None => "—".into(),
-        Some(v) => {
-            let whole = v.round() as i64;
-            let digits = whole.abs().to_string();
-            let mut out = String::new();
-            for (i, c) in digits.chars().enumerate() {
-                if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                    out.push(',');
-                }
-                out.push(c);
-            }
-            format!("{}${out}", if whole < 0 { "-" } else { "" })
-        }
-    }
+    m.map_or_else(|| "—".into(), perly_domain::money::whole_dollars)
 }
 
 fn row(c: &CustomerSummary) -> Row {

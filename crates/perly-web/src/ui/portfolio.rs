@@ -263,7 +263,7 @@ async fn last_import(state: &AppState, ws: WorkspaceId) -> Result<Option<LastImp
                 .top
                 .iter()
                 .map(|a| match a.mrr {
-                    Some(m) => format!("{} ({})", a.customer_name, perly_domain::money::usd(m)),
+                    Some(m) => format!("{} ({})", a.customer_name, perly_domain::money::dollars(m)),
                     None => a.customer_name.clone(),
                 })
                 .collect();

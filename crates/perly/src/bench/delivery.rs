@@ -149,7 +149,7 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
             "amount": 10.0,
             "attempt": attempt,
         }]});
-        let title = format!("w{w}c{c} — Billing retry {attempt} failed (10.00)");
+        let title = format!("w{w}c{c} — Billing retry {attempt} failed ($10.00)");
         let req = client
             .post(format!("{base}/api/v1/events"))
             .bearer_auth(&keys[w])
@@ -239,7 +239,7 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
     Ok(())
 }
 
-/// Alert titles in a Slack or Discord message ("w3c1 — Billing retry 2 failed (10.00)").
+/// Alert titles in a Slack or Discord message ("w3c1 — Billing retry 2 failed ($10.00)").
 fn titles(body: &serde_json::Value) -> Vec<String> {
     let slack = body["attachments"]
         .as_array()

@@ -164,7 +164,9 @@ async fn billing_retry_failed_alerts_once_per_failed_retry() {
     app.rescore().await;
     let fired = app.alerts("acme", "billing_retry_failed").await;
     assert_eq!(fired.len(), 2, "{fired:?}");
-    assert!(fired.iter().any(|a| a["headline"] == "Billing retry 2 failed (420.00)"));
+    assert!(fired
+        .iter()
+        .any(|a| a["headline"] == "Billing retry 2 failed ($420.00)"));
     resend(&app, rows).await;
     run_scores(&app, "acme", &[70]).await;
     assert_eq!(app.alerts("acme", "billing_retry_failed").await.len(), 2);

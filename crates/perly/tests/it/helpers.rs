@@ -17,12 +17,42 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-/// A clock the test moves by hand.
-pub struct TestClock(Mutex<DateTime<Utc>>);
+/// A clock the test moves by hand, or that runs on its own faster than
+/// the real one ([`TestClock::run_at_speed`]).
+pub struct TestClock {
+    at: Mutex<DateTime<Utc>>,
+    /// When set: the real instant `at` was read, and how many times faster
+    /// than the real clock time runs from there.
+    speed: Mutex<Option<(std::time::Instant, f64)>>,
+}
+
+impl TestClock {
+    fn new(at: DateTime<Utc>) -> Self {
+        Self {
+            at: Mutex::new(at),
+            speed: Mutex::new(None),
+        }
+    }
+
+    /// From now on the clock runs by itself, `factor` times faster than the
+    /// real one (the server, the workers the test drives and stand-ins sped
+    /// up by the same factor then share one time scale).
+    pub fn run_at_speed(&self, factor: f64) {
+        let now = self.now();
+        *self.at.lock().expect("clock lock") = now;
+        *self.speed.lock().expect("clock lock") = Some((std::time::Instant::now(), factor));
+    }
+}
 
 impl Clock for TestClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().expect("clock lock")
+        let at = *self.at.lock().expect("clock lock");
+        match *self.speed.lock().expect("clock lock") {
+            None => at,
+            Some((since, factor)) => {
+                at + Duration::from_std(since.elapsed().mul_f64(factor)).expect("a test's duration")
+            }
+        }
     }
 }
 
@@ -206,7 +236,7 @@ async fn spawn_full(
     tweak(&mut settings);
     let cipher = perly::cli::cipher(&settings, true).expect("cipher");
     let store = perly::server::open_store(&settings, cipher).await.expect("open store");
-    let clock = Arc::new(TestClock(Mutex::new(t0())));
+    let clock = Arc::new(TestClock::new(t0()));
     let ws = store.create_workspace("Test Co", t0()).await.expect("workspace");
     let (_, key) = store
         .create_api_key(ws.id, &perly_store::NewApiKey::full("test"), t0())
@@ -291,7 +321,7 @@ impl TestApp {
     }
 
     pub fn advance(&self, by: Duration) {
-        let mut t = self.clock.0.lock().expect("clock lock");
+        let mut t = self.clock.at.lock().expect("clock lock");
         *t += by;
     }
 

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod api_keys;
+mod backlog;
 mod bad_input;
 mod browser;
 mod cli;

@@ -1,6 +1,6 @@
 //! Settings > Notifications over plain HTTP: the seed's four channels set up
 //! through the forms, rules errors shown next to their field with nothing
-//! saved, the dry run, the test message and the delivery log.
+//! saved, the dry run, the test message, the delivery log and the storm guard.
 
 use perly_store::Role;
 use serde_json::Value;
@@ -199,4 +199,52 @@ async fn the_channel_page_runs_a_dry_run_sends_a_test_message_and_shows_the_deli
         !page.contains(hook.rsplit('/').next().unwrap_or("x")),
         "the webhook token is never shown"
     );
+}
+
+#[tokio::test]
+async fn the_storm_guard_is_edited_with_the_rules_and_shown_with_them() {
+    let app = spawn_app_with_standins().await;
+    let (web, csrf) = admin(&app).await;
+    let hook = app.slack().create_webhook("#billing-alerts");
+    let path = add(&web, &csrf, "slack", "#billing-alerts", &hook).await;
+    let (_, page, _) = web.get(&path).await;
+    assert!(page.contains("Storm guard"), "{page}");
+    assert!(
+        page.contains(r#"name="storm_messages" value="10""#),
+        "the default is shown"
+    );
+    assert!(page.contains("at most 10 messages per 10 minutes"));
+    let default = serde_json::json!({"messages": 10, "window_minutes": 10});
+    assert_eq!(channel(&app, "#billing-alerts").await["rules"]["storm_guard"], default);
+
+    let form = |messages: &'static str, minutes: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "#billing-alerts".to_owned()),
+            ("kind_billing_retry_failed", "on".to_owned()),
+            ("storm_messages", messages.to_owned()),
+            ("storm_window_minutes", minutes.to_owned()),
+        ]
+    };
+    let bad = form("0", "10");
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page, _) = web.post(&path, &bad).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("field-error") && page.contains("from 1 to 100"), "{page}");
+    assert_eq!(
+        channel(&app, "#billing-alerts").await["rules"]["storm_guard"],
+        default,
+        "nothing saved"
+    );
+
+    let good = form("3", "60");
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body, _) = web.post(&path, &good).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(
+        channel(&app, "#billing-alerts").await["rules"]["storm_guard"],
+        serde_json::json!({"messages": 3, "window_minutes": 60})
+    );
+    let (_, list, _) = web.get("/settings/notifications").await;
+    assert!(list.contains("3 messages per hour"), "shown in the list");
 }

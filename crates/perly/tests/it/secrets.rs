@@ -192,13 +192,15 @@ async fn add_channel(store: &Arc<dyn Store>, ws: WorkspaceId, url: &str) -> Chan
 async fn claimed_webhook(store: &Arc<dyn Store>, ws: WorkspaceId, id: ChannelId) -> String {
     store.enqueue_test_message(ws, id, t0()).await.expect("test message");
     let claimed = store
-        .claim_deliveries(100, t0(), chrono::Duration::seconds(30))
+        .claim_deliveries(100, 11, &[], t0(), chrono::Duration::seconds(30))
         .await
         .expect("claim");
     let c = claimed.iter().find(|c| c.id == id).expect("claimed");
     let ack = perly_store::DeliveryAck {
         channel_id: id,
+        lease_token: c.lease.token,
         delivery_ids: c.items.iter().map(|i| i.id).collect(),
+        fold: None,
         outcome: perly_store::AckOutcome::Sent,
         status: Some(200),
         latency_ms: 1,
