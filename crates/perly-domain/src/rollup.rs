@@ -660,6 +660,31 @@ impl Rollup {
         self.opportunities.retain(|o| o.at >= cutoff);
     }
 
+    /// The day of the oldest fact the rollup holds, if any.
+    pub fn oldest_day(&self) -> Option<i32> {
+        let at = |ms: i64| Some(day_of(ms));
+        [
+            self.users.iter().filter_map(|u| u.days.oldest()).min(),
+            self.features.iter().filter_map(|f| f.days.oldest()).min(),
+            self.seats.first().and_then(|p| at(p.at)),
+            self.tickets
+                .iter()
+                .filter_map(|t| t.opened_at.or(t.closed_at))
+                .min()
+                .and_then(at),
+            self.payments.first().and_then(|p| at(p.at)),
+            self.usage.iter().map(|u| u.at).min().and_then(at),
+            self.nps.first().and_then(|p| at(p.at)),
+            self.plan.as_ref().and_then(|p| at(p.at)),
+            self.last_activity.and_then(|a| at(a.at)),
+            self.activity_days.oldest(),
+            self.opportunities.iter().map(|o| o.at).min().and_then(at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     /// The latest seat point at or before `at`.
     pub fn seats_at(&self, at: i64) -> Option<SeatPoint> {
         self.seats.iter().rev().find(|s| s.at <= at).copied()

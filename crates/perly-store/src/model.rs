@@ -151,6 +151,8 @@ pub struct RescoreResult {
     /// Per alert of the assessment: news (sent to channels one by one) or
     /// history (recorded with an import, summarised once).
     pub news: Vec<bool>,
+    /// Verdicts of past days replayed from an import, for the chart.
+    pub past: Vec<perly_domain::replay::PastScore>,
 }
 
 /// Sort orders of the customer list.

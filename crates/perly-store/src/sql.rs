@@ -614,7 +614,8 @@ impl SqlStore {
 
         // Fold the new events into their customers' rollups. A customer
         // whose new events are all history waits to be scored as part of an
-        // import (live data for it, now or already waiting, wins).
+        // import (live data for it, now or already waiting, wins; a new
+        // customer's empty rollup, version 0, waits for no live data).
         let mut encoded = Vec::with_capacity(by_customer.len());
         let mut events_import: Option<String> = None;
         for (cid, evs) in &by_customer {
@@ -639,8 +640,8 @@ impl SqlStore {
             let sql = format!(
                 "UPDATE rollups SET data = v.column2, version = version + 1, dirty = 1, \
                  dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.column3 END, updated_at = v.column3, \
-                 dirty_import = CASE WHEN v.column5 IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL) \
-                 THEN NULL ELSE v.column5 END, last_import = COALESCE(v.column5, rollups.last_import) \
+                 dirty_import = CASE WHEN v.column5 IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL \
+                 AND rollups.version > 0) THEN NULL ELSE v.column5 END, last_import = COALESCE(v.column5, rollups.last_import) \
                  FROM (VALUES {}) AS v WHERE rollups.workspace_id = v.column4 AND rollups.customer_id = v.column1",
                 value_rows(1, chunk.len(), 5)
             );
@@ -794,6 +795,8 @@ impl SqlStore {
         let mut scored = Vec::new();
         let mut unscored = Vec::new();
         let mut alerts = Vec::new();
+        // Replayed past days' verdicts (chart points).
+        let mut past = Vec::new();
         // Alerts recorded from history without an import of their own (a
         // first verdict, say) join the workspace's open events import.
         let mut needs_events_import = Vec::new();
@@ -811,6 +814,10 @@ impl SqlStore {
                             needs_events_import.push(cid.clone());
                         }
                         alerts.push((cid.clone(), a, signals, news, import));
+                    }
+                    for p in &r.past {
+                        let at = ms(p.at);
+                        past.push((cid.clone(), at - at.rem_euclid(HOUR_MS), p.score, p.risk_level.as_str()));
                     }
                     scored.push((
                         cid,
@@ -904,6 +911,25 @@ impl SqlStore {
                     .bind(hour)
                     .bind(*score)
                     .bind(risk);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in past.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES {} \
+                 ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level \
+                 WHERE score_history.workspace_id = excluded.workspace_id",
+                value_rows(1, chunk.len(), 5)
+            );
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql);
+            for (cid, at, score, risk) in chunk {
+                q = q
+                    .bind(ws_s.clone())
+                    .bind(cid.clone())
+                    .bind(*at)
+                    .bind(*score)
+                    .bind(*risk);
             }
             q.execute(&mut *tx).await?;
         }
@@ -1058,7 +1084,23 @@ impl Store for SqlStore {
             .await?;
         // Rescoring every customer for a new scorecard is not news: an
         // import, complete at once, summarised when it settles (customers
-        // with live data waiting stay live).
+        // with live data waiting stay live). Before anyone was scored
+        // (a new workspace's first scorecard) there is nothing to summarise.
+        let scored =
+            sqlx::query("SELECT 1 AS one FROM customers WHERE workspace_id = $1 AND scored_at IS NOT NULL LIMIT 1")
+                .bind(ws.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        if !scored {
+            sqlx::query(&format!("UPDATE rollups SET {MARK_DIRTY} WHERE workspace_id = $1"))
+                .bind(ws.to_string())
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         let label = format!("Scorecard change ({})", old.describe_change(card));
         let import = crate::imports::create_import(
             &mut tx,

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use perly_domain::alerts::detect;
 use perly_domain::ids::WorkspaceId;
 use perly_domain::imports::is_news;
+use perly_domain::replay::replay;
 use perly_domain::scorecard::Scorecard;
 use perly_domain::scoring::score;
 use perly_store::{RescoreInput, RescoreResult, Store};
@@ -19,18 +20,31 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Scores one leased customer (pure), and says of each alert whether it is
-/// news or history ([`perly_domain::imports::is_news`]).
+/// news or history ([`perly_domain::imports::is_news`]). A customer whose
+/// first verdict comes from an import has its past replayed first
+/// ([`perly_domain::replay`]): a point per past day for the chart, and the
+/// alerts that would have fired, dated when they would have (history).
 pub fn rescore(input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) -> RescoreResult {
-    let scored = score(&input.rollup, &input.facts, card, input.state.risk, now).map(|s| {
-        let assessment = detect(&input.state, &s, &input.rollup, &input.facts, card, now);
+    let live = input.import.is_none();
+    let never_judged = input.state.risk.is_none() && input.state.recent.is_empty();
+    let past = (!live && never_judged).then(|| replay(&input.rollup, &input.facts, card, &input.state, now));
+    let (state, past, mut alerts) = match past {
+        Some(r) => (r.state, r.points, r.alerts),
+        None => (input.state, Vec::new(), Vec::new()),
+    };
+    let first_verdict = state.risk.is_none();
+    let replayed = alerts.len();
+    let scored = score(&input.rollup, &input.facts, card, state.risk, now).map(|s| {
+        let mut assessment = detect(&state, &s, &input.rollup, &input.facts, card, now);
+        alerts.append(&mut assessment.alerts);
+        assessment.alerts = alerts;
         (s, assessment)
     });
-    let first_verdict = input.state.risk.is_none();
-    let live = input.import.is_none();
     let news = scored.as_ref().map_or_else(Vec::new, |(_, a)| {
         a.alerts
             .iter()
-            .map(|alert| is_news(alert, live, first_verdict, now))
+            .enumerate()
+            .map(|(i, alert)| i >= replayed && is_news(alert, live, first_verdict, now))
             .collect()
     });
     RescoreResult {
@@ -39,6 +53,7 @@ pub fn rescore(input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) -> Res
         scored,
         import: input.import,
         news,
+        past,
     }
 }
 

@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(row("high").mrr_width, BAR_MAX);
         assert_eq!(row("critical").customers_width, 0);
         assert_eq!(row("none").mrr_width, 0);
-        assert_eq!(row("none").customers_width, BAR_MAX / 6);
+        assert_eq!(row("none").customers_width, (BAR_MAX as f64 / 6.0).round() as i64);
         assert_eq!(row("low").share, "60%");
         assert_eq!(row("none").label, "Not enough data yet");
         assert!(row("none").link.is_empty());

@@ -63,8 +63,40 @@ async fn a_60_day_backfill_for_100_customers_is_one_summary_per_channel_and_live
     app.rescore().await;
     let (_, feed) = app.get("/api/v1/alerts?kind=customer_at_risk&limit=500").await;
     let at_risk = feed["items"].as_array().expect("items");
-    assert_eq!(at_risk.len(), 50, "what would have fired is in the feed");
+    // What would have fired is in the feed: each sliding customer crossed
+    // into high risk, then into critical.
+    let customers: std::collections::BTreeSet<&str> = at_risk
+        .iter()
+        .filter_map(|a| a["customer_external_id"].as_str())
+        .collect();
+    assert_eq!(customers.len(), 50, "{feed}");
+    assert_eq!(at_risk.len(), 100, "{feed}");
     assert!(at_risk.iter().all(|a| a["import_id"].is_string()), "{feed}");
+    // Each is dated when it would have fired, not the day of the import:
+    // the slide crossed into high risk weeks ago.
+    for a in at_risk {
+        let at: chrono::DateTime<chrono::Utc> = a["occurred_at"].as_str().expect("occurred_at").parse().expect("time");
+        assert!(at < now - Duration::hours(12), "{a}");
+        if a["risk_level"] == "high" {
+            assert!(at < now - Duration::days(14), "{a}");
+        }
+    }
+    // The chart shows the sixty days: a point per past day, sliding from
+    // 79 seats (59 days ago) down to today's 20.
+    let sliding = app.customer("c000").await;
+    let history = sliding["history"].as_array().expect("history");
+    assert_eq!(history.len(), 60, "{sliding}");
+    assert_eq!(history[0]["score"], 79, "{sliding}");
+    assert_eq!(history[history.len() - 1]["score"], 20, "{sliding}");
+    assert!(history
+        .windows(2)
+        .all(|w| w[0]["score"].as_i64() >= w[1]["score"].as_i64()));
+    let steady = app.customer("c001").await;
+    assert!(steady["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .all(|p| p["score"] == 70));
     assert_eq!(app.deliver().await.messages, 0, "nothing is sent one by one");
 
     // A quiet minute later the import settles: one summary per channel.
@@ -80,7 +112,7 @@ async fn a_60_day_backfill_for_100_customers_is_one_summary_per_channel_and_live
             text.contains("History through the events API: 100 customers"),
             "{platform}: {text}"
         );
-        assert!(text.contains("50 alerts recorded in the feed"), "{platform}: {text}");
+        assert!(text.contains("100 alerts recorded in the feed"), "{platform}: {text}");
         // The top of the list is the at-risk customer with the most MRR.
         assert!(text.contains("Customer 098 ($9,900.00)"), "{platform}: {text}");
     }
