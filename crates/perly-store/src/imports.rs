@@ -170,8 +170,11 @@ impl SqlStore {
         }
         levels.sort_by_key(|l| std::cmp::Reverse(l.risk_level));
         let mut alerts = Vec::new();
+        // Where each customer stands now (the summary's top list).
+        let mut current: HashMap<String, Option<(i64, RiskLevel)>> = HashMap::new();
         for r in sqlx::query(
-            "SELECT a.kind, a.risk_level, a.delta, a.score, c.external_id, c.name, c.mrr FROM alerts a \
+            "SELECT a.kind, a.risk_level, a.delta, a.score, c.external_id, c.name, c.mrr, \
+             c.score AS now_score, c.risk_level AS now_risk FROM alerts a \
              JOIN customers c ON c.id = a.customer_id AND c.workspace_id = a.workspace_id \
              WHERE a.workspace_id = $1 AND a.import_id = $2 ORDER BY a.occurred_at, a.id",
         )
@@ -180,6 +183,12 @@ impl SqlStore {
         .fetch_all(&mut **tx)
         .await?
         {
+            let now_risk = match r.try_get::<Option<String>, _>("now_risk")? {
+                Some(l) => Some(parse::<RiskLevel>("risk level", &l)?),
+                None => None,
+            };
+            let now_score: Option<i64> = r.try_get("now_score")?;
+            current.insert(r.try_get::<String, _>("external_id")?, now_score.zip(now_risk));
             alerts.push(ImportedAlert {
                 kind: parse("alert kind", &r.try_get::<String, _>("kind")?)?,
                 risk_level: parse("risk level", &r.try_get::<String, _>("risk_level")?)?,
@@ -204,6 +213,17 @@ impl SqlStore {
         let mut seen = std::collections::HashSet::new();
         top.retain(|a| seen.insert(a.customer_external_id.clone()));
         top.truncate(TOP);
+        // Summaries name where each customer stands now, not the score of
+        // the alert (a replayed one may be weeks old).
+        let standing = |a: &ImportedAlert| {
+            let mut a = a.clone();
+            if let Some(Some((score, risk))) = current.get(&a.customer_external_id) {
+                a.score = *score;
+                a.risk_level = *risk;
+            }
+            a
+        };
+        let top: Vec<ImportedAlert> = top.iter().map(standing).collect();
         let summary = ImportSummary {
             levels,
             alerts: kinds,
@@ -232,7 +252,8 @@ impl SqlStore {
                 .cloned()
                 .collect();
             let Some(run_at) = run_at else { continue };
-            let text = channel_notice(label, &summary, &matched);
+            let shown: Vec<ImportedAlert> = matched.iter().map(standing).collect();
+            let text = channel_notice(label, &summary, &shown);
             let notice = NoticeId::new().to_string();
             sqlx::query(
                 "INSERT INTO notices (id, workspace_id, import_id, title, lines, more, risk_level, created_at) \

@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use perly_store::Role;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::web::add_user;
@@ -422,6 +422,85 @@ async fn an_admin_connects_slack_and_discord_by_clicking_through_oauth_and_sees_
         b.goto(&standin).await;
         let page = b.client.source().await.expect("source");
         assert!(page.contains("Acme Corp"), "{name} shows the alert");
+        b.screenshot(name).await;
+    }
+}
+
+#[tokio::test]
+async fn an_import_reaches_the_slack_and_discord_stand_ins_as_one_summary() {
+    let app = spawn_app_with_standins().await;
+    seat_only_scorecard(&app).await;
+    let rules = json!({"event_kinds": ["customer_at_risk", "health_score_drop", "billing_retry_failed"],
+                       "min_risk": null, "min_score_delta": null, "quiet_hours": null});
+    let slack = app.slack().create_webhook("#customer-health");
+    let discord = app.discord().create_webhook("customer-health");
+    app.channel("slack", "#customer-health", &slack, rules.clone()).await;
+    app.channel("discord", "customer-health", &discord, rules).await;
+    let names = [
+        "Acme Corp",
+        "Globex",
+        "Initech",
+        "Umbrella",
+        "Hooli",
+        "Soylent",
+        "Stark Industries",
+        "Wayne Enterprises",
+        "Tyrell",
+        "Cyberdyne",
+        "Wonka",
+        "Vandelay",
+        "Oceanic",
+        "Massive Dynamic",
+        "Aperture",
+    ];
+    let rows: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| json!({"external_id": format!("c{i}"), "name": n, "seats_purchased": 100, "mrr": 4200.0 - 250.0 * i as f64}))
+        .collect();
+    app.customers(json!(rows)).await;
+    // Thirty days of seat counts: two thirds slide into high or critical risk.
+    let now = app.now();
+    let mut events = Vec::new();
+    for i in 0..names.len() {
+        for d in (0..30).rev() {
+            let used = if i % 3 == 2 { 80 } else { 10 + d * 2 };
+            events.push(event(
+                &format!("c{i}-seats-{d}"),
+                &format!("c{i}"),
+                now - chrono::Duration::days(d as i64),
+                json!({"type": "seats_changed", "seats_used": used}),
+            ));
+        }
+    }
+    let (status, body) = app
+        .post("/api/v1/events", json!({"events": events, "backfill": true}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.rescore().await;
+    app.advance(chrono::Duration::seconds(61));
+    app.rescore().await;
+    app.deliver().await;
+    assert_eq!(app.slack().messages().len(), 1);
+    assert_eq!(app.discord().messages().len(), 1);
+
+    let b = Browser::start().await;
+    for (standin, name) in [
+        (app.slack().base_url(), "slack-summary"),
+        (app.discord().base_url(), "discord-summary"),
+    ] {
+        b.goto(&standin).await;
+        let page = b.client.source().await.expect("source");
+        assert!(
+            page.contains("History through the events API: 15 customers"),
+            "{name}: {page}"
+        );
+        // Where each customer stands now (10 of 100 seats used), not the
+        // score of its alert from the day it crossed into critical.
+        assert!(
+            page.contains("Acme Corp ($4,200.00): critical, score 10"),
+            "{name}: {page}"
+        );
         b.screenshot(name).await;
     }
 }
