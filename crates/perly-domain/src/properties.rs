@@ -231,15 +231,37 @@ proptest! {
         prop_assert_eq!(fold(&evs), fold_within(&evs, &UNLIMITED));
     }
 
+    /// The score is the weighted mean of its measures' points and, for the
+    /// weight without data, the neutral prior: each measure weighs its
+    /// scorecard weight over the scorecard's total, and the score lies
+    /// between the lowest and the highest of the parts it averages. (A
+    /// clamp to 0–100 cannot hide a weighting mistake from this.)
     #[test]
-    fn the_score_is_always_between_0_and_100(evs in events(), card in prop_oneof![Just(Scorecard::default()), scorecard()], seats in proptest::option::of(0..80u32)) {
+    fn the_score_is_the_weighted_mean_of_its_parts(evs in events(), card in prop_oneof![Just(Scorecard::default()), scorecard()], seats in proptest::option::of(0..80u32)) {
         let facts = CustomerFacts { plan: Some("pro".into()), seats_purchased: seats };
         let r = fold(&evs);
         if let Some(s) = score(&r, &facts, &card, None, now()) {
-            prop_assert!((0..=100).contains(&s.score), "score {}", s.score);
+            let total: f64 = card.measures.values().map(|m| m.weight).filter(|w| *w > 0.0).sum();
+            let mut covered = 0.0;
+            let mut mean = 0.0;
+            let (mut lo, mut hi) = (f64::MAX, f64::MIN);
             for m in &s.measures {
+                let w = card.measures[&m.measure].weight / total;
+                prop_assert!((m.weight - w).abs() < 1e-9, "{:?} weighs {} not {}", m.measure, m.weight, w);
                 prop_assert!((0.0..=100.0).contains(&m.points));
+                covered += w;
+                mean += w * m.points;
+                lo = lo.min(m.points);
+                hi = hi.max(m.points);
             }
+            prop_assert!((s.coverage.weight - covered).abs() < 1e-9);
+            if covered < 1.0 - 1e-9 {
+                mean += (1.0 - covered) * s.coverage.prior;
+                lo = lo.min(s.coverage.prior);
+                hi = hi.max(s.coverage.prior);
+            }
+            prop_assert!((s.score as f64 - mean).abs() <= 0.5 + 1e-9, "score {} vs mean {}", s.score, mean);
+            prop_assert!(lo.round() <= s.score as f64 && s.score as f64 <= hi.round(), "{} not in [{lo}, {hi}]", s.score);
             // Detection never panics and never repeats itself on the same input.
             let first = detect(&AlertState::default(), &s, &r, &facts, &card, now());
             let again = detect(&first.state, &s, &r, &facts, &card, now());

@@ -700,6 +700,11 @@ impl OrgHandle {
         self.inner.lock().tokens.revoke_all();
     }
 
+    /// Refresh tokens issued and not revoked.
+    pub fn live_refresh_tokens(&self) -> usize {
+        self.inner.lock().tokens.live_refresh_tokens()
+    }
+
     /// A refresh token for the admin user, as if `client_id` had completed
     /// the web-server flow with scopes `api refresh_token` (for tests and
     /// benches that start past the OAuth dance).

@@ -116,6 +116,10 @@ impl Tokens {
         }
     }
 
+    pub(crate) fn live_refresh_tokens(&self) -> usize {
+        self.refresh.values().filter(|t| t.live).count()
+    }
+
     /// Revokes `token`; `false` if it was never issued or already revoked.
     fn revoke(&mut self, token: &str) -> bool {
         if let Some(r) = self.refresh.get_mut(token) {

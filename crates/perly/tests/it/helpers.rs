@@ -444,6 +444,17 @@ impl TestApp {
             .expect("rescore")
     }
 
+    /// Marks every customer of the workspace for rescoring, as the stale
+    /// sweep does, and rescores: returns how many were scored.
+    pub async fn rescore_everyone(&self) -> usize {
+        let now = self.now();
+        self.store
+            .mark_stale(self.ws, now + chrono::Duration::seconds(1), now)
+            .await
+            .expect("mark stale");
+        self.rescore().await.scored
+    }
+
     pub async fn customer(&self, external_id: &str) -> Value {
         let (status, body) = self.get(&format!("/api/v1/customers/{external_id}")).await;
         assert_eq!(status, 200, "{body}");

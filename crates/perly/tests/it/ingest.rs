@@ -78,7 +78,9 @@ async fn a_resent_batch_is_answered_duplicate_and_changes_nothing() {
     assert_eq!(again["accepted"], 0);
     assert_eq!(again["duplicates"].as_u64(), Some(1000.min(batch.len()) as u64));
     send_all_duplicates(&app, batch).await;
-    app.rescore().await;
+    assert_eq!(app.rescore().await.scored, 0, "duplicates mark nobody for rescoring");
+    // Rescored all the same, the stored events give the same score and no new alert.
+    assert_eq!(app.rescore_everyone().await, 1);
     let after = app.customer("acme").await;
     assert_eq!(before["score"], after["score"]);
     assert_eq!(before["explanation"], after["explanation"]);

@@ -194,7 +194,14 @@ async fn the_channel_page_runs_a_dry_run_sends_a_test_message_and_shows_the_deli
     app.deliver().await;
     assert_eq!(app.discord().messages().len(), 1);
     let (_, page, _) = web.get(&path).await;
-    assert!(page.contains("sent"), "the delivery log shows the attempt");
+    // One row of the delivery log, the test message's, accepted by Discord
+    // (200: Perly posts with `?wait=true`); "Nothing sent yet." would not match.
+    assert!(
+        page.contains(r#"<span class="outcome sent">sent</span></td><td class="num">200</td>"#),
+        "the delivery log shows the attempt: {page}"
+    );
+    assert!(page.contains("<td>test message</td></tr>"), "{page}");
+    assert!(!page.contains("Nothing sent yet."), "{page}");
     assert!(
         !page.contains(hook.rsplit('/').next().unwrap_or("x")),
         "the webhook token is never shown"

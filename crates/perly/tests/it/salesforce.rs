@@ -363,9 +363,13 @@ async fn a_revoked_token_marks_the_connection_broken_with_a_reconnect_button() {
     connect(&web, "production", "").await;
     let (_, body) = app.get("/api/v1/salesforce").await;
     assert_eq!(body["status"], "connected");
-    // Disconnect revokes the token and forgets the connection.
+    // Disconnect revokes the token at the login host and forgets the connection.
+    assert!(org.live_refresh_tokens() >= 1);
     let (status, _) = app.delete("/api/v1/salesforce").await;
     assert_eq!(status, 204);
+    assert_eq!(org.live_refresh_tokens(), 0, "the refresh token is revoked");
+    let revoke = org.requests().into_iter().rfind(|r| r.path.ends_with("/oauth2/revoke"));
+    assert_eq!(revoke.map(|r| (r.method, r.status)), Some(("POST".to_owned(), 200)));
     let (_, body) = app.get("/api/v1/salesforce").await;
     assert_eq!(body["status"], "not_connected");
 }

@@ -51,11 +51,14 @@ impl WebClient {
     }
 
     /// The CSRF token in a page's forms.
+    /// The page's CSRF token; panics when the page has none, so a 403 in a
+    /// test is never a missing token taken for a refusal.
     pub fn csrf(html: &str) -> String {
         html.split("name=\"csrf\" value=\"")
             .nth(1)
             .and_then(|r| r.split('"').next())
-            .unwrap_or_default()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| panic!("no CSRF token on the page: {html}"))
             .to_owned()
     }
 
@@ -130,7 +133,7 @@ async fn session_cookies_are_secure_when_served_over_https() {
     let store = perly::server::open_store(&settings, perly::cli::cipher(&settings, true).expect("cipher"))
         .await
         .expect("store");
-    let running = perly::server::start(&settings, store, std::sync::Arc::new(perly_web::SystemClock))
+    let running = perly::server::start(&settings, store.clone(), std::sync::Arc::new(perly_web::SystemClock))
         .await
         .expect("start");
     let client = reqwest::Client::builder()
@@ -150,6 +153,44 @@ async fn session_cookies_are_secure_when_served_over_https() {
         .expect("csrf cookie")
         .to_owned();
     assert!(csrf_cookie.contains("Secure"), "{csrf_cookie}");
+
+    // And so is the session cookie a sign-in sets: `__Host-` (Secure, Path=/,
+    // no Domain), HttpOnly, SameSite=Lax. A client that keeps Secure cookies
+    // off plain http: the test sends the CSRF cookie back by hand.
+    let now = chrono::Utc::now();
+    let ws = store.create_workspace("Acme CS", now).await.expect("workspace");
+    let hash = hash_password("correct horse battery").expect("hash");
+    store
+        .add_user(ws.id, "ana@example.com", &hash, Role::Admin, now)
+        .await
+        .expect("user");
+    let page = login.text().await.expect("page");
+    let token = WebClient::csrf(&page);
+    let pair = csrf_cookie.split(';').next().expect("cookie pair").to_owned();
+    let signed_in = client
+        .post(format!("{base}/login"))
+        .header("cookie", pair)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("email", "ana@example.com"),
+            ("password", "correct horse battery"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("__Host-perly_session="))
+        .expect("session cookie")
+        .to_owned();
+    for part in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(part), "{part}: {session}");
+    }
+    assert!(!session.to_ascii_lowercase().contains("domain="), "{session}");
     running.stop().await;
 }
 
