@@ -16,6 +16,8 @@
 use chrono::{DateTime, Duration, Utc};
 use perly_domain::channels::Platform;
 
+use crate::retry::Answer;
+
 /// A rate: `burst` posts at once, then one every `interval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
@@ -42,12 +44,67 @@ impl Pace {
         let tat = tat.max(now) + self.interval;
         (tat, tat - self.interval * (self.burst - 1))
     }
+
+    /// As [`Pace::after_post`], honouring the vendor's own rate-limit
+    /// headers on top: with `X-RateLimit-Remaining: 0` the next post waits
+    /// at least `X-RateLimit-Reset-After` (Discord's bucket is empty).
+    pub fn after_answer(
+        self,
+        tat: DateTime<Utc>,
+        now: DateTime<Utc>,
+        answer: &Answer,
+    ) -> (DateTime<Utc>, DateTime<Utc>) {
+        let (tat, mut next) = self.after_post(tat, now);
+        if answer.rate_remaining == Some(0) {
+            if let Some(reset) = answer.rate_reset_after.and_then(|d| Duration::from_std(d).ok()) {
+                next = next.max(now + reset);
+            }
+        }
+        (tat, next)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Discord's answer as the worker reads it, from real header values.
+    fn discord_answer(remaining: &str, reset_after: &str) -> Answer {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("x-ratelimit-limit", "5".parse().expect("header"));
+        h.insert("x-ratelimit-remaining", remaining.parse().expect("header"));
+        h.insert("x-ratelimit-reset-after", reset_after.parse().expect("header"));
+        h.insert("x-ratelimit-bucket", "abcd1234".parse().expect("header"));
+        Answer::from_parts(200, &h, "{}".into())
+    }
+
+    #[test]
+    fn an_empty_discord_bucket_holds_the_next_post_until_it_resets() {
+        let p = pace(Platform::Discord);
+        let now = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000);
+        // A fresh channel may post again at once (burst)...
+        let (_, plain) = p.after_answer(now - Duration::hours(1), now, &discord_answer("4", "0.400"));
+        assert!(plain <= now, "{plain}");
+        // ...unless Discord says the bucket is empty: then not before it resets.
+        let (_, held) = p.after_answer(now - Duration::hours(1), now, &discord_answer("0", "7.250"));
+        assert_eq!(held, now + Duration::milliseconds(7_250));
+        // A reset sooner than pacing's own wait changes nothing.
+        let busy = now + Duration::seconds(30);
+        let (_, paced) = p.after_post(busy, now);
+        assert_eq!(p.after_answer(busy, now, &discord_answer("0", "0.100")).1, paced);
+        // Headers that do not parse are ignored, never a panic or a wait.
+        assert_eq!(
+            p.after_answer(now - Duration::hours(1), now, &discord_answer("0", "soon"))
+                .1,
+            plain
+        );
+        assert_eq!(
+            p.after_answer(now - Duration::hours(1), now, &discord_answer("none", "9"))
+                .1,
+            plain
+        );
+    }
 
     /// Posts a channel would make when it always has something to send.
     fn posts(p: Pace, start: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {

@@ -477,12 +477,7 @@ impl Deliverer {
                 let text = short(&a.body);
                 match classify(c.platform, a) {
                     verdict @ (Verdict::Delivered | Verdict::Refused) => {
-                        let (tat, mut next) = p.after_post(c.pace_tat, at);
-                        if a.rate_remaining == Some(0) {
-                            if let Some(reset) = a.rate_reset_after {
-                                next = next.max(at + chrono_dur(reset));
-                            }
-                        }
+                        let (tat, mut next) = p.after_answer(c.pace_tat, at, a);
                         // Either way the vendor took a post: pacing counts it.
                         let outcome = if verdict == Verdict::Delivered {
                             // A message that fills the storm window holds
