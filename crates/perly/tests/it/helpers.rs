@@ -196,6 +196,12 @@ pub async fn spawn_app_with_swapped_salesforce_logins(org: OrgSpec) -> TestApp {
 
 /// Starts the app without workers or stand-ins, with the test settings
 /// changed by `tweak` first.
+/// Starts the app with every background worker running, the Slack and
+/// Discord stand-ins, and `tweak` applied to the settings.
+pub async fn spawn_app_with_workers_and_standins(tweak: &dyn Fn(&mut Settings)) -> TestApp {
+    spawn_full(true, true, None, tweak).await
+}
+
 pub async fn spawn_app_with_settings(tweak: &dyn Fn(&mut Settings)) -> TestApp {
     spawn_full(false, false, None, tweak).await
 }
