@@ -343,6 +343,29 @@ impl IngestSettings {
     }
 }
 
+/// How log lines are written (`log_format`, `PERLY_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event; colours only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON formatter).
+    Json,
+}
+
+/// Prometheus metrics and probes for operators (`[metrics]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsSettings {
+    /// Address of the operators' listener, serving `/metrics` (Prometheus,
+    /// OpenMetrics text), `/healthz` and `/readyz`. Unset (the default):
+    /// no such listener, and `/metrics` is served nowhere. Keep it on
+    /// loopback or an internal network: it is not for users.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text::optional")]
+    pub listen: Option<String>,
+}
+
 /// All of Perly's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -372,12 +395,15 @@ pub struct Settings {
     /// Log filter (`tracing` env-filter syntax).
     #[serde(deserialize_with = "text::string")]
     pub log: String,
+    /// `text` (human-readable) or `json` (one object per line).
+    pub log_format: LogFormat,
     pub scoring: ScoringSettings,
     pub delivery: DeliveryConfig,
     pub sync: SyncConfig,
     pub outbound: OutboundSettings,
     pub security: SecuritySettings,
     pub ingest: IngestSettings,
+    pub metrics: MetricsSettings,
     pub slack: VendorSettings,
     pub discord: VendorSettings,
     pub salesforce: VendorSettings,
@@ -393,12 +419,14 @@ impl Default for Settings {
             previous_secret_keys: Vec::new(),
             data_dir: PathBuf::from("data"),
             log: "info".into(),
+            log_format: LogFormat::Text,
             scoring: ScoringSettings::default(),
             delivery: DeliveryConfig::default(),
             sync: SyncConfig::default(),
             outbound: OutboundSettings::default(),
             security: SecuritySettings::default(),
             ingest: IngestSettings::default(),
+            metrics: MetricsSettings::default(),
             slack: VendorSettings {
                 base_url: "https://slack.com".into(),
                 hooks_url: Some("https://hooks.slack.com".into()),

@@ -742,7 +742,7 @@ pub async fn reset_demo_password(store: &dyn Store, ws: perly_domain::ids::Works
 }
 
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
-    crate::telemetry::init("warn,perly=info");
+    crate::telemetry::init("warn,perly=info", settings.log_format);
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     settings.database_url = format!("sqlite://{}/demo.db", args.data_dir.display());
     settings.listen = args.listen.clone();
