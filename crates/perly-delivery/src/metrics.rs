@@ -54,6 +54,9 @@ impl Default for DeliveryMetrics {
     }
 }
 
+/// Every outcome label.
+pub const OUTCOMES: [&str; 5] = ["sent", "retry", "dead", "broken", "storm_wait"];
+
 /// The label of an acknowledged attempt's outcome.
 pub fn outcome_label(o: &AckOutcome) -> &'static str {
     match o {
@@ -65,7 +68,23 @@ pub fn outcome_label(o: &AckOutcome) -> &'static str {
 }
 
 impl DeliveryMetrics {
+    /// Registers the metrics, every platform and outcome starting at 0.
     pub fn register(&self, registry: &mut Registry) {
+        for platform in Platform::ALL {
+            for outcome in OUTCOMES {
+                self.messages
+                    .get_or_create(&OutcomeLabels {
+                        platform: platform.as_str(),
+                        outcome,
+                    })
+                    .inc_by(0);
+            }
+            self.alerts
+                .get_or_create(&PlatformLabels {
+                    platform: platform.as_str(),
+                })
+                .inc_by(0);
+        }
         registry.register(
             "perly_delivery_messages",
             "Slack and Discord messages by platform and outcome (sent, retry, dead, broken, storm_wait)",

@@ -38,7 +38,22 @@ pub struct SalesforceMetrics {
 }
 
 impl SalesforceMetrics {
+    /// Registers the metrics, every object and outcome starting at 0.
     pub fn register(&self, registry: &mut Registry) {
+        for object in perly_store::SYNC_OBJECTS {
+            self.rows_pulled.get_or_create(&ObjectLabels { object }).inc_by(0);
+        }
+        for outcome in ["succeeded", "failed", "postponed", "broken", "lease_lost", "error"] {
+            self.syncs.get_or_create(&OutcomeLabels { outcome }).inc_by(0);
+        }
+        for outcome in ["written", "retry", "given_up"] {
+            self.pushes.get_or_create(&OutcomeLabels { outcome }).inc_by(0);
+        }
+        for kind in ["task", "chatter"] {
+            for outcome in ["done", "retry", "dead"] {
+                self.actions.get_or_create(&ActionLabels { kind, outcome }).inc_by(0);
+            }
+        }
         registry.register(
             "perly_salesforce_rows_pulled",
             "Rows pulled from Salesforce by sync runs, by object",
@@ -46,7 +61,7 @@ impl SalesforceMetrics {
         );
         registry.register(
             "perly_salesforce_syncs",
-            "Salesforce sync runs ended, by outcome (succeeded, failed, postponed, broken, lease_lost)",
+            "Salesforce sync runs ended, by outcome (succeeded, failed, postponed, broken, lease_lost, error: the outcome could not be recorded)",
             self.syncs.clone(),
         );
         registry.register(

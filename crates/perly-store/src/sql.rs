@@ -91,6 +91,15 @@ impl SqlStore {
         })
     }
 
+    /// As [`SqlStore::connect`], but connecting on first use and without
+    /// migrations ([`crate::db::connect_lazy`]).
+    pub fn connect_lazy(url: &str, cipher: SecretCipher) -> Result<Self> {
+        Ok(Self {
+            pools: crate::db::connect_lazy(url)?,
+            cipher,
+        })
+    }
+
     pub(crate) fn dialect(&self) -> Dialect {
         self.pools.dialect
     }

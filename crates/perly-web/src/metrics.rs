@@ -42,6 +42,16 @@ pub struct IngestLabels {
     pub result: &'static str,
 }
 
+/// Every (kind, result) of ingested rows.
+pub const INGEST_RESULTS: [(&str, &str); 6] = [
+    ("event", "accepted"),
+    ("event", "duplicate"),
+    ("event", "rejected"),
+    ("customer", "created"),
+    ("customer", "updated"),
+    ("customer", "rejected"),
+];
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -63,7 +73,11 @@ impl Default for WebMetrics {
 }
 
 impl WebMetrics {
+    /// Registers the metrics, every row result starting at 0.
     pub fn register(&self, registry: &mut Registry) {
+        for (kind, result) in INGEST_RESULTS {
+            self.ingest_rows.get_or_create(&IngestLabels { kind, result }).inc_by(0);
+        }
         registry.register_with_unit(
             "perly_http_request_duration",
             "HTTP requests by method, matched route template and status class, and how long they took",

@@ -94,7 +94,18 @@ pub struct AlertLabels {
 }
 
 impl RescoreMetrics {
+    /// Registers the metrics, every alert kind and origin starting at 0.
     pub fn register(&self, registry: &mut Registry) {
+        for kind in perly_domain::alerts::AlertKind::ALL {
+            for origin in ["live", "history"] {
+                self.alerts
+                    .get_or_create(&AlertLabels {
+                        kind: kind.as_str(),
+                        origin,
+                    })
+                    .inc_by(0);
+            }
+        }
         registry.register(
             "perly_rescore_customers",
             "Customers scored by the rescoring worker",
