@@ -686,6 +686,24 @@ mod tests {
         });
     }
 
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn metrics_are_off_and_logs_are_text_unless_asked() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.metrics.listen, None, "no metrics listener by default");
+            assert_eq!(s.log_format, LogFormat::Text);
+            jail.set_env("PERLY_METRICS__LISTEN", "127.0.0.1:9464");
+            jail.set_env("PERLY_LOG_FORMAT", "json");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.metrics.listen.as_deref(), Some("127.0.0.1:9464"));
+            assert_eq!(s.log_format, LogFormat::Json);
+            jail.set_env("PERLY_LOG_FORMAT", "xml");
+            assert!(Settings::load(None).is_err(), "an unknown format is refused");
+            Ok(())
+        });
+    }
+
     const DISCORD_ID: &str = "1234567890123456789";
 
     #[test]

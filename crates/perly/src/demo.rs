@@ -781,6 +781,9 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     println!("  API key:  {api_key}");
     println!("  try:      curl -H 'Authorization: Bearer {api_key}' {url}/api/v1/customers?limit=5");
     println!("  OpenAPI:  {url}/api/v1/openapi.json");
+    if let Some(addr) = running.metrics_addr {
+        println!("  metrics:  http://{addr}/metrics (PERLY_METRICS__LISTEN)");
+    }
     println!("  alerts:   {url}/settings/notifications (four Slack channels; Connect Discord to try OAuth)");
     println!(
         "  Slack:    {} (local stand-in: messages as Slack shows them)",
