@@ -9,7 +9,10 @@
 //! reads 100,000 index entries, a few milliseconds); the outbox is one seek
 //! per channel on `deliveries_due` (`(channel_id, state, run_at)`), so it
 //! reads the pending rows, never the delivered history; Salesforce is one
-//! row per connected org.
+//! row per connected org. Measured on PostgreSQL on a busy 2-core machine:
+//! 50,000 of 100,000 customers marked, 13 ms (an index-only scan); 10,000
+//! pending rows on 50 channels among 400,000 delivered ones, 13 ms (index
+//! only, no heap fetch); nothing marked or pending, well under 1 ms.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
