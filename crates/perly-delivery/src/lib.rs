@@ -15,10 +15,12 @@
 //!   acknowledge, keeping the channel's lease while a post is in flight;
 //!   [`retry`] says what an answer means and how long to wait, [`pacing`]
 //!   keeps each webhook within its platform's rate limit, [`storm`] within
-//!   the channel's storm guard (and writes the storm digest).
+//!   the channel's storm guard (and writes the storm digest); [`metrics`]
+//!   counts what it does for `/metrics`.
 
 pub mod discord;
 pub mod message;
+pub mod metrics;
 pub mod notice;
 pub mod oauth;
 pub mod pacing;

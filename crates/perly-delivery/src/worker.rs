@@ -39,6 +39,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::AlertMessage;
+use crate::metrics::{outcome_label, DeliveryMetrics};
 use crate::pacing::pace;
 use crate::retry::{backoff, classify, short, Answer, Verdict};
 use crate::storm::{self, Slot};
@@ -215,6 +216,7 @@ pub struct Deliverer {
     public_url: String,
     settings: DeliverySettings,
     totals: Arc<Totals>,
+    metrics: Arc<DeliveryMetrics>,
 }
 
 /// Due rows a claim reads per channel: one message's worth, and one more
@@ -238,7 +240,15 @@ impl Deliverer {
             public_url,
             settings,
             totals: Arc::new(Totals::default()),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Counts what this worker does into `metrics` (the server's registry);
+    /// without it, into metrics nobody reads.
+    pub fn with_metrics(mut self, metrics: Arc<DeliveryMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Everything this worker (and its clones) did since it was built,
@@ -394,6 +404,7 @@ impl Deliverer {
         if lease.lost.load(Ordering::Relaxed) {
             tracing::warn!(channel_id = %c.id, "delivery: lease ran out while posting");
             stats.lease_expiries += 1;
+            self.metrics.lease_expiries.inc();
         }
         self.totals.add(&stats);
         Ok(stats)
@@ -419,6 +430,7 @@ impl Deliverer {
             {
                 lease.lost.store(true, Ordering::Relaxed);
             }
+            self.metrics.message(c.platform, "storm_wait");
             return Ok(DeliveryStats {
                 storm_waits: 1,
                 ..DeliveryStats::default()
@@ -465,6 +477,7 @@ impl Deliverer {
             Err(e) => Err(e),
         };
         let latency_ms = started.elapsed().as_millis() as i64;
+        self.metrics.posted(c.platform, started.elapsed().as_secs_f64());
         let at = now();
         let attempts = batch.iter().map(|i| i.attempts).max().unwrap_or(0) + 1;
         let p = pace(c.platform);
@@ -545,6 +558,10 @@ impl Deliverer {
         };
         if digest.is_some() && outcome == AckOutcome::Sent {
             stats.storm_digests = 1;
+        }
+        self.metrics.message(c.platform, outcome_label(&outcome));
+        if outcome == AckOutcome::Sent {
+            self.metrics.delivered(c.platform, stats.delivered);
         }
         Ok(stats)
     }

@@ -32,6 +32,7 @@
 //! - [`sync`]: the worker that claims due syncs and records how they end.
 //! - [`outbox`]: the worker that pushes scores onto Accounts and creates
 //!   the Tasks and Chatter posts automation rules queue.
+//! - [`metrics`]: what those workers count for `/metrics`.
 //!
 //! Secrets (`client_secret`, tokens, PKCE verifier) are
 //! [`secrecy::SecretString`]s and never logged; types holding them redact
@@ -44,6 +45,7 @@ pub mod error;
 pub mod fields;
 pub mod hosts;
 pub mod limits;
+pub mod metrics;
 pub mod oauth;
 pub mod orgs;
 pub mod outbox;

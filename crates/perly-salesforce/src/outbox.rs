@@ -39,6 +39,7 @@ use crate::chatter::{FeedPost, Markup};
 use crate::client::Client;
 use crate::error::Error;
 use crate::fields::{ensure_perly_fields, FieldsReport, Presence, PERLY_FIELDS};
+use crate::metrics::SalesforceMetrics;
 use crate::orgs::{OrgError, Orgs};
 use crate::rest::soql_string;
 use crate::sync::Now;
@@ -112,11 +113,23 @@ pub struct Outbox {
     store: Arc<dyn Store>,
     orgs: Arc<Orgs>,
     settings: OutboxSettings,
+    metrics: Arc<SalesforceMetrics>,
 }
 
 impl Outbox {
     pub fn new(store: Arc<dyn Store>, orgs: Arc<Orgs>, settings: OutboxSettings) -> Self {
-        Self { store, orgs, settings }
+        Self {
+            store,
+            orgs,
+            settings,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Counts pushes and actions into `metrics` (the server's registry).
+    pub fn with_metrics(mut self, metrics: Arc<SalesforceMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Writes everything due at `now` until nothing is; for tests and benches.
@@ -236,10 +249,21 @@ impl Outbox {
             }
         };
         for a in &acks {
-            match a.outcome {
-                PushOutcome::Written => stats.pushed += 1,
-                _ => stats.deferred += 1,
-            }
+            let label = match a.outcome {
+                PushOutcome::Written => {
+                    stats.pushed += 1;
+                    "written"
+                }
+                PushOutcome::Retry { .. } => {
+                    stats.deferred += 1;
+                    "retry"
+                }
+                PushOutcome::GaveUp { .. } => {
+                    stats.deferred += 1;
+                    "given_up"
+                }
+            };
+            SalesforceMetrics::count(&self.metrics.pushes, label, 1);
         }
         self.store.ack_salesforce_pushes(ws, &acks, now()).await
     }
@@ -342,6 +366,7 @@ impl Outbox {
                     };
                     self.store.ack_salesforce_action(ws, a.id, &outcome, now()).await?;
                     stats.deferred += 1;
+                    self.metrics.action(a.kind.as_str(), "retry");
                 }
                 return Ok(());
             }
@@ -388,6 +413,12 @@ impl Outbox {
                     tracing::warn!(workspace_id = %ws, alert_id = %a.alert_id, kind = a.kind.as_str(), error = %error, "salesforce action refused");
                 }
             }
+            let label = match &outcome {
+                ActionOutcome::Done { .. } => "done",
+                ActionOutcome::Retry { .. } => "retry",
+                ActionOutcome::Dead { .. } => "dead",
+            };
+            self.metrics.action(a.kind.as_str(), label);
             self.store.ack_salesforce_action(ws, a.id, &outcome, now()).await?;
         }
         crate::orgs::record_usage(self.store.as_ref(), ws, &client, now()).await

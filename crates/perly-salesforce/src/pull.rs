@@ -90,6 +90,8 @@ pub struct Pull<'a> {
     pub lease: chrono::Duration,
     /// First wait between polls of a Bulk job.
     pub poll: Duration,
+    /// Counts the rows pulled.
+    pub metrics: &'a crate::metrics::SalesforceMetrics,
 }
 
 impl Pull<'_> {
@@ -187,6 +189,7 @@ impl Pull<'_> {
             let (written, next) = tokio::join!(self.write(&page.rows), next);
             written?;
             let n = page.n;
+            self.metrics.pulled(&object, n);
             let p = &mut sync.objects[i];
             p.rows += n;
             p.until = p.until.max(page.newest);

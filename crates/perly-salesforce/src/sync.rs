@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
+use crate::metrics::SalesforceMetrics;
 use crate::orgs::{OrgError, Orgs};
 use crate::pull::{Pull, PullError};
 
@@ -72,11 +73,23 @@ pub struct Syncer {
     store: Arc<dyn Store>,
     orgs: Arc<Orgs>,
     settings: SyncSettings,
+    metrics: Arc<SalesforceMetrics>,
 }
 
 impl Syncer {
     pub fn new(store: Arc<dyn Store>, orgs: Arc<Orgs>, settings: SyncSettings) -> Self {
-        Self { store, orgs, settings }
+        Self {
+            store,
+            orgs,
+            settings,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Counts rows pulled and runs ended into `metrics` (the server's registry).
+    pub fn with_metrics(mut self, metrics: Arc<SalesforceMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Claims and runs due syncs at `now` until none is due; for tests.
@@ -115,6 +128,20 @@ impl Syncer {
     }
 
     async fn run_claim(&self, claim: SyncClaim, now: &Now) -> perly_store::Result<RunOutcome> {
+        let outcome = self.run_claim_inner(claim, now).await;
+        let label = match &outcome {
+            Ok(RunOutcome::Succeeded { .. }) => "succeeded",
+            Ok(RunOutcome::Failed(_)) => "failed",
+            Ok(RunOutcome::Postponed(_)) => "postponed",
+            Ok(RunOutcome::Broken(_)) => "broken",
+            Ok(RunOutcome::LeaseLost) => "lease_lost",
+            Err(_) => "error",
+        };
+        SalesforceMetrics::count(&self.metrics.syncs, label, 1);
+        outcome
+    }
+
+    async fn run_claim_inner(&self, claim: SyncClaim, now: &Now) -> perly_store::Result<RunOutcome> {
         let SyncClaim {
             workspace_id: ws,
             connection,
@@ -139,6 +166,7 @@ impl Syncer {
             now: now.as_ref(),
             lease: self.settings.lease,
             poll: self.settings.job_poll,
+            metrics: &self.metrics,
         };
         let result = pull.run(&mut sync).await;
         crate::orgs::record_usage(self.store.as_ref(), ws, &client, now()).await?;

@@ -246,6 +246,25 @@ pub async fn connect(url: &str) -> Result<Pools> {
     Ok(pools)
 }
 
+/// Pools that open their connections on first use, without migrations and
+/// without creating a SQLite file or folder: for tools and tests that must
+/// start whatever the database's state (a readiness check of a database
+/// that is down). [`connect`] is what a server uses.
+pub fn connect_lazy(url: &str) -> Result<Pools> {
+    install_default_drivers();
+    let dialect = Dialect::from_url(url)?;
+    let options = AnyConnectOptions::from_str(url)?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy_with(options);
+    Ok(Pools {
+        dialect,
+        write: pool.clone(),
+        read: pool,
+    })
+}
+
 /// Runs the embedded migrations of the backend.
 pub async fn migrate(pools: &Pools) -> Result<()> {
     match pools.dialect {

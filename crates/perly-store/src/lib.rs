@@ -15,7 +15,9 @@
 //! `/` (trait [`Portfolio`]); [`delivery`] is the outbox as the delivery
 //! worker drives it (trait [`Deliveries`]: claims, lease renewals, storm
 //! digests, fenced acknowledgements); [`imports`] records history and
-//! settles each import into one summary per channel (trait [`Imports`]).
+//! settles each import into one summary per channel (trait [`Imports`]);
+//! [`ops`] answers readiness and the queue figures of `/metrics` (trait
+//! [`Ops`]).
 
 pub mod accounts;
 pub mod auth;
@@ -25,6 +27,7 @@ pub mod db;
 pub mod delivery;
 pub mod imports;
 pub mod model;
+pub mod ops;
 pub mod portfolio;
 pub mod salesforce;
 pub mod salesforce_outbox;
@@ -45,6 +48,7 @@ pub use accounts::{
 pub use delivery::{AckOutcome, Acked, ClaimedChannel, Deliveries, DeliveryAck, Fold, Lease, OutboxItem, StormSummary};
 pub use imports::Imports;
 pub use model::*;
+pub use ops::{ChannelState, Ops, OpsSnapshot, OutboxFigures, RecordedAlerts, SalesforceFigures};
 pub use portfolio::{Mover, Portfolio, RiskTotal};
 pub use salesforce::{
     ApiUsageSeen, AppliedAccounts, CrmRecord, NewSalesforceConnection, ObjectProgress, ObjectState, PulledAccount,
@@ -94,7 +98,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The one interface to Perly's data.
 #[async_trait]
-pub trait Store: Accounts + Deliveries + Imports + Portfolio + Secrets + Send + Sync + 'static {
+pub trait Store: Accounts + Deliveries + Imports + Ops + Portfolio + Secrets + Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 
@@ -126,7 +130,18 @@ pub trait Store: Accounts + Deliveries + Imports + Portfolio + Secrets + Send + 
     async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>>;
     /// Writes scores, history and alerts in one transaction and clears the
     /// dirty mark of customers whose rollup did not change meanwhile.
-    async fn record_scores(&self, ws: WorkspaceId, results: &[RescoreResult], now: DateTime<Utc>) -> Result<usize>;
+    /// Returns how many alerts were new.
+    async fn record_scores(&self, ws: WorkspaceId, results: &[RescoreResult], now: DateTime<Utc>) -> Result<usize> {
+        Ok(self.record_scores_tallied(ws, results, now).await?.total())
+    }
+    /// As [`Store::record_scores`], telling the new alerts by kind and
+    /// whether each is news (for `/metrics`).
+    async fn record_scores_tallied(
+        &self,
+        ws: WorkspaceId,
+        results: &[RescoreResult],
+        now: DateTime<Utc>,
+    ) -> Result<ops::RecordedAlerts>;
     /// Marks customers not scored since `before` for rescoring (decay).
     async fn mark_stale(&self, ws: WorkspaceId, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64>;
     /// Workspaces with customers waiting for rescoring: the rescoring

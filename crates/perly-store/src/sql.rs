@@ -91,6 +91,15 @@ impl SqlStore {
         })
     }
 
+    /// As [`SqlStore::connect`], but connecting on first use and without
+    /// migrations ([`crate::db::connect_lazy`]).
+    pub fn connect_lazy(url: &str, cipher: SecretCipher) -> Result<Self> {
+        Ok(Self {
+            pools: crate::db::connect_lazy(url)?,
+            cipher,
+        })
+    }
+
     pub(crate) fn dialect(&self) -> Dialect {
         self.pools.dialect
     }
@@ -787,7 +796,7 @@ impl SqlStore {
         ws: WorkspaceId,
         results: &[RescoreResult],
         now: DateTime<Utc>,
-    ) -> Result<usize> {
+    ) -> Result<crate::ops::RecordedAlerts> {
         let now_ms = ms(now);
         let hour = now_ms - now_ms.rem_euclid(HOUR_MS);
         let ws_s = ws.to_string();
@@ -933,7 +942,7 @@ impl SqlStore {
             }
             q.execute(&mut *tx).await?;
         }
-        let mut inserted = 0;
+        let mut inserted = crate::ops::RecordedAlerts::default();
         for chunk in alerts.chunks(CHUNK / 2) {
             let sql = format!(
                 "INSERT INTO alerts (id, workspace_id, customer_id, kind, dedupe_key, risk_level, score, delta, \
@@ -967,7 +976,11 @@ impl SqlStore {
                 .iter()
                 .map(|r| r.try_get::<String, _>("id"))
                 .collect::<Result<_, _>>()?;
-            inserted += new_ids.len();
+            for ((_, a, _, news, _), id) in chunk.iter().zip(&ids) {
+                if new_ids.contains(id) {
+                    inserted.add(a.kind, *news);
+                }
+            }
             // Each new alert's outbox rows, in this same transaction: news
             // only (history is summarised once its import settles).
             let fresh: Vec<crate::channels::NewAlert<'_>> = chunk
@@ -1057,7 +1070,12 @@ impl Store for SqlStore {
         retry_conflicts(|| self.claim_rescore_once(ws, limit, now)).await
     }
 
-    async fn record_scores(&self, ws: WorkspaceId, results: &[RescoreResult], now: DateTime<Utc>) -> Result<usize> {
+    async fn record_scores_tallied(
+        &self,
+        ws: WorkspaceId,
+        results: &[RescoreResult],
+        now: DateTime<Utc>,
+    ) -> Result<crate::ops::RecordedAlerts> {
         retry_conflicts(|| self.record_scores_once(ws, results, now)).await
     }
 

@@ -9,6 +9,8 @@ pub mod auth;
 pub mod channels;
 pub mod client_ip;
 pub mod error;
+pub mod health;
+pub mod metrics;
 pub mod rate_limit;
 pub mod salesforce;
 pub mod ui;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub ingest_limit: Arc<rate_limit::IngestLimit>,
     /// Owner and plan filter choices per workspace, refreshed every minute.
     pub facets: Arc<ui::customers::FacetCache>,
+    /// Request latencies and ingested rows (served by the binary's metrics listener).
+    pub metrics: Arc<metrics::WebMetrics>,
 }
 
 impl AppState {
@@ -121,6 +125,11 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
+        ))
+        // Outermost: times every answer, by the route template it matched.
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
         ));
     let routes = if state.security.https {
         routes.layer(SetResponseHeaderLayer::if_not_present(

@@ -203,8 +203,8 @@ fn random_event(rng: &mut StdRng, id: String, customer: String, now: chrono::Dat
     }
 }
 
-pub async fn run(_settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
-    crate::telemetry::init("warn");
+pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    crate::telemetry::init("warn", settings.log_format);
     let dir = tempfile::tempdir()?;
     match args.what {
         BenchKind::Ingest {

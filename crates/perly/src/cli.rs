@@ -268,7 +268,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
-            crate::telemetry::init(&settings.log);
+            crate::telemetry::init(&settings.log, settings.log_format);
             let store = crate::server::open_store(&settings, cipher(&settings, true)?).await?;
             let running = crate::server::start(&settings, store, Arc::new(SystemClock)).await?;
             tracing::info!(addr = %running.addr, backend = running.state.store.backend(), "perly is listening");
@@ -300,7 +300,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => crate::demo::run(settings, args).await,
         Command::Bench(args) => crate::bench::run(settings, args).await,
-        Command::Standin(args) => crate::standin::run(args).await,
+        Command::Standin(args) => crate::standin::run(args, settings.log_format).await,
         Command::Workspace {
             command: WorkspaceCommand::Create { name },
         } => {

@@ -343,6 +343,29 @@ impl IngestSettings {
     }
 }
 
+/// How log lines are written (`log_format`, `PERLY_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event; colours only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON formatter).
+    Json,
+}
+
+/// Prometheus metrics and probes for operators (`[metrics]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsSettings {
+    /// Address of the operators' listener, serving `/metrics` (Prometheus,
+    /// OpenMetrics text), `/healthz` and `/readyz`. Unset (the default):
+    /// no such listener, and `/metrics` is served nowhere. Keep it on
+    /// loopback or an internal network: it is not for users.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text::optional")]
+    pub listen: Option<String>,
+}
+
 /// All of Perly's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -372,12 +395,15 @@ pub struct Settings {
     /// Log filter (`tracing` env-filter syntax).
     #[serde(deserialize_with = "text::string")]
     pub log: String,
+    /// `text` (human-readable) or `json` (one object per line).
+    pub log_format: LogFormat,
     pub scoring: ScoringSettings,
     pub delivery: DeliveryConfig,
     pub sync: SyncConfig,
     pub outbound: OutboundSettings,
     pub security: SecuritySettings,
     pub ingest: IngestSettings,
+    pub metrics: MetricsSettings,
     pub slack: VendorSettings,
     pub discord: VendorSettings,
     pub salesforce: VendorSettings,
@@ -393,12 +419,14 @@ impl Default for Settings {
             previous_secret_keys: Vec::new(),
             data_dir: PathBuf::from("data"),
             log: "info".into(),
+            log_format: LogFormat::Text,
             scoring: ScoringSettings::default(),
             delivery: DeliveryConfig::default(),
             sync: SyncConfig::default(),
             outbound: OutboundSettings::default(),
             security: SecuritySettings::default(),
             ingest: IngestSettings::default(),
+            metrics: MetricsSettings::default(),
             slack: VendorSettings {
                 base_url: "https://slack.com".into(),
                 hooks_url: Some("https://hooks.slack.com".into()),
@@ -654,6 +682,24 @@ mod tests {
             jail.set_env("PERLY_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true");
             let s = Settings::load(None).map_err(|e| e.to_string())?;
             assert!(s.outbound.policy().allow_private_networks);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn metrics_are_off_and_logs_are_text_unless_asked() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.metrics.listen, None, "no metrics listener by default");
+            assert_eq!(s.log_format, LogFormat::Text);
+            jail.set_env("PERLY_METRICS__LISTEN", "127.0.0.1:9464");
+            jail.set_env("PERLY_LOG_FORMAT", "json");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.metrics.listen.as_deref(), Some("127.0.0.1:9464"));
+            assert_eq!(s.log_format, LogFormat::Json);
+            jail.set_env("PERLY_LOG_FORMAT", "xml");
+            assert!(Settings::load(None).is_err(), "an unknown format is refused");
             Ok(())
         });
     }

@@ -742,7 +742,7 @@ pub async fn reset_demo_password(store: &dyn Store, ws: perly_domain::ids::Works
 }
 
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
-    crate::telemetry::init("warn,perly=info");
+    crate::telemetry::init("warn,perly=info", settings.log_format);
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     settings.database_url = format!("sqlite://{}/demo.db", args.data_dir.display());
     settings.listen = args.listen.clone();
@@ -781,6 +781,9 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     println!("  API key:  {api_key}");
     println!("  try:      curl -H 'Authorization: Bearer {api_key}' {url}/api/v1/customers?limit=5");
     println!("  OpenAPI:  {url}/api/v1/openapi.json");
+    if let Some(addr) = running.metrics_addr {
+        println!("  metrics:  http://{addr}/metrics (PERLY_METRICS__LISTEN)");
+    }
     println!("  alerts:   {url}/settings/notifications (four Slack channels; Connect Discord to try OAuth)");
     println!(
         "  Slack:    {} (local stand-in: messages as Slack shows them)",

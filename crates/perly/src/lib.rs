@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod rescore;
 pub mod server;
 pub mod standin;

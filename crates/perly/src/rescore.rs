@@ -14,8 +14,12 @@ use perly_domain::imports::is_news;
 use perly_domain::replay::replay;
 use perly_domain::scorecard::Scorecard;
 use perly_domain::scoring::score;
-use perly_store::{RescoreInput, RescoreResult, Store};
+use perly_store::{RecordedAlerts, RescoreInput, RescoreResult, Store};
 use perly_web::Clock;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -71,10 +75,70 @@ pub struct PassStats {
     pub settled_imports: usize,
 }
 
+/// The rescoring worker's Prometheus metrics.
+#[derive(Debug, Default)]
+pub struct RescoreMetrics {
+    /// Customers scored.
+    pub scored: Counter,
+    /// New alerts by kind and origin (`live`: news, sent to channels as it
+    /// happens; `history`: from an import or a first verdict, summarised).
+    pub alerts: Family<AlertLabels, Counter>,
+    /// Workspaces whose rescoring or import settling failed in a pass.
+    pub failures: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub kind: &'static str,
+    pub origin: &'static str,
+}
+
+impl RescoreMetrics {
+    /// Registers the metrics, every alert kind and origin starting at 0.
+    pub fn register(&self, registry: &mut Registry) {
+        for kind in perly_domain::alerts::AlertKind::ALL {
+            for origin in ["live", "history"] {
+                self.alerts
+                    .get_or_create(&AlertLabels {
+                        kind: kind.as_str(),
+                        origin,
+                    })
+                    .inc_by(0);
+            }
+        }
+        registry.register(
+            "perly_rescore_customers",
+            "Customers scored by the rescoring worker",
+            self.scored.clone(),
+        );
+        registry.register(
+            "perly_alerts_raised",
+            "New alerts recorded, by kind and origin (live: news for channels; history: from an import or a first verdict)",
+            self.alerts.clone(),
+        );
+        registry.register(
+            "perly_rescore_failures",
+            "Workspaces whose rescoring or import settling failed in a pass (each is logged)",
+            self.failures.clone(),
+        );
+    }
+
+    fn recorded(&self, r: &RecordedAlerts) {
+        for (kind, news, n) in &r.counts {
+            let labels = AlertLabels {
+                kind: kind.as_str(),
+                origin: if *news { "live" } else { "history" },
+            };
+            self.alerts.get_or_create(&labels).inc_by(*n as u64);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Rescorer {
     store: Arc<dyn Store>,
     batch: usize,
+    metrics: Arc<RescoreMetrics>,
     /// Woken when new alerts (and their outbox rows) are recorded.
     delivery: Option<Arc<Notify>>,
     /// Woken whenever scores are recorded (the Salesforce outbox).
@@ -86,9 +150,16 @@ impl Rescorer {
         Self {
             store,
             batch: batch.max(1),
+            metrics: Arc::default(),
             delivery: None,
             scores: None,
         }
+    }
+
+    /// Counts what the worker does into `metrics` (the server's registry).
+    pub fn with_metrics(mut self, metrics: Arc<RescoreMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Wakes the delivery worker whenever a batch records alerts.
@@ -140,6 +211,7 @@ impl Rescorer {
                     Ok(None) => {}
                     Err(e) => {
                         stats.failed_workspaces += 1;
+                        self.metrics.failures.inc();
                         tracing::error!(workspace_id = %ws, error = %e, "rescoring this workspace failed; the others carry on");
                     }
                 }
@@ -158,6 +230,7 @@ impl Rescorer {
                 Ok(n) => stats.settled_imports += n,
                 Err(e) => {
                     stats.failed_workspaces += 1;
+                    self.metrics.failures.inc();
                     tracing::error!(workspace_id = %ws, error = %e, "settling this workspace's imports failed; the others carry on");
                 }
             }
@@ -198,7 +271,10 @@ impl Rescorer {
         .await
         .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
         stats.scored += results.len();
-        let alerts = self.store.record_scores(ws, &results, at).await?;
+        let recorded = self.store.record_scores_tallied(ws, &results, at).await?;
+        self.metrics.scored.inc_by(results.len() as u64);
+        self.metrics.recorded(&recorded);
+        let alerts = recorded.total();
         if let Some(s) = &self.scores {
             s.notify_one();
         }

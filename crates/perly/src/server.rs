@@ -26,6 +26,7 @@ use perly_web::channels::Integrations;
 use perly_web::salesforce::SalesforceSetup;
 
 use crate::config::{Settings, VendorSettings};
+use crate::metrics::Metrics;
 use crate::rescore::Rescorer;
 
 /// Opens the configured database (running migrations).
@@ -126,6 +127,11 @@ pub fn salesforce(settings: &Settings, store: Arc<dyn Store>, public_url: &str) 
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The operators' listener (`/metrics`, `/healthz`, `/readyz`), when
+    /// `[metrics] listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// This server's metrics (its workers count into them).
+    pub metrics: Arc<Metrics>,
     pub state: AppState,
     pub cancel: CancellationToken,
     pub tasks: Vec<JoinHandle<()>>,
@@ -156,6 +162,7 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         .security
         .web(&public_url)
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let metrics = Arc::new(Metrics::new());
     let state = AppState {
         store: store.clone(),
         clock: clock.clone(),
@@ -167,6 +174,7 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         security,
         ingest_limit: Arc::new(settings.ingest.limit()),
         facets: Arc::default(),
+        metrics: metrics.web.clone(),
     };
     let cancel = CancellationToken::new();
     // Spans name the method and path only: query strings can carry OAuth
@@ -188,13 +196,23 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         }
     });
     let mut tasks = vec![http];
+    let metrics_addr = match settings.metrics.listen.as_deref().filter(|l| !l.trim().is_empty()) {
+        Some(listen) => {
+            let (addr, task) =
+                crate::metrics::serve(listen, metrics.clone(), store.clone(), clock.clone(), cancel.clone()).await?;
+            tasks.push(task);
+            Some(addr)
+        }
+        None => None,
+    };
     if settings.delivery.worker {
         let worker = Deliverer::new(
             store.clone(),
             state.public_url.clone(),
             settings.delivery.worker_settings(settings.outbound.policy()),
         )
-        .context("cannot build the delivery worker's HTTP client")?;
+        .context("cannot build the delivery worker's HTTP client")?
+        .with_metrics(metrics.delivery.clone());
         let clock = clock.clone();
         tasks.push(tokio::spawn(worker.run(
             Arc::new(move || clock.now()),
@@ -207,7 +225,8 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
             store.clone(),
             state.salesforce.orgs.clone(),
             settings.sync.worker_settings(),
-        );
+        )
+        .with_metrics(metrics.salesforce.clone());
         let clock = clock.clone();
         tasks.push(tokio::spawn(worker.run(
             Arc::new(move || clock.now()),
@@ -220,7 +239,8 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
             store.clone(),
             state.salesforce.orgs.clone(),
             settings.sync.outbox_settings(&state.public_url),
-        );
+        )
+        .with_metrics(metrics.salesforce.clone());
         let clock = clock.clone();
         tasks.push(tokio::spawn(worker.run(
             Arc::new(move || clock.now()),
@@ -230,6 +250,7 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
     }
     if settings.scoring.worker {
         let worker = Rescorer::new(store, settings.scoring.batch_size)
+            .with_metrics(metrics.rescore.clone())
             .waking(state.deliver.clone())
             .waking_on_scores(state.salesforce.wake_outbox.clone());
         tasks.push(tokio::spawn(worker.run(
@@ -242,6 +263,8 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
     }
     Ok(Running {
         addr,
+        metrics_addr,
+        metrics,
         state,
         cancel,
         tasks,

@@ -96,8 +96,8 @@ pub async fn start_salesforce(args: &SalesforceArgs) -> anyhow::Result<(Salesfor
     Ok((standin, info))
 }
 
-pub async fn run(args: StandinArgs) -> anyhow::Result<()> {
-    crate::telemetry::init("warn");
+pub async fn run(args: StandinArgs, log_format: crate::config::LogFormat) -> anyhow::Result<()> {
+    crate::telemetry::init("warn", log_format);
     match args.what {
         StandinKind::Salesforce(a) => {
             let (standin, info) = start_salesforce(&a).await?;

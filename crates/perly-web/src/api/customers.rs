@@ -124,10 +124,16 @@ pub async fn create(
         state.rescore.notify_one();
     }
     let count = |f: fn(&CustomerRowStatus) -> bool| results.iter().filter(|r| f(&r.status)).count();
+    let created = count(|s| matches!(s, CustomerRowStatus::Created));
+    let updated = count(|s| matches!(s, CustomerRowStatus::Updated));
+    let rejected = count(|s| matches!(s, CustomerRowStatus::Rejected));
+    state.metrics.ingested("customer", "created", created);
+    state.metrics.ingested("customer", "updated", updated);
+    state.metrics.ingested("customer", "rejected", rejected);
     Ok(Json(CustomersResponse {
-        created: count(|s| matches!(s, CustomerRowStatus::Created)),
-        updated: count(|s| matches!(s, CustomerRowStatus::Updated)),
-        rejected: count(|s| matches!(s, CustomerRowStatus::Rejected)),
+        created,
+        updated,
+        rejected,
         results,
     }))
 }

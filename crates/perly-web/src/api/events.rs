@@ -191,10 +191,15 @@ pub async fn create(
     if accepted > 0 {
         state.rescore.notify_one();
     }
+    let duplicates = count(|s| matches!(s, RowStatus::Duplicate));
+    let rejected = count(|s| matches!(s, RowStatus::Rejected));
+    state.metrics.ingested("event", "accepted", accepted);
+    state.metrics.ingested("event", "duplicate", duplicates);
+    state.metrics.ingested("event", "rejected", rejected);
     Ok(Json(EventsResponse {
         accepted,
-        duplicates: count(|s| matches!(s, RowStatus::Duplicate)),
-        rejected: count(|s| matches!(s, RowStatus::Rejected)),
+        duplicates,
+        rejected,
         results,
     }))
 }

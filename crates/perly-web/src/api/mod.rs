@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -40,7 +40,8 @@ pub fn router() -> Router<AppState> {
         .merge(salesforce::router())
         .merge(salesforce_rules::router())
         .merge(openapi::router())
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

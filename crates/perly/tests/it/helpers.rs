@@ -188,6 +188,11 @@ pub async fn spawn_app_with_salesforce_and_standins(org: OrgSpec) -> TestApp {
     spawn_full(false, true, Some((org, false)), &|_| {}).await
 }
 
+/// As [`spawn_app_with_standins`], with the test settings changed by `tweak` first.
+pub async fn spawn_app_with_standins_and_settings(tweak: &dyn Fn(&mut Settings)) -> TestApp {
+    spawn_full(false, true, None, tweak).await
+}
+
 /// As [`spawn_app_with_salesforce`], but with the Production and Sandbox
 /// login hosts swapped (so choosing one org type lands on the other).
 pub async fn spawn_app_with_swapped_salesforce_logins(org: OrgSpec) -> TestApp {
@@ -284,7 +289,8 @@ impl TestApp {
                 job_poll: std::time::Duration::from_millis(10),
                 ..Default::default()
             },
-        );
+        )
+        .with_metrics(self._running.metrics.salesforce.clone());
         let clock = self.clock.clone();
         syncer.run_once(Arc::new(move || clock.now())).await.expect("sync")
     }
@@ -299,7 +305,8 @@ impl TestApp {
                 public_url: self.base.clone(),
                 ..Default::default()
             },
-        );
+        )
+        .with_metrics(self._running.metrics.salesforce.clone());
         let clock = self.clock.clone();
         outbox.run_once(Arc::new(move || clock.now())).await.expect("outbox")
     }
@@ -402,6 +409,7 @@ impl TestApp {
             },
         )
         .expect("deliverer")
+        .with_metrics(self._running.metrics.delivery.clone())
         .run_once(self.now())
         .await
         .expect("deliver")
@@ -445,6 +453,7 @@ impl TestApp {
     /// One rescoring pass at the test clock's time, `batch` customers at a time.
     pub async fn rescore_in_batches(&self, batch: usize) -> PassStats {
         Rescorer::new(self.store.clone(), batch)
+            .with_metrics(self._running.metrics.rescore.clone())
             .run_once(self.now())
             .await
             .expect("rescore")

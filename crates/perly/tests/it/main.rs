@@ -19,6 +19,7 @@ mod ingest_limits;
 mod isolation;
 mod notifications;
 mod oauth;
+mod observability;
 mod outbound;
 mod portfolio;
 mod rescoring;
