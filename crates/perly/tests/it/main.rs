@@ -18,6 +18,7 @@ mod ingest_limits;
 mod isolation;
 mod notifications;
 mod oauth;
+mod openapi;
 mod outbound;
 mod portfolio;
 mod rescoring;
