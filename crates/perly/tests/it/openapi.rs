@@ -397,7 +397,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
     )
     .await;
     let output = text(&out);
-    eprintln!("schemathesis took {:.1?}", started.elapsed());
+    eprintln!("{output}\nschemathesis took {:.1?}", started.elapsed());
     assert!(
         out.status.success(),
         "schemathesis found answers the document does not describe \
