@@ -342,7 +342,8 @@ async fn seed(app: &TestApp) {
 /// the real server with an admin-scope (`full`) key, and fails on a 5xx
 /// or on an answer whose status, content type or body the document does
 /// not describe. Seeded, with a bounded number of examples per operation
-/// (50; `PERLY_FUZZ_EXAMPLES=500` for a deeper run by hand).
+/// (seed 16, 50 examples; `PERLY_FUZZ_SEED` and `PERLY_FUZZ_EXAMPLES=500`
+/// for another or a deeper run by hand).
 ///
 /// Nothing is excluded: the workspace has no Salesforce connection, so the
 /// operations that would call Salesforce (permissions, fields, Perly's
@@ -379,7 +380,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
             "--phases".into(),
             "examples,coverage,fuzzing,stateful".into(),
             "--seed".into(),
-            "16".into(),
+            std::env::var("PERLY_FUZZ_SEED").unwrap_or_else(|_| "16".into()),
             "--max-examples".into(),
             std::env::var("PERLY_FUZZ_EXAMPLES").unwrap_or_else(|_| "50".into()),
             "--workers".into(),
