@@ -75,11 +75,13 @@ pub struct QuietHours {
 /// What a channel receives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelRules {
-    /// Alert kinds the channel takes (empty takes none).
+    /// Alert kinds the channel takes (at least one).
+    #[schema(min_items = 1)]
     pub event_kinds: BTreeSet<AlertKind>,
     /// Only alerts at this risk level or above.
     pub min_risk: Option<RiskLevel>,
-    /// Only alerts whose score moved by at least this many points.
+    /// Only alerts whose score moved by at least this many points (0 to 100).
+    #[schema(maximum = 100)]
     pub min_score_delta: Option<u32>,
     pub quiet_hours: Option<QuietHours>,
     /// At most this many messages per sliding window; the last one allowed

@@ -66,10 +66,15 @@ impl std::fmt::Display for RiskLevel {
 /// Defaults: 75–100 low, 50–74 medium, 25–49 high, 0–24 critical.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RiskBands {
+    /// Scores at or above are low risk (100 >= low > medium > high >= 0).
+    #[schema(minimum = 0, maximum = 100)]
     pub low: f64,
+    #[schema(minimum = 0, maximum = 100)]
     pub medium: f64,
+    #[schema(minimum = 0, maximum = 100)]
     pub high: f64,
-    /// Points a score must move past a band's edge before it leaves the band.
+    /// Points a score must move past a band's edge before it leaves the band (0–10).
+    #[schema(minimum = 0, maximum = 10)]
     pub hysteresis: f64,
 }
 

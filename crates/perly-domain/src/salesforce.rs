@@ -87,8 +87,10 @@ pub struct SyncSettings {
     /// Custom fields on Contact pulled with each contact.
     pub contact_fields: Vec<String>,
     /// Minutes between scheduled syncs (15 to 1,440).
+    #[schema(minimum = 15, maximum = 1440)]
     pub sync_interval_minutes: u32,
     /// The share of the org's daily API request limit Perly may use (1 to 90 %).
+    #[schema(minimum = 1, maximum = 90)]
     pub api_share_percent: u8,
 }
 
@@ -173,9 +175,12 @@ impl TaskPriority {
 /// Create a Task for the account owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskAction {
-    /// The Task's subject; `{customer}` and `{risk}` are filled in.
+    /// The Task's subject, 1 to 200 characters (leading and trailing spaces
+    /// aside); `{customer}` and `{risk}` are filled in.
+    #[schema(min_length = 1)]
     pub subject: String,
     /// Due this many days after the alert (0 to 365).
+    #[schema(maximum = 365)]
     pub due_in_days: u32,
     pub priority: TaskPriority,
 }
@@ -192,13 +197,16 @@ pub struct RuleTrigger {
     pub alert_kinds: BTreeSet<AlertKind>,
     /// An alert at this risk level or above.
     pub min_risk: Option<RiskLevel>,
-    /// An alert whose score fell by at least this many points.
+    /// An alert whose score fell by at least this many points (1 to 100).
+    #[schema(minimum = 1, maximum = 100)]
     pub min_score_drop: Option<u32>,
 }
 
 /// One automation rule (Settings > Salesforce > Automation Rules).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AutomationRule {
+    /// 1 to 100 characters (leading and trailing spaces aside).
+    #[schema(min_length = 1)]
     pub name: String,
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -89,6 +89,8 @@ impl MeasureKind {
 /// (linear in between, clamped; `bad` may be above `good` when less is better).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MeasureConfig {
+    /// 0–1000; at least one measure above 0.
+    #[schema(minimum = 0, maximum = 1000)]
     pub weight: f64,
     pub bad: f64,
     pub good: f64,
@@ -109,14 +111,19 @@ impl MeasureConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertThresholds {
     /// Health score drop: points below the 7-day high (default 10).
+    #[schema(exclusive_minimum = 0, maximum = 100)]
     pub drop_points: f64,
     /// Expansion: seats used / purchased at or above this (default 0.8)...
+    #[schema(exclusive_minimum = 0, maximum = 2)]
     pub expansion_seat_ratio: f64,
     /// ...for at least this many days (default 14).
+    #[schema(minimum = 1, maximum = 90)]
     pub expansion_days: u32,
     /// Expansion: average daily active users up by this share, last 30 days vs the prior 30 (default 0.25).
+    #[schema(exclusive_minimum = 0, maximum = 10)]
     pub expansion_usage_growth: f64,
     /// Upsell: a plan limit used at or above this share (default 0.95).
+    #[schema(exclusive_minimum = 0, maximum = 2)]
     pub upsell_limit_ratio: f64,
 }
 
@@ -144,6 +151,7 @@ pub struct Scorecard {
     /// Premium features and the lowest plan that includes each.
     pub premium_features: BTreeMap<String, String>,
     /// Half-life, in days, with which NPS responses fade toward neutral.
+    #[schema(exclusive_minimum = 0, maximum = 3650)]
     pub nps_half_life_days: f64,
 }
 

@@ -6,29 +6,33 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use perly_domain::channels::{ChannelRules, Platform};
 use perly_domain::ids::ChannelId;
 use perly_store::{Channel, ChannelUpdate, DeliveryAttempt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{ApiJson, ApiQuery};
+use super::{page_limit, ApiJson, ApiQuery, JsonBody};
 use crate::auth::Workspace;
 use crate::channels::{check_name, check_rules, check_webhook, dry_run, pasted, DryRun};
 use crate::error::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/channels", get(list).post(create))
-        .route("/api/v1/channels/dry-run", post(dry_run_rules))
-        .route("/api/v1/channels/{id}", get(show).patch(update).delete(delete))
-        .route("/api/v1/channels/{id}/test", post(test))
-        .route("/api/v1/channels/{id}/deliveries", get(deliveries))
-        .route("/api/v1/channels/{id}/dry-run", get(dry_run_channel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(dry_run_rules))
+        .routes(routes!(show, update, delete))
+        .routes(routes!(test))
+        .routes(routes!(deliveries))
+        .routes(routes!(dry_run_channel))
 }
+
+/// Most delivery attempts on one page of the log.
+pub const MAX_LOG_PAGE: usize = 1000;
 
 #[derive(Serialize, ToSchema)]
 pub struct ChannelList {
@@ -48,6 +52,8 @@ pub struct CreateChannel {
     pub rules: Option<ChannelRules>,
 }
 
+impl JsonBody for CreateChannel {}
+
 /// Changes; absent fields stay as they are.
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateChannel {
@@ -59,6 +65,8 @@ pub struct UpdateChannel {
     /// A new webhook (reconnect): clears the broken mark, held alerts go out.
     pub webhook_url: Option<String>,
 }
+
+impl JsonBody for UpdateChannel {}
 
 fn channel_id(raw: &str) -> Result<ChannelId, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found("channel"))
@@ -73,7 +81,7 @@ async fn load(state: &AppState, ws: &Workspace, id: &str) -> Result<Channel, Api
 }
 
 /// Every channel of the workspace, with status (active, paused, broken) and pending count.
-#[utoipa::path(get, path = "/api/v1/channels", tag = "channels", security(("api_key" = [])),
+#[utoipa::path(get, path = "/api/v1/channels", tag = "channels", operation_id = "listChannels", security(("api_key" = [])),
     responses((status = 200, body = ChannelList)))]
 pub async fn list(State(state): State<AppState>, ws: Workspace) -> Result<Json<ChannelList>, ApiError> {
     Ok(Json(ChannelList {
@@ -82,7 +90,7 @@ pub async fn list(State(state): State<AppState>, ws: Workspace) -> Result<Json<C
 }
 
 /// Adds a channel from a webhook URL.
-#[utoipa::path(post, path = "/api/v1/channels", tag = "channels", request_body = CreateChannel,
+#[utoipa::path(post, path = "/api/v1/channels", tag = "channels", operation_id = "createChannel", request_body = CreateChannel,
     security(("api_key" = [])),
     responses((status = 201, body = Channel), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn create(
@@ -96,7 +104,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(channel)))
 }
 
-#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "channels", security(("api_key" = [])),
+/// One channel: platform, name, status, rules, webhook hint and pending count.
+#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "channels", operation_id = "getChannel", security(("api_key" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = Channel), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn show(
@@ -108,7 +117,7 @@ pub async fn show(
 }
 
 /// Renames, changes rules, pauses/resumes, or reconnects with a new webhook.
-#[utoipa::path(patch, path = "/api/v1/channels/{id}", tag = "channels", request_body = UpdateChannel,
+#[utoipa::path(patch, path = "/api/v1/channels/{id}", tag = "channels", operation_id = "updateChannel", request_body = UpdateChannel,
     security(("api_key" = [])), params(("id" = String, Path)),
     responses((status = 200, body = Channel), (status = 404, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody)))]
@@ -145,7 +154,7 @@ pub async fn update(
 }
 
 /// Removes a channel, its queued alerts and its delivery log.
-#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "channels", security(("api_key" = [])),
+#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "channels", operation_id = "deleteChannel", security(("api_key" = [])),
     params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn delete(
@@ -163,7 +172,7 @@ pub struct Queued {
 }
 
 /// Queues a test message; it goes out like an alert (see the delivery log).
-#[utoipa::path(post, path = "/api/v1/channels/{id}/test", tag = "channels", security(("api_key" = [])),
+#[utoipa::path(post, path = "/api/v1/channels/{id}/test", tag = "channels", operation_id = "testChannel", security(("api_key" = [])),
     params(("id" = String, Path)),
     responses((status = 202, body = Queued), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn test(
@@ -182,7 +191,8 @@ pub async fn test(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogParams {
-    /// 1–1000, default 100.
+    /// 1–1000, default 100; outside that range the answer is 422 naming `limit`.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
 }
 
@@ -193,7 +203,7 @@ pub struct DeliveryLog {
 
 /// Every attempt to post to the channel, newest first: time, status, latency, answer,
 /// and whether it was a storm digest standing for every alert then waiting.
-#[utoipa::path(get, path = "/api/v1/channels/{id}/deliveries", tag = "channels", security(("api_key" = [])),
+#[utoipa::path(get, path = "/api/v1/channels/{id}/deliveries", tag = "channels", operation_id = "listChannelDeliveries", security(("api_key" = [])),
     params(("id" = String, Path), LogParams),
     responses((status = 200, body = DeliveryLog), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn deliveries(
@@ -202,12 +212,10 @@ pub async fn deliveries(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<LogParams>,
 ) -> Result<Json<DeliveryLog>, ApiError> {
+    let limit = page_limit(p.limit, 100, MAX_LOG_PAGE)?;
     let channel = load(&state, &ws, &id).await?;
     Ok(Json(DeliveryLog {
-        items: state
-            .store
-            .delivery_log(ws.id, channel.id, p.limit.unwrap_or(100))
-            .await?,
+        items: state.store.delivery_log(ws.id, channel.id, limit).await?,
     }))
 }
 
@@ -218,8 +226,10 @@ pub struct DryRunRequest {
     pub days: Option<i64>,
 }
 
+impl JsonBody for DryRunRequest {}
+
 /// How many of the last N days' alerts these rules would have sent.
-#[utoipa::path(post, path = "/api/v1/channels/dry-run", tag = "channels", request_body = DryRunRequest,
+#[utoipa::path(post, path = "/api/v1/channels/dry-run", tag = "channels", operation_id = "dryRunRules", request_body = DryRunRequest,
     security(("api_key" = [])),
     responses((status = 200, body = DryRun), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn dry_run_rules(
@@ -241,7 +251,7 @@ pub struct DryRunParams {
 }
 
 /// How many of the last N days' alerts this channel's rules would have sent.
-#[utoipa::path(get, path = "/api/v1/channels/{id}/dry-run", tag = "channels", security(("api_key" = [])),
+#[utoipa::path(get, path = "/api/v1/channels/{id}/dry-run", tag = "channels", operation_id = "dryRunChannel", security(("api_key" = [])),
     params(("id" = String, Path), DryRunParams),
     responses((status = 200, body = DryRun), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn dry_run_channel(

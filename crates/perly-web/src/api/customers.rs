@@ -3,8 +3,7 @@
 //! `GET /api/v1/customers/{external_id}` shows one with its score explained.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Duration;
 use perly_domain::customer::parse_customer;
 use perly_domain::risk::RiskLevel;
@@ -12,18 +11,23 @@ use perly_domain::FieldError;
 use perly_store::{CrmRecord, CustomerDetail, CustomerQuery, CustomerSort, CustomerSummary, UpsertOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{check_batch, ApiJson, ApiQuery};
+use super::{check_batch, page_limit, ApiJson, ApiQuery, JsonBody};
 use crate::auth::{IngestWorkspace, Workspace};
 use crate::error::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/customers", get(list).post(create))
-        .route("/api/v1/customers/{external_id}", get(show))
-        .route("/api/v1/customers/{external_id}/crm", get(crm))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(crm))
 }
+
+/// Most customers on one page.
+pub const MAX_PAGE: usize = 500;
 
 /// One customer as sent. Absent optional fields keep their stored value.
 #[derive(Deserialize, ToSchema)]
@@ -42,6 +46,10 @@ pub struct CustomerRow {
 pub struct CustomersRequest {
     #[schema(value_type = Vec<CustomerRow>)]
     pub customers: super::Rows,
+}
+
+impl JsonBody for CustomersRequest {
+    const EXPECTED: &'static str = "a JSON object with a `customers` array";
 }
 
 #[derive(Serialize, ToSchema)]
@@ -70,7 +78,7 @@ pub struct CustomersResponse {
 }
 
 /// Upsert a batch of customers by `external_id`.
-#[utoipa::path(post, path = "/api/v1/customers", tag = "ingest", request_body = CustomersRequest,
+#[utoipa::path(post, path = "/api/v1/customers", tag = "ingest", operation_id = "upsertCustomers", request_body = CustomersRequest,
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Per-row results", body = CustomersResponse),
@@ -152,7 +160,8 @@ pub struct ListParams {
     /// `score` (lowest first, the default), `-score`, `name`, `-name`, `delta` (largest drop first), `-delta`, `mrr`, `-mrr`.
     #[param(value_type = Option<String>)]
     sort: Option<CustomerSort>,
-    /// Page size, 1–500 (default 50).
+    /// Page size, 1–500 (default 50); outside that range the answer is 422 naming `limit`.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -165,7 +174,7 @@ pub struct CustomerList {
 }
 
 /// List customers.
-#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", operation_id = "listCustomers", params(ListParams),
     security(("api_key" = [])),
     responses((status = 200, body = CustomerList), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn list(
@@ -179,7 +188,7 @@ pub async fn list(
         plan: p.plan,
         search: p.q,
         sort: p.sort.unwrap_or_default(),
-        limit: p.limit.unwrap_or(50),
+        limit: page_limit(p.limit, 50, MAX_PAGE)?,
         cursor: p.cursor,
     };
     let page = state.store.list_customers(ws.id, &query).await?;
@@ -190,8 +199,8 @@ pub async fn list(
 }
 
 /// One customer: score, risk level, delta, signals, suggested action, coverage and 90 days of history.
-#[utoipa::path(get, path = "/api/v1/customers/{external_id}", tag = "customers",
-    params(("external_id" = String, Path, description = "The customer's external id")),
+#[utoipa::path(get, path = "/api/v1/customers/{external_id}", tag = "customers", operation_id = "getCustomer",
+    params(("external_id" = String, Path, description = "The customer's external id", example = "acme")),
     security(("api_key" = [])),
     responses((status = 200, body = CustomerDetail), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn show(
@@ -221,8 +230,9 @@ pub struct CustomerCrm {
 
 /// The customer's Salesforce Account, contacts, contact roles and
 /// opportunities (empty lists for a customer not from Salesforce).
-#[utoipa::path(get, path = "/api/v1/customers/{external_id}/crm", tag = "customers", security(("api_key" = [])),
-    params(("external_id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/customers/{external_id}/crm", tag = "customers", operation_id = "getCustomerCrm",
+    security(("api_key" = [])),
+    params(("external_id" = String, Path, description = "The customer's external id", example = "acme")),
     responses((status = 200, body = CustomerCrm), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn crm(
     State(state): State<AppState>,

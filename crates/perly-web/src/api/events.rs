@@ -4,22 +4,23 @@
 //! bad row never costs the others.
 
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use perly_domain::event::parse_event;
 use perly_domain::FieldError;
 use perly_store::{IngestMode, IngestOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{check_batch, ApiJson};
+use super::{check_batch, ApiJson, JsonBody};
 use crate::auth::IngestWorkspace;
 use crate::error::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/events", post(create))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create))
 }
 
 /// One event as sent. `type` decides which of the other fields are required.
@@ -89,6 +90,10 @@ pub struct EventsRequest {
     pub backfill: bool,
 }
 
+impl JsonBody for EventsRequest {
+    const EXPECTED: &'static str = "a JSON object with an `events` array";
+}
+
 /// The answer for one row.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -116,7 +121,7 @@ pub struct EventsResponse {
 }
 
 /// Ingest a batch of events.
-#[utoipa::path(post, path = "/api/v1/events", tag = "ingest", request_body = EventsRequest,
+#[utoipa::path(post, path = "/api/v1/events", tag = "ingest", operation_id = "createEvents", request_body = EventsRequest,
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Per-row results", body = EventsResponse),

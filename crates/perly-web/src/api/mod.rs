@@ -1,6 +1,12 @@
 //! The JSON API under `/api/v1`: one module per resource, each with its own
 //! `router()`, plus the body and query extractors that keep malformed input
 //! in the one error shape, and the OpenAPI document generated from the code.
+//!
+//! Every `/api/v1` route is registered through [`documented`]: the
+//! `routes!` of each module take a handler's path and methods from its
+//! `#[utoipa::path]`, which is also its operation in the OpenAPI document,
+//! so a route cannot be served without being documented, nor documented
+//! without being served.
 
 pub mod alerts;
 pub mod channels;
@@ -20,6 +26,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -29,8 +36,9 @@ pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 /// Most rows in one batch.
 pub const MAX_BATCH: usize = 1_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Every `/api/v1` route with its operation in the OpenAPI document.
+pub fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(customers::router())
         .merge(events::router())
         .merge(alerts::router())
@@ -40,16 +48,44 @@ pub fn router() -> Router<AppState> {
         .merge(salesforce::router())
         .merge(salesforce_rules::router())
         .merge(openapi::router())
+<<<<<<< HEAD
         .route("/healthz", get(crate::health::healthz))
         .route("/readyz", get(crate::health::readyz))
+=======
+}
+
+pub fn router() -> Router<AppState> {
+    let (api, _) = documented().split_for_parts();
+    api.route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+>>>>>>> i16b
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// What a JSON request body must be, for the answer to a body that is not
+/// a JSON object at all (a top-level array, string, number…).
+pub trait JsonBody {
+    /// e.g. "a JSON object with an `events` array".
+    const EXPECTED: &'static str = "a JSON object";
+}
+
+/// The kind of JSON value a body holds at its top level, from its first
+/// byte past whitespace (the body is known to be valid JSON).
+fn top_level_kind(bytes: &[u8]) -> &'static str {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
 }
 
 /// A JSON body whose problems come back as `ApiError`s: 413 over the size
 /// limit, 400 for malformed JSON, 422 naming the field for a wrong shape.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+impl<T: DeserializeOwned + JsonBody> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
@@ -63,17 +99,48 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 ApiError::bad_request("unreadable_body", e.body_text())
             }
         })?;
+        let malformed = |inner: serde_json::Error| {
+            ApiError::bad_request("malformed_json", format!("request body is not valid JSON: {inner}"))
+        };
+        // Every body is an object. Anything else is refused as a whole,
+        // saying what was expected: serde would read a top-level array as
+        // the struct's fields in order and name its first element as wrong.
+        let kind = top_level_kind(&bytes);
+        if kind != "an object" {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(malformed)?;
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("expected {}, got {kind}", T::EXPECTED),
+            )
+            .with_field("body"));
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de).map(ApiJson).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             if inner.is_syntax() || inner.is_eof() {
-                ApiError::bad_request("malformed_json", format!("request body is not valid JSON: {inner}"))
+                malformed(inner)
             } else {
                 let field = if path == "." { "body".to_owned() } else { path };
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", inner.to_string()).with_field(field)
             }
         })
+    }
+}
+
+/// A list endpoint's page size: `default` when absent, else it must be
+/// within 1..=`max` (422 `invalid_field` naming `limit` and the range).
+pub fn page_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("`limit` must be between 1 and {max}; got {n}"),
+        )
+        .with_field("limit")),
     }
 }
 

@@ -6,29 +6,32 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use perly_domain::ids::WorkspaceId;
 use perly_domain::salesforce::SyncSettings;
 use perly_store::{PushStatus, SalesforceConnection, SalesforceSync};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::ApiJson;
+use super::{ApiJson, JsonBody};
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::salesforce::{self as sf, ConnectError};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/salesforce", get(show).delete(disconnect))
-        .route("/api/v1/salesforce/permissions", post(check_permissions))
-        .route("/api/v1/salesforce/settings", put(update_settings))
-        .route("/api/v1/salesforce/fields", get(fields))
-        .route("/api/v1/salesforce/perly-fields", post(ensure_fields))
-        .route("/api/v1/salesforce/sync", get(sync_status).post(sync_now))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show, disconnect))
+        .routes(routes!(check_permissions))
+        .routes(routes!(update_settings))
+        .routes(routes!(fields))
+        .routes(routes!(ensure_fields))
+        .routes(routes!(sync_status, sync_now))
 }
+
+impl JsonBody for SyncSettings {}
 
 impl From<ConnectError> for ApiError {
     fn from(e: ConnectError) -> Self {
@@ -70,7 +73,7 @@ pub struct SalesforceStatus {
 }
 
 /// The connection (never its tokens), its state and API usage.
-#[utoipa::path(get, path = "/api/v1/salesforce", tag = "salesforce", security(("api_key" = [])),
+#[utoipa::path(get, path = "/api/v1/salesforce", tag = "salesforce", operation_id = "getSalesforce", security(("api_key" = [])),
     responses((status = 200, body = SalesforceStatus)))]
 pub async fn show(State(state): State<AppState>, ws: Workspace) -> Result<Json<SalesforceStatus>, ApiError> {
     let conn = state.store.salesforce_connection(ws.id).await?;
@@ -101,16 +104,19 @@ pub async fn show(State(state): State<AppState>, ws: Workspace) -> Result<Json<S
 }
 
 /// Revokes Perly's token at Salesforce and forgets the connection; pulled data stays.
-#[utoipa::path(delete, path = "/api/v1/salesforce", tag = "salesforce", security(("api_key" = [])),
-    responses((status = 204), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/salesforce", tag = "salesforce", operation_id = "disconnectSalesforce", security(("api_key" = [])),
+    responses((status = 204, description = "Disconnected"),
+        (status = 409, description = "Salesforce is not connected (`salesforce_not_connected`)", body = crate::error::ErrorBody)))]
 pub async fn disconnect(State(state): State<AppState>, ws: Workspace) -> Result<StatusCode, ApiError> {
     sf::disconnect(&state, ws.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Checks API access, object access and the right to create Perly's fields again.
-#[utoipa::path(post, path = "/api/v1/salesforce/permissions", tag = "salesforce", security(("api_key" = [])),
-    responses((status = 200, body = Object), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/salesforce/permissions", tag = "salesforce", operation_id = "checkSalesforcePermissions", security(("api_key" = [])),
+    responses((status = 200, description = "`{\"complete\", \"missing\": [{\"what\", \"why\", \"grant\"}]}`", body = Object),
+        (status = 409, description = "Salesforce is not connected (`salesforce_not_connected`) or not configured on this server (`salesforce_not_configured`)", body = crate::error::ErrorBody),
+        (status = 502, description = "Salesforce refused the call or could not be reached (`salesforce_error`)", body = crate::error::ErrorBody)))]
 pub async fn check_permissions(
     State(state): State<AppState>,
     ws: Workspace,
@@ -120,9 +126,10 @@ pub async fn check_permissions(
 
 /// Makes Perly's three Account fields and their access now (each only when
 /// missing) and answers their state, as also stored on the connection.
-#[utoipa::path(post, path = "/api/v1/salesforce/perly-fields", tag = "salesforce", security(("api_key" = [])),
-    responses((status = 200, body = Object), (status = 409, body = crate::error::ErrorBody),
-        (status = 502, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/salesforce/perly-fields", tag = "salesforce", operation_id = "ensureSalesforcePerlyFields", security(("api_key" = [])),
+    responses((status = 200, description = "`{\"ready\", \"checked_at\", \"permission_set\", \"assignment\", \"fields\": [...]}`", body = Object),
+        (status = 409, description = "Salesforce is not connected (`salesforce_not_connected`) or not configured on this server (`salesforce_not_configured`)", body = crate::error::ErrorBody),
+        (status = 502, description = "Salesforce refused the call or could not be reached (`salesforce_error`)", body = crate::error::ErrorBody)))]
 pub async fn ensure_fields(State(state): State<AppState>, ws: Workspace) -> Result<Json<serde_json::Value>, ApiError> {
     let (_, client) = sf::connected(&state, ws.id).await?;
     let now = state.now();
@@ -168,8 +175,11 @@ async fn describe_fields(
         .collect())
 }
 
-#[utoipa::path(get, path = "/api/v1/salesforce/fields", tag = "salesforce", security(("api_key" = [])),
-    responses((status = 200, body = PickableFields), (status = 409, body = crate::error::ErrorBody)))]
+/// Account and Contact fields from the org's describe, to pick from.
+#[utoipa::path(get, path = "/api/v1/salesforce/fields", tag = "salesforce", operation_id = "listSalesforceFields", security(("api_key" = [])),
+    responses((status = 200, body = PickableFields),
+        (status = 409, description = "Salesforce is not connected (`salesforce_not_connected`) or not configured on this server (`salesforce_not_configured`)", body = crate::error::ErrorBody),
+        (status = 502, description = "Salesforce refused the call or could not be reached (`salesforce_error`)", body = crate::error::ErrorBody)))]
 pub async fn fields(State(state): State<AppState>, ws: Workspace) -> Result<Json<PickableFields>, ApiError> {
     let (_, client) = sf::connected(&state, ws.id).await?;
     Ok(Json(PickableFields {
@@ -224,9 +234,12 @@ pub async fn check_settings(state: &AppState, ws: WorkspaceId, settings: &SyncSe
 }
 
 /// Replaces the sync settings; picked fields must exist in the org.
-#[utoipa::path(put, path = "/api/v1/salesforce/settings", tag = "salesforce", request_body = SyncSettings,
+#[utoipa::path(put, path = "/api/v1/salesforce/settings", tag = "salesforce", operation_id = "replaceSalesforceSettings", request_body = SyncSettings,
     security(("api_key" = [])),
-    responses((status = 200, body = SyncSettings), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SyncSettings),
+        (status = 409, description = "Salesforce is not connected (`salesforce_not_connected`) or not configured on this server (`salesforce_not_configured`)", body = crate::error::ErrorBody),
+        (status = 422, description = "A value is out of range, or a picked field is not in the org (`unknown_salesforce_field`, naming the setting)", body = crate::error::ErrorBody),
+        (status = 502, description = "Salesforce refused the call or could not be reached (`salesforce_error`)", body = crate::error::ErrorBody)))]
 pub async fn update_settings(
     State(state): State<AppState>,
     ws: Workspace,
@@ -286,15 +299,17 @@ pub async fn status_of(state: &AppState, ws: WorkspaceId) -> Result<SyncStatus, 
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/salesforce/sync", tag = "salesforce", security(("api_key" = [])),
+/// Where syncing stands: the current or last run with per-object progress, and the last ten runs.
+#[utoipa::path(get, path = "/api/v1/salesforce/sync", tag = "salesforce", operation_id = "getSalesforceSync", security(("api_key" = [])),
     responses((status = 200, body = SyncStatus)))]
 pub async fn sync_status(State(state): State<AppState>, ws: Workspace) -> Result<Json<SyncStatus>, ApiError> {
     Ok(Json(status_of(&state, ws.id).await?))
 }
 
 /// Starts a sync now (or right after the one running).
-#[utoipa::path(post, path = "/api/v1/salesforce/sync", tag = "salesforce", security(("api_key" = [])),
-    responses((status = 202, body = SyncStatus), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/salesforce/sync", tag = "salesforce", operation_id = "startSalesforceSync", security(("api_key" = [])),
+    responses((status = 202, body = SyncStatus),
+        (status = 409, description = "Salesforce is not connected (`salesforce_not_connected`) or its connection is broken (`salesforce_broken`)", body = crate::error::ErrorBody)))]
 pub async fn sync_now(
     State(state): State<AppState>,
     ws: Workspace,

@@ -5,25 +5,28 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use perly_domain::ids::RuleId;
 use perly_domain::salesforce::AutomationRule;
 use perly_store::{SalesforceAction, SalesforceRule};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::ApiJson;
+use super::{ApiJson, JsonBody};
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/salesforce/rules", get(list).post(create))
-        .route("/api/v1/salesforce/rules/{id}", get(show).put(update).delete(delete))
-        .route("/api/v1/salesforce/actions", get(actions))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, delete))
+        .routes(routes!(actions))
 }
+
+impl JsonBody for AutomationRule {}
 
 #[derive(Serialize, ToSchema)]
 pub struct RuleList {
@@ -40,7 +43,8 @@ fn rule_id(raw: &str) -> Result<RuleId, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found("rule"))
 }
 
-#[utoipa::path(get, path = "/api/v1/salesforce/rules", tag = "salesforce", security(("api_key" = [])),
+/// The workspace's automation rules.
+#[utoipa::path(get, path = "/api/v1/salesforce/rules", tag = "salesforce", operation_id = "listSalesforceRules", security(("api_key" = [])),
     responses((status = 200, body = RuleList)))]
 pub async fn list(State(state): State<AppState>, ws: Workspace) -> Result<Json<RuleList>, ApiError> {
     Ok(Json(RuleList {
@@ -49,7 +53,7 @@ pub async fn list(State(state): State<AppState>, ws: Workspace) -> Result<Json<R
 }
 
 /// Adds a rule. It needs a condition and at least one action.
-#[utoipa::path(post, path = "/api/v1/salesforce/rules", tag = "salesforce", request_body = AutomationRule,
+#[utoipa::path(post, path = "/api/v1/salesforce/rules", tag = "salesforce", operation_id = "createSalesforceRule", request_body = AutomationRule,
     security(("api_key" = [])),
     responses((status = 201, body = SalesforceRule), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn create(
@@ -62,7 +66,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
-#[utoipa::path(get, path = "/api/v1/salesforce/rules/{id}", tag = "salesforce", security(("api_key" = [])),
+/// One automation rule.
+#[utoipa::path(get, path = "/api/v1/salesforce/rules/{id}", tag = "salesforce", operation_id = "getSalesforceRule", security(("api_key" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = SalesforceRule), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn show(
@@ -79,7 +84,7 @@ pub async fn show(
 }
 
 /// Replaces a rule.
-#[utoipa::path(put, path = "/api/v1/salesforce/rules/{id}", tag = "salesforce", request_body = AutomationRule,
+#[utoipa::path(put, path = "/api/v1/salesforce/rules/{id}", tag = "salesforce", operation_id = "replaceSalesforceRule", request_body = AutomationRule,
     security(("api_key" = [])), params(("id" = String, Path)),
     responses((status = 200, body = SalesforceRule), (status = 404, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody)))]
@@ -98,7 +103,7 @@ pub async fn update(
 }
 
 /// Removes a rule; Tasks and posts it already queued still go out.
-#[utoipa::path(delete, path = "/api/v1/salesforce/rules/{id}", tag = "salesforce", security(("api_key" = [])),
+#[utoipa::path(delete, path = "/api/v1/salesforce/rules/{id}", tag = "salesforce", operation_id = "deleteSalesforceRule", security(("api_key" = [])),
     params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn delete(
@@ -113,7 +118,7 @@ pub async fn delete(
 }
 
 /// Tasks and Chatter posts queued by rules, newest first, with their state.
-#[utoipa::path(get, path = "/api/v1/salesforce/actions", tag = "salesforce", security(("api_key" = [])),
+#[utoipa::path(get, path = "/api/v1/salesforce/actions", tag = "salesforce", operation_id = "listSalesforceActions", security(("api_key" = [])),
     responses((status = 200, body = ActionList)))]
 pub async fn actions(State(state): State<AppState>, ws: Workspace) -> Result<Json<ActionList>, ApiError> {
     Ok(Json(ActionList {

@@ -211,6 +211,11 @@ pub async fn spawn_app_with_settings(tweak: &dyn Fn(&mut Settings)) -> TestApp {
     spawn_full(false, false, None, tweak).await
 }
 
+/// As [`spawn_app_with_standins`], with the test settings changed by `tweak` first.
+pub async fn spawn_app_with_settings_and_standins(tweak: &dyn Fn(&mut Settings)) -> TestApp {
+    spawn_full(false, true, None, tweak).await
+}
+
 async fn spawn_full(
     worker: bool,
     with_standins: bool,

@@ -19,7 +19,11 @@ mod ingest_limits;
 mod isolation;
 mod notifications;
 mod oauth;
+<<<<<<< HEAD
 mod observability;
+=======
+mod openapi;
+>>>>>>> i16b
 mod outbound;
 mod portfolio;
 mod rescoring;
