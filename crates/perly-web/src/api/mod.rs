@@ -48,16 +48,12 @@ pub fn documented() -> OpenApiRouter<AppState> {
         .merge(salesforce::router())
         .merge(salesforce_rules::router())
         .merge(openapi::router())
-<<<<<<< HEAD
-        .route("/healthz", get(crate::health::healthz))
-        .route("/readyz", get(crate::health::readyz))
-=======
 }
 
 pub fn router() -> Router<AppState> {
     let (api, _) = documented().split_for_parts();
-    api.route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
->>>>>>> i16b
+    api.route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

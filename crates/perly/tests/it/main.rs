@@ -19,11 +19,8 @@ mod ingest_limits;
 mod isolation;
 mod notifications;
 mod oauth;
-<<<<<<< HEAD
 mod observability;
-=======
 mod openapi;
->>>>>>> i16b
 mod outbound;
 mod portfolio;
 mod rescoring;
