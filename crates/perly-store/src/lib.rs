@@ -16,6 +16,9 @@
 //! worker drives it (trait [`Deliveries`]: claims, lease renewals, storm
 //! digests, fenced acknowledgements); [`imports`] records history and
 //! settles each import into one summary per channel (trait [`Imports`]).
+//! [`migrations`] runs the migrations (append-only; databases made from
+//! earlier edits of a migration file are brought forward) and reports
+//! their status.
 
 pub mod accounts;
 pub mod auth;
@@ -24,6 +27,7 @@ pub mod cipher;
 pub mod db;
 pub mod delivery;
 pub mod imports;
+pub mod migrations;
 pub mod model;
 pub mod portfolio;
 pub mod salesforce;
@@ -73,7 +77,7 @@ pub enum Error {
     #[error("a stored {0} could not be decrypted (no configured secret key opens it)")]
     Undecryptable(String),
     #[error("migration failed")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    Migrate(#[source] migrations::MigrationError),
 }
 
 impl From<sqlx::Error> for Error {
