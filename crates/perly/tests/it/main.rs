@@ -27,4 +27,5 @@ mod salesforce_push;
 mod scoring;
 mod secrets;
 mod signin;
+mod upgrade;
 mod web;
