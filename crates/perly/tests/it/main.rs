@@ -16,6 +16,7 @@ mod history;
 mod ingest;
 mod ingest_limits;
 mod isolation;
+mod migrate;
 mod notifications;
 mod oauth;
 mod outbound;
