@@ -18,10 +18,11 @@
 //! settles each import into one summary per channel (trait [`Imports`]).
 //! [`migrations`] runs the migrations (append-only; databases made from
 //! earlier edits of a migration file are brought forward) and reports
-//! their status.
+//! their status; [`backup`] copies a live SQLite database.
 
 pub mod accounts;
 pub mod auth;
+pub mod backup;
 pub mod channels;
 pub mod cipher;
 pub mod db;

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate [--status]`, `demo`, `config print`,
+//! The command line: `serve`, `migrate [--status]`, `backup`, `demo`, `config print`,
 //! `workspace create`, `user add`, `apikey create`, `secrets generate`,
 //! `secrets rotate`, `bench` and the hidden `standin`. Wrong arguments get clap's short message and exit code 2;
 //! failures print `error: …` and exit 1.
@@ -39,6 +39,15 @@ pub enum Command {
         /// exit 1 when Perly would refuse to migrate the database.
         #[arg(long)]
         status: bool,
+    },
+    /// Copy a live SQLite database to FILE, consistently (PostgreSQL: use pg_dump).
+    Backup {
+        /// Where the copy goes; refused when it exists, unless --force.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Run a demo on SQLite with a seeded workspace and live events.
     Demo(crate::demo::DemoArgs),
@@ -355,6 +364,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("applied {version} {description}");
             }
             println!("migrations applied to {db}");
+            Ok(())
+        }
+        Command::Backup { file, force } => {
+            let db = crate::server::redact_url(&settings.database_url);
+            let b = perly_store::backup::backup_sqlite(&settings.database_url, &file, force)
+                .await
+                .with_context(|| format!("cannot back up {db}"))?;
+            println!(
+                "backed up {db} to {} ({} bytes{})",
+                b.path.display(),
+                b.bytes,
+                b.latest_migration
+                    .map_or(String::new(), |v| format!(", schema at migration {v}"))
+            );
             Ok(())
         }
         Command::Secrets {

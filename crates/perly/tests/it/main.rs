@@ -5,6 +5,7 @@
 mod alerts;
 mod api_keys;
 mod backlog;
+mod backup;
 mod bad_input;
 mod browser;
 mod cli;
