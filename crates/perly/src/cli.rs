@@ -343,9 +343,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             running.stop().await;
             Ok(())
         }
-        Command::Migrate { status: true } => migrate_status(&settings.database_url).await,
-        Command::Migrate { status: false } => {
+        Command::Migrate { status: true } => {
             // A configured key that is not valid is refused by every command.
+            cipher(&settings, false)?;
+            migrate_status(&settings.database_url).await
+        }
+        Command::Migrate { status: false } => {
             cipher(&settings, false)?;
             let db = crate::server::redact_url(&settings.database_url);
             let pools = perly_store::db::open(&settings.database_url)
@@ -367,6 +370,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { file, force } => {
+            cipher(&settings, false)?;
             let db = crate::server::redact_url(&settings.database_url);
             let b = perly_store::backup::backup_sqlite(&settings.database_url, &file, force)
                 .await
