@@ -160,19 +160,24 @@ pub struct Pools {
     pub read: AnyPool,
 }
 
-/// Makes sure a SQLite URL creates the file and its folder.
-fn sqlite_url(url: &str) -> Result<String> {
+/// The file of a SQLite URL (`None` for an in-memory database or no path).
+pub fn sqlite_path(url: &str) -> Option<&str> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Makes sure a SQLite URL creates the file and its folder.
+fn sqlite_url(url: &str) -> Result<String> {
+    let Some(path) = sqlite_path(url) else {
         return Err(Error::Invalid(
             "SQLite URL needs a file path, e.g. sqlite://data/perly.db".into(),
         ));
-    }
+    };
     if let Some(dir) = std::path::Path::new(path)
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -200,6 +205,13 @@ const WRITER_PRAGMAS: &[&str] = &["PRAGMA temp_store = MEMORY", "PRAGMA wal_auto
 
 /// Opens the pools and runs migrations.
 pub async fn connect(url: &str) -> Result<Pools> {
+    let pools = open(url).await?;
+    migrate(&pools).await?;
+    Ok(pools)
+}
+
+/// Opens the pools without migrating.
+pub async fn open(url: &str) -> Result<Pools> {
     install_default_drivers();
     let dialect = Dialect::from_url(url)?;
     let pools = match dialect {
@@ -242,7 +254,6 @@ pub async fn connect(url: &str) -> Result<Pools> {
             }
         }
     };
-    migrate(&pools).await?;
     Ok(pools)
 }
 
@@ -265,13 +276,10 @@ pub fn connect_lazy(url: &str) -> Result<Pools> {
     })
 }
 
-/// Runs the embedded migrations of the backend.
-pub async fn migrate(pools: &Pools) -> Result<()> {
-    match pools.dialect {
-        Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pools.write).await,
-        Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pools.write).await,
-    }
-    .map_err(Error::Migrate)
+/// Runs the embedded migrations of the backend, first bringing forward
+/// those applied from earlier edits of their files (see [`crate::migrations`]).
+pub async fn migrate(pools: &Pools) -> Result<crate::migrations::MigrationRun> {
+    crate::migrations::run(pools).await.map_err(Error::Migrate)
 }
 
 #[cfg(test)]

@@ -17,15 +17,19 @@
 //! digests, fenced acknowledgements); [`imports`] records history and
 //! settles each import into one summary per channel (trait [`Imports`]);
 //! [`ops`] answers readiness and the queue figures of `/metrics` (trait
-//! [`Ops`]).
+//! [`Ops`]). [`migrations`] runs the migrations (append-only; databases
+//! made from earlier edits of a migration file are brought forward) and
+//! reports their status; [`backup`] copies a live SQLite database.
 
 pub mod accounts;
 pub mod auth;
+pub mod backup;
 pub mod channels;
 pub mod cipher;
 pub mod db;
 pub mod delivery;
 pub mod imports;
+pub mod migrations;
 pub mod model;
 pub mod ops;
 pub mod portfolio;
@@ -77,7 +81,7 @@ pub enum Error {
     #[error("a stored {0} could not be decrypted (no configured secret key opens it)")]
     Undecryptable(String),
     #[error("migration failed")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    Migrate(#[source] migrations::MigrationError),
 }
 
 impl From<sqlx::Error> for Error {

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `demo`, `config print`,
+//! The command line: `serve`, `migrate [--status]`, `backup`, `demo`, `config print`,
 //! `workspace create`, `user add`, `apikey create`, `secrets generate`,
 //! `secrets rotate`, `bench` and the hidden `standin`. Wrong arguments get clap's short message and exit code 2;
 //! failures print `error: …` and exit 1.
@@ -34,7 +34,21 @@ pub enum Command {
     /// Run the server and its workers.
     Serve,
     /// Apply database migrations and exit.
-    Migrate,
+    Migrate {
+        /// List applied and pending migrations instead (changes nothing);
+        /// exit 1 when Perly would refuse to migrate the database.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Copy a live SQLite database to FILE, consistently (PostgreSQL: use pg_dump).
+    Backup {
+        /// Where the copy goes; refused when it exists, unless --force.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run a demo on SQLite with a seeded workspace and live events.
     Demo(crate::demo::DemoArgs),
     /// Configuration commands.
@@ -176,6 +190,59 @@ pub fn cipher(settings: &Settings, required: bool) -> anyhow::Result<SecretCiphe
     Ok(SecretCipher::new(ring))
 }
 
+/// `perly migrate --status`: one line per migration; fails when Perly
+/// would refuse to migrate the database.
+async fn migrate_status(url: &str) -> anyhow::Result<()> {
+    use perly_store::migrations::MigrationState;
+    let db = crate::server::redact_url(url);
+    let status = perly_store::migrations::status(url)
+        .await
+        .with_context(|| format!("cannot read the migrations of {db}"))?;
+    println!("database {db}");
+    if !status.database_exists {
+        println!("(no database there yet: `perly migrate` or `perly serve` creates it)");
+    }
+    println!("{:<16}{:<30}state", "version", "description");
+    for m in &status.migrations {
+        let state = match &m.state {
+            MigrationState::Applied => format!("applied {}", m.installed_on.as_deref().unwrap_or_default()),
+            MigrationState::Pending => "pending".to_owned(),
+            MigrationState::EarlierEdit { commit, until } => format!(
+                "applied, checksum mismatch: applied from an earlier edit of the file (as of {commit}..{until}); \
+                 brought forward when Perly next migrates"
+            ),
+            MigrationState::ChecksumMismatch { stored } => format!(
+                "applied, checksum mismatch: recorded checksum {stored}… is not this file's, nor an earlier edit's"
+            ),
+            MigrationState::Failed => "failed (recorded as unsuccessful)".to_owned(),
+            MigrationState::NotInThisBuild => {
+                "applied, not in this build (a newer Perly migrated this database)".to_owned()
+            }
+        };
+        println!("{:<16}{:<30}{}", m.version, m.description, state.trim_end());
+    }
+    let count = |f: fn(&MigrationState) -> bool| status.migrations.iter().filter(|m| f(&m.state)).count();
+    println!(
+        "{} applied, {} pending, {} to bring forward",
+        count(|s| matches!(s, MigrationState::Applied)),
+        count(|s| matches!(s, MigrationState::Pending)),
+        count(|s| matches!(s, MigrationState::EarlierEdit { .. }))
+    );
+    if let Some(m) = status.refusal() {
+        bail!(
+            "Perly would refuse to migrate this database: migration {} ({}) is {}",
+            m.version,
+            m.description,
+            match m.state {
+                MigrationState::Failed => "recorded as failed",
+                MigrationState::NotInThisBuild => "not in this build",
+                _ => "applied from a text of its file this build does not know",
+            }
+        );
+    }
+    Ok(())
+}
+
 /// Re-encrypts the secrets of every workspace under the current key, in
 /// batches: what `perly secrets rotate` and the demo run.
 pub async fn rotate_all(
@@ -276,11 +343,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             running.stop().await;
             Ok(())
         }
-        Command::Migrate => {
-            crate::server::open_store(&settings, cipher(&settings, false)?).await?;
+        Command::Migrate { status: true } => {
+            // A configured key that is not valid is refused by every command.
+            cipher(&settings, false)?;
+            migrate_status(&settings.database_url).await
+        }
+        Command::Migrate { status: false } => {
+            cipher(&settings, false)?;
+            let db = crate::server::redact_url(&settings.database_url);
+            let pools = perly_store::db::open(&settings.database_url)
+                .await
+                .with_context(|| format!("cannot open database {db}"))?;
+            let run = perly_store::db::migrate(&pools)
+                .await
+                .with_context(|| format!("cannot migrate database {db}"))?;
+            for b in &run.brought_forward {
+                println!(
+                    "brought forward {} {}: it had been applied from the file as of {}",
+                    b.version, b.description, b.from_commit
+                );
+            }
+            for (version, description) in &run.applied {
+                println!("applied {version} {description}");
+            }
+            println!("migrations applied to {db}");
+            Ok(())
+        }
+        Command::Backup { file, force } => {
+            cipher(&settings, false)?;
+            let db = crate::server::redact_url(&settings.database_url);
+            let b = perly_store::backup::backup_sqlite(&settings.database_url, &file, force)
+                .await
+                .with_context(|| format!("cannot back up {db}"))?;
             println!(
-                "migrations applied to {}",
-                crate::server::redact_url(&settings.database_url)
+                "backed up {db} to {} ({} bytes{})",
+                b.path.display(),
+                b.bytes,
+                b.latest_migration
+                    .map_or(String::new(), |v| format!(", schema at migration {v}"))
             );
             Ok(())
         }

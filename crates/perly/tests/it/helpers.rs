@@ -640,3 +640,46 @@ pub async fn spawn_serve(database_url: &str, port: u16, env: &[(&str, String)]) 
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Starts the app on a database that already holds a workspace (migrating
+/// it first, as `perly serve` does), with that workspace and one of its API
+/// keys, the clock at `at`, no background workers; with `with_standins`,
+/// the Slack and Discord stand-ins too.
+pub async fn spawn_app_on(
+    dir: tempfile::TempDir,
+    database_url: String,
+    ws: WorkspaceId,
+    key: &str,
+    at: DateTime<Utc>,
+    with_standins: bool,
+) -> TestApp {
+    let mut settings = test_settings(database_url.clone(), false);
+    let (slack, discord) = if with_standins {
+        let (s, d) = standins(&mut settings).await;
+        (Some(s), Some(d))
+    } else {
+        (None, None)
+    };
+    let cipher = perly::cli::cipher(&settings, true).expect("cipher");
+    let store = perly::server::open_store(&settings, cipher)
+        .await
+        .expect("open store (migrating it)");
+    let clock = Arc::new(TestClock::new(at));
+    let running = perly::server::start(&settings, store.clone(), clock.clone())
+        .await
+        .expect("start");
+    TestApp {
+        base: format!("http://{}", running.addr),
+        client: reqwest::Client::new(),
+        store,
+        clock,
+        ws,
+        key: key.to_owned(),
+        database_url,
+        slack,
+        discord,
+        salesforce: None,
+        _running: running,
+        _dir: dir,
+    }
+}
