@@ -131,8 +131,8 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
                 tokio::select! {
                     _ = &mut sleep => break,
                     Some(done) = pending.next(), if !pending.is_empty() => {
-                        let (title, ok): (String, bool) = done;
-                        if ok { accepted.insert(title, Utc::now()); }
+                        let (title, answered): (String, Option<DateTime<Utc>>) = done;
+                        if let Some(at) = answered { accepted.insert(title, at); }
                     }
                 }
             }
@@ -155,9 +155,13 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
             .bearer_auth(&keys[w])
             .json(&body)
             .send();
+        // Latency starts when the server's answer arrives, stamped here,
+        // not when this loop next gets round to the finished request.
         pending.push(async move {
-            let ok = matches!(req.await, Ok(r) if r.status().is_success());
-            (title, ok)
+            let answer = req.await;
+            let at = Utc::now();
+            let ok = matches!(answer, Ok(r) if r.status().is_success());
+            (title, ok.then_some(at))
         });
         if started.elapsed() >= next_sample {
             tally.poll(&slack, &discord);
@@ -166,9 +170,9 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
             next_sample += StdDuration::from_secs(1);
         }
     }
-    while let Some((title, ok)) = pending.next().await {
-        if ok {
-            accepted.insert(title, Utc::now());
+    while let Some((title, answered)) = pending.next().await {
+        if let Some(at) = answered {
+            accepted.insert(title, at);
         }
     }
     let sent_for = started.elapsed();
