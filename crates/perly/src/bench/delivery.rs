@@ -212,10 +212,11 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DeliveryArgs) 
     );
     if !latencies.is_empty() {
         println!(
-            "accepted → received: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "accepted → received: n={}, p50 {:.1} ms, p90 {}, p99 {}, max {:.1} ms",
+            latencies.len(),
             percentile(&latencies, 0.5),
-            percentile(&latencies, 0.9),
-            percentile(&latencies, 0.99),
+            super::tail(&latencies, 0.9),
+            super::tail(&latencies, 0.99),
             latencies.last().copied().unwrap_or(0.0)
         );
     }

@@ -40,6 +40,8 @@ pub struct SalesforcePushArgs {
 fn p(sorted: &[f64], q: f64) -> String {
     if sorted.is_empty() {
         "-".into()
+    } else if q > 0.5 {
+        super::tail(sorted, q)
     } else {
         format!("{:.0} ms", percentile(sorted, q))
     }
