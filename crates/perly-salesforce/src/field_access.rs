@@ -101,19 +101,19 @@ pub fn parents(describe: &SObjectDescribe, wanted: &[WantedField]) -> Vec<String
     out
 }
 
-/// Whether Salesforce said the object is not there for this user: no read
-/// access, or not enabled in the org.
-pub fn is_unreadable(e: &Error) -> bool {
-    e.is_not_found()
-        || matches!(
-            e.code(),
-            Some(
-                "INVALID_TYPE"
-                    | "INSUFFICIENT_ACCESS"
-                    | "INSUFFICIENT_ACCESS_OR_READONLY"
-                    | "INVALID_TYPE_FOR_OPERATION"
-            )
-        )
+/// Whether Salesforce refused a call on an object because it is not there
+/// for this user: no read access, or not enabled in the org.
+pub fn refuses_object(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        Some("INVALID_TYPE" | "INSUFFICIENT_ACCESS" | "INSUFFICIENT_ACCESS_OR_READONLY" | "INVALID_TYPE_FOR_OPERATION")
+    )
+}
+
+/// Whether a describe's error says the user cannot read the object: as
+/// [`refuses_object`], or the describe is not found.
+fn describe_unreadable(e: &Error) -> bool {
+    e.is_not_found() || refuses_object(e)
 }
 
 /// Describes read once each (per sync run, per permission check).
@@ -134,7 +134,7 @@ impl Describes {
         let d = match client.describe(object).await {
             Ok(d) if d.queryable => Some(d),
             Ok(_) => None,
-            Err(e) if is_unreadable(&e) => None,
+            Err(e) if describe_unreadable(&e) => None,
             Err(e) => return Err(e),
         };
         let readable = d.is_some();

@@ -42,7 +42,7 @@ use serde_json::{Map, Value};
 use crate::bulk::{JobInfo, JobState, Operation, ResultsPage};
 use crate::client::Client;
 use crate::error::Error;
-use crate::field_access::{is_unreadable, Describes};
+use crate::field_access::{refuses_object, Describes};
 
 /// Re-read this much before each watermark: records committed late with an
 /// older SystemModstamp are not missed.
@@ -168,7 +168,7 @@ impl Pull<'_> {
                     })
                     .await?;
                 }
-                Err(PullError::Salesforce(e)) if is_unreadable(&e) => {
+                Err(PullError::Salesforce(e)) if refuses_object(&e) => {
                     self.end_object(sync, i, |p| {
                         p.skipped = Some(format!("skipped: the connected user cannot read {} ({e})", p.object));
                     })

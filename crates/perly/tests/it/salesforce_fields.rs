@@ -179,6 +179,14 @@ async fn hidden_fields_are_left_out_named_with_what_they_feed_and_every_record_i
     assert_eq!(contact["hidden_fields"][0]["field"], "Phone", "{contact}");
     assert_eq!(contact["hidden_fields"][0]["essential"], false);
     assert_eq!(object_of(&sync, "Task")["hidden_fields"], json!([]));
+    let (_, doc) = app.get("/api/v1/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["SyncStatus"]["properties"]["hidden_fields"].is_object(),
+        "documented"
+    );
+    assert!(schemas["ObjectProgress"]["properties"]["failed"].is_object());
+    assert!(schemas["HiddenField"]["properties"]["effect"].is_object());
 
     // And so does the page.
     let (_, page, _) = web.get("/settings/salesforce").await;
