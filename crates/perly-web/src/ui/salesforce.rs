@@ -221,7 +221,17 @@ async fn page(State(state): State<AppState>, user: CurrentUser, headers: HeaderM
         sync_error: status.last_error.clone().unwrap_or_default(),
         next_sync: status.next_sync_at.map(when).unwrap_or_default(),
         objects: object_rows(&status),
-        hidden_fields: status.hidden_fields.iter().map(|h| h.line()).collect(),
+        hidden_fields: status
+            .hidden_fields
+            .iter()
+            .map(|h| {
+                if h.essential {
+                    format!("{} ({} is not synced without it)", h.line(), h.object)
+                } else {
+                    h.line()
+                }
+            })
+            .collect(),
         usage: conn
             .as_ref()
             .and_then(|c| {

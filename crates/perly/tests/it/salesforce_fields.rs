@@ -303,6 +303,12 @@ async fn a_hidden_account_lookup_fails_its_object_with_the_field_named_while_the
     let (_, page, _) = web.get("/settings/salesforce").await;
     assert!(page.contains("<td>Opportunity</td><td>failed</td>"), "{page}");
     assert!(
+        page.contains(
+            "Opportunity.AccountId hidden: opportunities cannot be tied to their accounts (Opportunity is not synced without it)"
+        ),
+        "{page}"
+    );
+    assert!(
         page.contains("Opportunity could not be synced: the connected user cannot read Opportunity.AccountId"),
         "{page}"
     );
