@@ -16,6 +16,7 @@ pub mod field_error;
 pub mod ids;
 pub mod imports;
 pub mod money;
+pub mod pulled_fields;
 pub mod replay;
 pub mod risk;
 pub mod rollup;

@@ -42,6 +42,7 @@ pub mod bulk;
 pub mod chatter;
 pub mod client;
 pub mod error;
+pub mod field_access;
 pub mod fields;
 pub mod hosts;
 pub mod limits;

@@ -1,14 +1,19 @@
 //! Whether the connected user can do everything Perly needs, said in words
 //! an admin can act on. [`check`] reads the global describe (object access),
-//! the Account describe (whether Perly's fields exist and are writable) and,
+//! the describe of each object Perly reads (which of the fields the sync
+//! wants field-level security hides, see [`crate::field_access`]; the
+//! Account one also says whether Perly's fields exist and are writable) and,
 //! when they are not, `UserPermissionAccess` (the running user's effective
 //! system permissions, API v41.0+) for "Customize Application". The
 //! decision itself is the pure [`evaluate`].
 
+use perly_domain::pulled_fields::{wanted_fields, HiddenField};
+use perly_domain::salesforce::SyncSettings;
 use serde::Deserialize;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::field_access::Describes;
 use crate::fields::{OBJECT, PERLY_FIELDS};
 use crate::rest::{SObjectDescribe, SObjectSummary};
 
@@ -27,6 +32,9 @@ pub struct MissingPermission {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PermissionReport {
     pub missing: Vec<MissingPermission>,
+    /// The fields the sync wants that the connected user cannot read (each
+    /// is in `missing` too, with what to grant).
+    pub hidden_fields: Vec<HiddenField>,
 }
 
 impl PermissionReport {
@@ -109,14 +117,42 @@ pub struct UserPermissions {
     pub permissions_modify_all_data: bool,
 }
 
+/// What an admin grants for a hidden field, and what Perly goes without.
+fn hidden_field(h: &HiddenField) -> MissingPermission {
+    let plural = READS
+        .iter()
+        .find(|(name, _, _)| *name == h.object)
+        .map_or(h.object.as_str(), |(_, plural, _)| plural);
+    MissingPermission {
+        what: format!("Read access to {}", h.qualified()),
+        why: if h.essential {
+            format!("Perly cannot sync {plural} without it: {}", h.effect)
+        } else {
+            format!("without it, {}", h.effect)
+        },
+        grant: match h.field.split_once('.') {
+            None => format!(
+                "In Setup › Object Manager › {} › Fields & Relationships › {}, click Set Field-Level Security and make it Visible for the connected user's profile, or give Read on it in a permission set assigned to the user",
+                h.object, h.field
+            ),
+            Some((lookup, field)) => format!(
+                "In Setup › Object Manager, make the {lookup} lookup of {} and the {field} field of the object it points to Visible for the connected user (Set Field-Level Security on each, or Read in a permission set assigned to the user)",
+                h.object
+            ),
+        },
+    }
+}
+
 /// Decides what is missing from what Salesforce said. `account` is the
 /// Account describe (`None` if it could not be read); `user` the
 /// `UserPermissionAccess` row (only needed when Perly's fields are not all
-/// present and writable).
+/// present and writable); `hidden` the fields the sync wants that the
+/// describes do not list.
 pub fn evaluate(
     global: &[SObjectSummary],
     account: Option<&SObjectDescribe>,
     user: Option<UserPermissions>,
+    hidden: &[HiddenField],
 ) -> PermissionReport {
     let mut missing = Vec::new();
     let find = |name: &str| global.iter().find(|s| s.name == name);
@@ -162,7 +198,11 @@ pub fn evaluate(
             grant: "Either give the connected user \"Customize Application\", \"Manage Profiles and Permission Sets\" and \"Assign Permission Sets\" (the System Administrator profile has them) so Perly can create the fields, or create the three fields yourself and give the connected user Edit access to them".into(),
         });
     }
-    PermissionReport { missing }
+    missing.extend(hidden.iter().map(hidden_field));
+    PermissionReport {
+        missing,
+        hidden_fields: hidden.to_vec(),
+    }
 }
 
 fn capitalise(s: &str) -> String {
@@ -173,22 +213,33 @@ fn capitalise(s: &str) -> String {
     }
 }
 
-/// Checks the connected user's access; see the module docs.
-pub async fn check(client: &Client) -> Result<PermissionReport> {
+/// Checks the connected user's access, with the fields `settings` picks;
+/// see the module docs.
+pub async fn check(client: &Client, settings: &SyncSettings) -> Result<PermissionReport> {
     let global = match client.describe_global().await {
         Ok(global) => global,
         Err(Error::Api { code, .. }) if API_DISABLED.contains(&code.as_str()) => {
             return Ok(PermissionReport {
                 missing: vec![api_disabled()],
+                hidden_fields: Vec::new(),
             })
         }
         Err(e) => return Err(e),
     };
-    let account = match client.describe(OBJECT).await {
-        Ok(d) => Some(d),
-        Err(Error::Api { status: 403 | 404, .. }) => None,
-        Err(e) => return Err(e),
-    };
+    let mut describes = Describes::default();
+    let mut hidden = Vec::new();
+    for (name, _, _) in READS {
+        // An object the user cannot read is reported as such; its fields are not.
+        let readable = global.iter().any(|s| s.name == *name && s.queryable && s.retrieveable);
+        if !readable {
+            continue;
+        }
+        if let Some(plan) = describes.plan(client, name, &wanted_fields(name, settings)).await? {
+            hidden.extend(plan.hidden);
+        }
+    }
+    describes.fetch(client, OBJECT).await?;
+    let account = describes.get(OBJECT).cloned();
     let writable = account.as_ref().is_some_and(|d| {
         PERLY_FIELDS
             .iter()
@@ -202,7 +253,7 @@ pub async fn check(client: &Client) -> Result<PermissionReport> {
             .await?;
         rows.into_iter().next()
     };
-    Ok(evaluate(&global, account.as_ref(), user))
+    Ok(evaluate(&global, account.as_ref(), user, &hidden))
 }
 
 #[cfg(test)]
@@ -252,14 +303,14 @@ mod tests {
 
     #[test]
     fn nothing_is_missing_for_a_full_user_with_writable_fields() {
-        let r = evaluate(&everything(), Some(&account_with_perly_fields(true)), None);
+        let r = evaluate(&everything(), Some(&account_with_perly_fields(true)), None, &[]);
         assert!(r.is_complete(), "{r:?}");
     }
 
     #[test]
     fn an_admin_without_the_fields_yet_is_complete() {
         let account: SObjectDescribe = serde_json::from_str(&spec("describe/account_describe_excerpt.json")).unwrap();
-        let r = evaluate(&everything(), Some(&account), Some(admin()));
+        let r = evaluate(&everything(), Some(&account), Some(admin()), &[]);
         assert!(r.is_complete(), "{r:?}");
     }
 
@@ -268,7 +319,7 @@ mod tests {
         let mut global = everything();
         global.retain(|s| s.name != "Opportunity");
         global.push(summary("Opportunity", false, false));
-        let r = evaluate(&global, Some(&account_with_perly_fields(true)), None);
+        let r = evaluate(&global, Some(&account_with_perly_fields(true)), None, &[]);
         assert_eq!(
             r.missing,
             vec![MissingPermission {
@@ -285,7 +336,7 @@ mod tests {
             .into_iter()
             .filter(|s| s.name != "AccountContactRole" && s.name != "FeedItem")
             .collect();
-        let r = evaluate(&global, Some(&account_with_perly_fields(true)), None);
+        let r = evaluate(&global, Some(&account_with_perly_fields(true)), None, &[]);
         let whats: Vec<_> = r.missing.iter().map(|m| m.what.as_str()).collect();
         assert_eq!(
             whats,
@@ -299,11 +350,51 @@ mod tests {
             &everything(),
             Some(&account_with_perly_fields(false)),
             Some(UserPermissions::default()),
+            &[],
         );
         assert_eq!(r.missing.len(), 1);
         assert_eq!(r.missing[0].what, "Permission to add Perly's fields to Account");
-        let r = evaluate(&everything(), Some(&account_with_perly_fields(false)), Some(admin()));
+        let r = evaluate(
+            &everything(),
+            Some(&account_with_perly_fields(false)),
+            Some(admin()),
+            &[],
+        );
         assert!(r.is_complete());
+    }
+
+    #[test]
+    fn hidden_fields_are_named_with_what_they_feed_and_how_to_grant_them() {
+        let hidden = [
+            HiddenField {
+                object: "Contact".into(),
+                field: "Phone".into(),
+                effect: "contacts show no phone".into(),
+                essential: false,
+            },
+            HiddenField {
+                object: "Opportunity".into(),
+                field: "AccountId".into(),
+                effect: "opportunities cannot be tied to their accounts".into(),
+                essential: true,
+            },
+        ];
+        let r = evaluate(&everything(), Some(&account_with_perly_fields(true)), None, &hidden);
+        assert!(!r.is_complete());
+        assert_eq!(r.hidden_fields, hidden);
+        assert_eq!(
+            r.missing[0],
+            MissingPermission {
+                what: "Read access to Contact.Phone".into(),
+                why: "without it, contacts show no phone".into(),
+                grant: "In Setup › Object Manager › Contact › Fields & Relationships › Phone, click Set Field-Level Security and make it Visible for the connected user's profile, or give Read on it in a permission set assigned to the user".into(),
+            }
+        );
+        assert_eq!(r.missing[1].what, "Read access to Opportunity.AccountId");
+        assert_eq!(
+            r.missing[1].why,
+            "Perly cannot sync opportunities without it: opportunities cannot be tied to their accounts"
+        );
     }
 
     #[test]
@@ -314,7 +405,7 @@ mod tests {
                 s.createable = false;
             }
         }
-        let r = evaluate(&global, Some(&account_with_perly_fields(true)), None);
+        let r = evaluate(&global, Some(&account_with_perly_fields(true)), None, &[]);
         assert_eq!(r.missing[0].what, "Create access to Task");
         assert!(r.missing[0].grant.ends_with("Create on Tasks"));
     }

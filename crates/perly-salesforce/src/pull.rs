@@ -13,24 +13,36 @@
 //! upserts guarded by SystemModstamp, so reading a page twice changes
 //! nothing). An object's watermark moves only once all its pages are in.
 //!
+//! Each query asks only for the fields the connected user can read: the
+//! object's describe is read first (once per run, see
+//! [`crate::field_access`]) and the wanted fields it does not list are left
+//! out and noted on the object's progress (`hidden_fields`, with what Perly
+//! goes without). A hidden field the object cannot do without (its account
+//! lookup, say) fails that object, with the field named, and the run goes
+//! on; an object the user cannot read at all is skipped. A field hidden in
+//! an earlier run and readable now makes its object read in full once.
+//!
 //! What each object becomes: Accounts → customers (external id = Account Id
 //! or the picked field; `ParentId` → parent; owner e-mail; deleted →
 //! archived); Contacts, contact roles and Opportunities → `crm_records`
 //! shown on the profile; Tasks and Events → `crm_activity` events, which feed
 //! the relationship-recency measure.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use perly_domain::event::{ActivityType, Event, EventKind};
 use perly_domain::ids::WorkspaceId;
+use perly_domain::pulled_fields::{wanted_fields, HiddenField, BOOKKEEPING};
 use perly_domain::salesforce::SyncSettings;
 use perly_store::{CrmRecord, ObjectProgress, ObjectState, PulledAccount, PulledActivity, SalesforceSync, Store};
 use serde_json::{Map, Value};
 
-use crate::bulk::{JobState, Operation, ResultsPage};
+use crate::bulk::{JobInfo, JobState, Operation, ResultsPage};
 use crate::client::Client;
 use crate::error::Error;
+use crate::field_access::{refuses_object, Describes};
 
 /// Re-read this much before each watermark: records committed late with an
 /// older SystemModstamp are not missed.
@@ -77,6 +89,36 @@ pub enum PullError {
     /// The runtime is shutting down under the run.
     #[error("stopped: {0}")]
     Stopped(String),
+    /// One object cannot be synced; the run goes on with the others.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+}
+
+/// Why one object of a run was not pulled, while the others are.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The connected user cannot read the object at all: it is skipped.
+    #[error("the connected user cannot read {object}")]
+    Unreadable { object: String },
+    /// Fields the object cannot be synced without are hidden from the
+    /// connected user (field-level security): it is reported failed.
+    #[error("{}", essential_hidden_message(object, fields))]
+    EssentialHidden { object: String, fields: Vec<HiddenField> },
+    /// Salesforce refused the object's query even after a fresh describe.
+    #[error("{object} could not be synced: Salesforce refused its query ({error})")]
+    Refused { object: String, error: Error },
+}
+
+fn essential_hidden_message(object: &str, fields: &[HiddenField]) -> String {
+    let names: Vec<String> = fields.iter().map(HiddenField::qualified).collect();
+    let effects: Vec<&str> = fields.iter().map(|f| f.effect.as_str()).collect();
+    format!(
+        "{object} could not be synced: the connected user cannot read {}, which Perly cannot do without ({}). \
+         Give the connected user Read on {} (field-level security), then sync again",
+        names.join(", "),
+        effects.join("; "),
+        if names.len() == 1 { "it" } else { "them" },
+    )
 }
 
 /// What a pull needs besides the client: where to write and the clock.
@@ -98,6 +140,10 @@ impl Pull<'_> {
     /// Runs (or continues) `sync` to its end. Progress is saved as it goes;
     /// on error the caller records it and the run stays resumable.
     pub async fn run(&self, sync: &mut SalesforceSync) -> Result<(), PullError> {
+        let mut run = RunContext {
+            describes: Describes::default(),
+            previously_hidden: self.previously_hidden(sync).await?,
+        };
         for i in 0..sync.objects.len() {
             if sync.objects[i].state == ObjectState::Done {
                 continue;
@@ -115,22 +161,74 @@ impl Pull<'_> {
                 self.save(sync).await?;
                 continue;
             }
-            match self.object(sync, i).await {
+            match self.object(sync, i, &mut run).await {
                 // The connected user cannot read this object: the rest of
                 // the org still syncs; the permission check says what to grant.
-                Err(PullError::Salesforce(e)) if is_unreadable(&e) => {
-                    let p = &mut sync.objects[i];
-                    tracing::warn!(workspace_id = %self.ws, object = %p.object, error = %e, "salesforce object skipped");
-                    p.state = ObjectState::Done;
-                    p.skipped = Some(format!("skipped: the connected user cannot read {} ({e})", p.object));
-                    p.job_id = None;
-                    p.locator = None;
-                    self.save(sync).await?;
+                Err(PullError::Object(ObjectError::Unreadable { .. })) => {
+                    self.end_object(sync, i, |p| {
+                        p.skipped = Some(format!("skipped: the connected user cannot read {}", p.object));
+                    })
+                    .await?;
+                }
+                Err(PullError::Salesforce(e)) if refuses_object(&e) => {
+                    self.end_object(sync, i, |p| {
+                        p.skipped = Some(format!("skipped: the connected user cannot read {} ({e})", p.object));
+                    })
+                    .await?;
+                }
+                // A field it cannot do without is hidden: this object fails,
+                // the others sync, and its watermark stays where it was.
+                Err(PullError::Object(e)) => {
+                    self.end_object(sync, i, |p| p.failed = Some(e.to_string())).await?;
                 }
                 other => other?,
             }
         }
         Ok(())
+    }
+
+    /// Per object, the fields the newest earlier run that queried it found
+    /// hidden.
+    async fn previously_hidden(&self, sync: &SalesforceSync) -> Result<HashMap<String, Vec<String>>, PullError> {
+        let runs = self.store.salesforce_syncs(self.ws, 10).await?;
+        let mut out = HashMap::new();
+        for object in sync.objects.iter().map(|o| o.object.as_str()) {
+            let latest = runs.iter().filter(|r| r.id != sync.id).find_map(|r| {
+                r.objects
+                    .iter()
+                    .find(|o| o.object == object && o.state != ObjectState::Pending && o.skipped.is_none())
+            });
+            if let Some(p) = latest {
+                out.insert(
+                    object.to_owned(),
+                    p.hidden_fields.iter().map(|h| h.field.clone()).collect(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends object `i` without pulling it (skipped or failed, as `mark`
+    /// says) and saves the run.
+    async fn end_object(
+        &self,
+        sync: &mut SalesforceSync,
+        i: usize,
+        mark: impl FnOnce(&mut ObjectProgress),
+    ) -> Result<(), PullError> {
+        let p = &mut sync.objects[i];
+        mark(p);
+        tracing::warn!(
+            workspace_id = %self.ws,
+            object = %p.object,
+            skipped = p.skipped.as_deref().unwrap_or_default(),
+            failed = p.failed.as_deref().unwrap_or_default(),
+            "salesforce object not pulled"
+        );
+        p.state = ObjectState::Done;
+        p.job_id = None;
+        p.locator = None;
+        self.save(sync).await
     }
 
     async fn save(&self, sync: &SalesforceSync) -> Result<(), PullError> {
@@ -141,10 +239,9 @@ impl Pull<'_> {
         Ok(())
     }
 
-    async fn object(&self, sync: &mut SalesforceSync, i: usize) -> Result<(), PullError> {
+    async fn object(&self, sync: &mut SalesforceSync, i: usize, run: &mut RunContext) -> Result<(), PullError> {
         let object = sync.objects[i].object.clone();
         sync.objects[i].state = ObjectState::Running;
-        let soql = soql_for(&object, self.settings, &sync.objects[i]);
         // A saved job is reused if Salesforce still has it; else start over.
         let job = match sync.objects[i].job_id.clone() {
             Some(id) => match self.client.job(&id).await {
@@ -158,7 +255,7 @@ impl Pull<'_> {
         let job_id = match job {
             Some(id) => id,
             None => {
-                let job = self.client.create_query_job(&soql, Operation::QueryAll).await?;
+                let job = self.create_job(sync, i, run).await?;
                 let p = &mut sync.objects[i];
                 p.job_id = Some(job.id.clone());
                 p.locator = None;
@@ -224,6 +321,61 @@ impl Pull<'_> {
         Ok(())
     }
 
+    /// Creates object `i`'s query job for the wanted fields its describe
+    /// lists (field-level security hides the others, and Salesforce refuses
+    /// a query naming any of them). Optional hidden fields are left out and
+    /// noted on the object's progress; a hidden essential one fails the
+    /// object. Refused with `INVALID_FIELD` anyway (a field hidden since the
+    /// describe), the describes are read again and the job tried once more.
+    async fn create_job(
+        &self,
+        sync: &mut SalesforceSync,
+        i: usize,
+        run: &mut RunContext,
+    ) -> Result<JobInfo, PullError> {
+        let object = sync.objects[i].object.clone();
+        let wanted = wanted_fields(&object, self.settings);
+        let mut described_again = false;
+        loop {
+            let Some(plan) = run.describes.plan(self.client, &object, &wanted).await? else {
+                return Err(ObjectError::Unreadable { object }.into());
+            };
+            sync.objects[i].hidden_fields = plan.hidden.clone();
+            let essential = plan.essential_hidden();
+            if !essential.is_empty() {
+                return Err(ObjectError::EssentialHidden {
+                    object,
+                    fields: essential,
+                }
+                .into());
+            }
+            // A field hidden before and readable now: records that have not
+            // changed since would never bring it, so this object is read
+            // in full once (rows already kept are simply rewritten).
+            let now_readable = run
+                .previously_hidden
+                .get(&object)
+                .is_some_and(|before| before.iter().any(|f| plan.fields.contains(f)));
+            if now_readable && sync.objects[i].since.is_some() {
+                tracing::info!(workspace_id = %self.ws, object = %object, "salesforce fields became readable: reading the object in full");
+                sync.objects[i].since = None;
+            }
+            let soql = soql_for(&object, &plan.fields, &sync.objects[i]);
+            match self.client.create_query_job(&soql, Operation::QueryAll).await {
+                Ok(job) => return Ok(job),
+                Err(e) if e.code() == Some("INVALID_FIELD") && !described_again => {
+                    tracing::info!(workspace_id = %self.ws, object = %object, error = %e, "salesforce fields changed under the query: describing again");
+                    run.describes.forget();
+                    described_again = true;
+                }
+                Err(e) if e.code() == Some("INVALID_FIELD") => {
+                    return Err(ObjectError::Refused { object, error: e }.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Reads one page and turns it into store rows. The conversion runs on
     /// a blocking-pool thread: it is the pull's own CPU work, and the task
     /// that drives the writes of the page before is not held up by it.
@@ -257,6 +409,13 @@ impl Pull<'_> {
         }
         Ok(())
     }
+}
+
+/// What one run keeps between its objects: the describes read so far, and
+/// the fields earlier runs found hidden.
+struct RunContext {
+    describes: Describes,
+    previously_hidden: HashMap<String, Vec<String>>,
 }
 
 /// One results page, converted: what the store takes, how many rows the
@@ -369,93 +528,14 @@ fn parent_of(object: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether Salesforce said the object is not there for this user (no read
-/// access, or not enabled in the org).
-fn is_unreadable(e: &crate::error::Error) -> bool {
-    matches!(
-        e.code(),
-        Some("INVALID_TYPE" | "INSUFFICIENT_ACCESS" | "INSUFFICIENT_ACCESS_OR_READONLY" | "INVALID_TYPE_FOR_OPERATION")
-    )
-}
-
-/// Fields pulled per object, besides `Id`, `IsDeleted` and `SystemModstamp`.
-pub fn fields_for(object: &str, settings: &SyncSettings) -> Vec<String> {
-    let base: &[&str] = match object {
-        "Account" => &[
-            "Name",
-            "ParentId",
-            "OwnerId",
-            "Owner.Email",
-            "Type",
-            "Industry",
-            "AnnualRevenue",
-            "NumberOfEmployees",
-        ],
-        "Contact" => &["AccountId", "FirstName", "LastName", "Email", "Title", "Phone"],
-        "AccountContactRole" => &["AccountId", "ContactId", "Role", "IsPrimary"],
-        "Opportunity" => &[
-            "AccountId",
-            "Name",
-            "StageName",
-            "Amount",
-            "CloseDate",
-            "IsClosed",
-            "IsWon",
-            "Type",
-            "Probability",
-        ],
-        "OpportunityContactRole" => &[
-            "OpportunityId",
-            "Opportunity.AccountId",
-            "ContactId",
-            "Role",
-            "IsPrimary",
-        ],
-        "Task" => &[
-            "WhatId",
-            "Subject",
-            "ActivityDate",
-            "TaskSubtype",
-            "Type",
-            "CreatedDate",
-        ],
-        "Event" => &[
-            "WhatId",
-            "Subject",
-            "ActivityDateTime",
-            "EventSubtype",
-            "Type",
-            "CreatedDate",
-        ],
-        _ => &[],
-    };
-    let mut out: Vec<String> = base.iter().map(|s| (*s).to_owned()).collect();
-    let extra: Vec<&String> = match object {
-        "Account" => settings
-            .external_id_field
-            .iter()
-            .chain(&settings.account_fields)
-            .collect(),
-        "Contact" => settings.contact_fields.iter().collect(),
-        _ => Vec::new(),
-    };
-    for f in extra {
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(f)) && !BOOKKEEPING.contains(&f.as_str()) {
-            out.push(f.clone());
-        }
-    }
-    out
-}
-
 /// `2024-01-02T03:04:05.000Z`, as SOQL datetime literals are written.
 fn soql_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-/// The Bulk query for one object's window.
-pub fn soql_for(object: &str, settings: &SyncSettings, p: &ObjectProgress) -> String {
-    let mut fields = vec!["Id".to_owned(), "IsDeleted".to_owned(), "SystemModstamp".to_owned()];
-    fields.extend(fields_for(object, settings));
+/// The Bulk query for one object's window, asking for `fields` (the
+/// bookkeeping columns first, as [`wanted_fields`] orders them).
+pub fn soql_for(object: &str, fields: &[String], p: &ObjectProgress) -> String {
     let mut soql = format!("SELECT {} FROM {object}", fields.join(", "));
     let mut filters = Vec::new();
     if let Some(since) = p.since {
@@ -476,9 +556,6 @@ struct Cells {
     deleted: Option<usize>,
     modstamp: Option<usize>,
 }
-
-/// The bookkeeping columns, not kept in a record's data.
-const BOOKKEEPING: [&str; 3] = ["Id", "IsDeleted", "SystemModstamp"];
 
 impl Cells {
     fn new(page: &ResultsPage) -> Self {
@@ -649,6 +726,8 @@ mod tests {
             since: since.and_then(t),
             until: until.and_then(t),
             skipped: None,
+            failed: None,
+            hidden_fields: Vec::new(),
         }
     }
 
@@ -667,9 +746,12 @@ mod tests {
             account_fields: vec!["CustomerPriority__c".into(), "Name".into()],
             ..SyncSettings::default()
         };
+        let names = |object: &str, settings: &SyncSettings| -> Vec<String> {
+            wanted_fields(object, settings).into_iter().map(|f| f.name).collect()
+        };
         let soql = soql_for(
             "Account",
-            &settings,
+            &names("Account", &settings),
             &progress(Some("2026-12-01T10:00:00Z"), Some("2026-12-01T12:00:00Z")),
         );
         assert_eq!(
@@ -680,7 +762,7 @@ mod tests {
         );
         let first = soql_for(
             "Contact",
-            &SyncSettings::default(),
+            &names("Contact", &SyncSettings::default()),
             &progress(None, Some("2026-12-01T12:00:00Z")),
         );
         assert!(first.ends_with("FROM Contact"));

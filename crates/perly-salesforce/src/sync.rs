@@ -7,8 +7,11 @@
 //! Salesforce's `REQUEST_LIMIT_EXCEEDED` or Perly's share of the daily limit
 //! used up → the connection pauses and the run continues after the pause,
 //! never hammering; a network error or a 5xx → the run continues from its
-//! saved progress a minute later; any other refusal (a picked field that was
-//! deleted, say) → the run failed with Salesforce's message. A worker that
+//! saved progress a minute later; an object that cannot be synced because a
+//! field it cannot do without is hidden from the connected user → that
+//! object failed with the field named, the others pulled, and the run
+//! failed with that reason; any other refusal → the run failed with
+//! Salesforce's message. A worker that
 //! dies mid-run simply loses its lease and another picks the run up.
 
 use std::sync::Arc;
@@ -172,6 +175,20 @@ impl Syncer {
         crate::orgs::record_usage(self.store.as_ref(), ws, &client, now()).await?;
         let at = now();
         match result {
+            // Every object ran, but some could not be synced (a field they
+            // cannot do without is hidden): the run failed, naming them;
+            // what the others brought is in.
+            Ok(()) if sync.objects.iter().any(|o| o.failed.is_some()) => {
+                let reasons: Vec<&str> = sync.objects.iter().filter_map(|o| o.failed.as_deref()).collect();
+                let message = reasons.join("; ");
+                sync.state = SyncState::Failed;
+                sync.last_error = Some(message.clone());
+                self.store
+                    .finish_salesforce_sync(ws, &sync, at + interval(&connection.settings), at)
+                    .await?;
+                tracing::warn!(workspace_id = %ws, rows = sync.rows, error = %message, "salesforce sync finished without some objects");
+                Ok(RunOutcome::Failed(message))
+            }
             Ok(()) => {
                 sync.state = SyncState::Succeeded;
                 sync.last_error = None;
@@ -190,6 +207,17 @@ impl Syncer {
                 Err(e)
             }
             Err(PullError::Salesforce(e)) => self.after_error(ws, sync, e, &connection.settings, at).await,
+            // The pull ends such an object itself and goes on; should one
+            // come out here, the run failed with it.
+            Err(PullError::Object(e)) => {
+                let message = e.to_string();
+                sync.state = SyncState::Failed;
+                sync.last_error = Some(message.clone());
+                self.store
+                    .finish_salesforce_sync(ws, &sync, at + interval(&connection.settings), at)
+                    .await?;
+                Ok(RunOutcome::Failed(message))
+            }
             Err(PullError::Stopped(reason)) => {
                 self.store
                     .postpone_salesforce_sync(ws, &sync, at + self.settings.retry_after, at)

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use perly_domain::event::{ActivityType, Event, EventKind};
 use perly_domain::ids::{CustomerId, SyncId, WorkspaceId};
+use perly_domain::pulled_fields::HiddenField;
 use perly_domain::salesforce::{Environment, SyncSettings};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -137,6 +138,16 @@ pub struct ObjectProgress {
     /// Set when the object was skipped (the connected user cannot read it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Set when the object could not be synced, with why: a field it cannot
+    /// do without is hidden from the connected user (the other objects
+    /// sync all the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// Fields Perly wants that the connected user cannot read (field-level
+    /// security), as the object's describe said when this run's query was
+    /// made: optional ones are left out of the query and the rest is pulled.
+    #[serde(default)]
+    pub hidden_fields: Vec<HiddenField>,
 }
 
 /// One sync run.
@@ -370,6 +381,8 @@ fn new_sync(trigger: &str, watermarks: &BTreeMap<String, DateTime<Utc>>, now: Da
                 since: watermarks.get(*o).copied(),
                 until: None,
                 skipped: None,
+                failed: None,
+                hidden_fields: Vec::new(),
             })
             .collect(),
         rows: 0,

@@ -179,6 +179,13 @@ pub async fn finish(
         .check_login(&login)
         .map_err(|e| ConnectError::Refused(e.0))?;
     let verifier = SecretString::from(field("verifier"));
+    // A reconnect keeps the fields the admin picked: the check covers them.
+    let settings = state
+        .store
+        .salesforce_connection(ws)
+        .await?
+        .map(|c| c.settings)
+        .unwrap_or_default();
     let http = setup.orgs.http();
     let grant = oauth::exchange_code(http, &login, &app, code, &verifier).await?;
     let Some(refresh_token) = grant.refresh_token.clone() else {
@@ -197,7 +204,7 @@ pub async fn finish(
     )
     .with_access_token(grant.access_token.clone());
     let checked = async {
-        let report = permissions::check(&client).await?;
+        let report = permissions::check(&client, &settings).await?;
         let org = client.organization().await?;
         let who = client.userinfo().await?;
         Ok::<_, perly_salesforce::error::Error>((report, org, who))
@@ -283,18 +290,20 @@ async fn revoke_quietly(http: &perly_net::Outbound, login: &Url, token: &SecretS
     }
 }
 
-/// A permission report as stored and shown: each missing item in words.
+/// A permission report as stored and shown: each missing item in words,
+/// and the fields the sync wants that the connected user cannot read.
 pub fn report_json(report: &PermissionReport) -> serde_json::Value {
     json!({
         "complete": report.is_complete(),
         "missing": report.missing.iter().map(|m| json!({"what": m.what, "why": m.why, "grant": m.grant})).collect::<Vec<_>>(),
+        "hidden_fields": report.hidden_fields,
     })
 }
 
 /// Runs the permission check again and stores it.
 pub async fn recheck(state: &AppState, ws: WorkspaceId) -> Result<serde_json::Value, ConnectError> {
-    let (_, client) = connected(state, ws).await?;
-    let report = report_json(&permissions::check(&client).await?);
+    let (conn, client) = connected(state, ws).await?;
+    let report = report_json(&permissions::check(&client, &conn.settings).await?);
     state
         .store
         .record_salesforce_checks(ws, Some(&report), None, state.now())

@@ -27,9 +27,9 @@
 //! 18-character ids with the case-safe suffix.
 //!
 //! Tests and `perly demo` drive an org through [`OrgHandle`]: read and
-//! change records, add custom fields, set API usage, object access and
-//! user permissions, inject a [`SalesforceFault`], and read back every
-//! [`SalesforceRequest`].
+//! change records, add custom fields, set API usage, object access,
+//! field-level security ([`OrgHandle::hide_field`]) and user permissions,
+//! inject a [`SalesforceFault`], and read back every [`SalesforceRequest`].
 
 mod bulk;
 mod catalog;
@@ -630,6 +630,36 @@ impl OrgHandle {
         st.data.add_field(kind, def);
         let metadata = serde_json::json!({"label": label, "type": org::metadata_type(field_type)});
         st.data.insert_custom_field_record(name, api_name, metadata, now);
+    }
+
+    /// Takes Read on `object.field` away from the user, as an admin
+    /// unticking "Visible" in Set Field-Level Security would: the object's
+    /// describe no longer lists the field, a SOQL query or Bulk query job
+    /// naming it (or a parent field through it) is refused with 400
+    /// `INVALID_FIELD` ("No such column 'Phone' on entity 'Contact'…"),
+    /// records read through the API leave it out and writes to it are
+    /// refused. Salesforce sets field-level security only on fields its
+    /// describe calls `permissionable` (not the Id, system fields or
+    /// required ones): for those, and for unknown objects or fields, nothing
+    /// changes and `false` is answered.
+    pub fn hide_field(&self, object: &str, field: &str) -> bool {
+        self.set_field_hidden(object, field, true)
+    }
+
+    /// Gives Read on a field hidden with [`OrgHandle::hide_field`] back.
+    pub fn show_field(&self, object: &str, field: &str) -> bool {
+        self.set_field_hidden(object, field, false)
+    }
+
+    fn set_field_hidden(&self, object: &str, field: &str, hidden: bool) -> bool {
+        let mut st = self.inner.lock();
+        let Some(kind) = st.data.kind_named(object) else {
+            return false;
+        };
+        let Some(col) = st.data.table(kind).col(field) else {
+            return false;
+        };
+        st.data.set_hidden(kind, col, hidden)
     }
 
     /// Sets the rolling 24-hour API usage (`api-usage=USED/MAX`).

@@ -11,9 +11,10 @@
 //!
 //! Field-level security lives here too: a field created through the Tooling
 //! API is invisible to the user until a `FieldPermissions` row on a
-//! permission set assigned to the user grants it.
+//! permission set assigned to the user grants it, and any permissionable
+//! field can be hidden from the user (as an admin removing Read would).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::Utc;
 
@@ -193,6 +194,9 @@ pub(crate) struct Data {
     pub(crate) user_perms: BTreeMap<&'static str, bool>,
     /// Fields of Account (and others) created through Tooling: (kind, column).
     pub(crate) tooling_fields: Vec<(Kind, usize)>,
+    /// Fields an admin took Read away from the user on (field-level
+    /// security): (kind, column).
+    pub(crate) hidden: HashSet<(Kind, usize)>,
 }
 
 impl Data {
@@ -212,6 +216,7 @@ impl Data {
             access: HashMap::new(),
             user_perms,
             tooling_fields: Vec::new(),
+            hidden: HashSet::new(),
         };
         data.seed_custom_field_records();
         data.mirror_permissions();
@@ -358,7 +363,14 @@ impl Data {
         table
             .columns()
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
+                if self.hidden.contains(&(kind, i)) {
+                    return FieldAccess {
+                        read: false,
+                        edit: false,
+                    };
+                }
                 if !c.def.needs_fls {
                     return FieldAccess { read: true, edit: true };
                 }
@@ -418,6 +430,23 @@ impl Data {
             entry.1 |= e;
         }
         out
+    }
+
+    /// Takes Read (and Edit) on `kind`'s column `col` away from the user, or
+    /// gives it back. Only fields Salesforce lets an admin set field-level
+    /// security on (describe's `permissionable`: nillable, not the Id) can
+    /// be hidden; `false` for any other.
+    pub(crate) fn set_hidden(&mut self, kind: Kind, col: usize, hidden: bool) -> bool {
+        let def = self.table(kind).field(col);
+        if !(def.nillable && def.ty != FieldType::Id) {
+            return false;
+        }
+        if hidden {
+            self.hidden.insert((kind, col));
+        } else {
+            self.hidden.remove(&(kind, col));
+        }
+        true
     }
 
     /// Adds a custom field to `kind`; `needs_fls` hides it until granted.

@@ -899,3 +899,84 @@ async fn bulk_query_jobs_page_csv_with_locators_until_null() {
         (StatusCode::BAD_REQUEST, json!("INVALID_FIELD"))
     );
 }
+
+#[tokio::test]
+async fn hidden_fields_leave_the_describe_and_queries_naming_them_are_refused() {
+    let (sf, http) = spawn(3).await;
+    let org = sf.production();
+    let base = sf.login_url();
+    let data = format!("{base}/services/data/v59.0");
+    let jobs = format!("{data}/jobs/query");
+    let token = login(&sf, &http).await;
+    assert!(org.hide_field("Contact", "Phone"));
+    assert!(org.hide_field("opportunity", "accountid"), "names are case-insensitive");
+    // Salesforce has no field-level security on these.
+    assert!(!org.hide_field("Contact", "Id"));
+    assert!(!org.hide_field("Contact", "SystemModstamp"));
+    assert!(!org.hide_field("Contact", "LastName"), "required");
+    assert!(!org.hide_field("Contact", "Nope"));
+    assert!(!org.hide_field("Widget__c", "Name"));
+
+    let names = |describe: &Value| -> BTreeSet<String> {
+        describe["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .filter_map(|f| f["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (_, _, contact) = get(&http, &format!("{data}/sobjects/Contact/describe"), &token).await;
+    let listed = names(&contact);
+    assert!(listed.contains("Email") && listed.contains("LastName"), "{listed:?}");
+    assert!(!listed.contains("Phone"), "the describe does not list a hidden field");
+    let (_, _, opp) = get(&http, &format!("{data}/sobjects/Opportunity/describe"), &token).await;
+    assert!(!names(&opp).contains("AccountId"));
+
+    // A query naming it, REST or Bulk, is refused with Salesforce's body.
+    let no_phone = "No such column 'Phone' on entity 'Contact'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.";
+    let (status, _, rest) = get(&http, &soql(&base, "SELECT Id, Phone FROM Contact"), &token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{rest}");
+    assert_eq!(keys(&rest[0]), keys(&example("error_400_invalid_field_doc.json")[0]));
+    assert_eq!(rest[0]["errorCode"], "INVALID_FIELD");
+    let message = rest[0]["message"].as_str().unwrap_or_default();
+    assert!(message.ends_with(no_phone), "{message}");
+    assert!(message.contains("ERROR at Row:1:Column:12"), "{message}");
+    for (query, missing) in [
+        ("SELECT Id, Phone FROM Contact", no_phone.to_owned()),
+        (
+            "SELECT Id, Opportunity.AccountId FROM OpportunityContactRole",
+            "No such column 'AccountId' on entity 'Opportunity'.".to_owned(),
+        ),
+    ] {
+        let (status, bulk) = send(
+            &http,
+            reqwest::Method::POST,
+            &jobs,
+            &token,
+            &json!({"operation": "queryAll", "query": query, "contentType": "CSV", "columnDelimiter": "COMMA", "lineEnding": "LF"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {bulk}");
+        assert_eq!(bulk[0]["errorCode"], "INVALID_FIELD", "{bulk}");
+        assert!(
+            bulk[0]["message"].as_str().is_some_and(|m| m.contains(&missing)),
+            "{bulk}"
+        );
+    }
+
+    // Records read through the API leave it out; the test handle still sees it.
+    let id = org.contact_id(0);
+    let (status, _, record) = get(&http, &format!("{data}/sobjects/Contact/{id}"), &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        record.get("Phone").is_none() && record.get("Email").is_some(),
+        "{record}"
+    );
+    assert!(org.record("Contact", &id).is_some_and(|r| r.get("Phone").is_some()));
+
+    // Read given back: the same query runs.
+    assert!(org.show_field("Contact", "Phone"));
+    let (status, _, rows) = get(&http, &soql(&base, "SELECT Id, Phone FROM Contact"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{rows}");
+    assert_eq!(rows["totalSize"], 6);
+}

@@ -8,8 +8,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use perly_domain::ids::WorkspaceId;
+use perly_domain::pulled_fields::HiddenField;
 use perly_domain::salesforce::SyncSettings;
-use perly_store::{PushStatus, SalesforceConnection, SalesforceSync};
+use perly_store::{ObjectState, PushStatus, SalesforceConnection, SalesforceSync};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -272,6 +273,29 @@ pub struct SyncStatus {
     pub current: Option<SalesforceSync>,
     /// The last ten runs, newest first.
     pub history: Vec<SalesforceSync>,
+    /// Fields the sync wants that the connected user cannot read
+    /// (field-level security), as each object's latest query found them,
+    /// with what Perly goes without (`effect`). Optional ones are left out
+    /// of the query and the rest is pulled; an `essential` one fails its
+    /// object. Per run: `current.objects[].hidden_fields`.
+    pub hidden_fields: Vec<HiddenField>,
+}
+
+/// For each object, the hidden fields of the newest run that got as far as
+/// querying it.
+fn latest_hidden_fields(history: &[SalesforceSync]) -> Vec<HiddenField> {
+    let mut out = Vec::new();
+    for object in perly_store::SYNC_OBJECTS {
+        let latest = history.iter().find_map(|run| {
+            run.objects
+                .iter()
+                .find(|o| o.object == object && o.state != ObjectState::Pending && o.skipped.is_none())
+        });
+        if let Some(p) = latest {
+            out.extend(p.hidden_fields.iter().cloned());
+        }
+    }
+    out
 }
 
 pub async fn status_of(state: &AppState, ws: WorkspaceId) -> Result<SyncStatus, ApiError> {
@@ -294,6 +318,7 @@ pub async fn status_of(state: &AppState, ws: WorkspaceId) -> Result<SyncStatus, 
         rows: current.as_ref().map_or(0, |s| s.rows),
         last_error: current.as_ref().and_then(|s| s.last_error.clone()),
         next_sync_at: conn.filter(|c| c.broken_reason.is_none()).map(|c| c.next_sync_at),
+        hidden_fields: latest_hidden_fields(&history),
         current,
         history,
     })

@@ -81,6 +81,9 @@ struct SalesforcePage {
     sync_error: String,
     next_sync: String,
     objects: Vec<ObjectRow>,
+    /// "Contact.Phone hidden: contacts show no phone", one per field the
+    /// sync could not read.
+    hidden_fields: Vec<String>,
     usage: String,
     paused_until: String,
     fields_state: String,
@@ -142,11 +145,12 @@ fn object_rows(status: &SyncStatus) -> Vec<ObjectRow> {
                 .iter()
                 .map(|o| ObjectRow {
                     object: o.object.clone(),
-                    state: match (o.state, &o.skipped) {
-                        (_, Some(_)) => "skipped (no read access)",
-                        (ObjectState::Pending, _) => "waiting",
-                        (ObjectState::Running, _) => "running",
-                        (ObjectState::Done, _) => "done",
+                    state: match (o.state, &o.skipped, &o.failed) {
+                        (_, Some(_), _) => "skipped (no read access)",
+                        (_, _, Some(_)) => "failed",
+                        (ObjectState::Pending, _, _) => "waiting",
+                        (ObjectState::Running, _, _) => "running",
+                        (ObjectState::Done, _, _) => "done",
                     },
                     rows: o.rows,
                     total: o.total.map(|t| t.to_string()).unwrap_or_default(),
@@ -217,6 +221,17 @@ async fn page(State(state): State<AppState>, user: CurrentUser, headers: HeaderM
         sync_error: status.last_error.clone().unwrap_or_default(),
         next_sync: status.next_sync_at.map(when).unwrap_or_default(),
         objects: object_rows(&status),
+        hidden_fields: status
+            .hidden_fields
+            .iter()
+            .map(|h| {
+                if h.essential {
+                    format!("{} ({} is not synced without it)", h.line(), h.object)
+                } else {
+                    h.line()
+                }
+            })
+            .collect(),
         usage: conn
             .as_ref()
             .and_then(|c| {

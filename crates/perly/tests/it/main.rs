@@ -28,6 +28,7 @@ mod portfolio;
 mod rescoring;
 mod salesforce;
 mod salesforce_crash;
+mod salesforce_fields;
 mod salesforce_push;
 mod scoring;
 mod secrets;
