@@ -154,3 +154,34 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable() -> perly_store::Error {
+        perly_store::Error::from(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after_on_the_api_and_the_pages() {
+        let api = ApiError::from(unreachable()).into_response();
+        assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            api.headers()[header::RETRY_AFTER],
+            DATABASE_RETRY_AFTER.to_string().as_str()
+        );
+        let page = crate::ui::UiError::from(unreachable()).into_response();
+        assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            page.headers()[header::RETRY_AFTER],
+            DATABASE_RETRY_AFTER.to_string().as_str()
+        );
+        // A query that fails is not an outage: no Retry-After.
+        let failed = ApiError::from(perly_store::Error::from(sqlx::Error::ColumnNotFound("x".into())));
+        assert_eq!(failed.retry_after, None);
+        assert_eq!(ApiError::from(unreachable()).code, "database_unavailable");
+    }
+}
