@@ -300,7 +300,9 @@ impl Deliverer {
         // The channel each task posts to: this worker's channels in flight,
         // which its claims leave out (their leases are its own).
         let mut tasks: HashMap<tokio::task::Id, ChannelId> = HashMap::new();
+        let mut backoff = perly_store::outage::Backoff::new("delivery");
         loop {
+            let mut pause = self.settings.poll;
             // Channels whose message is done may be claimed again at once.
             while let Some(done) = inflight.try_join_next_with_id() {
                 Self::finished(done, &mut tasks);
@@ -314,6 +316,7 @@ impl Deliverer {
                     .await
                 {
                     Ok(claimed) => {
+                        backoff.succeeded();
                         for c in claimed {
                             if busy.contains(&c.id) {
                                 // Only past the claim's limit on left-out ids.
@@ -331,7 +334,7 @@ impl Deliverer {
                             tasks.insert(task.id(), id);
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "delivery: claim failed, will retry"),
+                    Err(e) => pause = backoff.failed(&e).max(pause),
                 }
             }
             tokio::select! {
@@ -340,7 +343,7 @@ impl Deliverer {
                     Self::finished(done, &mut tasks);
                 }
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
         // Let posts in flight finish and be acknowledged (their leases would

@@ -148,16 +148,23 @@ impl Outbox {
 
     /// Works until cancelled, woken when scores are recorded or every `poll`.
     pub async fn run(self, now: Now, wake: Arc<Notify>, cancel: CancellationToken) {
+        let mut backoff = perly_store::outage::Backoff::new("salesforce outbox");
         loop {
-            match self.round(&now).await {
-                Ok(r) if r != OutboxStats::default() => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "salesforce outbox: store failed, will retry"),
-            }
+            let pause = match self.round(&now).await {
+                Ok(r) if r != OutboxStats::default() => {
+                    backoff.succeeded();
+                    continue;
+                }
+                Ok(_) => {
+                    backoff.succeeded();
+                    self.settings.poll
+                }
+                Err(e) => backoff.failed(&e).max(self.settings.poll),
+            };
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }

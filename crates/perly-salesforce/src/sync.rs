@@ -106,9 +106,12 @@ impl Syncer {
 
     /// Runs syncs until cancelled, woken by "Sync now" or a short poll.
     pub async fn run(self, now: Now, wake: Arc<Notify>, cancel: CancellationToken) {
+        let mut backoff = perly_store::outage::Backoff::new("salesforce sync");
         loop {
+            let mut pause = self.settings.poll;
             match self.store.claim_salesforce_sync(now(), self.settings.lease).await {
                 Ok(Some(claim)) => {
+                    backoff.succeeded();
                     let me = self.clone();
                     let now = now.clone();
                     // One run per task: a large org's first sync never holds up the others.
@@ -119,13 +122,13 @@ impl Syncer {
                     });
                     continue;
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "salesforce sync: claim failed, will retry"),
+                Ok(None) => backoff.succeeded(),
+                Err(e) => pause = backoff.failed(&e).max(pause),
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }

@@ -32,6 +32,7 @@ pub mod imports;
 pub mod migrations;
 pub mod model;
 pub mod ops;
+pub mod outage;
 pub mod portfolio;
 pub mod salesforce;
 pub mod salesforce_outbox;
@@ -75,6 +76,12 @@ pub enum Error {
     Invalid(String),
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// No connection to the database could be had or kept: the server is
+    /// down or restarting, the network is cut, the pool timed out waiting
+    /// for a connection. Transient by nature; callers answer 503 with
+    /// `Retry-After` (HTTP) or back off (workers). See [`is_unreachable`].
+    #[error("database unreachable")]
+    Unreachable(#[source] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// No configured secret key opens a stored value (the key changed).
@@ -93,8 +100,36 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => {
                 Self::Invalid(format!("the database refused a value: {}", d.message()))
             }
+            _ if is_unreachable(&e) => Self::Unreachable(e),
             _ => Self::Unavailable(e),
         }
+    }
+}
+
+/// Whether `e` says the database cannot be reached (rather than that a
+/// query failed): no connection within the pool's acquire timeout, an I/O
+/// or TLS error (connection refused, reset, closed), a closed pool, a
+/// crashed SQLite worker, or PostgreSQL's SQLSTATE class 08 (connection
+/// exception) and 57P01–57P03 (shutting down, restarting, starting up).
+pub fn is_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+impl Error {
+    /// Whether this is [`Error::Unreachable`]: a database outage, not a
+    /// failure of the work itself.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable(_))
     }
 }
 

@@ -234,7 +234,7 @@ impl crate::Error {
     /// the log.
     pub fn summary(&self) -> &'static str {
         match self {
-            Self::Unavailable(e) => match e {
+            Self::Unavailable(e) | Self::Unreachable(e) => match e {
                 sqlx::Error::Io(_) | sqlx::Error::Tls(_) => "cannot connect",
                 sqlx::Error::PoolTimedOut => "no connection available",
                 sqlx::Error::PoolClosed => "connection pool closed",

@@ -8,6 +8,10 @@ use axum::Json;
 use perly_domain::FieldError;
 use serde::Serialize;
 
+/// Seconds a client is told to wait (`Retry-After`) while the database
+/// cannot be reached.
+pub const DATABASE_RETRY_AFTER: u64 = 5;
+
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -15,7 +19,7 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub field: Option<String>,
-    /// Seconds to wait, sent as `Retry-After` (429 answers).
+    /// Seconds to wait, sent as `Retry-After` (429 and 503 answers).
     pub retry_after: Option<u64>,
 }
 
@@ -71,6 +75,19 @@ impl ApiError {
         }
     }
 
+    /// 503 `database_unavailable`, with `Retry-After`: the database cannot
+    /// be reached (an outage, a restart); the client should try again.
+    pub fn database_unavailable() -> Self {
+        Self {
+            retry_after: Some(DATABASE_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database cannot be reached; try again shortly",
+            )
+        }
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,6 +116,10 @@ impl From<perly_store::Error> for ApiError {
             E::NotFound => Self::not_found("resource"),
             E::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             E::Invalid(m) => Self::bad_request("invalid", m),
+            E::Unreachable(ref source) => {
+                tracing::warn!(error = %source, "database unreachable; answering 503");
+                Self::database_unavailable()
+            }
             E::Unavailable(ref source) => {
                 tracing::error!(error = %source, "database unavailable");
                 Self::new(
@@ -131,5 +152,36 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable() -> perly_store::Error {
+        perly_store::Error::from(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after_on_the_api_and_the_pages() {
+        let api = ApiError::from(unreachable()).into_response();
+        assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            api.headers()[header::RETRY_AFTER],
+            DATABASE_RETRY_AFTER.to_string().as_str()
+        );
+        let page = crate::ui::UiError::from(unreachable()).into_response();
+        assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            page.headers()[header::RETRY_AFTER],
+            DATABASE_RETRY_AFTER.to_string().as_str()
+        );
+        // A query that fails is not an outage: no Retry-After.
+        let failed = ApiError::from(perly_store::Error::from(sqlx::Error::ColumnNotFound("x".into())));
+        assert_eq!(failed.retry_after, None);
+        assert_eq!(ApiError::from(unreachable()).code, "database_unavailable");
     }
 }

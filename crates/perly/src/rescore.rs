@@ -209,6 +209,9 @@ impl Rescorer {
                 match self.slice(ws, card, now(), &mut stats).await {
                     Ok(Some(card)) => next.push((ws, Some(card))),
                     Ok(None) => {}
+                    // An outage fails every workspace alike: the pass stops
+                    // and the loop backs off (one log line, not one per workspace).
+                    Err(e) if e.is_unreachable() => return Err(e),
                     Err(e) => {
                         stats.failed_workspaces += 1;
                         self.metrics.failures.inc();
@@ -314,6 +317,7 @@ impl Rescorer {
         // The first sweep waits a minute: at start-up the writer belongs to
         // work that is waiting (a sweep touches every workspace).
         let mut last_sweep: Option<DateTime<Utc>> = Some(clock.now() - chrono::Duration::minutes(59));
+        let mut backoff = perly_store::outage::Backoff::new("rescoring");
         loop {
             let now = clock.now();
             if last_sweep.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
@@ -325,15 +329,20 @@ impl Rescorer {
                 last_sweep = Some(now);
             }
             let read = || clock.now();
-            match self.pass(&read).await {
-                Ok(s) if s.scored > 0 => tracing::debug!(scored = s.scored, alerts = s.alerts, "rescoring pass"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "rescoring pass failed, will retry"),
-            }
+            let pause = match self.pass(&read).await {
+                Ok(s) => {
+                    backoff.succeeded();
+                    if s.scored > 0 {
+                        tracing::debug!(scored = s.scored, alerts = s.alerts, "rescoring pass");
+                    }
+                    poll
+                }
+                Err(e) => backoff.failed(&e).max(poll),
+            };
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }

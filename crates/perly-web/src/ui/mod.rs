@@ -188,6 +188,8 @@ pub enum UiError {
         minutes: i64,
     },
     Internal,
+    /// The database cannot be reached: 503 with `Retry-After`.
+    Unavailable,
 }
 
 impl From<perly_store::Error> for UiError {
@@ -195,6 +197,10 @@ impl From<perly_store::Error> for UiError {
         match e {
             perly_store::Error::NotFound => Self::NotFound,
             perly_store::Error::Invalid(m) => Self::BadRequest(m),
+            perly_store::Error::Unreachable(source) => {
+                tracing::warn!(error = %source, "database unreachable on a page; answering 503");
+                Self::Unavailable
+            }
             other => {
                 tracing::error!(error = %other, "store error on a page");
                 Self::Internal
@@ -205,6 +211,7 @@ impl From<perly_store::Error> for UiError {
 
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
+        let retry_after = matches!(self, Self::Unavailable);
         let (status, heading, text) = match self {
             Self::SignIn { next } => {
                 let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
@@ -227,6 +234,11 @@ impl IntoResponse for UiError {
                 "Something went wrong",
                 "Something went wrong on our side. Try again in a moment.".to_owned(),
             ),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                "Perly cannot reach its database right now. Try again in a few seconds.".to_owned(),
+            ),
         };
         let page = MessagePage {
             nav: None,
@@ -234,10 +246,17 @@ impl IntoResponse for UiError {
             heading: heading.to_owned(),
             text,
         };
-        match page.render() {
+        let mut response = match page.render() {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => (status, heading).into_response(),
+        };
+        if retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::error::DATABASE_RETRY_AFTER),
+            );
         }
+        response
     }
 }
 

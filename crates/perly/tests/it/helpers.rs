@@ -216,6 +216,13 @@ pub async fn spawn_app_with_settings_and_standins(tweak: &dyn Fn(&mut Settings))
     spawn_full(false, true, None, tweak).await
 }
 
+/// As [`spawn_app_with_workers_and_standins`], on `database_url` (a
+/// database the test brings, e.g. its own PostgreSQL server).
+pub async fn spawn_app_with_workers_and_standins_on(database_url: String, tweak: &dyn Fn(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_full_on(dir, database_url, true, true, None, tweak).await
+}
+
 async fn spawn_full(
     worker: bool,
     with_standins: bool,
@@ -224,6 +231,17 @@ async fn spawn_full(
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(&dir).await;
+    spawn_full_on(dir, database_url, worker, with_standins, org, tweak).await
+}
+
+async fn spawn_full_on(
+    dir: tempfile::TempDir,
+    database_url: String,
+    worker: bool,
+    with_standins: bool,
+    org: Option<(OrgSpec, bool)>,
+    tweak: &dyn Fn(&mut Settings),
+) -> TestApp {
     let mut settings = test_settings(database_url.clone(), worker);
     let salesforce = match org {
         Some((org, swapped)) => {

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod commands;
 mod crash;
+mod database_outage;
 mod delivery;
 mod demo;
 mod helpers;

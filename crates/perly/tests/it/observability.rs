@@ -499,7 +499,13 @@ async fn readyz_is_503_within_its_timeout_when_the_database_never_answers() {
     });
     let running = serve_unreachable(&format!("postgres://postgres@127.0.0.1:{port}/perly")).await;
     let body = assert_not_ready(&format!("http://{}", running.addr)).await;
-    assert_eq!(body["problems"][0]["error"], "did not answer within 2 s", "{body}");
+    // The pool's acquire timeout (2 s on PostgreSQL) and the check's own
+    // (2 s) run out together: either names the hang.
+    let error = body["problems"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        ["did not answer within 2 s", "no connection available"].contains(&error),
+        "{body}"
+    );
     running.stop().await;
     drop(held);
 }
