@@ -899,31 +899,16 @@ impl SqlStore {
                     .bind(state.clone());
             }
             q.execute(&mut *tx).await?;
-            // History keeps verdicts only: a score on too little data is no
-            // point of the chart and no baseline.
-            let verdicts: Vec<_> = chunk.iter().filter_map(|c| c.2.map(|risk| (c, risk))).collect();
-            if verdicts.is_empty() {
-                continue;
-            }
-            let sql = format!(
-                "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES {} \
-                 ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level \
-                 WHERE score_history.workspace_id = excluded.workspace_id",
-                value_rows(1, verdicts.len(), 5)
-            );
-            let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql);
-            for ((cid, score, _, _, _, _), risk) in verdicts {
-                q = q
-                    .bind(ws_s.clone())
-                    .bind(cid.clone())
-                    .bind(hour)
-                    .bind(*score)
-                    .bind(risk);
-            }
-            q.execute(&mut *tx).await?;
         }
-        for chunk in past.chunks(CHUNK) {
+        // History keeps verdicts only: a score on too little data is no
+        // point of the chart and no baseline. Each customer's verdict now,
+        // then the past days replayed from an import.
+        let mut history: Vec<_> = scored
+            .iter()
+            .filter_map(|c| c.2.map(|risk| (c.0.clone(), hour, c.1, risk)))
+            .collect();
+        history.append(&mut past);
+        for chunk in history.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO score_history (workspace_id, customer_id, at, score, risk_level) VALUES {} \
                  ON CONFLICT (customer_id, at) DO UPDATE SET score = excluded.score, risk_level = excluded.risk_level \
