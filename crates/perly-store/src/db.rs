@@ -199,6 +199,13 @@ fn sqlite_url(url: &str) -> Result<String> {
 /// is a queue, and waiting in it is not an outage.
 pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a SQLite connection waits for a lock another process holds (a
+/// `perly` command, a `sqlite3` shell, a backup tool) before giving up with
+/// SQLITE_BUSY, which the API answers with 503 and `Retry-After`
+/// ([`crate::Error::Unreachable`]). Perly's own writes never wait on it:
+/// they go through the one writer connection, and WAL readers do not block it.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The writer's settings on top of the shared ones, for bulk writes (a
 /// Salesforce sync's pages of 1,000 rows, event batches). Measured on a
 /// 300,000-account initial sync, 73.6 s instead of 92.1 s:
@@ -232,7 +239,8 @@ pub async fn open(url: &str) -> Result<Pools> {
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute(format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_TIMEOUT.as_millis()).as_str())
+                                .await?;
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;

@@ -109,7 +109,8 @@ impl From<sqlx::Error> for Error {
 /// Whether `e` says the database cannot be reached (rather than that a
 /// query failed): no connection within the pool's acquire timeout, an I/O
 /// or TLS error (connection refused, reset, closed), a closed pool, a
-/// crashed SQLite worker, or PostgreSQL's SQLSTATE class 08 (connection
+/// crashed SQLite worker, a SQLite file another process keeps locked, or
+/// PostgreSQL's SQLSTATE class 08 (connection
 /// exception) and 57P01–57P03 (shutting down, restarting, starting up).
 pub fn is_unreachable(e: &sqlx::Error) -> bool {
     match e {
@@ -118,11 +119,25 @@ pub fn is_unreachable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
+        sqlx::Error::Database(d) => match d.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+            Some(sqlite) => is_sqlite_busy(sqlite),
+            None => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
+        },
         _ => false,
     }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED (with any extended code): another process
+/// held the database file locked for longer than the connection's busy
+/// timeout ([`db::SQLITE_BUSY_TIMEOUT`]), a `sqlite3` shell inside a
+/// transaction, say. As for an outage, the answer is to try again later.
+fn is_sqlite_busy(e: &sqlx::sqlite::SqliteError) -> bool {
+    use sqlx::error::DatabaseError;
+    e.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 impl Error {
@@ -167,6 +182,12 @@ pub trait Store: Accounts + Deliveries + Imports + Ops + Portfolio + Secrets + S
     // Scoring.
     /// Leases up to `limit` customers that need rescoring.
     async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>>;
+    /// Gives back the leases a [`Store::claim_rescore`] made at `claimed_at`
+    /// took, when the work that followed failed (a database outage between
+    /// the claim and [`Store::record_scores`], say): those customers are
+    /// claimable again at once instead of when the lease runs out. Returns
+    /// how many leases were given back.
+    async fn release_rescore(&self, ws: WorkspaceId, claimed_at: DateTime<Utc>) -> Result<u64>;
     /// Writes scores, history and alerts in one transaction and clears the
     /// dirty mark of customers whose rollup did not change meanwhile.
     /// Returns how many alerts were new.

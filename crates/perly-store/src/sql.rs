@@ -1055,6 +1055,18 @@ impl Store for SqlStore {
         retry_conflicts(|| self.claim_rescore_once(ws, limit, now)).await
     }
 
+    async fn release_rescore(&self, ws: WorkspaceId, claimed_at: DateTime<Utc>) -> Result<u64> {
+        // A claim at `claimed_at` set `lease_until` to this exact value; the
+        // rows that still hold it are that claim's (a later claim of the same
+        // row, after the lease ran out, set another value).
+        let done = sqlx::query("UPDATE rollups SET lease_until = NULL WHERE workspace_id = $1 AND lease_until = $2")
+            .bind(ws.to_string())
+            .bind(ms(claimed_at) + LEASE_MS)
+            .execute(&self.pools.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn record_scores_tallied(
         &self,
         ws: WorkspaceId,

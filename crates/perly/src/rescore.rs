@@ -134,6 +134,9 @@ impl RescoreMetrics {
     }
 }
 
+/// A claim whose batch failed: its workspace and when it was made.
+type FailedClaim = (WorkspaceId, DateTime<Utc>);
+
 #[derive(Clone)]
 pub struct Rescorer {
     store: Arc<dyn Store>,
@@ -143,6 +146,9 @@ pub struct Rescorer {
     delivery: Option<Arc<Notify>>,
     /// Woken whenever scores are recorded (the Salesforce outbox).
     scores: Option<Arc<Notify>>,
+    /// Claims whose work failed after the claim (workspace, claimed at),
+    /// given back at the start of the next pass.
+    unreleased: Arc<std::sync::Mutex<Vec<FailedClaim>>>,
 }
 
 impl Rescorer {
@@ -153,6 +159,7 @@ impl Rescorer {
             metrics: Arc::default(),
             delivery: None,
             scores: None,
+            unreleased: Arc::default(),
         }
     }
 
@@ -196,6 +203,7 @@ impl Rescorer {
     /// a long pass stamps scores with the time they were computed.
     async fn pass(&self, now: &(dyn Fn() -> DateTime<Utc> + Sync)) -> perly_store::Result<PassStats> {
         let mut stats = PassStats::default();
+        self.release_failed_claims().await?;
         let mut active: Vec<(WorkspaceId, Option<Arc<Scorecard>>)> = self
             .store
             .workspaces_to_rescore()
@@ -259,6 +267,43 @@ impl Rescorer {
             Some(card) => card,
             None => Arc::new(self.store.scorecard(ws).await?),
         };
+        let scored = self.claim_and_score(ws, &card, at).await;
+        if matches!(&scored, Err(e) if e.is_unreachable()) {
+            // The claim may have committed (its leases held) even if its
+            // answer or the work after it failed: give it back once the
+            // database answers, instead of leaving those customers to wait
+            // out the lease. (Other failures keep their lease, so a batch
+            // that cannot be scored is not retried on every pass.)
+            self.unreleased.lock().unwrap_or_else(|e| e.into_inner()).push((ws, at));
+        }
+        let Some((recorded, scored, full)) = scored? else {
+            return Ok(None);
+        };
+        stats.scored += scored;
+        self.metrics.scored.inc_by(scored as u64);
+        self.metrics.recorded(&recorded);
+        let alerts = recorded.total();
+        if let Some(s) = &self.scores {
+            s.notify_one();
+        }
+        if alerts > 0 {
+            if let Some(d) = &self.delivery {
+                d.notify_one();
+            }
+        }
+        stats.alerts += alerts;
+        Ok(full.then_some(card))
+    }
+
+    /// Claims a batch of `ws`, scores it and records the scores: what was
+    /// recorded, how many customers were scored and whether the batch was
+    /// full; `None` when nobody is waiting.
+    async fn claim_and_score(
+        &self,
+        ws: WorkspaceId,
+        card: &Arc<Scorecard>,
+        at: DateTime<Utc>,
+    ) -> perly_store::Result<Option<(RecordedAlerts, usize, bool)>> {
         let claimed = self.store.claim_rescore(ws, self.batch, at).await?;
         if claimed.is_empty() {
             return Ok(None);
@@ -273,21 +318,34 @@ impl Rescorer {
         })
         .await
         .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
-        stats.scored += results.len();
         let recorded = self.store.record_scores_tallied(ws, &results, at).await?;
-        self.metrics.scored.inc_by(results.len() as u64);
-        self.metrics.recorded(&recorded);
-        let alerts = recorded.total();
-        if let Some(s) = &self.scores {
-            s.notify_one();
-        }
-        if alerts > 0 {
-            if let Some(d) = &self.delivery {
-                d.notify_one();
+        Ok(Some((recorded, results.len(), full)))
+    }
+
+    /// Gives back the leases of claims whose work failed (see
+    /// [`Store::release_rescore`]); those still failing stay for the next pass.
+    async fn release_failed_claims(&self) -> perly_store::Result<()> {
+        let failed = std::mem::take(&mut *self.unreleased.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut left = Vec::new();
+        let mut error = None;
+        for (ws, at) in failed {
+            if error.is_some() {
+                left.push((ws, at));
+                continue;
+            }
+            match self.store.release_rescore(ws, at).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(workspace_id = %ws, customers = n, "gave back the rescoring leases of a failed batch")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    left.push((ws, at));
+                    error = Some(e);
+                }
             }
         }
-        stats.alerts += alerts;
-        Ok(full.then_some(card))
+        self.unreleased.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
+        error.map_or(Ok(()), Err)
     }
 
     /// Marks customers not scored within `after` for rescoring.

@@ -7,7 +7,10 @@
 //! again, the workers resume without a restart (an event sent then is
 //! scored and its alert reaches Slack) and no accepted event is lost.
 //!
-//! It runs whatever `PERLY_TEST_DATABASE_URL` says, and fails (does not
+//! A second test does the same for a SQLite file another process keeps
+//! locked.
+//!
+//! The first runs whatever `PERLY_TEST_DATABASE_URL` says, and fails (does not
 //! skip) when the PostgreSQL binaries are missing: set `PERLY_TEST_PG_BIN`
 //! to their folder if they are not in `/usr/lib/postgresql/15/bin`.
 
@@ -213,7 +216,7 @@ async fn post_events(
     answer
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_answers_503_quickly_and_everything_resumes_by_itself() {
     let pg = PrivatePostgres::init();
     pg.start();
@@ -374,4 +377,46 @@ async fn a_postgres_outage_answers_503_quickly_and_everything_resumes_by_itself(
         down.len(),
         sent.elapsed()
     );
+}
+
+/// SQLite's counterpart: another process (a `sqlite3` shell in a
+/// transaction, say) holds the database file's write lock. Writes wait for it
+/// up to the busy timeout, then answer 503 `database_unavailable` with
+/// `Retry-After` instead of a bare 503 after 10 s; once the lock is gone,
+/// writes succeed again. Runs on SQLite whatever the suite's backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_locked_by_another_process_answers_503_with_retry_after() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("perly.db");
+    let app = spawn_app_with_workers_and_standins_on(format!("sqlite://{}", path.display()), &|_| {}).await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme Corp"}]))
+        .await;
+
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("a second connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("take the write lock");
+
+    let client = reqwest::Client::new();
+    let ids = vec!["locked-1".to_owned()];
+    let a = post_events(&client, &app.base, &app.key, &ids, app.now()).await;
+    assert_eq!(a.status, Some(503), "{a:?}");
+    assert_eq!(a.code.as_deref(), Some("database_unavailable"), "{a:?}");
+    assert!(a.retry_after.is_some(), "no Retry-After: {a:?}");
+    assert!(a.took < Duration::from_secs(6), "took {:?}", a.took);
+    // Reads do not need the write lock.
+    let (status, _) = app.get("/api/v1/customers").await;
+    assert_eq!(status, 200);
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("release the lock");
+    let a = post_events(&client, &app.base, &app.key, &ids, app.now()).await;
+    assert_eq!(a.status, Some(200), "{a:?}");
+    assert_eq!(a.accepted, ids);
 }

@@ -335,3 +335,31 @@ async fn a_scorecard_saved_during_a_rescoring_pass_is_not_lost() {
         .expect("record");
     assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 1);
 }
+
+#[tokio::test]
+async fn a_failed_batch_gives_its_leases_back_and_only_its_own() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "a", "name": "A"}, {"external_id": "b", "name": "B"}]))
+        .await;
+    app.events(vec![
+        event("a1", "a", app.now(), json!({"type": "nps_response", "score": 8})),
+        event("b1", "b", app.now(), json!({"type": "nps_response", "score": 8})),
+    ])
+    .await;
+    // A batch claims both customers, then fails before recording (the
+    // database went away): while its lease holds, nobody may take them...
+    let at = app.now();
+    assert_eq!(app.store.claim_rescore(app.ws, 10, at).await.expect("claim").len(), 2);
+    assert!(app.store.claim_rescore(app.ws, 10, at).await.expect("claim").is_empty());
+    // ...a release for another claim time gives nothing back...
+    let other = at - chrono::Duration::seconds(1);
+    assert_eq!(app.store.release_rescore(app.ws, other).await.expect("release"), 0);
+    // ...its own release makes them claimable at once, not a lease later.
+    assert_eq!(app.store.release_rescore(app.ws, at).await.expect("release"), 2);
+    let again = app.store.claim_rescore(app.ws, 10, at).await.expect("claim");
+    assert_eq!(again.len(), 2, "claimable again right after the release");
+    // A release in another workspace touches nothing here.
+    let (other_ws, _) = app.other_workspace("Other Co").await;
+    assert_eq!(app.store.release_rescore(other_ws, at).await.expect("release"), 0);
+    assert!(app.store.claim_rescore(app.ws, 10, at).await.expect("claim").is_empty());
+}
