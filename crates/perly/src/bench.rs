@@ -163,6 +163,20 @@ async fn bench_store(url: Option<String>, dir: &tempfile::TempDir) -> anyhow::Re
     Ok((settings, store))
 }
 
+/// A scorecard where billing health is everything: one failed billing
+/// retry is enough data for a verdict, and raises one alert (the delivery
+/// benchmarks measure delivery, not the coverage rule).
+fn billing_only_scorecard() -> perly_domain::scorecard::Scorecard {
+    use perly_domain::scorecard::{MeasureKind, Scorecard};
+    let mut card = Scorecard::default();
+    for (kind, m) in card.measures.iter_mut() {
+        if *kind != MeasureKind::BillingHealth {
+            m.weight = 0.0;
+        }
+    }
+    card
+}
+
 fn customers(n: usize, prefix: &str) -> Vec<CustomerInput> {
     (0..n)
         .map(|i| CustomerInput {

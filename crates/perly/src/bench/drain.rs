@@ -25,7 +25,6 @@ use perly_domain::alerts::AlertKind;
 use perly_domain::channels::{ChannelRules, Platform, StormGuard};
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::{Event, EventKind};
-use perly_domain::scorecard::{MeasureKind, Scorecard};
 use perly_standins::{DiscordStandin, OAuthApp, Received, SlackStandin};
 use perly_store::{IngestMode, NewChannel};
 use serde_json::json;
@@ -75,15 +74,9 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: DrainArgs) -> 
     let setup = Instant::now();
     let now = Utc::now();
     let ws = store.create_workspace("Drain bench", now).await?;
-    // Billing health is the whole scorecard: a failed retry alone is
-    // enough data for a verdict, and an alert.
-    let mut card = Scorecard::default();
-    for (kind, m) in card.measures.iter_mut() {
-        if *kind != MeasureKind::BillingHealth {
-            m.weight = 0.0;
-        }
-    }
-    store.set_scorecard(ws.id, &card, now).await?;
+    store
+        .set_scorecard(ws.id, &super::billing_only_scorecard(), now)
+        .await?;
     let platforms: Vec<Platform> = match a.platform.as_str() {
         "slack" => vec![Platform::Slack],
         "discord" => vec![Platform::Discord],

@@ -177,6 +177,24 @@ fn perly_bench_runs_at_a_small_size() {
     assert!(ingest.contains("accepted:            2000 events"), "{ingest}");
     let rescore = run(&["bench", "rescore", "--customers", "200"]);
     assert!(rescore.contains("200 customers with 90 days of history"), "{rescore}");
+    // Every alert of the delivery bench reaches the stand-ins (it fails
+    // when none does).
+    let delivery = run(&[
+        "bench",
+        "delivery",
+        "--workspaces",
+        "5",
+        "--rate",
+        "10",
+        "--seconds",
+        "2",
+        "--platform",
+        "mixed",
+    ]);
+    assert!(
+        delivery.contains("20 alert messages expected, 20 received"),
+        "{delivery}"
+    );
 }
 
 /// `perly standin salesforce` serves a generated org and says where, as one
