@@ -178,12 +178,13 @@ fn perly_bench_runs_at_a_small_size() {
     let rescore = run(&["bench", "rescore", "--customers", "200"]);
     assert!(rescore.contains("200 customers with 90 days of history"), "{rescore}");
     // Every alert of the delivery bench reaches the stand-ins (it fails
-    // when none does).
+    // when none does), 20 on one channel: more than the default storm
+    // guard lets through, which the bench sets out of reach.
     let delivery = run(&[
         "bench",
         "delivery",
         "--workspaces",
-        "5",
+        "1",
         "--rate",
         "10",
         "--seconds",
