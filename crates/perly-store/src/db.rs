@@ -216,7 +216,11 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(3);
 ///   copied into the database once per checkpoint, not once per commit.
 ///   The WAL file grows to that size between checkpoints; the wal-index
 ///   read by the readers stays under 1 MB.
-const WRITER_PRAGMAS: &[&str] = &["PRAGMA temp_store = MEMORY", "PRAGMA wal_autocheckpoint = 20000"];
+const WRITER_PRAGMAS: &[&str] = &[
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA wal_autocheckpoint = 20000",
+    "PRAGMA cache_size = -65536",
+];
 
 /// Opens the pools and runs migrations.
 pub async fn connect(url: &str) -> Result<Pools> {

@@ -137,6 +137,26 @@ pub struct RescoreInput {
     pub state: AlertState,
     /// The import whose data waits to be scored; `None` for live data.
     pub import: Option<ImportId>,
+    /// The customer's events stored since `rollup` was last folded: ingest
+    /// only appends events, and each is folded in once, before the
+    /// customer's next score ([`RescoreInput::fold`]).
+    pub unfolded: Vec<perly_domain::event::Event>,
+    /// The newest stored event (`events.seq`) in `rollup` once `unfolded`
+    /// is folded in.
+    pub through: i64,
+}
+
+impl RescoreInput {
+    /// Folds the events stored since the rollup was last folded into it.
+    /// Returns whether the rollup changed (and is to be stored again).
+    pub fn fold(&mut self) -> bool {
+        if self.unfolded.is_empty() {
+            return false;
+        }
+        self.rollup.apply_all(&self.unfolded);
+        self.unfolded = Vec::new();
+        true
+    }
 }
 
 /// The outcome of rescoring one customer.
@@ -153,6 +173,9 @@ pub struct RescoreResult {
     pub news: Vec<bool>,
     /// Verdicts of past days replayed from an import, for the chart.
     pub past: Vec<perly_domain::replay::PastScore>,
+    /// The rollup with the new events folded in, to store, and the newest
+    /// event in it; `None` when no new event was folded.
+    pub folded: Option<(Rollup, i64)>,
 }
 
 /// Sort orders of the customer list.

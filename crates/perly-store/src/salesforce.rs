@@ -867,7 +867,8 @@ impl SqlStore {
             external_of.insert(r.sf_id.clone(), r.external_id.clone());
         }
         let live: Vec<&PulledAccount> = rows.iter().filter(|r| !r.deleted).collect();
-        let empty = crate::sql::encode_rollup(&perly_domain::rollup::Rollup::default())?;
+        // The rollup itself lives in `rollup_blobs`, made when first folded.
+        let empty: Vec<u8> = Vec::new();
         let import = running_import(&mut tx, ws).await?.map(|id| id.to_string());
         for chunk in live.chunks(CHUNK) {
             let sql = format!(

@@ -319,42 +319,6 @@ pub(crate) fn alert_from(row: &AnyRow) -> Result<AlertRecord> {
 }
 
 impl SqlStore {
-    /// Loads rollups of `ids` inside a write transaction, locking them on PostgreSQL.
-    async fn lock_rollups(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        ws: WorkspaceId,
-        ids: &[CustomerId],
-    ) -> Result<HashMap<CustomerId, Rollup>> {
-        let mut out = HashMap::new();
-        for chunk in ids.chunks(IN_CHUNK) {
-            let inner = format!(
-                "SELECT customer_id, {} AS data FROM rollups WHERE workspace_id = $1 AND customer_id IN ({}) \
-                 ORDER BY customer_id{}",
-                self.dialect().hex("data"),
-                params(2, chunk.len()),
-                self.dialect().for_update()
-            );
-            let sql = self
-                .dialect()
-                .positional(self.dialect().json_rows(&inner, "customer_id, data"));
-            let mut q = sqlx::query(&sql).bind(ws.to_string());
-            for id in chunk {
-                q = q.bind(id.to_string());
-            }
-            for (id, data) in fetch_json_rows::<(String, String)>(q, tx).await? {
-                let id: CustomerId = parse("customer id", &id)?;
-                let data = hex::decode(&data).map_err(|e| corrupt("rollup", e))?;
-                let rollup = match decode_rollup(&data) {
-                    Some(r) => r,
-                    None => self.rebuild_rollup(tx, ws, id).await?,
-                };
-                out.insert(id, rollup);
-            }
-        }
-        Ok(out)
-    }
-
     /// The id of a live customer.
     async fn customer_id(&self, ws: WorkspaceId, external_id: &str) -> Result<Option<CustomerId>> {
         let row = sqlx::query(
@@ -391,31 +355,6 @@ impl SqlStore {
             q.fetch_all(&mut **tx).await?;
         }
         Ok(())
-    }
-
-    /// Folds all of a customer's stored events again (when the cached rollup
-    /// cannot be read, e.g. after a format change).
-    async fn rebuild_rollup(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        ws: WorkspaceId,
-        id: CustomerId,
-    ) -> Result<Rollup> {
-        tracing::warn!(customer_id = %id, "rebuilding rollup from stored events");
-        let rows = sqlx::query("SELECT payload FROM events WHERE workspace_id = $1 AND customer_id = $2")
-            .bind(ws.to_string())
-            .bind(id.to_string())
-            .fetch_all(&mut **tx)
-            .await?;
-        let events = rows
-            .iter()
-            .map(|row| {
-                serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))
-            })
-            .collect::<Result<Vec<Event>>>()?;
-        let mut rollup = Rollup::default();
-        rollup.apply_all(&events);
-        Ok(rollup)
     }
 
     async fn resolve_customers(
@@ -463,7 +402,8 @@ impl SqlStore {
         let mut existing: Vec<CustomerId> = known.values().copied().collect();
         existing.sort();
         self.lock_rollup_rows(&mut tx, ws, &existing).await?;
-        let empty = encode_rollup(&Rollup::default())?;
+        // The rollup itself lives in `rollup_blobs`, made when first folded.
+        let empty: Vec<u8> = Vec::new();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let seats = row.seats_purchased.map(i64::from);
@@ -545,14 +485,17 @@ impl SqlStore {
         let ws_s = ws.to_string();
         let received = ms(now);
         // Same lock order as rescoring and upserts: the rollups first, by
-        // id. Then the ids not stored yet are the new ones: exactly on
-        // SQLite (one writer); on PostgreSQL the insert also says which rows
-        // it stored, since a transaction for other customers may store one
-        // of the same ids meanwhile.
+        // id. Locking a customer's row before storing its events also makes
+        // its events commit in `seq` order on PostgreSQL (the rescoring
+        // worker folds each customer's events after the newest it folded).
+        // Then the ids not stored yet are the new ones: exactly on SQLite
+        // (one writer); on PostgreSQL the insert also says which rows it
+        // stored, since a transaction for other customers may store one of
+        // the same ids meanwhile.
         let mut ids: Vec<CustomerId> = rows.iter().map(|(cid, _)| *cid).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut rollups = self.lock_rollups(tx, ws, &ids).await?;
+        self.lock_rollup_rows(tx, ws, &ids).await?;
         let mut inserted: HashSet<String> = rows.iter().map(|(_, e)| e.id.clone()).collect();
         let wanted: Vec<&str> = inserted.iter().map(String::as_str).collect();
         let mut stored = Vec::new();
@@ -621,15 +564,14 @@ impl SqlStore {
             by_customer.entry(*cid).or_default().push(e);
         }
 
-        // Fold the new events into their customers' rollups. A customer
-        // whose new events are all history waits to be scored as part of an
-        // import (live data for it, now or already waiting, wins; a new
-        // customer's empty rollup, version 0, waits for no live data).
-        let mut encoded = Vec::with_capacity(by_customer.len());
+        // Mark the customers with new events for rescoring (which folds the
+        // events into their rollups). A customer whose new events are all
+        // history waits to be scored as part of an import (live data for
+        // it, now or already waiting, wins; a new customer's empty rollup,
+        // version 0, waits for no live data).
+        let mut marks = Vec::with_capacity(by_customer.len());
         let mut events_import: Option<String> = None;
         for (cid, evs) in &by_customer {
-            let rollup = rollups.entry(*cid).or_default();
-            rollup.apply_all(evs.iter().copied());
             let import = match &origin {
                 Origin::Import(id) => Some(id.to_string()),
                 Origin::Live if evs.iter().any(|e| !perly_domain::imports::is_late(e.occurred_at, now)) => None,
@@ -642,24 +584,23 @@ impl SqlStore {
                     }
                 },
             };
-            encoded.push((cid.to_string(), encode_rollup(rollup)?, import));
+            marks.push((cid.to_string(), import));
         }
-        for chunk in encoded.chunks(CHUNK) {
-            // Each row carries (customer, data, now, workspace, import): parameters in order.
+        for chunk in marks.chunks(CHUNK) {
+            // Each row carries (customer, now, workspace, import): parameters in order.
             let sql = format!(
-                "UPDATE rollups SET data = v.column2, version = version + 1, dirty = 1, \
-                 dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.column3 END, updated_at = v.column3, \
-                 dirty_import = CASE WHEN v.column5 IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL \
-                 AND rollups.version > 0) THEN NULL ELSE v.column5 END, last_import = COALESCE(v.column5, rollups.last_import) \
-                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = v.column4 AND rollups.customer_id = v.column1",
-                value_rows(1, chunk.len(), 5)
+                "UPDATE rollups SET version = version + 1, dirty = 1, \
+                 dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.column2 END, updated_at = v.column2, \
+                 dirty_import = CASE WHEN v.column4 IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL \
+                 AND rollups.version > 0) THEN NULL ELSE v.column4 END, last_import = COALESCE(v.column4, rollups.last_import) \
+                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = v.column3 AND rollups.customer_id = v.column1",
+                value_rows(1, chunk.len(), 4)
             );
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
-            for (cid, data, import) in chunk {
+            for (cid, import) in chunk {
                 q = q
                     .bind(cid.clone())
-                    .bind(data.clone())
                     .bind(received)
                     .bind(ws_s.clone())
                     .bind(import.clone());
@@ -740,8 +681,9 @@ impl SqlStore {
         let mut out = Vec::with_capacity(claimed.len());
         for chunk in claimed.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT r.customer_id, r.version, r.data, r.dirty_import, c.plan, c.seats_purchased, s.alert_state \
-                 FROM rollups r JOIN customers c ON c.id = r.customer_id \
+                "SELECT r.customer_id, r.version, b.data, b.folded_seq, r.dirty_import, c.plan, c.seats_purchased, \
+                 s.alert_state FROM rollups r JOIN customers c ON c.id = r.customer_id \
+                 LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
                  LEFT JOIN customer_scores s ON s.customer_id = r.customer_id AND s.workspace_id = $1 \
                  WHERE r.workspace_id = $2 AND c.workspace_id = $3 AND r.customer_id IN ({})",
                 params(4, chunk.len())
@@ -754,17 +696,23 @@ impl SqlStore {
             for id in chunk {
                 q = q.bind(id.clone());
             }
+            let first = out.len();
+            // Customers whose stored rollup cannot be read (a format change)
+            // fold all their events again.
+            let mut refold = Vec::new();
             for row in q.fetch_all(&self.pools.read).await? {
-                let data: Vec<u8> = row.try_get("data")?;
                 let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
-                let rollup = match decode_rollup(&data) {
-                    Some(r) => r,
-                    None => {
-                        let mut tx = self.pools.write.begin().await?;
-                        let r = self.rebuild_rollup(&mut tx, ws, customer_id).await?;
-                        tx.commit().await?;
-                        r
-                    }
+                let stored = row.try_get::<Option<Vec<u8>>, _>("data")?;
+                let (rollup, through) = match stored {
+                    None => (Rollup::default(), 0),
+                    Some(data) => match decode_rollup(&data) {
+                        Some(r) => (r, row.try_get::<Option<i64>, _>("folded_seq")?.unwrap_or(0)),
+                        None => {
+                            tracing::warn!(customer_id = %customer_id, "stored rollup unreadable; folding all its events again");
+                            refold.push(customer_id);
+                            (Rollup::default(), 0)
+                        }
+                    },
                 };
                 let state = match row.try_get::<Option<String>, _>("alert_state")? {
                     None => AlertState::default(),
@@ -785,7 +733,57 @@ impl SqlStore {
                         Some(id) => Some(parse("import id", &id)?),
                         None => None,
                     },
+                    unfolded: Vec::new(),
+                    through,
                 });
+            }
+            let fresh = &mut out[first..];
+            let at: HashMap<CustomerId, usize> = fresh.iter().enumerate().map(|(i, c)| (c.customer_id, i)).collect();
+            // The events each customer got since its rollup was folded: one
+            // range of the customer index per customer.
+            let sql = format!(
+                "SELECT e.customer_id, e.seq, e.payload FROM rollups r \
+                 LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
+                 JOIN events e ON e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
+                 AND e.seq > COALESCE(b.folded_seq, 0) \
+                 WHERE r.workspace_id = $1 AND r.customer_id IN ({})",
+                params(2, chunk.len())
+            );
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql).bind(ws.to_string());
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            let refolding: HashSet<CustomerId> = refold.iter().copied().collect();
+            let mut rows = Vec::new();
+            for row in q.fetch_all(&self.pools.read).await? {
+                // A refolded customer's events all come from the query below.
+                let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
+                if !refolding.contains(&customer_id) {
+                    rows.push(row);
+                }
+            }
+            for id in &refold {
+                rows.extend(
+                    sqlx::query(
+                        "SELECT customer_id, seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2",
+                    )
+                    .bind(ws.to_string())
+                    .bind(id.to_string())
+                    .fetch_all(&self.pools.read)
+                    .await?,
+                );
+            }
+            for row in rows {
+                let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
+                let Some(input) = at.get(&customer_id).and_then(|i| fresh.get_mut(*i)) else {
+                    continue;
+                };
+                let seq: i64 = row.try_get("seq")?;
+                let event: Event = serde_json::from_str(&row.try_get::<String, _>("payload")?)
+                    .map_err(|e| corrupt("event payload", e))?;
+                input.unfolded.push(event);
+                input.through = input.through.max(seq);
             }
         }
         Ok(out)
@@ -1001,6 +999,28 @@ impl SqlStore {
             let mut q = sqlx::query(&sql).bind(now_ms).bind(ws_s.clone());
             for cid in chunk {
                 q = q.bind(cid.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // The rollups with new events folded in: never replaced by one that
+        // folded fewer (a claim whose lease ran out, finishing late).
+        let mut blobs = Vec::new();
+        for r in results {
+            if let Some((rollup, through)) = &r.folded {
+                blobs.push((r.customer_id.to_string(), encode_rollup(rollup)?, *through));
+            }
+        }
+        for chunk in blobs.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO rollup_blobs (customer_id, workspace_id, data, folded_seq) VALUES {} \
+                 ON CONFLICT (customer_id) DO UPDATE SET data = excluded.data, folded_seq = excluded.folded_seq \
+                 WHERE rollup_blobs.workspace_id = excluded.workspace_id AND rollup_blobs.folded_seq <= excluded.folded_seq",
+                value_rows(1, chunk.len(), 4)
+            );
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql);
+            for (cid, data, through) in chunk {
+                q = q.bind(cid.clone()).bind(ws_s.clone()).bind(data.clone()).bind(*through);
             }
             q.execute(&mut *tx).await?;
         }

@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 /// first verdict comes from an import has its past replayed first
 /// ([`perly_domain::replay`]): a point per past day for the chart, and the
 /// alerts that would have fired, dated when they would have (history).
-pub fn rescore(input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) -> RescoreResult {
+pub fn rescore(mut input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) -> RescoreResult {
+    let changed = input.fold();
     let live = input.import.is_none();
     let never_judged = input.state.risk.is_none() && input.state.recent.is_empty();
     let past = (!live && never_judged).then(|| replay(&input.rollup, &input.facts, card, &input.state, now));
@@ -58,6 +59,7 @@ pub fn rescore(input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) -> Res
         import: input.import,
         news,
         past,
+        folded: changed.then_some((input.rollup, input.through)),
     }
 }
 

@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -200,5 +200,116 @@ async fn one_event_id_sent_at_once_for_two_customers_is_accepted_once() {
             a["accepted"].as_u64().unwrap_or(0) + b["accepted"].as_u64().unwrap_or(0),
             50
         );
+    }
+}
+
+/// Ingest only appends events; the rescoring worker folds each customer's
+/// new ones in before scoring. Whatever the order, the batching, the
+/// resends and the rescoring passes in between, every customer ends with
+/// the score and explanation of one batch holding every event scored once.
+#[tokio::test]
+async fn scores_do_not_depend_on_order_batching_resends_or_passes_in_between() {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    let customers = json!([
+        {"external_id": "a", "name": "A", "plan": "pro", "seats_purchased": 10},
+        {"external_id": "b", "name": "B", "plan": "pro", "seats_purchased": 20},
+        {"external_id": "c", "name": "C", "plan": "basic", "seats_purchased": 5}
+    ]);
+    let rows = |now: chrono::DateTime<chrono::Utc>| {
+        let mut rows = Vec::new();
+        for (c, users) in [("a", 6), ("b", 2), ("c", 4)] {
+            rows.extend(activity(c, users, 50, 0, now));
+            for (i, d) in [40i64, 20, 3].iter().enumerate() {
+                let at = now - chrono::Duration::days(*d);
+                rows.push(event(
+                    &format!("{c}-seats-{i}"),
+                    c,
+                    at,
+                    json!({"type": "seats_changed", "seats_used": 2 + i}),
+                ));
+                rows.push(event(
+                    &format!("{c}-nps-{i}"),
+                    c,
+                    at,
+                    json!({"type": "nps_response", "score": 3 + 3 * i}),
+                ));
+                rows.push(event(
+                    &format!("{c}-t-{i}"),
+                    c,
+                    at,
+                    json!({"type": "ticket_opened", "ticket_id": format!("t{i}"), "priority": "high"}),
+                ));
+                rows.push(event(
+                    &format!("{c}-pay-{i}"),
+                    c,
+                    at,
+                    json!({"type": "payment_succeeded", "amount": 100.0}),
+                ));
+            }
+            rows.push(event(
+                &format!("{c}-tc"),
+                c,
+                now - chrono::Duration::days(1),
+                json!({"type": "ticket_closed", "ticket_id": "t0"}),
+            ));
+        }
+        rows
+    };
+    // The score and each measure's value and data: what the folded events
+    // decide. (The risk band also depends on the band before, by design,
+    // so passes in between may leave a different one.)
+    async fn verdicts(app: &TestApp) -> Vec<(&'static str, Value, Value, Value)> {
+        let mut out = Vec::new();
+        for c in ["a", "b", "c"] {
+            let v = app.customer(c).await;
+            out.push((
+                c,
+                v["score"].clone(),
+                v["explanation"]["measures"].clone(),
+                v["explanation"]["coverage"].clone(),
+            ));
+        }
+        out
+    }
+
+    // Reference: every event in one batch, one pass.
+    let reference = spawn_app().await;
+    reference.customers(customers.clone()).await;
+    let all = rows(reference.now());
+    for chunk in all.chunks(1000) {
+        reference.events(chunk.to_vec()).await;
+    }
+    reference.rescore().await;
+    let expected = verdicts(&reference).await;
+    assert!(
+        expected
+            .iter()
+            .all(|v| v.1.is_number() && v.2.as_array().is_some_and(|m| !m.is_empty())),
+        "{expected:?}"
+    );
+
+    for seed in 1..=4u64 {
+        let app = spawn_app().await;
+        app.customers(customers.clone()).await;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut shuffled = rows(app.now());
+        shuffled.shuffle(&mut rng);
+        // A fifth of the rows resent in a later batch.
+        let resent: Vec<_> = shuffled.iter().filter(|_| rng.gen_bool(0.2)).cloned().collect();
+        shuffled.extend(resent);
+        let mut rest = shuffled.as_slice();
+        while !rest.is_empty() {
+            let n = rng.gen_range(1..=rest.len().min(120));
+            let (batch, tail) = rest.split_at(n);
+            app.events(batch.to_vec()).await;
+            // Sometimes a pass between batches: folding in several steps.
+            if rng.gen_bool(0.3) {
+                app.rescore_in_batches(rng.gen_range(1..=3)).await;
+            }
+            rest = tail;
+        }
+        app.rescore().await;
+        assert_eq!(verdicts(&app).await, expected, "seed {seed}");
     }
 }

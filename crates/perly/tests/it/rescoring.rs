@@ -128,3 +128,58 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
         "A's backlog took several slices: {latest}"
     );
 }
+
+/// A stored rollup that cannot be read (a format this build does not know)
+/// is folded again from all the customer's events, with the same result.
+#[tokio::test]
+async fn an_unreadable_stored_rollup_is_folded_again_from_every_event() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 10}]))
+        .await;
+    let mut rows = activity("acme", 5, 40, 0, app.now());
+    rows.push(event(
+        "nps",
+        "acme",
+        app.now(),
+        json!({"type": "nps_response", "score": 9}),
+    ));
+    app.events(rows).await;
+    app.rescore().await;
+    let before = app.customer("acme").await;
+    assert!(before["score"].is_number(), "{before}");
+
+    let changed = app
+        .execute_sql(&format!(
+            "UPDATE rollup_blobs SET data = {} WHERE workspace_id = '{}'",
+            if app.database_url.starts_with("postgres") {
+                "'\\xff00'::bytea"
+            } else {
+                "x'ff00'"
+            },
+            app.ws
+        ))
+        .await;
+    assert_eq!(changed, 1);
+    // A new event: the customer is scored again from the refolded rollup
+    // (an answer like the first, with the activity as well as the NPS).
+    app.events(vec![event(
+        "nps-2",
+        "acme",
+        app.now(),
+        json!({"type": "nps_response", "score": 9}),
+    )])
+    .await;
+    assert_eq!(app.rescore().await.scored, 1);
+    let after = app.customer("acme").await;
+    assert_eq!(after["coverage"], before["coverage"], "{after}");
+    assert_eq!(after["score"], before["score"], "{after}");
+    // Both NPS answers count: the one folded before the blob broke too.
+    let nps = after["explanation"]["measures"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["measure"] == "nps"))
+        .unwrap_or_else(|| panic!("an NPS measure: {after}"));
+    assert!(
+        nps["detail"].as_str().is_some_and(|d| d.contains("(2 in 180 days)")),
+        "{nps}"
+    );
+}
