@@ -740,13 +740,19 @@ impl SqlStore {
             let fresh = &mut out[first..];
             let at: HashMap<CustomerId, usize> = fresh.iter().enumerate().map(|(i, c)| (c.customer_id, i)).collect();
             // The events each customer got since its rollup was folded: one
-            // range of the customer index per customer.
+            // range of the customer index per customer. The join order is
+            // forced (SQLite's CROSS JOIN; PostgreSQL plans it freely): left
+            // to itself SQLite reads `events` first, by customer, and cannot
+            // start the range at `folded_seq`, which comes from the blob, so
+            // it read every event of each claimed customer. `r` is found by
+            // its key, not by the workspace index.
             let sql = format!(
                 "SELECT e.customer_id, e.seq, e.payload FROM rollups r \
                  LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
-                 JOIN events e ON e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
+                 CROSS JOIN events e WHERE e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
                  AND e.seq > COALESCE(b.folded_seq, 0) \
-                 WHERE r.workspace_id = $1 AND r.customer_id IN ({})",
+                 AND {} = $1 AND r.customer_id IN ({})",
+                self.dialect().unindexed("r.workspace_id"),
                 params(2, chunk.len())
             );
             let sql = self.dialect().positional(sql);
@@ -754,28 +760,23 @@ impl SqlStore {
             for id in chunk {
                 q = q.bind(id.clone());
             }
-            let refolding: HashSet<CustomerId> = refold.iter().copied().collect();
             let mut rows = Vec::new();
             for row in q.fetch_all(&self.pools.read).await? {
-                // A refolded customer's events all come from the query below.
                 let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
-                if !refolding.contains(&customer_id) {
-                    rows.push(row);
+                // A refolded customer's events all come from the query below.
+                if !refold.contains(&customer_id) {
+                    rows.push((customer_id, row));
                 }
             }
             for id in &refold {
-                rows.extend(
-                    sqlx::query(
-                        "SELECT customer_id, seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2",
-                    )
+                let all = sqlx::query("SELECT seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2")
                     .bind(ws.to_string())
                     .bind(id.to_string())
                     .fetch_all(&self.pools.read)
-                    .await?,
-                );
+                    .await?;
+                rows.extend(all.into_iter().map(|row| (*id, row)));
             }
-            for row in rows {
-                let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
+            for (customer_id, row) in rows {
                 let Some(input) = at.get(&customer_id).and_then(|i| fresh.get_mut(*i)) else {
                     continue;
                 };
