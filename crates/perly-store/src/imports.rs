@@ -39,6 +39,16 @@ pub trait Imports: Send + Sync {
 }
 
 /// Starts an import in the caller's transaction.
+/// Starts an import: id, workspace, source, label, state, now.
+pub(crate) const INSERT_IMPORT: &str =
+    "INSERT INTO imports (id, workspace_id, source, label, state, started_at, last_activity_at, closed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6, CASE WHEN $5 = 'closed' THEN $6 ELSE NULL END)";
+/// The open events import of a workspace ($2) has seen activity now ($1).
+pub(crate) const TOUCH_EVENTS_IMPORT: &str =
+    "UPDATE imports SET last_activity_at = $1 WHERE workspace_id = $2 AND source = 'events' AND state = 'open' \
+     RETURNING id";
+pub(crate) const EVENTS_IMPORT_LABEL: &str = "History through the events API";
+
 pub(crate) async fn create_import(
     tx: &mut Tx,
     ws: WorkspaceId,
@@ -48,45 +58,29 @@ pub(crate) async fn create_import(
     now: DateTime<Utc>,
 ) -> Result<ImportId> {
     let id = ImportId::new();
-    sqlx::query(
-        "INSERT INTO imports (id, workspace_id, source, label, state, started_at, last_activity_at, closed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, CASE WHEN $5 = 'closed' THEN $6 ELSE NULL END)",
-    )
-    .bind(id.to_string())
-    .bind(ws.to_string())
-    .bind(source.as_str())
-    .bind(label.to_owned())
-    .bind(state.to_owned())
-    .bind(ms(now))
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(INSERT_IMPORT)
+        .bind(id.to_string())
+        .bind(ws.to_string())
+        .bind(source.as_str())
+        .bind(label.to_owned())
+        .bind(state.to_owned())
+        .bind(ms(now))
+        .execute(&mut **tx)
+        .await?;
     Ok(id)
 }
 
 /// The workspace's open events import (history arriving through the events
 /// API), started if there is none; either way it has seen activity `now`.
 pub(crate) async fn events_import(tx: &mut Tx, ws: WorkspaceId, now: DateTime<Utc>) -> Result<ImportId> {
-    let row = sqlx::query(
-        "UPDATE imports SET last_activity_at = $2 WHERE workspace_id = $1 AND source = 'events' AND state = 'open' \
-         RETURNING id",
-    )
-    .bind(ws.to_string())
-    .bind(ms(now))
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row = sqlx::query(TOUCH_EVENTS_IMPORT)
+        .bind(ms(now))
+        .bind(ws.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
     match row {
         Some(r) => parse("import id", &r.try_get::<String, _>("id")?),
-        None => {
-            create_import(
-                tx,
-                ws,
-                ImportSource::Events,
-                "History through the events API",
-                "open",
-                now,
-            )
-            .await
-        }
+        None => create_import(tx, ws, ImportSource::Events, EVENTS_IMPORT_LABEL, "open", now).await,
     }
 }
 

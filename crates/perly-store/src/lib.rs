@@ -38,6 +38,7 @@ pub mod salesforce;
 pub mod salesforce_outbox;
 pub mod secrets;
 pub mod sql;
+mod sqlite_ingest;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

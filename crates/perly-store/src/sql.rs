@@ -6,6 +6,7 @@
 //! chunks that stay under SQLite's parameter limit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -53,6 +54,31 @@ pub(crate) enum Origin {
     Import(ImportId),
 }
 
+/// Which import a customer's new events belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ImportOf {
+    /// None: live data.
+    Live,
+    Import(ImportId),
+    /// The workspace's open events import (started if there is none).
+    EventsImport,
+}
+
+impl Origin {
+    /// Where a customer's new events from this origin go: with an import
+    /// they are part of it; live events go live when one of them
+    /// (`any_live`) is within the live window, and otherwise, like a
+    /// backfill, to the events import. (Live data for the customer already
+    /// waiting wins over an import when it is marked.)
+    pub(crate) fn import_of(self, any_live: bool) -> ImportOf {
+        match self {
+            Self::Import(id) => ImportOf::Import(id),
+            Self::Live if any_live => ImportOf::Live,
+            Self::Live | Self::Backfill => ImportOf::EventsImport,
+        }
+    }
+}
+
 /// Marks a rollup for rescoring, keeping the time it first became dirty
 /// (`$2` is now): rescoring takes the longest-waiting customers first.
 /// The version moves too, so a rescoring pass already holding the old inputs
@@ -80,6 +106,25 @@ const ROLLUP_FORMAT_UNLIMITED: u8 = 2;
 pub struct SqlStore {
     pub(crate) pools: Pools,
     pub(crate) cipher: SecretCipher,
+    /// SQLite: the file, and the events API's writer on it, started on
+    /// first use ([`crate::sqlite_ingest`]).
+    sqlite: Option<Arc<SqliteWriter>>,
+}
+
+#[derive(Debug)]
+struct SqliteWriter {
+    path: String,
+    ingest: tokio::sync::OnceCell<crate::sqlite_ingest::SqliteIngest>,
+}
+
+impl SqliteWriter {
+    fn of(url: &str) -> Option<Arc<Self>> {
+        let path = crate::db::sqlite_path(url).filter(|_| Dialect::from_url(url).ok() == Some(Dialect::Sqlite))?;
+        Some(Arc::new(Self {
+            path: path.to_owned(),
+            ingest: tokio::sync::OnceCell::new(),
+        }))
+    }
 }
 
 impl SqlStore {
@@ -88,6 +133,7 @@ impl SqlStore {
         Ok(Self {
             pools: crate::db::connect(url).await?,
             cipher,
+            sqlite: SqliteWriter::of(url),
         })
     }
 
@@ -97,6 +143,7 @@ impl SqlStore {
         Ok(Self {
             pools: crate::db::connect_lazy(url)?,
             cipher,
+            sqlite: SqliteWriter::of(url),
         })
     }
 
@@ -572,10 +619,11 @@ impl SqlStore {
         let mut marks = Vec::with_capacity(by_customer.len());
         let mut events_import: Option<String> = None;
         for (cid, evs) in &by_customer {
-            let import = match &origin {
-                Origin::Import(id) => Some(id.to_string()),
-                Origin::Live if evs.iter().any(|e| !perly_domain::imports::is_late(e.occurred_at, now)) => None,
-                Origin::Live | Origin::Backfill => match &events_import {
+            let any_live = evs.iter().any(|e| !perly_domain::imports::is_late(e.occurred_at, now));
+            let import = match origin.import_of(any_live) {
+                ImportOf::Live => None,
+                ImportOf::Import(id) => Some(id.to_string()),
+                ImportOf::EventsImport => match &events_import {
                     Some(id) => Some(id.clone()),
                     None => {
                         let id = crate::imports::events_import(tx, ws, now).await?.to_string();
@@ -1069,6 +1117,15 @@ impl Store for SqlStore {
         mode: IngestMode,
         now: DateTime<Utc>,
     ) -> Result<Vec<IngestOutcome>> {
+        if let Some(sqlite) = &self.sqlite {
+            let writer = sqlite
+                .ingest
+                .get_or_try_init(|| async {
+                    crate::sqlite_ingest::SqliteIngest::start(&sqlite.path, self.pools.write.clone())
+                })
+                .await?;
+            return writer.ingest(ws, events, mode, now).await;
+        }
         retry_conflicts(|| self.ingest_events_once(ws, events, mode, now)).await
     }
 
