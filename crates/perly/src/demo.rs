@@ -313,11 +313,15 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
         }
     }
 
-    // Weekly seat counts.
+    // Weekly seat counts; a churning account gives up seats as it goes.
     if d.rem_euclid(7) == 0 {
+        let seats_used = match p.archetype {
+            Archetype::Churning if d >= 30 => (f64::from(users) * (1.0 - (d - 30) as f64 / 60.0).max(0.2)).round() as u32,
+            _ => users,
+        };
         push(
             EventKind::SeatsChanged {
-                seats_used: users,
+                seats_used,
                 seats_purchased: None,
             },
             at(day_start, rng),
@@ -353,8 +357,12 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
                 &mut out,
             );
         }
-        Archetype::Churning if d >= 44 && (d - 44) % 9 == 0 => {
-            let attempt = ((d - 44) / 9 + 1) as u32;
+        // Every 9 days up to the day before the last: the last day is only
+        // as far as the clock has gone (just after midnight it has no
+        // events), and a churning account's newest failed retry must be in
+        // the data whatever time the demo starts.
+        Archetype::Churning if d >= DAYS - 47 && (d - (DAYS - 47)) % 9 == 0 => {
+            let attempt = ((d - (DAYS - 47)) / 9 + 1) as u32;
             let amount = p.input.mrr.unwrap_or(100.0);
             push(
                 EventKind::BillingRetryFailed {
