@@ -106,24 +106,23 @@ const ROLLUP_FORMAT_UNLIMITED: u8 = 2;
 pub struct SqlStore {
     pub(crate) pools: Pools,
     pub(crate) cipher: SecretCipher,
-    /// SQLite: the file, and the events API's writer on it, started on
-    /// first use ([`crate::sqlite_ingest`]).
-    sqlite: Option<Arc<SqliteWriter>>,
+    /// The events API's group-commit queue ([`crate::ingest_queue`]),
+    /// started on first use.
+    ingest: Arc<IngestLane>,
 }
 
 #[derive(Debug)]
-struct SqliteWriter {
-    path: String,
-    ingest: tokio::sync::OnceCell<crate::sqlite_ingest::SqliteIngest>,
+struct IngestLane {
+    url: String,
+    queue: tokio::sync::OnceCell<crate::ingest_queue::IngestQueue>,
 }
 
-impl SqliteWriter {
-    fn of(url: &str) -> Option<Arc<Self>> {
-        let path = crate::db::sqlite_path(url).filter(|_| Dialect::from_url(url).ok() == Some(Dialect::Sqlite))?;
-        Some(Arc::new(Self {
-            path: path.to_owned(),
-            ingest: tokio::sync::OnceCell::new(),
-        }))
+impl IngestLane {
+    fn of(url: &str) -> Arc<Self> {
+        Arc::new(Self {
+            url: url.to_owned(),
+            queue: tokio::sync::OnceCell::new(),
+        })
     }
 }
 
@@ -133,7 +132,7 @@ impl SqlStore {
         Ok(Self {
             pools: crate::db::connect(url).await?,
             cipher,
-            sqlite: SqliteWriter::of(url),
+            ingest: IngestLane::of(url),
         })
     }
 
@@ -143,7 +142,7 @@ impl SqlStore {
         Ok(Self {
             pools: crate::db::connect_lazy(url)?,
             cipher,
-            sqlite: SqliteWriter::of(url),
+            ingest: IngestLane::of(url),
         })
     }
 
@@ -658,54 +657,6 @@ impl SqlStore {
         Ok(inserted)
     }
 
-    async fn ingest_events_once(
-        &self,
-        ws: WorkspaceId,
-        events: &[Event],
-        mode: IngestMode,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<IngestOutcome>> {
-        let mut outcomes = vec![IngestOutcome::UnknownCustomer; events.len()];
-        if events.is_empty() {
-            return Ok(outcomes);
-        }
-        let mut tx = self.pools.write.begin().await?;
-        let mut external: Vec<&str> = events.iter().map(|e| e.customer_id.as_str()).collect();
-        external.sort_unstable();
-        external.dedup();
-        let customers = self.resolve_customers(&mut tx, ws, &external, false).await?;
-
-        // Rows to insert: known customer, first occurrence of the id in this batch.
-        let mut seen = HashSet::new();
-        let mut positions = Vec::with_capacity(events.len());
-        let mut rows = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            let Some(cid) = customers.get(&e.customer_id) else {
-                continue;
-            };
-            if !seen.insert(e.id.as_str()) {
-                outcomes[i] = IngestOutcome::Duplicate;
-                continue;
-            }
-            positions.push(i);
-            rows.push((*cid, e));
-        }
-        let origin = match mode {
-            IngestMode::Live => Origin::Live,
-            IngestMode::Backfill => Origin::Backfill,
-        };
-        let inserted = self.store_events(&mut tx, ws, &rows, origin, now).await?;
-        for (i, (_, e)) in positions.iter().zip(&rows) {
-            outcomes[*i] = if inserted.contains(&e.id) {
-                IngestOutcome::Accepted
-            } else {
-                IngestOutcome::Duplicate
-            };
-        }
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-
     async fn claim_rescore_once(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
         let now_ms = ms(now);
         let mut tx = self.pools.write.begin().await?;
@@ -1117,16 +1068,26 @@ impl Store for SqlStore {
         mode: IngestMode,
         now: DateTime<Utc>,
     ) -> Result<Vec<IngestOutcome>> {
-        if let Some(sqlite) = &self.sqlite {
-            let writer = sqlite
-                .ingest
-                .get_or_try_init(|| async {
-                    crate::sqlite_ingest::SqliteIngest::start(&sqlite.path, self.pools.write.clone())
+        let lane = &self.ingest;
+        let queue = lane
+            .queue
+            .get_or_try_init(|| async {
+                Ok::<_, Error>(match self.dialect() {
+                    Dialect::Sqlite => {
+                        let path = crate::db::sqlite_path(&lane.url)
+                            .ok_or_else(|| Error::Invalid("SQLite URL needs a file path".into()))?;
+                        crate::ingest_queue::IngestQueue::start(crate::sqlite_ingest::SqliteWriter::open(
+                            path,
+                            self.pools.write.clone(),
+                        )?)
+                    }
+                    Dialect::Postgres => crate::ingest_queue::IngestQueue::start(
+                        crate::postgres_ingest::PostgresWriter::connect_lazy(&lane.url)?,
+                    ),
                 })
-                .await?;
-            return writer.ingest(ws, events, mode, now).await;
-        }
-        retry_conflicts(|| self.ingest_events_once(ws, events, mode, now)).await
+            })
+            .await?;
+        queue.ingest(ws, events, mode, now).await
     }
 
     async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {

@@ -1,17 +1,12 @@
 //! The events API's writes on SQLite: one dedicated connection (rusqlite)
-//! with prepared statements, committing the batches that arrive together
-//! in one transaction (group commit).
+//! with prepared statements, writing each group of batches
+//! ([`crate::ingest_queue`]) in one transaction on a blocking thread.
 //!
 //! Why: through sqlx every statement is built on the async side and handed
 //! to sqlx's SQLite thread, which waits between the statements of a
-//! transaction, and each request commits on its own, writing the pages it
-//! shares with the others (the end of the events table and of its indexes,
-//! the rollups it marks) once per request. Here a request's rows are
-//! prepared (payload JSON, timestamps) on the caller's task, then queued;
-//! the writer takes every batch waiting, up to [`GROUP_EVENTS`] events, and
-//! runs them in one transaction on a blocking thread with cached
-//! statements. Each caller is answered after the commit: a 200 still
-//! means committed.
+//! transaction. Here the whole transaction runs on one thread with cached
+//! statements, while the next requests are parsed and prepared on the
+//! others.
 //!
 //! Serialization with sqlx's writer: SQLite allows one writer; the store's
 //! other writes go through sqlx's one write connection. The writer holds
@@ -27,190 +22,65 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use perly_domain::event::Event;
-use perly_domain::ids::{CustomerId, WorkspaceId};
+use async_trait::async_trait;
+use perly_domain::ids::CustomerId;
 use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::AnyPool;
-use tokio::sync::{mpsc, oneshot};
 
-use crate::sql::{ms, Origin};
-use crate::{Error, IngestMode, IngestOutcome, Result};
+use crate::ingest_queue::{Batch, GroupWriter};
+use crate::sql::ms;
+use crate::{Error, IngestOutcome, Result};
 
-/// Events per transaction at most: a group that large takes ~0.1 s, which
-/// bounds the wait of the last caller in it.
-const GROUP_EVENTS: usize = 20_000;
-/// Batches waiting for the writer at most; callers beyond wait to queue
-/// (back-pressure on the HTTP handlers instead of memory).
-const QUEUE: usize = 64;
-
-/// One request's rows, prepared on the caller's task.
-struct Job {
-    ws: WorkspaceId,
-    rows: Vec<Row>,
-    origin: Origin,
-    now: DateTime<Utc>,
-    queued: Instant,
-    reply: oneshot::Sender<Result<Vec<IngestOutcome>>>,
+/// The writer's connection, and sqlx's write pool it serializes with.
+pub(crate) struct SqliteWriter {
+    conn: Arc<Mutex<Connection>>,
+    sqlx_writer: AnyPool,
 }
 
-struct Row {
-    event_id: String,
-    customer: String,
-    kind: &'static str,
-    occurred_at: i64,
-    late: bool,
-    payload: String,
-}
-
-/// The handle the store keeps; the writer task stops when it is dropped.
-#[derive(Debug)]
-pub(crate) struct SqliteIngest {
-    queue: mpsc::Sender<Job>,
-}
-
-impl SqliteIngest {
-    /// Opens the writer's connection to `path` and starts its task.
-    pub(crate) fn start(path: &str, sqlx_writer: AnyPool) -> Result<Self> {
-        let conn = open(path)?;
-        let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, sqlx_writer, Arc::new(Mutex::new(conn))));
-        Ok(Self { queue })
-    }
-
-    /// Stores `events` of workspace `ws` as the events API does: see
-    /// [`crate::Store::ingest_events`].
-    pub(crate) async fn ingest(
-        &self,
-        ws: WorkspaceId,
-        events: &[Event],
-        mode: IngestMode,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<IngestOutcome>> {
-        let rows = events
-            .iter()
-            .map(|e| {
-                Ok(Row {
-                    event_id: e.id.clone(),
-                    customer: e.customer_id.clone(),
-                    kind: e.kind.type_name(),
-                    occurred_at: ms(e.occurred_at),
-                    late: perly_domain::imports::is_late(e.occurred_at, now),
-                    payload: serde_json::to_string(e).map_err(|err| crate::sql::corrupt("event", err))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let origin = match mode {
-            IngestMode::Live => Origin::Live,
-            IngestMode::Backfill => Origin::Backfill,
-        };
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            ws,
-            rows,
-            origin,
-            now,
-            queued: Instant::now(),
-            reply,
-        };
-        self.queue.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+impl SqliteWriter {
+    /// Opens the writer's connection to `path`.
+    pub(crate) fn open(path: &str, sqlx_writer: AnyPool) -> Result<Self> {
+        let conn = Connection::open(path).map_err(map_err)?;
+        conn.busy_timeout(crate::db::SQLITE_BUSY_TIMEOUT).map_err(map_err)?;
+        // The same settings as sqlx's writer (see `db::WRITER_PRAGMAS`); the
+        // file is in WAL mode already (a setting of the file, made when sqlx
+        // connected; setting it again would wait for a lock).
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 20000; PRAGMA cache_size = -65536;",
+        )
+        .map_err(map_err)?;
+        conn.set_prepared_statement_cache_capacity(16);
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            sqlx_writer,
+        })
     }
 }
 
-fn stopped() -> Error {
-    Error::Unreachable(sqlx::Error::WorkerCrashed)
-}
-
-fn open(path: &str) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(map_err)?;
-    conn.busy_timeout(crate::db::SQLITE_BUSY_TIMEOUT).map_err(map_err)?;
-    // The same settings as sqlx's writer (see `db::WRITER_PRAGMAS`); the
-    // file is in WAL mode already (a setting of the file, made when sqlx
-    // connected; setting it again would wait for a lock).
-    conn.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 20000; PRAGMA cache_size = -65536;",
-    )
-    .map_err(map_err)?;
-    conn.set_prepared_statement_cache_capacity(16);
-    Ok(conn)
-}
-
-async fn run(mut rx: mpsc::Receiver<Job>, sqlx_writer: AnyPool, conn: Arc<Mutex<Connection>>) {
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
+#[async_trait]
+impl GroupWriter for SqliteWriter {
+    async fn write(&self, group: Vec<Arc<Batch>>) -> Result<Vec<Vec<IngestOutcome>>> {
         // Hold sqlx's one write connection: no other write runs meanwhile.
-        let held = sqlx_writer.acquire().await;
-        // Batches that arrived while waiting for it join the group.
-        let mut events = jobs[0].rows.len();
-        while events < GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(job) => {
-                    events += job.rows.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let held = match held {
-            Ok(c) => c,
-            Err(e) => {
-                let e = Error::from(e);
-                for job in jobs {
-                    let _ = job.reply.send(Err(clone_err(&e)));
-                }
-                continue;
-            }
-        };
-        let answers = write(conn.clone(), jobs).await;
+        let held = self.sqlx_writer.acquire().await?;
+        let conn = self.conn.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut conn = match conn.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            transaction(&mut conn, &group)
+        })
+        .await
+        .map_err(|e| Error::Unavailable(sqlx::Error::Protocol(format!("SQLite writer: {e}"))));
         drop(held);
-        for (reply, answer) in answers {
-            let _ = reply.send(answer);
-        }
+        done?
     }
 }
 
-type Answers = Vec<(oneshot::Sender<Result<Vec<IngestOutcome>>>, Result<Vec<IngestOutcome>>)>;
-
-/// Writes the group in one transaction; if that fails for a reason other
-/// than an outage, each batch again in its own, so one batch's failure is
-/// not the others'.
-async fn write(conn: Arc<Mutex<Connection>>, jobs: Vec<Job>) -> Answers {
-    let done = tokio::task::spawn_blocking(move || {
-        let mut conn = match conn.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let group: Vec<&Job> = jobs.iter().collect();
-        let answers: Vec<Result<Vec<IngestOutcome>>> = match transaction(&mut conn, &group) {
-            Ok(all) => all.into_iter().map(Ok).collect(),
-            Err(e) if e.is_unreachable() || jobs.len() == 1 => jobs.iter().map(|_| Err(clone_err(&e))).collect(),
-            Err(_) => jobs
-                .iter()
-                .map(|job| transaction(&mut conn, &[job]).map(|mut one| one.remove(0)))
-                .collect(),
-        };
-        jobs.into_iter().map(|j| j.reply).zip(answers).collect::<Answers>()
-    })
-    .await;
-    done.unwrap_or_default()
-}
-
-/// A copy of a store error to hand to every caller of a group.
-fn clone_err(e: &Error) -> Error {
-    match e {
-        Error::Unreachable(_) => Error::Unreachable(sqlx::Error::Protocol(e.to_string())),
-        Error::Invalid(m) => Error::Invalid(m.clone()),
-        Error::Conflict(m) => Error::Conflict(m.clone()),
-        Error::Corrupt(m) => Error::Corrupt(m.clone()),
-        other => Error::Unavailable(sqlx::Error::Protocol(other.to_string())),
-    }
-}
-
-fn transaction(conn: &mut Connection, jobs: &[&Job]) -> Result<Vec<Vec<IngestOutcome>>> {
+fn transaction(conn: &mut Connection, jobs: &[Arc<Batch>]) -> Result<Vec<Vec<IngestOutcome>>> {
     // A request waits for the write lock at most the busy timeout in all,
     // counting its wait behind sqlx's writes (which may themselves have
     // waited for another process).
@@ -233,7 +103,7 @@ fn transaction(conn: &mut Connection, jobs: &[&Job]) -> Result<Vec<Vec<IngestOut
 /// One batch: the rows of known customers, first of each id in the batch,
 /// not stored before, are inserted; their customers are marked for
 /// rescoring (see `SqlStore::store_events` for the import rules).
-fn store(tx: &rusqlite::Transaction<'_>, job: &Job) -> Result<Vec<IngestOutcome>> {
+fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcome>> {
     let ws = job.ws.to_string();
     let received = ms(job.now);
     let mut outcomes = vec![IngestOutcome::UnknownCustomer; job.rows.len()];

@@ -21,6 +21,7 @@
 
 mod delivery;
 mod drain;
+mod floor;
 mod salesforce_push;
 mod salesforce_sync;
 mod score_quality;
@@ -307,16 +308,19 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
     // Request bodies are built before the clock starts.
     let now = Utc::now();
     let mut rng = StdRng::seed_from_u64(7);
-    let bodies: Vec<Vec<u8>> = (0..total.div_ceil(batch))
+    let batches: Vec<Vec<Event>> = (0..total.div_ceil(batch))
         .map(|b| {
-            let events: Vec<Event> = (0..batch.min(total - b * batch))
+            (0..batch.min(total - b * batch))
                 .map(|i| {
                     let customer = format!("c{}", rng.gen_range(0..n));
                     random_event(&mut rng, format!("b{b}-{i}"), customer, now)
                 })
-                .collect();
-            serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default()
+                .collect()
         })
+        .collect();
+    let bodies: Vec<Vec<u8>> = batches
+        .iter()
+        .map(|events| serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default())
         .collect();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
@@ -438,6 +442,15 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
         lat.last().copied().unwrap_or(0.0)
     );
     println!("peak RSS (server + load generator): {:.0} MB", peak_rss_mb());
+    if store.backend() == "sqlite" {
+        drop(bodies);
+        let floor = floor::sqlite_insert(dir.path(), &batches, now).await?;
+        println!(
+            "floor, same run:     {floor:.0} events/s (the same rows into the same schema, bare rusqlite, 1 transaction per batch); Perly/floor {:.2}, floor/Perly {:.2}",
+            accepted as f64 / ingest_secs / floor,
+            floor / (accepted as f64 / ingest_secs)
+        );
+    }
     Ok(())
 }
 

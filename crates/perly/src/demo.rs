@@ -316,7 +316,9 @@ pub fn day_events(p: &Profile, d: i64, day_start: DateTime<Utc>, rng: &mut StdRn
     // Weekly seat counts; a churning account gives up seats as it goes.
     if d.rem_euclid(7) == 0 {
         let seats_used = match p.archetype {
-            Archetype::Churning if d >= 30 => (f64::from(users) * (1.0 - (d - 30) as f64 / 60.0).max(0.2)).round() as u32,
+            Archetype::Churning if d >= 30 => {
+                (f64::from(users) * (1.0 - (d - 30) as f64 / 60.0).max(0.2)).round() as u32
+            }
             _ => users,
         };
         push(

@@ -17,6 +17,7 @@ mod demo;
 mod helpers;
 mod history;
 mod ingest;
+mod ingest_crash;
 mod ingest_limits;
 mod isolation;
 mod migrate;

@@ -1,0 +1,172 @@
+//! Group commit for the events API: each request's batch is prepared on the
+//! caller's task (payload JSON, timestamps, whether each event is late),
+//! then queued; one writer task takes every batch waiting, up to
+//! [`GROUP_EVENTS`] events, and stores them in one transaction through a
+//! [`GroupWriter`] ([`crate::sqlite_ingest`], [`crate::postgres_ingest`]).
+//! Each caller is answered after the commit: a 200 still means committed.
+//!
+//! Why: a commit writes every page the transaction changed. Requests that
+//! arrive together share pages (the end of the events table and of its
+//! indexes, the rollups of common customers, the import), written once per
+//! group instead of once per request; on PostgreSQL they also stop waiting
+//! on each other's row locks of shared customers. If a group fails for a
+//! reason other than an outage, each batch is written again on its own, so
+//! one batch's failure is not the others'.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use perly_domain::event::Event;
+use perly_domain::ids::WorkspaceId;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sql::{ms, Origin};
+use crate::{Error, IngestMode, IngestOutcome, Result};
+
+/// Events per transaction at most: a group that large takes ~0.1–0.3 s,
+/// which bounds the wait of the last caller in it.
+const GROUP_EVENTS: usize = 20_000;
+/// Batches waiting for the writer at most; callers beyond wait to queue
+/// (back-pressure on the HTTP handlers instead of memory).
+const QUEUE: usize = 64;
+
+/// One request's events, ready to store.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub ws: WorkspaceId,
+    pub rows: Vec<Row>,
+    pub origin: Origin,
+    pub now: DateTime<Utc>,
+    /// When it was queued: the SQLite writer bounds the whole wait for the
+    /// lock by the busy timeout.
+    pub queued: Instant,
+}
+
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub event_id: String,
+    pub customer: String,
+    pub kind: &'static str,
+    pub occurred_at: i64,
+    /// Older than the live window when it arrived ([`perly_domain::imports::is_late`]).
+    pub late: bool,
+    pub payload: String,
+}
+
+impl Batch {
+    fn of(ws: WorkspaceId, events: &[Event], mode: IngestMode, now: DateTime<Utc>) -> Result<Self> {
+        let rows = events
+            .iter()
+            .map(|e| {
+                Ok(Row {
+                    event_id: e.id.clone(),
+                    customer: e.customer_id.clone(),
+                    kind: e.kind.type_name(),
+                    occurred_at: ms(e.occurred_at),
+                    late: perly_domain::imports::is_late(e.occurred_at, now),
+                    payload: serde_json::to_string(e).map_err(|err| crate::sql::corrupt("event", err))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let origin = match mode {
+            IngestMode::Live => Origin::Live,
+            IngestMode::Backfill => Origin::Backfill,
+        };
+        Ok(Self {
+            ws,
+            rows,
+            origin,
+            now,
+            queued: Instant::now(),
+        })
+    }
+}
+
+/// Stores a group of batches in one transaction.
+#[async_trait]
+pub(crate) trait GroupWriter: Send + Sync + 'static {
+    /// The outcomes of each batch's events, in the order of `group`; in a
+    /// batch, the first event with an id is stored, later ones (and ids
+    /// stored before, by this group's earlier batches too) are duplicates.
+    async fn write(&self, group: Vec<Arc<Batch>>) -> Result<Vec<Vec<IngestOutcome>>>;
+}
+
+type Reply = oneshot::Sender<Result<Vec<IngestOutcome>>>;
+
+/// The handle the store keeps; the writer task stops when it is dropped.
+#[derive(Debug)]
+pub(crate) struct IngestQueue {
+    queue: mpsc::Sender<(Arc<Batch>, Reply)>,
+}
+
+impl IngestQueue {
+    pub(crate) fn start(writer: impl GroupWriter) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(rx, writer));
+        Self { queue }
+    }
+
+    /// Stores `events` of workspace `ws`: see [`crate::Store::ingest_events`].
+    pub(crate) async fn ingest(
+        &self,
+        ws: WorkspaceId,
+        events: &[Event],
+        mode: IngestMode,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<IngestOutcome>> {
+        let batch = Arc::new(Batch::of(ws, events, mode, now)?);
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((batch, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> Error {
+    Error::Unreachable(sqlx::Error::WorkerCrashed)
+}
+
+async fn run(mut rx: mpsc::Receiver<(Arc<Batch>, Reply)>, writer: impl GroupWriter) {
+    while let Some(first) = rx.recv().await {
+        let mut events = first.0.rows.len();
+        let mut jobs = vec![first];
+        while events < GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    events += job.0.rows.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let (group, replies): (Vec<Arc<Batch>>, Vec<Reply>) = jobs.into_iter().unzip();
+        let answers: Vec<Result<Vec<IngestOutcome>>> = match writer.write(group.clone()).await {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            Err(e) if group.len() == 1 => vec![Err(e)],
+            Err(e) if e.is_unreachable() => group.iter().map(|_| Err(copy(&e))).collect(),
+            Err(_) => {
+                let mut each = Vec::with_capacity(group.len());
+                for batch in group {
+                    let one = writer.write(vec![batch]).await;
+                    each.push(one.map(|one| one.into_iter().next().unwrap_or_default()));
+                }
+                each
+            }
+        };
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// A store error for each caller of a failed group.
+fn copy(e: &Error) -> Error {
+    match e {
+        Error::Unreachable(_) => Error::Unreachable(sqlx::Error::Protocol(e.to_string())),
+        Error::Invalid(m) => Error::Invalid(m.clone()),
+        Error::Conflict(m) => Error::Conflict(m.clone()),
+        Error::Corrupt(m) => Error::Corrupt(m.clone()),
+        other => Error::Unavailable(sqlx::Error::Protocol(other.to_string())),
+    }
+}
