@@ -25,9 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::sql::{ms, Origin};
 use crate::{Error, IngestMode, IngestOutcome, Result};
 
-/// Events per transaction at most: a group that large takes ~0.1–0.3 s,
-/// which bounds the wait of the last caller in it.
-const GROUP_EVENTS: usize = 20_000;
+/// Events per SQLite transaction at most: a group that large takes ~0.1–0.3
+/// s, which bounds the wait of the last caller in it.
+pub(crate) const GROUP_EVENTS: usize = 20_000;
 /// Batches waiting for the writer at most; callers beyond wait to queue
 /// (back-pressure on the HTTP handlers instead of memory).
 const QUEUE: usize = 64;
@@ -102,9 +102,16 @@ pub(crate) struct IngestQueue {
 }
 
 impl IngestQueue {
-    pub(crate) fn start(writer: impl GroupWriter) -> Self {
+    /// Starts `lanes` writer tasks taking groups from one queue: one for
+    /// SQLite (one writer at a time anyway); several for PostgreSQL, where
+    /// a group may wait on rows the rescoring worker holds while another
+    /// group goes ahead.
+    pub(crate) fn start(writer: impl GroupWriter, lanes: usize, group_events: usize) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, writer));
+        let (rx, writer) = (Arc::new(tokio::sync::Mutex::new(rx)), Arc::new(writer));
+        for _ in 0..lanes.max(1) {
+            tokio::spawn(run(rx.clone(), writer.clone(), group_events));
+        }
         Self { queue }
     }
 
@@ -127,19 +134,26 @@ fn stopped() -> Error {
     Error::Unreachable(sqlx::Error::WorkerCrashed)
 }
 
-async fn run(mut rx: mpsc::Receiver<(Arc<Batch>, Reply)>, writer: impl GroupWriter) {
-    while let Some(first) = rx.recv().await {
-        let mut events = first.0.rows.len();
-        let mut jobs = vec![first];
-        while events < GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(job) => {
-                    events += job.0.rows.len();
-                    jobs.push(job);
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Arc<Batch>, Reply)>>>;
+
+async fn run(rx: Queue, writer: Arc<impl GroupWriter>, group_events: usize) {
+    loop {
+        let jobs = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { break };
+            let mut events = first.0.rows.len();
+            let mut jobs = vec![first];
+            while events < group_events {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        events += job.0.rows.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
+            jobs
+        };
         let (group, replies): (Vec<Arc<Batch>>, Vec<Reply>) = jobs.into_iter().unzip();
         let answers: Vec<Result<Vec<IngestOutcome>>> = match writer.write(group.clone()).await {
             Ok(all) => all.into_iter().map(Ok).collect(),

@@ -172,6 +172,16 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
              WHERE workspace_id = ?3 AND customer_id = ?1",
         )
         .map_err(map_err)?;
+    // A customer already waiting for live data only needs its version
+    // moved: the same result as the full mark, without rewriting the
+    // entries of the indexes over `dirty`, `dirty_at` and `last_import`
+    // (SQLite rewrites an index whose columns are set, whatever the value).
+    let mut bump = tx
+        .prepare_cached(
+            "UPDATE rollups SET version = version + 1, updated_at = ?2 \
+             WHERE workspace_id = ?3 AND customer_id = ?1 AND dirty = 1 AND dirty_import IS NULL",
+        )
+        .map_err(map_err)?;
     let mut marked: Vec<(CustomerId, bool)> = marked.into_iter().collect();
     marked.sort_unstable();
     for (cid, any_live) in marked {
@@ -187,8 +197,11 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
                 }
             }),
         };
-        mark.execute(params![cid.to_string(), received, ws, import])
-            .map_err(map_err)?;
+        let cid = cid.to_string();
+        if import.is_none() && bump.execute(params![cid, received, ws]).map_err(map_err)? == 1 {
+            continue;
+        }
+        mark.execute(params![cid, received, ws, import]).map_err(map_err)?;
     }
     Ok(outcomes)
 }

@@ -307,18 +307,7 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
 
     // Request bodies are built before the clock starts.
     let now = Utc::now();
-    let mut rng = StdRng::seed_from_u64(7);
-    let batches: Vec<Vec<Event>> = (0..total.div_ceil(batch))
-        .map(|b| {
-            (0..batch.min(total - b * batch))
-                .map(|i| {
-                    let customer = format!("c{}", rng.gen_range(0..n));
-                    random_event(&mut rng, format!("b{b}-{i}"), customer, now)
-                })
-                .collect()
-        })
-        .collect();
-    let bodies: Vec<Vec<u8>> = batches
+    let bodies: Vec<Vec<u8>> = load_batches(n, total, batch, now)
         .iter()
         .map(|events| serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default())
         .collect();
@@ -452,7 +441,8 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
     println!("peak RSS (server + load generator): {:.0} MB", peak_rss_mb());
     if store.backend() == "sqlite" {
         drop(bodies);
-        let floor = floor::sqlite_insert(dir.path(), &batches, now).await?;
+        // The same rows again (same seed), built after the peak was read.
+        let floor = floor::sqlite_insert(dir.path(), &load_batches(n, total, batch, now), now).await?;
         println!(
             "floor, same run:     {floor:.0} events/s (the same rows into the same schema, bare rusqlite, 1 transaction per batch); Perly/floor {:.2}, floor/Perly {:.2}",
             accepted as f64 / ingest_secs / floor,
@@ -460,6 +450,22 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
         );
     }
     Ok(())
+}
+
+/// The events of an ingest run, in batches: customers `c0…c{n-1}` drawn
+/// at random with a fixed seed (the same rows for the floor).
+fn load_batches(n: usize, total: usize, batch: usize, now: chrono::DateTime<Utc>) -> Vec<Vec<Event>> {
+    let mut rng = StdRng::seed_from_u64(7);
+    (0..total.div_ceil(batch))
+        .map(|b| {
+            (0..batch.min(total - b * batch))
+                .map(|i| {
+                    let customer = format!("c{}", rng.gen_range(0..n));
+                    random_event(&mut rng, format!("b{b}-{i}"), customer, now)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 async fn rescore(url: Option<String>, dir: &tempfile::TempDir, n: usize) -> anyhow::Result<()> {
