@@ -183,9 +183,8 @@ pub trait Store: Accounts + Deliveries + Imports + Ops + Portfolio + Secrets + S
     ) -> Result<Vec<IngestOutcome>>;
 
     // Scoring.
-    /// Leases customers that need rescoring, longest waiting first, up to
-    /// `limit` (customers, and the unfolded events loaded with them).
-    async fn claim_rescore(&self, ws: WorkspaceId, limit: ClaimLimit, now: DateTime<Utc>) -> Result<Vec<RescoreInput>>;
+    /// Leases up to `limit` customers that need rescoring.
+    async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>>;
     /// Gives back the leases a [`Store::claim_rescore`] made at `claimed_at`
     /// took, when the work that followed failed (a database outage between
     /// the claim and [`Store::record_scores`], say): those customers are

@@ -500,36 +500,3 @@ pub struct OAuthState {
     /// What the flow needs back (e.g. the channel being reconnected), as JSON.
     pub data: serde_json::Value,
 }
-
-/// How much one rescoring claim takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClaimLimit {
-    /// Customers at most.
-    pub customers: usize,
-    /// Unfolded events loaded at most (about 250 bytes each in memory):
-    /// after a large import, a full batch of customers would bring all
-    /// their history at once (2,000 customers with 90 days of events took
-    /// the rescore bench to 480 MB). The claim stops loading customers past
-    /// it and gives the rest back. One customer's events always come whole:
-    /// its score needs all of them.
-    pub events: usize,
-}
-
-impl ClaimLimit {
-    /// Events per claim unless told otherwise.
-    pub const EVENTS: usize = 100_000;
-
-    /// Up to `n` customers, within the default events budget.
-    pub fn customers(n: usize) -> Self {
-        Self {
-            customers: n,
-            events: Self::EVENTS,
-        }
-    }
-
-    /// Whether a claim that returned `customers` with `events` unfolded
-    /// events stopped at this limit (more may be waiting).
-    pub fn reached(&self, customers: usize, events: usize) -> bool {
-        customers >= self.customers || events >= self.events
-    }
-}

@@ -662,12 +662,7 @@ impl SqlStore {
         Ok(inserted)
     }
 
-    async fn claim_rescore_once(
-        &self,
-        ws: WorkspaceId,
-        limit: ClaimLimit,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<RescoreInput>> {
+    async fn claim_rescore_once(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
         let now_ms = ms(now);
         let mut tx = self.pools.write.begin().await?;
         let sql = format!(
@@ -680,7 +675,7 @@ impl SqlStore {
             .bind(ws.to_string())
             .bind(now_ms)
             .bind(now_ms + LEASE_MS)
-            .bind(limit.customers as i64)
+            .bind(limit as i64)
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -688,29 +683,7 @@ impl SqlStore {
             .collect::<Result<_, _>>()?;
         tx.commit().await?;
         let mut out = Vec::with_capacity(claimed.len());
-        let mut loaded = 0usize;
-        // Customers per query: the step at which the events budget is checked.
-        let per_query = (limit.events / 400).clamp(1, 250);
-        for (n, chunk) in claimed.chunks(per_query).enumerate() {
-            if loaded >= limit.events {
-                // Enough events in memory: the rest of the claim is given
-                // back (fenced by this claim's lease value) for the next one.
-                let rest = &claimed[n * per_query..];
-                for ids in rest.chunks(IN_CHUNK) {
-                    let sql = format!(
-                        "UPDATE rollups SET lease_until = NULL WHERE workspace_id = $1 AND lease_until = $2 \
-                         AND customer_id IN ({})",
-                        params(3, ids.len())
-                    );
-                    let sql = self.dialect().positional(sql);
-                    let mut q = sqlx::query(&sql).bind(ws.to_string()).bind(now_ms + LEASE_MS);
-                    for id in ids {
-                        q = q.bind(id.clone());
-                    }
-                    q.execute(&self.pools.write).await?;
-                }
-                break;
-            }
+        for chunk in claimed.chunks(IN_CHUNK) {
             let sql = format!(
                 "SELECT r.customer_id, r.version, b.data, b.folded_seq, r.dirty_import, c.plan, c.seats_purchased, \
                  s.alert_state FROM rollups r JOIN customers c ON c.id = r.customer_id \
@@ -815,7 +788,6 @@ impl SqlStore {
                 let event: Event = serde_json::from_str(&row.try_get::<String, _>("payload")?)
                     .map_err(|e| corrupt("event payload", e))?;
                 input.unfolded.push(event);
-                loaded += 1;
                 input.through = input.through.max(seq);
             }
         }
@@ -1126,7 +1098,7 @@ impl Store for SqlStore {
         queue.ingest(ws, events, mode, now).await
     }
 
-    async fn claim_rescore(&self, ws: WorkspaceId, limit: ClaimLimit, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
+    async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
         retry_conflicts(|| self.claim_rescore_once(ws, limit, now)).await
     }
 

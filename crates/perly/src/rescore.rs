@@ -14,7 +14,7 @@ use perly_domain::imports::is_news;
 use perly_domain::replay::replay;
 use perly_domain::scorecard::Scorecard;
 use perly_domain::scoring::score;
-use perly_store::{ClaimLimit, RecordedAlerts, RescoreInput, RescoreResult, Store};
+use perly_store::{RecordedAlerts, RescoreInput, RescoreResult, Store};
 use perly_web::Clock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -142,13 +142,7 @@ type FailedClaim = (WorkspaceId, DateTime<Utc>);
 #[derive(Clone)]
 pub struct Rescorer {
     store: Arc<dyn Store>,
-    /// What one claim takes at most (customers, events).
-    limit: ClaimLimit,
-    /// Customers the next claim asks for: fewer than `limit.customers`
-    /// after a claim stopped at its events budget (long unfolded histories,
-    /// after an import), so the next does not lease customers only to give
-    /// them back; doubled again while claims come back full.
-    claim_size: Arc<std::sync::atomic::AtomicUsize>,
+    batch: usize,
     metrics: Arc<RescoreMetrics>,
     /// Woken when new alerts (and their outbox rows) are recorded.
     delivery: Option<Arc<Notify>>,
@@ -163,20 +157,12 @@ impl Rescorer {
     pub fn new(store: Arc<dyn Store>, batch: usize) -> Self {
         Self {
             store,
-            limit: ClaimLimit::customers(batch.max(1)),
-            claim_size: Arc::new(std::sync::atomic::AtomicUsize::new(batch.max(1))),
+            batch: batch.max(1),
             metrics: Arc::default(),
             delivery: None,
             scores: None,
             unreleased: Arc::default(),
         }
-    }
-
-    /// Loads at most `events` unfolded events per claim instead of
-    /// [`ClaimLimit::EVENTS`].
-    pub fn with_claim_events(mut self, events: usize) -> Self {
-        self.limit.events = events.max(1);
-        self
     }
 
     /// Counts what the worker does into `metrics` (the server's registry).
@@ -320,25 +306,11 @@ impl Rescorer {
         card: &Arc<Scorecard>,
         at: DateTime<Utc>,
     ) -> perly_store::Result<Option<(RecordedAlerts, usize, bool)>> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let asked = self.claim_size.load(Relaxed).clamp(1, self.limit.customers);
-        let limit = ClaimLimit {
-            customers: asked,
-            ..self.limit
-        };
-        let claimed = self.store.claim_rescore(ws, limit, at).await?;
+        let claimed = self.store.claim_rescore(ws, self.batch, at).await?;
         if claimed.is_empty() {
             return Ok(None);
         }
-        // More may be waiting when the claim was full, or cut short by its
-        // events budget.
-        let events: usize = claimed.iter().map(|c| c.unfolded.len()).sum();
-        let full = limit.reached(claimed.len(), events);
-        if events >= limit.events {
-            self.claim_size.store(claimed.len().max(1), Relaxed);
-        } else if claimed.len() >= asked {
-            self.claim_size.store((asked * 2).min(self.limit.customers), Relaxed);
-        }
+        let full = claimed.len() >= self.batch;
         let scoring = card.clone();
         let results = tokio::task::spawn_blocking(move || {
             claimed

@@ -1,7 +1,6 @@
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use perly_store::ClaimLimit;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -319,11 +318,7 @@ async fn a_scorecard_saved_during_a_rescoring_pass_is_not_lost() {
     )])
     .await;
     // A pass claims the customer with the old inputs...
-    let claimed = app
-        .store
-        .claim_rescore(app.ws, ClaimLimit::customers(10), app.now())
-        .await
-        .expect("claim");
+    let claimed = app.store.claim_rescore(app.ws, 10, app.now()).await.expect("claim");
     assert_eq!(claimed.len(), 1);
     // ...an admin saves a new scorecard meanwhile...
     let card = app.store.scorecard(app.ws).await.expect("card");
@@ -354,87 +349,17 @@ async fn a_failed_batch_gives_its_leases_back_and_only_its_own() {
     // A batch claims both customers, then fails before recording (the
     // database went away): while its lease holds, nobody may take them...
     let at = app.now();
-    assert_eq!(
-        app.store
-            .claim_rescore(app.ws, ClaimLimit::customers(10), at)
-            .await
-            .expect("claim")
-            .len(),
-        2
-    );
-    assert!(app
-        .store
-        .claim_rescore(app.ws, ClaimLimit::customers(10), at)
-        .await
-        .expect("claim")
-        .is_empty());
+    assert_eq!(app.store.claim_rescore(app.ws, 10, at).await.expect("claim").len(), 2);
+    assert!(app.store.claim_rescore(app.ws, 10, at).await.expect("claim").is_empty());
     // ...a release for another claim time gives nothing back...
     let other = at - chrono::Duration::seconds(1);
     assert_eq!(app.store.release_rescore(app.ws, other).await.expect("release"), 0);
     // ...its own release makes them claimable at once, not a lease later.
     assert_eq!(app.store.release_rescore(app.ws, at).await.expect("release"), 2);
-    let again = app
-        .store
-        .claim_rescore(app.ws, ClaimLimit::customers(10), at)
-        .await
-        .expect("claim");
+    let again = app.store.claim_rescore(app.ws, 10, at).await.expect("claim");
     assert_eq!(again.len(), 2, "claimable again right after the release");
     // A release in another workspace touches nothing here.
     let (other_ws, _) = app.other_workspace("Other Co").await;
     assert_eq!(app.store.release_rescore(other_ws, at).await.expect("release"), 0);
-    assert!(app
-        .store
-        .claim_rescore(app.ws, ClaimLimit::customers(10), at)
-        .await
-        .expect("claim")
-        .is_empty());
-}
-
-#[tokio::test]
-async fn a_claim_stops_loading_at_its_events_budget_and_gives_the_rest_back() {
-    let app = spawn_app().await;
-    let customers: Vec<_> = (0..30)
-        .map(|i| json!({"external_id": format!("c{i:02}"), "name": format!("C {i}")}))
-        .collect();
-    app.customers(json!(customers)).await;
-    let mut events = Vec::new();
-    for i in 0..30 {
-        for k in 0..3 {
-            events.push(event(
-                &format!("c{i:02}-{k}"),
-                &format!("c{i:02}"),
-                app.now(),
-                json!({"type": "nps_response", "score": 8}),
-            ));
-        }
-    }
-    app.events(events).await;
-    // A budget of 10 events, checked every 10 / 1,000 → 1 customer: the
-    // claim stops after 4 customers (12 events), each with all 3 of its
-    // events, and the other 26 are claimable at once.
-    let at = app.now();
-    let limit = ClaimLimit {
-        customers: 100,
-        events: 10,
-    };
-    let first = app.store.claim_rescore(app.ws, limit, at).await.expect("claim");
-    assert_eq!(first.len(), 4, "customers loaded until the budget was reached");
-    assert!(
-        first.iter().all(|c| c.unfolded.len() == 3),
-        "each customer's events come whole"
-    );
-    assert!(limit.reached(first.len(), 12));
-    let second = app.store.claim_rescore(app.ws, limit, at).await.expect("claim");
-    assert_eq!(second.len(), 4, "the rest was given back, not leased");
-    assert!(first
-        .iter()
-        .all(|a| second.iter().all(|b| a.customer_id != b.customer_id)));
-    app.store.release_rescore(app.ws, at).await.expect("release");
-    // A worker with that budget goes on claiming until everyone is scored.
-    perly::rescore::Rescorer::new(app.store.clone(), 100)
-        .with_claim_events(10)
-        .run_once(app.now())
-        .await
-        .expect("pass");
-    assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 0);
+    assert!(app.store.claim_rescore(app.ws, 10, at).await.expect("claim").is_empty());
 }
