@@ -84,15 +84,18 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
         .map(|b| vec![IngestOutcome::UnknownCustomer; b.rows.len()])
         .collect();
 
+    // Each batch's workspace as text, once.
+    let wss_of: Vec<String> = group.iter().map(|b| b.ws.to_string()).collect();
+
     // The customers, by workspace and external id.
-    let mut wanted: Vec<(String, &str)> = Vec::new();
-    for b in group {
-        let ws = b.ws.to_string();
-        wanted.extend(b.rows.iter().map(|r| (ws.clone(), r.customer.as_str())));
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    for (b, ws) in group.iter().zip(&wss_of) {
+        wanted.extend(b.rows.iter().map(|r| (ws.as_str(), r.customer.as_str())));
     }
     wanted.sort_unstable();
     wanted.dedup();
-    let (wss, externals): (Vec<String>, Vec<String>) = wanted.into_iter().map(|(w, e)| (w, e.to_owned())).unzip();
+    let (wss, externals): (Vec<String>, Vec<String>) =
+        wanted.into_iter().map(|(w, e)| (w.to_owned(), e.to_owned())).unzip();
     let found: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT c.workspace_id, c.external_id, c.id FROM customers c \
          JOIN UNNEST($1::text[], $2::text[]) AS w(workspace_id, external_id) \
@@ -103,21 +106,21 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
     .bind(&externals)
     .fetch_all(&mut **tx)
     .await?;
-    let mut customers: HashMap<(String, String), CustomerId> = HashMap::with_capacity(found.len());
-    for (ws, external, id) in found {
-        customers.insert((ws, external), parse("customer id", &id)?);
+    let mut customers: HashMap<(&str, &str), CustomerId> = HashMap::with_capacity(found.len());
+    for (ws, external, id) in &found {
+        customers.insert((ws.as_str(), external.as_str()), parse("customer id", id)?);
     }
 
     // The first row of each (workspace, id) in the group, of a known customer.
-    let mut seen: HashSet<(String, &str)> = HashSet::new();
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
     let mut rows: Vec<(At, CustomerId)> = Vec::new();
     for (bi, b) in group.iter().enumerate() {
-        let ws = b.ws.to_string();
+        let ws = wss_of[bi].as_str();
         for (ri, r) in b.rows.iter().enumerate() {
-            let Some(cid) = customers.get(&(ws.clone(), r.customer.clone())) else {
+            let Some(cid) = customers.get(&(ws, r.customer.as_str())) else {
                 continue;
             };
-            if !seen.insert((ws.clone(), r.event_id.as_str())) {
+            if !seen.insert((ws, r.event_id.as_str())) {
                 outcomes[bi][ri] = IngestOutcome::Duplicate;
                 continue;
             }
@@ -128,7 +131,7 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
     // Lock the customers' rollups in id order (as rescoring and upserts do).
     let mut locks: Vec<(String, String)> = rows
         .iter()
-        .map(|((bi, _), cid)| (group[*bi].ws.to_string(), cid.to_string()))
+        .map(|((bi, _), cid)| (wss_of[*bi].clone(), cid.to_string()))
         .collect();
     locks.sort_unstable_by(|a, b| a.1.cmp(&b.1));
     locks.dedup();
@@ -156,7 +159,7 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
     );
     for ((bi, ri), cid) in &rows {
         let (b, r) = (&group[*bi], &group[*bi].rows[*ri]);
-        c_ws.push(b.ws.to_string());
+        c_ws.push(wss_of[*bi].as_str());
         c_id.push(r.event_id.as_str());
         c_customer.push(cid.to_string());
         c_kind.push(r.kind);
@@ -179,15 +182,15 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
     .bind(&c_payload)
     .fetch_all(&mut **tx)
     .await?;
-    let stored: HashSet<(String, String)> = stored.into_iter().collect();
+    let stored: HashSet<(&str, &str)> = stored.iter().map(|(w, e)| (w.as_str(), e.as_str())).collect();
 
     // Per (workspace, customer) with new events: whether one of them is
     // live (a live batch's event within the live window), and the origin.
-    let mut marks: BTreeMap<(String, CustomerId), ImportOf> = BTreeMap::new();
+    let mut marks: BTreeMap<(&str, CustomerId), ImportOf> = BTreeMap::new();
     for ((bi, ri), cid) in &rows {
         let (b, r) = (&group[*bi], &group[*bi].rows[*ri]);
-        let ws = b.ws.to_string();
-        let new = stored.contains(&(ws.clone(), r.event_id.clone()));
+        let ws = &wss_of[*bi];
+        let new = stored.contains(&(ws.as_str(), r.event_id.as_str()));
         outcomes[*bi][*ri] = if new {
             IngestOutcome::Accepted
         } else {
@@ -198,7 +201,7 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
             // Live wins over an import; imports of one workspace are its one
             // open events import.
             marks
-                .entry((ws, *cid))
+                .entry((ws.as_str(), *cid))
                 .and_modify(|m| {
                     if this == ImportOf::Live {
                         *m = ImportOf::Live;
@@ -207,18 +210,18 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
                 .or_insert(this);
         }
     }
-    let mut events_imports: HashMap<String, String> = HashMap::new();
+    let mut events_imports: HashMap<&str, String> = HashMap::new();
     let (mut m_ws, mut m_id, mut m_import, mut m_now) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let now = group.iter().map(|b| ms(b.now)).max().unwrap_or_default();
     for ((ws, cid), of) in marks {
         let import = match of {
             ImportOf::Live => None,
             ImportOf::Import(id) => Some(id.to_string()),
-            ImportOf::EventsImport => Some(match events_imports.get(&ws) {
+            ImportOf::EventsImport => Some(match events_imports.get(ws) {
                 Some(id) => id.clone(),
                 None => {
-                    let id = events_import(tx, &ws, now).await?;
-                    events_imports.insert(ws.clone(), id.clone());
+                    let id = events_import(tx, ws, now).await?;
+                    events_imports.insert(ws, id.clone());
                     id
                 }
             }),
