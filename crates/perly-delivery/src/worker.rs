@@ -20,6 +20,11 @@
 //! never claimed again by it. Leases that ran out all the same are counted
 //! ([`DeliveryStats::lease_expiries`], [`Deliverer::totals`]) and logged.
 //!
+//! Acknowledgements are written in groups ([`Acks`]): the answers of the
+//! posts that finished while the previous group was being written go in one
+//! transaction, so a worker with many channels in flight does not pay a
+//! commit per post.
+//!
 //! [`Deliverer::run_once`] does passes at a given time until nothing more
 //! can go, for tests; [`Deliverer::run`] keeps up to `concurrency` channels
 //! in flight until cancelled, woken by new alerts or a short poll.
@@ -33,8 +38,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use perly_domain::channels::Platform;
 use perly_domain::ids::ChannelId;
-use perly_store::{AckOutcome, ClaimedChannel, DeliveryAck, Fold, Store};
-use tokio::sync::Notify;
+use perly_store::{AckOutcome, Acked, ClaimedChannel, DeliveryAck, Fold, Store};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -217,6 +222,75 @@ pub struct Deliverer {
     settings: DeliverySettings,
     totals: Arc<Totals>,
     metrics: Arc<DeliveryMetrics>,
+    acks: Arc<Acks>,
+}
+
+/// Acknowledgements a group writes at most.
+const ACK_GROUP: usize = 256;
+
+type AckRequest = (DeliveryAck, oneshot::Sender<perly_store::Result<Acked>>);
+
+/// The worker's acknowledgement writer: one task that writes every
+/// acknowledgement waiting in one transaction, then the next group. A post's
+/// acknowledgement waits at most for the group in progress and its own.
+/// Started on first use (on the runtime of the caller); it ends when the
+/// last clone of its [`Deliverer`] is dropped.
+struct Acks {
+    store: Arc<dyn Store>,
+    queue: std::sync::OnceLock<mpsc::UnboundedSender<AckRequest>>,
+}
+
+impl Acks {
+    async fn ack(&self, ack: DeliveryAck) -> perly_store::Result<Acked> {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(Self::write(self.store.clone(), rx));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        match queue.send((ack, reply)) {
+            Ok(()) => answer.await.unwrap_or_else(|_| {
+                // The writer task panicked with this one in its group: it
+                // may or may not be written; the lease runs out either way.
+                Err(perly_store::Error::Invalid("the acknowledgement writer stopped".into()))
+            }),
+            // The writer task is gone: written here, on its own.
+            Err(mpsc::error::SendError((ack, _))) => self.write_one(ack).await,
+        }
+    }
+
+    async fn write_one(&self, ack: DeliveryAck) -> perly_store::Result<Acked> {
+        let mut acked = self.store.ack_deliveries(std::slice::from_ref(&ack)).await?;
+        Ok(acked.pop().unwrap_or_default())
+    }
+
+    async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<AckRequest>) {
+        let mut group: Vec<AckRequest> = Vec::with_capacity(ACK_GROUP);
+        while rx.recv_many(&mut group, ACK_GROUP).await > 0 {
+            let (acks, replies): (Vec<DeliveryAck>, Vec<_>) = group.drain(..).unzip();
+            match store.ack_deliveries(&acks).await {
+                Ok(acked) => {
+                    for (reply, a) in replies.into_iter().zip(acked) {
+                        let _ = reply.send(Ok(a));
+                    }
+                }
+                Err(e) if acks.len() == 1 => {
+                    if let Some(reply) = replies.into_iter().next() {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                // One bad acknowledgement must not fail the others: each
+                // is written on its own.
+                Err(e) => {
+                    tracing::warn!(acks = acks.len(), error = %e, "delivery: a group of acknowledgements failed; writing them one by one");
+                    for (ack, reply) in acks.into_iter().zip(replies) {
+                        let one = store.ack_deliveries(std::slice::from_ref(&ack)).await;
+                        let _ = reply.send(one.map(|mut a| a.pop().unwrap_or_default()));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Due rows a claim reads per channel: one message's worth, and one more
@@ -235,6 +309,10 @@ impl Deliverer {
                 .pool_max_idle_per_host(settings.concurrency)
         })?;
         Ok(Self {
+            acks: Arc::new(Acks {
+                store: store.clone(),
+                queue: std::sync::OnceLock::new(),
+            }),
             store,
             http,
             public_url,
@@ -535,6 +613,7 @@ impl Deliverer {
             ),
         }
         let ack = DeliveryAck {
+            workspace_id: c.workspace_id,
             channel_id: c.id,
             lease_token: c.lease.token,
             delivery_ids: batch.iter().map(|i| i.id).collect(),
@@ -549,8 +628,9 @@ impl Deliverer {
             answer: text,
             pace_tat,
             next_attempt_at,
+            at,
         };
-        let acked = self.store.ack_delivery(c.workspace_id, &ack, at).await?;
+        let acked = self.acks.ack(ack).await?;
         lease.check(at);
         if !acked.lease_held {
             lease.lost.store(true, Ordering::Relaxed);

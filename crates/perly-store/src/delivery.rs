@@ -118,6 +118,7 @@ pub struct Fold {
 /// digest) to a channel.
 #[derive(Debug, Clone)]
 pub struct DeliveryAck {
+    pub workspace_id: WorkspaceId,
     pub channel_id: ChannelId,
     /// The lease's token from the claim.
     pub lease_token: i64,
@@ -135,10 +136,13 @@ pub struct DeliveryAck {
     pub answer: String,
     pub pace_tat: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
+    /// When the answer came: the attempt's time in the delivery log, the
+    /// rows' `sent_at`, the channel's `last_sent_at`.
+    pub at: DateTime<Utc>,
 }
 
 /// What an acknowledgement did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Acked {
     /// The lease was still this worker's: the channel was released, paced
     /// and (when so) marked broken. `false`: another claim took the channel
@@ -194,9 +198,12 @@ pub trait Deliveries: Send + Sync {
         now: DateTime<Utc>,
         top: usize,
     ) -> Result<Option<StormSummary>>;
-    /// Records how an attempt ended and, while the lease is still the
-    /// acknowledgement's, releases and paces the channel.
-    async fn ack_delivery(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<Acked>;
+    /// Records how attempts ended and, for each whose lease is still the
+    /// acknowledgement's, releases and paces its channel: one transaction
+    /// for the whole group (all or none), one [`Acked`] per
+    /// acknowledgement, in order. A worker posting to many channels at once
+    /// writes their answers together instead of one commit per post.
+    async fn ack_deliveries(&self, acks: &[DeliveryAck]) -> Result<Vec<Acked>>;
 }
 
 #[async_trait]
@@ -263,8 +270,8 @@ impl Deliveries for SqlStore {
         self.storm_summary_once(ws, channel, now, top).await
     }
 
-    async fn ack_delivery(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<Acked> {
-        retry_conflicts(|| self.ack_delivery_once(ws, ack, now)).await
+    async fn ack_deliveries(&self, acks: &[DeliveryAck]) -> Result<Vec<Acked>> {
+        retry_conflicts(|| self.ack_deliveries_once(acks)).await
     }
 }
 
@@ -522,122 +529,135 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn ack_delivery_once(&self, ws: WorkspaceId, ack: &DeliveryAck, now: DateTime<Utc>) -> Result<Acked> {
-        let ws_s = ws.to_string();
-        let channel = ack.channel_id.to_string();
-        let now_ms = ms(now);
+    async fn ack_deliveries_once(&self, acks: &[DeliveryAck]) -> Result<Vec<Acked>> {
+        // In channel order: two groups (two replicas' workers) never take
+        // the same channels' rows in opposite orders.
+        let mut order: Vec<usize> = (0..acks.len()).collect();
+        order.sort_by_key(|&i| (acks[i].channel_id, i));
+        let mut out = vec![Acked::default(); acks.len()];
         let mut tx = self.pools.write.begin().await?;
-        // Fenced: the channel is released, paced and marked only while the
-        // lease is still this acknowledgement's.
-        let broken = match &ack.outcome {
-            AckOutcome::Broken(reason) => Some(reason.clone()),
-            _ => None,
-        };
-        let sent = matches!(ack.outcome, AckOutcome::Sent);
-        let held = sqlx::query(
-            "UPDATE channels SET lease_until = NULL, pace_tat = $4, next_attempt_at = $5, \
+        for i in order {
+            out[i] = ack_one(&mut tx, &acks[i]).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// One acknowledgement, in the group's transaction.
+async fn ack_one(tx: &mut sqlx::Transaction<'static, sqlx::Any>, ack: &DeliveryAck) -> Result<Acked> {
+    let ws_s = ack.workspace_id.to_string();
+    let channel = ack.channel_id.to_string();
+    let now_ms = ms(ack.at);
+    // Fenced: the channel is released, paced and marked only while the
+    // lease is still this acknowledgement's.
+    let broken = match &ack.outcome {
+        AckOutcome::Broken(reason) => Some(reason.clone()),
+        _ => None,
+    };
+    let sent = matches!(ack.outcome, AckOutcome::Sent);
+    let held = sqlx::query(
+        "UPDATE channels SET lease_until = NULL, pace_tat = $4, next_attempt_at = $5, \
              last_sent_at = CASE WHEN $6 = 1 THEN $7 ELSE last_sent_at END, \
              broken_reason = COALESCE($8, broken_reason), broken_at = CASE WHEN $8 IS NULL THEN broken_at ELSE $7 END \
              WHERE workspace_id = $1 AND id = $2 AND lease_token = $3",
-        )
-        .bind(ws_s.clone())
-        .bind(channel.clone())
-        .bind(ack.lease_token)
-        .bind(ms(ack.pace_tat))
-        .bind(ms(ack.next_attempt_at))
-        .bind(i64::from(sent))
-        .bind(now_ms)
-        .bind(broken)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        // The rows: what the vendor answered is a fact whoever holds the
-        // channel now, but a stale worker records only messages that went
-        // out (its retries and dead letters are the new holder's to decide).
-        let mut rows_sent = 0;
-        if held || sent {
-            let ids: Vec<String> = ack.delivery_ids.iter().map(ToString::to_string).collect();
-            for chunk in ids.chunks(IN_CHUNK) {
-                let (set, bind_error) = match ack.outcome {
-                    AckOutcome::Sent => ("state = 'sent', sent_at = $3, attempts = attempts + 1", false),
-                    AckOutcome::Dead => ("state = 'dead', attempts = attempts + 1, last_error = $3", true),
-                    AckOutcome::Retry | AckOutcome::Broken(_) => ("attempts = attempts + 1, last_error = $3", true),
-                };
-                let sql = format!(
+    )
+    .bind(ws_s.clone())
+    .bind(channel.clone())
+    .bind(ack.lease_token)
+    .bind(ms(ack.pace_tat))
+    .bind(ms(ack.next_attempt_at))
+    .bind(i64::from(sent))
+    .bind(now_ms)
+    .bind(broken)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    // The rows: what the vendor answered is a fact whoever holds the
+    // channel now, but a stale worker records only messages that went
+    // out (its retries and dead letters are the new holder's to decide).
+    let mut rows_sent = 0;
+    if held || sent {
+        let ids: Vec<String> = ack.delivery_ids.iter().map(ToString::to_string).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let (set, bind_error) = match ack.outcome {
+                AckOutcome::Sent => ("state = 'sent', sent_at = $3, attempts = attempts + 1", false),
+                AckOutcome::Dead => ("state = 'dead', attempts = attempts + 1, last_error = $3", true),
+                AckOutcome::Retry | AckOutcome::Broken(_) => ("attempts = attempts + 1, last_error = $3", true),
+            };
+            let sql = format!(
                     "UPDATE deliveries SET {set} WHERE workspace_id = $1 AND channel_id = $2 AND state = 'pending' AND id IN ({})",
                     params(4, chunk.len())
                 );
-                let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(channel.clone());
-                q = if bind_error {
-                    q.bind(ack.answer.clone())
-                } else {
-                    q.bind(now_ms)
-                };
-                for id in chunk {
-                    q = q.bind(id.clone());
-                }
-                let n = q.execute(&mut *tx).await?.rows_affected();
-                if sent {
-                    rows_sent += n;
-                }
+            let mut q = sqlx::query(&sql).bind(ws_s.clone()).bind(channel.clone());
+            q = if bind_error {
+                q.bind(ack.answer.clone())
+            } else {
+                q.bind(now_ms)
+            };
+            for id in chunk {
+                q = q.bind(id.clone());
             }
-            if let (true, Some(fold)) = (sent, ack.fold) {
-                rows_sent += sqlx::query(
-                    "UPDATE deliveries SET state = 'sent', sent_at = $3, attempts = attempts + 1 \
-                     WHERE workspace_id = $1 AND channel_id = $2 AND state = 'pending' AND alert_id IS NOT NULL \
-                     AND run_at <= $4 AND id <= $5",
-                )
-                .bind(ws_s.clone())
-                .bind(channel.clone())
-                .bind(now_ms)
-                .bind(ms(fold.due_by))
-                .bind(fold.through.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let n = q.execute(&mut **tx).await?.rows_affected();
+            if sent {
+                rows_sent += n;
             }
         }
-        // The channel's earliest due row, after the rows above.
-        sqlx::query(
-            "UPDATE channels SET next_due_at = (SELECT MIN(d.run_at) FROM deliveries d \
+        if let (true, Some(fold)) = (sent, ack.fold) {
+            rows_sent += sqlx::query(
+                "UPDATE deliveries SET state = 'sent', sent_at = $3, attempts = attempts + 1 \
+                     WHERE workspace_id = $1 AND channel_id = $2 AND state = 'pending' AND alert_id IS NOT NULL \
+                     AND run_at <= $4 AND id <= $5",
+            )
+            .bind(ws_s.clone())
+            .bind(channel.clone())
+            .bind(now_ms)
+            .bind(ms(fold.due_by))
+            .bind(fold.through.to_string())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        }
+    }
+    // The channel's earliest due row, after the rows above.
+    sqlx::query(
+        "UPDATE channels SET next_due_at = (SELECT MIN(d.run_at) FROM deliveries d \
              WHERE d.workspace_id = $1 AND d.channel_id = $2 AND d.state = 'pending') \
              WHERE workspace_id = $1 AND id = $2",
-        )
-        .bind(ws_s.clone())
-        .bind(channel.clone())
-        .execute(&mut *tx)
-        .await?;
-        let alerts = if ack.fold.is_some() && sent {
-            rows_sent as i64
-        } else {
-            ack.alerts
-        };
-        let answer = if held {
-            ack.answer.clone()
-        } else {
-            format!("lease lost before this answer was recorded; {}", ack.answer)
-        };
-        sqlx::query(
-            "INSERT INTO delivery_attempts (id, workspace_id, channel_id, at, alerts, status, latency_ms, outcome, \
+    )
+    .bind(ws_s.clone())
+    .bind(channel.clone())
+    .execute(&mut **tx)
+    .await?;
+    let alerts = if ack.fold.is_some() && sent {
+        rows_sent as i64
+    } else {
+        ack.alerts
+    };
+    let answer = if held {
+        ack.answer.clone()
+    } else {
+        format!("lease lost before this answer was recorded; {}", ack.answer)
+    };
+    sqlx::query(
+        "INSERT INTO delivery_attempts (id, workspace_id, channel_id, at, alerts, status, latency_ms, outcome, \
              answer, digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(DeliveryId::new().to_string())
-        .bind(ws_s)
-        .bind(channel)
-        .bind(now_ms)
-        .bind(alerts)
-        .bind(ack.status.map(i64::from))
-        .bind(ack.latency_ms)
-        .bind(ack.outcome.as_str())
-        .bind(answer)
-        .bind(i64::from(ack.fold.is_some()))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Acked {
-            lease_held: held,
-            sent: rows_sent,
-        })
-    }
+    )
+    .bind(DeliveryId::new().to_string())
+    .bind(ws_s)
+    .bind(channel)
+    .bind(now_ms)
+    .bind(alerts)
+    .bind(ack.status.map(i64::from))
+    .bind(ack.latency_ms)
+    .bind(ack.outcome.as_str())
+    .bind(answer)
+    .bind(i64::from(ack.fold.is_some()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(Acked {
+        lease_held: held,
+        sent: rows_sent,
+    })
 }

@@ -57,6 +57,12 @@ impl PostgresWriter {
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS)
             .acquire_timeout(crate::db::POSTGRES_ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(conn, crate::db::POSTGRES_SESSION).await?;
+                    Ok(())
+                })
+            })
             .connect_lazy(url)?;
         Ok(Self { pool })
     }

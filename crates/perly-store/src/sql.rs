@@ -844,10 +844,21 @@ impl SqlStore {
             }
         }
         let mut tx = self.pools.write.begin().await?;
-        // Lock the rollups first, in id order, as ingest does: no deadlocks.
+        // The customers' rollups rows are locked (in id order, as ingest
+        // and upserts lock them) as late as possible: ingest waits for
+        // them, and a batch of 2,000 customers takes over a second to
+        // record on PostgreSQL. Before them come only the rows no other
+        // writer takes (scores, history, alerts and their outbox, blobs);
+        // after them the customers and their Salesforce pushes, which
+        // upserts and the Salesforce pull take after the rollups too. A
+        // batch that joins the open events import locks them first: ingest
+        // takes the import's row after the rollups.
         let mut ids: Vec<CustomerId> = results.iter().map(|r| r.customer_id).collect();
         ids.sort();
-        self.lock_rollup_rows(&mut tx, ws, &ids).await?;
+        let locked_first = !needs_events_import.is_empty();
+        if locked_first {
+            self.lock_rollup_rows(&mut tx, ws, &ids).await?;
+        }
         if !needs_events_import.is_empty() {
             let import = crate::imports::events_import(&mut tx, ws, now).await?.to_string();
             for a in alerts.iter_mut().filter(|a| !a.3 && a.4.is_none()) {
@@ -869,23 +880,6 @@ impl SqlStore {
             }
         }
         for chunk in scored.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4, \
-                 scored_at = v.column5 FROM (VALUES {}) AS v WHERE customers.workspace_id = v.column6 AND customers.id = v.column1",
-                value_rows(1, chunk.len(), 6)
-            );
-            let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql);
-            for (cid, score, risk, delta, _, _) in chunk {
-                q = q
-                    .bind(cid.clone())
-                    .bind(*score)
-                    .bind(*risk)
-                    .bind(*delta)
-                    .bind(now_ms)
-                    .bind(ws_s.clone());
-            }
-            q.execute(&mut *tx).await?;
             let sql = format!(
                 "INSERT INTO customer_scores (customer_id, workspace_id, explanation, alert_state) VALUES {} \
                  ON CONFLICT (customer_id) DO UPDATE SET explanation = excluded.explanation, alert_state = excluded.alert_state \
@@ -984,29 +978,6 @@ impl SqlStore {
             crate::channels::route_alerts(self, &mut tx, ws, &fresh, now).await?;
             crate::salesforce_outbox::queue_actions(self, &mut tx, ws, &fresh, now).await?;
         }
-        let scored_ids: Vec<String> = scored.iter().map(|s| s.0.clone()).collect();
-        crate::salesforce_outbox::queue_score_pushes(
-            self,
-            &mut tx,
-            ws,
-            &scored_ids,
-            crate::salesforce_outbox::PushesFor::Customers,
-            now,
-        )
-        .await?;
-        for chunk in unscored.chunks(IN_CHUNK) {
-            let sql = format!(
-                "UPDATE customers SET scored_at = $1 WHERE {} = $2 AND id IN ({})",
-                self.dialect().unindexed("workspace_id"),
-                params(3, chunk.len())
-            );
-            let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql).bind(now_ms).bind(ws_s.clone());
-            for cid in chunk {
-                q = q.bind(cid.clone());
-            }
-            q.execute(&mut *tx).await?;
-        }
         // The rollups with new events folded in: never replaced by one that
         // folded fewer (a claim whose lease ran out, finishing late).
         let mut blobs = Vec::new();
@@ -1029,6 +1000,51 @@ impl SqlStore {
             }
             q.execute(&mut *tx).await?;
         }
+        if !locked_first {
+            self.lock_rollup_rows(&mut tx, ws, &ids).await?;
+        }
+        for chunk in scored.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4, \
+                 scored_at = v.column5 FROM (VALUES {}) AS v WHERE customers.workspace_id = v.column6 AND customers.id = v.column1",
+                value_rows(1, chunk.len(), 6)
+            );
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql);
+            for (cid, score, risk, delta, _, _) in chunk {
+                q = q
+                    .bind(cid.clone())
+                    .bind(*score)
+                    .bind(*risk)
+                    .bind(*delta)
+                    .bind(now_ms)
+                    .bind(ws_s.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in unscored.chunks(IN_CHUNK) {
+            let sql = format!(
+                "UPDATE customers SET scored_at = $1 WHERE {} = $2 AND id IN ({})",
+                self.dialect().unindexed("workspace_id"),
+                params(3, chunk.len())
+            );
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql).bind(now_ms).bind(ws_s.clone());
+            for cid in chunk {
+                q = q.bind(cid.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let scored_ids: Vec<String> = scored.iter().map(|s| s.0.clone()).collect();
+        crate::salesforce_outbox::queue_score_pushes(
+            self,
+            &mut tx,
+            ws,
+            &scored_ids,
+            crate::salesforce_outbox::PushesFor::Customers,
+            now,
+        )
+        .await?;
         for chunk in results.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE rollups SET dirty = CASE WHEN rollups.version = v.column2 THEN 0 ELSE 1 END, lease_until = NULL, \

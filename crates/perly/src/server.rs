@@ -248,6 +248,9 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
             cancel.clone(),
         )));
     }
+    if store.backend() == "postgres" {
+        tasks.push(tokio::spawn(keep_statistics(store.clone(), cancel.clone())));
+    }
     if settings.scoring.worker {
         let worker = Rescorer::new(store, settings.scoring.batch_size)
             .with_metrics(metrics.rescore.clone())
@@ -269,6 +272,28 @@ pub async fn start(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Cl
         cancel,
         tasks,
     })
+}
+
+/// How often the planner's statistics are checked (PostgreSQL).
+const STATISTICS_EVERY: Duration = Duration::from_secs(30);
+
+/// Keeps PostgreSQL's planner statistics of Perly's tables fresh
+/// ([`perly_store::Ops::refresh_statistics`]): at start and every
+/// [`STATISTICS_EVERY`], until `cancel`.
+async fn keep_statistics(store: Arc<dyn Store>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(STATISTICS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match store.refresh_statistics().await {
+            Ok(tables) if !tables.is_empty() => tracing::info!(tables = ?tables, "planner statistics refreshed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "refreshing the planner statistics failed"),
+        }
+    }
 }
 
 #[cfg(test)]

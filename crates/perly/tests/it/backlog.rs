@@ -468,6 +468,7 @@ async fn a_late_acknowledgement_cannot_release_a_channel_another_claim_holds() {
     assert_eq!(second.len(), 1);
     assert!(second[0].lease.token > first[0].lease.token);
     let ack = |c: &perly_store::ClaimedChannel| DeliveryAck {
+        workspace_id: app.ws,
         channel_id: c.id,
         lease_token: c.lease.token,
         delivery_ids: c.items.iter().map(|i| i.id).collect(),
@@ -479,13 +480,10 @@ async fn a_late_acknowledgement_cannot_release_a_channel_another_claim_holds() {
         answer: "rollup_error".into(),
         pace_tat: app.now(),
         next_attempt_at: app.now(),
+        at: app.now(),
     };
     // The stale worker's answer comes in: it may not release the channel.
-    let stale = app
-        .store
-        .ack_delivery(app.ws, &ack(&first[0]), app.now())
-        .await
-        .expect("ack");
+    let stale = app.store.ack_deliveries(&[ack(&first[0])]).await.expect("ack")[0];
     assert!(!stale.lease_held);
     assert!(!app
         .store
@@ -504,16 +502,90 @@ async fn a_late_acknowledgement_cannot_release_a_channel_another_claim_holds() {
         .renew_delivery_lease(app.ws, second[0].id, second[0].lease.token, app.now() + lease)
         .await
         .expect("renew"));
-    let held = app
-        .store
-        .ack_delivery(app.ws, &ack(&second[0]), app.now())
-        .await
-        .expect("ack");
+    let held = app.store.ack_deliveries(&[ack(&second[0])]).await.expect("ack")[0];
     assert!(held.lease_held);
     assert_eq!(pending(&app, &channel).await, 3, "retries stay pending");
     let (_, log) = app.get(&format!("/api/v1/channels/{channel}/deliveries")).await;
     assert!(
         log["items"][1]["answer"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("lease lost"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn acknowledgements_written_together_each_answer_for_their_own_channel() {
+    let app = spawn_app_with_standins().await;
+    scorecard_of(&app, &["billing_health"]).await;
+    let mut channels = Vec::new();
+    for name in ["#cs-one", "#cs-two"] {
+        let hook = app.slack().create_webhook(name);
+        channels.push(app.channel("slack", name, &hook, billing_rules(10, 10)).await);
+    }
+    billing_failures(&app, 1, 3, 0).await;
+    app.rescore().await;
+    let lease = Duration::seconds(30);
+    let mut claimed = app
+        .store
+        .claim_deliveries(10, 11, &[], app.now(), lease)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    // The later channel id first: the store writes in channel order, and
+    // the answers must still come back in the order asked.
+    claimed.sort_by_key(|c| std::cmp::Reverse(c.id));
+    let ack = |c: &perly_store::ClaimedChannel, token: i64, outcome: AckOutcome| DeliveryAck {
+        workspace_id: app.ws,
+        channel_id: c.id,
+        lease_token: token,
+        delivery_ids: c.items.iter().map(|i| i.id).collect(),
+        fold: None,
+        alerts: c.items.len() as i64,
+        outcome,
+        status: Some(500),
+        latency_ms: 1,
+        answer: "ok".into(),
+        pace_tat: app.now(),
+        next_attempt_at: app.now(),
+        at: app.now(),
+    };
+    // The first is a stale worker's retry (an older token), the second the
+    // holder's sent message.
+    let acked = app
+        .store
+        .ack_deliveries(&[
+            ack(&claimed[0], claimed[0].lease.token - 1, AckOutcome::Retry),
+            ack(&claimed[1], claimed[1].lease.token, AckOutcome::Sent),
+        ])
+        .await
+        .expect("ack");
+    assert_eq!(acked.len(), 2);
+    assert!(!acked[0].lease_held, "{acked:?}");
+    assert_eq!(acked[0].sent, 0, "{acked:?}");
+    assert!(acked[1].lease_held, "{acked:?}");
+    assert_eq!(acked[1].sent, 3, "{acked:?}");
+    let id = |c: &perly_store::ClaimedChannel| c.id.to_string();
+    assert_eq!(
+        pending(&app, &id(&claimed[0])).await,
+        3,
+        "a stale retry leaves the rows"
+    );
+    assert_eq!(pending(&app, &id(&claimed[1])).await, 0, "sent");
+    // The stale one's channel is still leased; the other was released but
+    // has nothing due.
+    let again = app
+        .store
+        .claim_deliveries(10, 11, &[], app.now(), lease)
+        .await
+        .expect("claim");
+    assert!(again.is_empty(), "{:?}", again.iter().map(|c| c.id).collect::<Vec<_>>());
+    let (_, log) = app
+        .get(&format!("/api/v1/channels/{}/deliveries", id(&claimed[0])))
+        .await;
+    assert!(
+        log["items"][0]["answer"]
             .as_str()
             .unwrap_or_default()
             .starts_with("lease lost"),

@@ -26,6 +26,7 @@ mod oauth;
 mod observability;
 mod openapi;
 mod outbound;
+mod planner;
 mod portfolio;
 mod rescoring;
 mod salesforce;

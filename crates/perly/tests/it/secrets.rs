@@ -197,6 +197,7 @@ async fn claimed_webhook(store: &Arc<dyn Store>, ws: WorkspaceId, id: ChannelId)
         .expect("claim");
     let c = claimed.iter().find(|c| c.id == id).expect("claimed");
     let ack = perly_store::DeliveryAck {
+        workspace_id: ws,
         channel_id: id,
         lease_token: c.lease.token,
         delivery_ids: c.items.iter().map(|i| i.id).collect(),
@@ -208,8 +209,9 @@ async fn claimed_webhook(store: &Arc<dyn Store>, ws: WorkspaceId, id: ChannelId)
         alerts: 0,
         pace_tat: t0(),
         next_attempt_at: t0(),
+        at: t0(),
     };
-    store.ack_delivery(ws, &ack, t0()).await.expect("ack");
+    store.ack_deliveries(&[ack]).await.expect("ack");
     c.webhook_url.clone()
 }
 
