@@ -144,18 +144,22 @@ pub struct RescoreInput {
     /// The newest stored event (`events.seq`) in `rollup` once `unfolded`
     /// is folded in.
     pub through: i64,
+    /// Events of this claim already folded into `rollup` (a claim folds as
+    /// it reads, to bound its memory).
+    pub folded: usize,
 }
 
 impl RescoreInput {
     /// Folds the events stored since the rollup was last folded into it.
-    /// Returns whether the rollup changed (and is to be stored again).
+    /// Returns whether the rollup changed since it was read (and is to be
+    /// stored again), counting what was folded before.
     pub fn fold(&mut self) -> bool {
-        if self.unfolded.is_empty() {
-            return false;
+        if !self.unfolded.is_empty() {
+            self.rollup.apply_all(&self.unfolded);
+            self.folded += self.unfolded.len();
+            self.unfolded = Vec::new();
         }
-        self.rollup.apply_all(&self.unfolded);
-        self.unfolded = Vec::new();
-        true
+        self.folded > 0
     }
 }
 

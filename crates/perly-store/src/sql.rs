@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
+use futures::TryStreamExt;
 use perly_domain::alerts::AlertState;
 use perly_domain::customer::CustomerInput;
 use perly_domain::event::Event;
@@ -41,6 +42,28 @@ use crate::{Error, Result, Store};
 pub(crate) const CHUNK: usize = 500;
 /// Ids per `IN (…)` list.
 pub(crate) const IN_CHUNK: usize = 500;
+/// Unfolded events a rescoring claim holds at most before folding them into
+/// their customers' rollups (about 10 MB of events).
+const FOLD_EVERY: usize = 50_000;
+
+/// Adds an event row (`seq`, `payload`) of `customer` to its claimed input's
+/// unfolded events; 1 if it was one of the claim's customers.
+fn unfolded(
+    inputs: &mut [RescoreInput],
+    at: &HashMap<CustomerId, usize>,
+    customer: CustomerId,
+    row: &AnyRow,
+) -> Result<usize> {
+    let Some(input) = at.get(&customer).and_then(|i| inputs.get_mut(*i)) else {
+        return Ok(0);
+    };
+    let seq: i64 = row.try_get("seq")?;
+    let event: Event =
+        serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))?;
+    input.unfolded.push(event);
+    input.through = input.through.max(seq);
+    Ok(1)
+}
 /// How long a rescoring lease lasts before another worker may take the row.
 const LEASE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -738,6 +761,7 @@ impl SqlStore {
                         None => None,
                     },
                     unfolded: Vec::new(),
+                    folded: 0,
                     through,
                 });
             }
@@ -764,32 +788,46 @@ impl SqlStore {
             for id in chunk {
                 q = q.bind(id.clone());
             }
-            let mut rows = Vec::new();
-            for row in q.fetch_all(&self.pools.read).await? {
+            // Streamed and folded as they come, FOLD_EVERY events at a
+            // time: a claim of customers with 90 days of history each is
+            // half a million events, which held at once (rows, then events)
+            // took the rescoring of a big import past 400 MB.
+            let mut pending = 0;
+            let mut rows = q.fetch(&self.pools.read);
+            while let Some(row) = rows.try_next().await? {
                 let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
                 // A refolded customer's events all come from the query below.
-                if !refold.contains(&customer_id) {
-                    rows.push((customer_id, row));
+                if refold.contains(&customer_id) {
+                    continue;
+                }
+                pending += unfolded(fresh, &at, customer_id, &row)?;
+                if pending >= FOLD_EVERY {
+                    fresh.iter_mut().for_each(|c| {
+                        c.fold();
+                    });
+                    pending = 0;
                 }
             }
+            drop(rows);
             for id in &refold {
-                let all = sqlx::query("SELECT seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2")
-                    .bind(ws.to_string())
-                    .bind(id.to_string())
-                    .fetch_all(&self.pools.read)
-                    .await?;
-                rows.extend(all.into_iter().map(|row| (*id, row)));
+                let mut all =
+                    sqlx::query("SELECT seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2")
+                        .bind(ws.to_string())
+                        .bind(id.to_string())
+                        .fetch(&self.pools.read);
+                while let Some(row) = all.try_next().await? {
+                    pending += unfolded(fresh, &at, *id, &row)?;
+                    if pending >= FOLD_EVERY {
+                        fresh.iter_mut().for_each(|c| {
+                            c.fold();
+                        });
+                        pending = 0;
+                    }
+                }
             }
-            for (customer_id, row) in rows {
-                let Some(input) = at.get(&customer_id).and_then(|i| fresh.get_mut(*i)) else {
-                    continue;
-                };
-                let seq: i64 = row.try_get("seq")?;
-                let event: Event = serde_json::from_str(&row.try_get::<String, _>("payload")?)
-                    .map_err(|e| corrupt("event payload", e))?;
-                input.unfolded.push(event);
-                input.through = input.through.max(seq);
-            }
+            fresh.iter_mut().for_each(|c| {
+                c.fold();
+            });
         }
         Ok(out)
     }

@@ -563,7 +563,14 @@ async fn rescore(url: Option<String>, dir: &tempfile::TempDir, n: usize) -> anyh
     println!("loaded {events} events in {:.1} s", load.elapsed().as_secs_f64());
     let rescorer = crate::rescore::Rescorer::new(store.clone(), 2_000);
     // A first pass scores everything once (so alert state exists), then the timed full rescore.
-    rescorer.run_once(now).await?;
+    let first = Instant::now();
+    let stats = rescorer.run_once(now).await?;
+    println!(
+        "first pass (folds every event): {} customers in {:.2} s, peak RSS so far {:.0} MB",
+        stats.scored,
+        first.elapsed().as_secs_f64(),
+        peak_rss_mb()
+    );
     store
         .set_scorecard(ws.id, &perly_domain::scorecard::Scorecard::default(), now)
         .await?;
