@@ -255,12 +255,13 @@ impl Acks {
                 Err(perly_store::Error::Invalid("the acknowledgement writer stopped".into()))
             }),
             // The writer task is gone: written here, on its own.
-            Err(mpsc::error::SendError((ack, _))) => self.write_one(ack).await,
+            Err(mpsc::error::SendError((ack, _))) => Self::write_one(self.store.as_ref(), &ack).await,
         }
     }
 
-    async fn write_one(&self, ack: DeliveryAck) -> perly_store::Result<Acked> {
-        let mut acked = self.store.ack_deliveries(std::slice::from_ref(&ack)).await?;
+    /// One acknowledgement in a transaction of its own.
+    async fn write_one(store: &dyn Store, ack: &DeliveryAck) -> perly_store::Result<Acked> {
+        let mut acked = store.ack_deliveries(std::slice::from_ref(ack)).await?;
         Ok(acked.pop().unwrap_or_default())
     }
 
@@ -283,9 +284,8 @@ impl Acks {
                 // is written on its own.
                 Err(e) => {
                     tracing::warn!(acks = acks.len(), error = %e, "delivery: a group of acknowledgements failed; writing them one by one");
-                    for (ack, reply) in acks.into_iter().zip(replies) {
-                        let one = store.ack_deliveries(std::slice::from_ref(&ack)).await;
-                        let _ = reply.send(one.map(|mut a| a.pop().unwrap_or_default()));
+                    for (ack, reply) in acks.iter().zip(replies) {
+                        let _ = reply.send(Self::write_one(store.as_ref(), ack).await);
                     }
                 }
             }

@@ -306,12 +306,10 @@ pub fn connect_lazy(url: &str) -> Result<Pools> {
     install_default_drivers();
     let dialect = Dialect::from_url(url)?;
     let options = AnyConnectOptions::from_str(url)?;
-    let timeout = match dialect {
-        Dialect::Sqlite => Duration::from_secs(30),
-        Dialect::Postgres => POSTGRES_ACQUIRE_TIMEOUT,
-    };
     let pool = match dialect {
-        Dialect::Sqlite => AnyPoolOptions::new().max_connections(4).acquire_timeout(timeout),
+        Dialect::Sqlite => AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30)),
         Dialect::Postgres => postgres_pool_options(4),
     }
     .connect_lazy_with(options);

@@ -42,28 +42,6 @@ use crate::{Error, Result, Store};
 pub(crate) const CHUNK: usize = 500;
 /// Ids per `IN (…)` list.
 pub(crate) const IN_CHUNK: usize = 500;
-/// Unfolded events a rescoring claim holds at most before folding them into
-/// their customers' rollups (about 10 MB of events).
-const FOLD_EVERY: usize = 50_000;
-
-/// Adds an event row (`seq`, `payload`) of `customer` to its claimed input's
-/// unfolded events; 1 if it was one of the claim's customers.
-fn unfolded(
-    inputs: &mut [RescoreInput],
-    at: &HashMap<CustomerId, usize>,
-    customer: CustomerId,
-    row: &AnyRow,
-) -> Result<usize> {
-    let Some(input) = at.get(&customer).and_then(|i| inputs.get_mut(*i)) else {
-        return Ok(0);
-    };
-    let seq: i64 = row.try_get("seq")?;
-    let event: Event =
-        serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))?;
-    input.unfolded.push(event);
-    input.through = input.through.max(seq);
-    Ok(1)
-}
 /// How long a rescoring lease lasts before another worker may take the row.
 const LEASE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -123,6 +101,51 @@ pub(crate) async fn fetch_json_rows<'q, T: serde::de::DeserializeOwned>(
 /// before the limits) is read and trimmed to them.
 const ROLLUP_FORMAT: u8 = 3;
 const ROLLUP_FORMAT_UNLIMITED: u8 = 2;
+
+/// Unfolded events a rescoring claim holds at most before folding them into
+/// their customers' rollups (about 10 MB of events).
+const FOLD_EVERY: usize = 50_000;
+
+/// A claim's customers taking their new events as the rows stream in,
+/// folded into their rollups [`FOLD_EVERY`] events at a time.
+struct Folding<'a> {
+    inputs: &'a mut [RescoreInput],
+    at: HashMap<CustomerId, usize>,
+    pending: usize,
+}
+
+impl<'a> Folding<'a> {
+    fn new(inputs: &'a mut [RescoreInput]) -> Self {
+        let at = inputs.iter().enumerate().map(|(i, c)| (c.customer_id, i)).collect();
+        Self { inputs, at, pending: 0 }
+    }
+
+    /// An event row (`seq`, `payload`) of `customer`, if it is one of the
+    /// claim's customers.
+    fn add(&mut self, customer: CustomerId, row: &AnyRow) -> Result<()> {
+        let Some(input) = self.at.get(&customer).and_then(|i| self.inputs.get_mut(*i)) else {
+            return Ok(());
+        };
+        let seq: i64 = row.try_get("seq")?;
+        let event: Event =
+            serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))?;
+        input.unfolded.push(event);
+        input.through = input.through.max(seq);
+        self.pending += 1;
+        if self.pending >= FOLD_EVERY {
+            self.fold();
+        }
+        Ok(())
+    }
+
+    /// Folds what is waiting.
+    fn fold(&mut self) {
+        for input in self.inputs.iter_mut() {
+            input.fold();
+        }
+        self.pending = 0;
+    }
+}
 
 /// The SQL store.
 #[derive(Debug, Clone)]
@@ -766,7 +789,6 @@ impl SqlStore {
                 });
             }
             let fresh = &mut out[first..];
-            let at: HashMap<CustomerId, usize> = fresh.iter().enumerate().map(|(i, c)| (c.customer_id, i)).collect();
             // The events each customer got since its rollup was folded: one
             // range of the customer index per customer. The join order is
             // forced (SQLite's CROSS JOIN; PostgreSQL plans it freely): left
@@ -792,20 +814,13 @@ impl SqlStore {
             // time: a claim of customers with 90 days of history each is
             // half a million events, which held at once (rows, then events)
             // took the rescoring of a big import past 400 MB.
-            let mut pending = 0;
+            let mut folding = Folding::new(fresh);
             let mut rows = q.fetch(&self.pools.read);
             while let Some(row) = rows.try_next().await? {
                 let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
                 // A refolded customer's events all come from the query below.
-                if refold.contains(&customer_id) {
-                    continue;
-                }
-                pending += unfolded(fresh, &at, customer_id, &row)?;
-                if pending >= FOLD_EVERY {
-                    fresh.iter_mut().for_each(|c| {
-                        c.fold();
-                    });
-                    pending = 0;
+                if !refold.contains(&customer_id) {
+                    folding.add(customer_id, &row)?;
                 }
             }
             drop(rows);
@@ -816,18 +831,10 @@ impl SqlStore {
                         .bind(id.to_string())
                         .fetch(&self.pools.read);
                 while let Some(row) = all.try_next().await? {
-                    pending += unfolded(fresh, &at, *id, &row)?;
-                    if pending >= FOLD_EVERY {
-                        fresh.iter_mut().for_each(|c| {
-                            c.fold();
-                        });
-                        pending = 0;
-                    }
+                    folding.add(*id, &row)?;
                 }
             }
-            fresh.iter_mut().for_each(|c| {
-                c.fold();
-            });
+            folding.fold();
         }
         Ok(out)
     }
@@ -896,8 +903,6 @@ impl SqlStore {
         let locked_first = !needs_events_import.is_empty();
         if locked_first {
             self.lock_rollup_rows(&mut tx, ws, &ids).await?;
-        }
-        if !needs_events_import.is_empty() {
             let import = crate::imports::events_import(&mut tx, ws, now).await?.to_string();
             for a in alerts.iter_mut().filter(|a| !a.3 && a.4.is_none()) {
                 a.4 = Some(import.clone());
