@@ -471,9 +471,12 @@ impl SqlStore {
                 r.try_get("n")?,
             ));
         }
+        // The storm's customers by key (`unindexed`): not a walk of all the
+        // workspace's customers by one of its indexes.
         let top_rows = sqlx::query(&format!(
-            "SELECT cu.name, cu.mrr FROM customers cu WHERE cu.workspace_id = $1 AND cu.id IN (\
-             SELECT a.customer_id {from}) ORDER BY COALESCE(cu.mrr, -1.0) DESC, cu.name, cu.id LIMIT $4"
+            "SELECT cu.name, cu.mrr FROM customers cu WHERE {} = $1 AND cu.id IN (\
+             SELECT a.customer_id {from}) ORDER BY COALESCE(cu.mrr, -1.0) DESC, cu.name, cu.id LIMIT $4",
+            self.dialect().unindexed("cu.workspace_id")
         ))
         .bind(ws_s)
         .bind(ch)

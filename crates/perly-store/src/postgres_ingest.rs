@@ -11,12 +11,14 @@
 //! (`ON CONFLICT DO NOTHING RETURNING` says which were new, exactly, even
 //! with other replicas writing the same ids), mark the customers.
 //!
-//! The statements are not prepared once for all (`persistent(false)`): a
-//! cached generic plan cannot see the arrays' sizes, and one made while the
-//! customers table was still filling (no statistics yet) joined 4,000 ids
-//! against all 100,000 customers row by row, 28 s a statement. Planned
-//! each time with its arrays, the join is a hash or index join (14–80 ms
-//! for 1,000 ids at 100,000 customers).
+//! The statements are prepared once per connection; each run is still
+//! planned with its arrays (every PostgreSQL connection of Perly sets
+//! `plan_cache_mode = force_custom_plan`, see [`crate::db::POSTGRES_SESSION`]):
+//! a cached generic plan cannot see the arrays' sizes, and one made while
+//! the customers table was still filling (no statistics yet) joined 4,000
+//! ids against all 100,000 customers row by row, 28 s a statement. Planned
+//! with its arrays, the join is a hash or index join (14–80 ms for 1,000
+//! ids at 100,000 customers).
 //!
 //! The lock is why folding after `folded_seq` never skips an event: a
 //! customer's events commit in `seq` order (see `SqlStore::store_events`,
@@ -107,7 +109,6 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
          JOIN UNNEST($1::text[], $2::text[]) AS w(workspace_id, external_id) \
          ON c.workspace_id = w.workspace_id AND c.external_id = w.external_id WHERE c.archived_at IS NULL",
     )
-    .persistent(false)
     .bind(&wss)
     .bind(&externals)
     .fetch_all(&mut **tx)
@@ -146,7 +147,6 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
         "SELECT r.customer_id FROM rollups r JOIN UNNEST($1::text[], $2::text[]) AS l(workspace_id, customer_id) \
          ON r.workspace_id = l.workspace_id AND r.customer_id = l.customer_id ORDER BY r.customer_id FOR UPDATE OF r",
     )
-    .persistent(false)
     .bind(&lock_ws)
     .bind(&lock_ids)
     .fetch_all(&mut **tx)
@@ -178,7 +178,6 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[]) \
          ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING workspace_id, event_id",
     )
-    .persistent(false)
     .bind(&c_ws)
     .bind(&c_id)
     .bind(&c_customer)
@@ -245,7 +244,6 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS v(workspace_id, customer_id, import, now) \
          WHERE rollups.workspace_id = v.workspace_id AND rollups.customer_id = v.customer_id",
     )
-    .persistent(false)
     .bind(&m_ws)
     .bind(&m_id)
     .bind(&m_import)

@@ -257,6 +257,17 @@ pub(crate) async fn queue_score_pushes(
     };
     let ws_s = ws.to_string();
     let now_ms = ms(now);
+    // Most workspaces have no Salesforce connection: one lookup instead of
+    // a statement per 500 customers that finds each of them to push nothing
+    // (an eighth of a full rescore's time).
+    let connected = sqlx::query("SELECT 1 AS one FROM salesforce_connections WHERE workspace_id = $1")
+        .bind(ws_s.clone())
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some();
+    if !connected || keys.is_empty() {
+        return Ok(());
+    }
     for chunk in keys.chunks(IN_CHUNK) {
         let sql = format!(
             "INSERT INTO salesforce_pushes (workspace_id, account_sf_id, customer_id, score, risk_level, scored_at, \

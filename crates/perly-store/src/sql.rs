@@ -470,12 +470,11 @@ impl SqlStore {
             let sql = self
                 .dialect()
                 .positional(self.dialect().json_rows(&inner, "id, external_id"));
-            // Planned with its ids each time on PostgreSQL: a cached generic plan
-            // made before the table had statistics scanned every customer for
-            // each statement (1.2 s for 500 ids at 100,000 customers).
-            let mut q = sqlx::query(&sql)
-                .persistent(self.dialect() == Dialect::Sqlite)
-                .bind(ws.to_string());
+            // Planned with its ids each time on PostgreSQL (`force_custom_plan`,
+            // `db::POSTGRES_SESSION`): a cached generic plan made before the
+            // table had statistics scanned every customer for each statement
+            // (1.2 s for 500 ids at 100,000 customers).
+            let mut q = sqlx::query(&sql).bind(ws.to_string());
             for e in chunk {
                 q = q.bind(e.to_string());
             }
@@ -711,10 +710,15 @@ impl SqlStore {
     async fn claim_rescore_once(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
         let now_ms = ms(now);
         let mut tx = self.pools.write.begin().await?;
+        // The claimed rows are found by key: with `workspace_id` indexable,
+        // SQLite walked all of the workspace's rollups (by
+        // `rollups_by_last_import`) looking each up in the claim's list, so
+        // a full rescore of 100,000 customers read 100,000 rows per claim.
         let sql = format!(
-            "UPDATE rollups SET lease_until = $3 WHERE workspace_id = $1 AND customer_id IN (\
+            "UPDATE rollups SET lease_until = $3 WHERE {} = $1 AND customer_id IN (\
              SELECT customer_id FROM rollups WHERE workspace_id = $1 AND dirty = 1 \
              AND (lease_until IS NULL OR lease_until < $2) ORDER BY dirty_at LIMIT $4{}) RETURNING customer_id",
+            self.dialect().unindexed("workspace_id"),
             self.dialect().skip_locked()
         );
         let claimed: Vec<String> = sqlx::query(&sql)
@@ -1046,11 +1050,18 @@ impl SqlStore {
         if !locked_first {
             self.lock_rollup_rows(&mut tx, ws, &ids).await?;
         }
+        // Only the customers whose score, risk or delta moved are written
+        // with them: each of those columns is in the customers' sort
+        // indexes (six of them), whose entries SQLite rewrites whenever a
+        // column is set, changed or not. Every scored customer gets its
+        // `scored_at` below.
         for chunk in scored.chunks(CHUNK) {
             let sql = format!(
-                "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4, \
-                 scored_at = v.column5 FROM (VALUES {}) AS v WHERE customers.workspace_id = v.column6 AND customers.id = v.column1",
-                value_rows(1, chunk.len(), 6)
+                "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4 \
+                 FROM (VALUES {}) AS v WHERE customers.workspace_id = v.column5 AND customers.id = v.column1 \
+                 AND (customers.score IS DISTINCT FROM v.column2 OR customers.risk_level IS DISTINCT FROM v.column3 \
+                 OR customers.delta IS DISTINCT FROM v.column4)",
+                value_rows(1, chunk.len(), 5)
             );
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
@@ -1060,8 +1071,20 @@ impl SqlStore {
                     .bind(*score)
                     .bind(*risk)
                     .bind(*delta)
-                    .bind(now_ms)
                     .bind(ws_s.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in scored.chunks(IN_CHUNK) {
+            let sql = format!(
+                "UPDATE customers SET scored_at = $1 WHERE {} = $2 AND id IN ({})",
+                self.dialect().unindexed("workspace_id"),
+                params(3, chunk.len())
+            );
+            let sql = self.dialect().positional(sql);
+            let mut q = sqlx::query(&sql).bind(now_ms).bind(ws_s.clone());
+            for (cid, ..) in chunk {
+                q = q.bind(cid.clone());
             }
             q.execute(&mut *tx).await?;
         }
