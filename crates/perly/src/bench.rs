@@ -311,6 +311,9 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
         .iter()
         .map(|events| serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default())
         .collect();
+    // Held by the load generator for the whole run, in the same process:
+    // printed beside the peak RSS so the server's share can be read.
+    let bodies_mb = bodies.iter().map(Vec::capacity).sum::<usize>() as f64 / 1e6;
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -440,7 +443,10 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
         tail(&lat, 0.99),
         lat.last().copied().unwrap_or(0.0)
     );
-    println!("peak RSS (server + load generator): {:.0} MB", peak_rss_mb());
+    println!(
+        "peak RSS (server + load generator): {:.0} MB, of it the load generator's request bodies {bodies_mb:.0} MB",
+        peak_rss_mb()
+    );
     if store.backend() == "sqlite" {
         drop(bodies);
         // The same rows again (same seed), built after the peak was read.
