@@ -40,6 +40,7 @@ pub mod salesforce;
 pub mod salesforce_outbox;
 pub mod secrets;
 pub mod sql;
+mod sqlite_claim;
 mod sqlite_ingest;
 
 use async_trait::async_trait;

@@ -108,27 +108,25 @@ const FOLD_EVERY: usize = 50_000;
 
 /// A claim's customers taking their new events as the rows stream in,
 /// folded into their rollups [`FOLD_EVERY`] events at a time.
-struct Folding<'a> {
+pub(crate) struct Folding<'a> {
     inputs: &'a mut [RescoreInput],
     at: HashMap<CustomerId, usize>,
     pending: usize,
 }
 
 impl<'a> Folding<'a> {
-    fn new(inputs: &'a mut [RescoreInput]) -> Self {
+    pub(crate) fn new(inputs: &'a mut [RescoreInput]) -> Self {
         let at = inputs.iter().enumerate().map(|(i, c)| (c.customer_id, i)).collect();
         Self { inputs, at, pending: 0 }
     }
 
-    /// An event row (`seq`, `payload`) of `customer`, if it is one of the
+    /// An event (`seq`, `payload`) of `customer`, if it is one of the
     /// claim's customers.
-    fn add(&mut self, customer: CustomerId, row: &AnyRow) -> Result<()> {
+    pub(crate) fn add(&mut self, customer: CustomerId, seq: i64, payload: &str) -> Result<()> {
         let Some(input) = self.at.get(&customer).and_then(|i| self.inputs.get_mut(*i)) else {
             return Ok(());
         };
-        let seq: i64 = row.try_get("seq")?;
-        let event: Event =
-            serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| corrupt("event payload", e))?;
+        let event: Event = serde_json::from_str(payload).map_err(|e| corrupt("event payload", e))?;
         input.unfolded.push(event);
         input.through = input.through.max(seq);
         self.pending += 1;
@@ -139,11 +137,97 @@ impl<'a> Folding<'a> {
     }
 
     /// Folds what is waiting.
-    fn fold(&mut self) {
+    pub(crate) fn fold(&mut self) {
         for input in self.inputs.iter_mut() {
             input.fold();
         }
         self.pending = 0;
+    }
+}
+
+/// A claim's columns of `n` customers (bound: the workspace three times,
+/// then the ids).
+pub(crate) fn claim_rows_sql(dialect: Dialect, n: usize) -> String {
+    dialect.positional(format!(
+        "SELECT r.customer_id, r.version, b.data, b.folded_seq, r.dirty_import, c.plan, c.seats_purchased, \
+         s.alert_state FROM rollups r JOIN customers c ON c.id = r.customer_id \
+         LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
+         LEFT JOIN customer_scores s ON s.customer_id = r.customer_id AND s.workspace_id = $1 \
+         WHERE r.workspace_id = $2 AND c.workspace_id = $3 AND r.customer_id IN ({})",
+        params(4, n)
+    ))
+}
+
+/// The events each of `n` claimed customers got since its rollup was
+/// folded (bound: the workspace, then the ids): one range of the customer
+/// index per customer. The join order is forced (SQLite's CROSS JOIN;
+/// PostgreSQL plans it freely): left to itself SQLite reads `events` first,
+/// by customer, and cannot start the range at `folded_seq`, which comes
+/// from the blob, so it read every event of each claimed customer. `r` is
+/// found by its key, not by the workspace index.
+pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
+    dialect.positional(format!(
+        "SELECT e.customer_id, e.seq, e.payload FROM rollups r \
+         LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
+         CROSS JOIN events e WHERE e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
+         AND e.seq > COALESCE(b.folded_seq, 0) \
+         AND {} = $1 AND r.customer_id IN ({})",
+        dialect.unindexed("r.workspace_id"),
+        params(2, n)
+    ))
+}
+
+/// All the events of a customer whose rollup is folded again.
+pub(crate) const REFOLD_EVENTS: &str = "SELECT seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2";
+
+/// The claim's columns of one customer (rollup, blob, facts, alert state),
+/// as read by either driver.
+pub(crate) struct ClaimedRow {
+    pub customer_id: String,
+    pub version: i64,
+    pub data: Option<Vec<u8>>,
+    pub folded_seq: Option<i64>,
+    pub dirty_import: Option<String>,
+    pub plan: Option<String>,
+    pub seats_purchased: Option<i64>,
+    pub alert_state: Option<String>,
+}
+
+impl ClaimedRow {
+    /// The customer's rescoring input, its new events not read yet. A
+    /// customer whose stored rollup cannot be read (a format change) is
+    /// added to `refold`: it folds all its events again.
+    pub(crate) fn input(self, refold: &mut Vec<CustomerId>) -> Result<RescoreInput> {
+        let customer_id: CustomerId = parse("customer id", &self.customer_id)?;
+        let (rollup, through) = match self.data {
+            None => (Rollup::default(), 0),
+            Some(data) => match decode_rollup(&data) {
+                Some(r) => (r, self.folded_seq.unwrap_or(0)),
+                None => {
+                    tracing::warn!(customer_id = %customer_id, "stored rollup unreadable; folding all its events again");
+                    refold.push(customer_id);
+                    (Rollup::default(), 0)
+                }
+            },
+        };
+        let state = match self.alert_state {
+            None => AlertState::default(),
+            Some(s) => serde_json::from_str(&s).map_err(|e| corrupt("alert state", e))?,
+        };
+        Ok(RescoreInput {
+            customer_id,
+            version: self.version,
+            rollup,
+            facts: CustomerFacts {
+                plan: self.plan,
+                seats_purchased: self.seats_purchased.and_then(|n| u32::try_from(n).ok()),
+            },
+            state,
+            import: self.dirty_import.map(|id| parse("import id", &id)).transpose()?,
+            unfolded: Vec::new(),
+            folded: 0,
+            through,
+        })
     }
 }
 
@@ -155,6 +239,9 @@ pub struct SqlStore {
     /// The events API's group-commit queue ([`crate::ingest_queue`]),
     /// started on first use.
     ingest: Arc<IngestLane>,
+    /// SQLite: the rescoring claims' read connection
+    /// ([`crate::sqlite_claim`]), opened on first use.
+    claims: Arc<tokio::sync::OnceCell<crate::sqlite_claim::SqliteClaimReader>>,
 }
 
 #[derive(Debug)]
@@ -179,6 +266,7 @@ impl SqlStore {
             pools: crate::db::connect(url).await?,
             cipher,
             ingest: IngestLane::of(url),
+            claims: Arc::default(),
         })
     }
 
@@ -189,6 +277,7 @@ impl SqlStore {
             pools: crate::db::connect_lazy(url)?,
             cipher,
             ingest: IngestLane::of(url),
+            claims: Arc::default(),
         })
     }
 
@@ -732,17 +821,20 @@ impl SqlStore {
             .map(|r| r.try_get("customer_id"))
             .collect::<Result<_, _>>()?;
         tx.commit().await?;
+        if self.dialect() == Dialect::Sqlite {
+            let reader = self
+                .claims
+                .get_or_try_init(|| async {
+                    let path = crate::db::sqlite_path(&self.ingest.url)
+                        .ok_or_else(|| Error::Invalid("SQLite URL needs a file path".into()))?;
+                    crate::sqlite_claim::SqliteClaimReader::open(path)
+                })
+                .await?;
+            return reader.read(ws, claimed).await;
+        }
         let mut out = Vec::with_capacity(claimed.len());
         for chunk in claimed.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT r.customer_id, r.version, b.data, b.folded_seq, r.dirty_import, c.plan, c.seats_purchased, \
-                 s.alert_state FROM rollups r JOIN customers c ON c.id = r.customer_id \
-                 LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
-                 LEFT JOIN customer_scores s ON s.customer_id = r.customer_id AND s.workspace_id = $1 \
-                 WHERE r.workspace_id = $2 AND c.workspace_id = $3 AND r.customer_id IN ({})",
-                params(4, chunk.len())
-            );
-            let sql = self.dialect().positional(sql);
+            let sql = claim_rows_sql(self.dialect(), chunk.len());
             let mut q = sqlx::query(&sql)
                 .bind(ws.to_string())
                 .bind(ws.to_string())
@@ -755,61 +847,20 @@ impl SqlStore {
             // fold all their events again.
             let mut refold = Vec::new();
             for row in q.fetch_all(&self.pools.read).await? {
-                let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
-                let stored = row.try_get::<Option<Vec<u8>>, _>("data")?;
-                let (rollup, through) = match stored {
-                    None => (Rollup::default(), 0),
-                    Some(data) => match decode_rollup(&data) {
-                        Some(r) => (r, row.try_get::<Option<i64>, _>("folded_seq")?.unwrap_or(0)),
-                        None => {
-                            tracing::warn!(customer_id = %customer_id, "stored rollup unreadable; folding all its events again");
-                            refold.push(customer_id);
-                            (Rollup::default(), 0)
-                        }
-                    },
-                };
-                let state = match row.try_get::<Option<String>, _>("alert_state")? {
-                    None => AlertState::default(),
-                    Some(s) => serde_json::from_str(&s).map_err(|e| corrupt("alert state", e))?,
-                };
-                out.push(RescoreInput {
-                    customer_id,
+                let claimed = ClaimedRow {
+                    customer_id: row.try_get("customer_id")?,
                     version: row.try_get("version")?,
-                    rollup,
-                    facts: CustomerFacts {
-                        plan: row.try_get("plan")?,
-                        seats_purchased: row
-                            .try_get::<Option<i64>, _>("seats_purchased")?
-                            .and_then(|n| u32::try_from(n).ok()),
-                    },
-                    state,
-                    import: match row.try_get::<Option<String>, _>("dirty_import")? {
-                        Some(id) => Some(parse("import id", &id)?),
-                        None => None,
-                    },
-                    unfolded: Vec::new(),
-                    folded: 0,
-                    through,
-                });
+                    data: row.try_get("data")?,
+                    folded_seq: row.try_get("folded_seq")?,
+                    dirty_import: row.try_get("dirty_import")?,
+                    plan: row.try_get("plan")?,
+                    seats_purchased: row.try_get("seats_purchased")?,
+                    alert_state: row.try_get("alert_state")?,
+                };
+                out.push(claimed.input(&mut refold)?);
             }
             let fresh = &mut out[first..];
-            // The events each customer got since its rollup was folded: one
-            // range of the customer index per customer. The join order is
-            // forced (SQLite's CROSS JOIN; PostgreSQL plans it freely): left
-            // to itself SQLite reads `events` first, by customer, and cannot
-            // start the range at `folded_seq`, which comes from the blob, so
-            // it read every event of each claimed customer. `r` is found by
-            // its key, not by the workspace index.
-            let sql = format!(
-                "SELECT e.customer_id, e.seq, e.payload FROM rollups r \
-                 LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
-                 CROSS JOIN events e WHERE e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
-                 AND e.seq > COALESCE(b.folded_seq, 0) \
-                 AND {} = $1 AND r.customer_id IN ({})",
-                self.dialect().unindexed("r.workspace_id"),
-                params(2, chunk.len())
-            );
-            let sql = self.dialect().positional(sql);
+            let sql = claim_events_sql(self.dialect(), chunk.len());
             let mut q = sqlx::query(&sql).bind(ws.to_string());
             for id in chunk {
                 q = q.bind(id.clone());
@@ -824,18 +875,17 @@ impl SqlStore {
                 let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
                 // A refolded customer's events all come from the query below.
                 if !refold.contains(&customer_id) {
-                    folding.add(customer_id, &row)?;
+                    folding.add(customer_id, row.try_get("seq")?, &row.try_get::<String, _>("payload")?)?;
                 }
             }
             drop(rows);
             for id in &refold {
-                let mut all =
-                    sqlx::query("SELECT seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2")
-                        .bind(ws.to_string())
-                        .bind(id.to_string())
-                        .fetch(&self.pools.read);
+                let mut all = sqlx::query(REFOLD_EVENTS)
+                    .bind(ws.to_string())
+                    .bind(id.to_string())
+                    .fetch(&self.pools.read);
                 while let Some(row) = all.try_next().await? {
-                    folding.add(*id, &row)?;
+                    folding.add(*id, row.try_get("seq")?, &row.try_get::<String, _>("payload")?)?;
                 }
             }
             folding.fold();

@@ -234,7 +234,7 @@ fn open_events_import(tx: &rusqlite::Transaction<'_>, ws: &str, now: i64) -> Res
 
 /// A rusqlite error as the store's: a lock another process keeps past the
 /// busy timeout is an outage, as on sqlx ([`crate::is_unreachable`]).
-fn map_err(e: rusqlite::Error) -> Error {
+pub(crate) fn map_err(e: rusqlite::Error) -> Error {
     let busy = matches!(
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
