@@ -257,6 +257,9 @@ pub(crate) async fn queue_score_pushes(
     };
     let ws_s = ws.to_string();
     let now_ms = ms(now);
+    if keys.is_empty() {
+        return Ok(());
+    }
     // Most workspaces have no Salesforce connection: one lookup instead of
     // a statement per 500 customers that finds each of them to push nothing
     // (an eighth of a full rescore's time).
@@ -265,7 +268,7 @@ pub(crate) async fn queue_score_pushes(
         .fetch_optional(&mut **tx)
         .await?
         .is_some();
-    if !connected || keys.is_empty() {
+    if !connected {
         return Ok(());
     }
     for chunk in keys.chunks(IN_CHUNK) {

@@ -832,6 +832,12 @@ impl SqlStore {
                 .await?;
             return reader.read(ws, claimed).await;
         }
+        // One snapshot for all the reads (see `sqlite_claim::read`): a claim
+        // whose lease ran out may record a blob between the two reads.
+        let mut snapshot = self.pools.read.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *snapshot)
+            .await?;
         let mut out = Vec::with_capacity(claimed.len());
         for chunk in claimed.chunks(IN_CHUNK) {
             let sql = claim_rows_sql(self.dialect(), chunk.len());
@@ -846,7 +852,7 @@ impl SqlStore {
             // Customers whose stored rollup cannot be read (a format change)
             // fold all their events again.
             let mut refold = Vec::new();
-            for row in q.fetch_all(&self.pools.read).await? {
+            for row in q.fetch_all(&mut *snapshot).await? {
                 let claimed = ClaimedRow {
                     customer_id: row.try_get("customer_id")?,
                     version: row.try_get("version")?,
@@ -870,7 +876,7 @@ impl SqlStore {
             // half a million events, which held at once (rows, then events)
             // took the rescoring of a big import past 400 MB.
             let mut folding = Folding::new(fresh);
-            let mut rows = q.fetch(&self.pools.read);
+            let mut rows = q.fetch(&mut *snapshot);
             while let Some(row) = rows.try_next().await? {
                 let customer_id: CustomerId = parse("customer id", &row.try_get::<String, _>("customer_id")?)?;
                 // A refolded customer's events all come from the query below.
@@ -883,13 +889,14 @@ impl SqlStore {
                 let mut all = sqlx::query(REFOLD_EVENTS)
                     .bind(ws.to_string())
                     .bind(id.to_string())
-                    .fetch(&self.pools.read);
+                    .fetch(&mut *snapshot);
                 while let Some(row) = all.try_next().await? {
                     folding.add(*id, row.try_get("seq")?, &row.try_get::<String, _>("payload")?)?;
                 }
             }
             folding.fold();
         }
+        snapshot.commit().await?;
         Ok(out)
     }
 

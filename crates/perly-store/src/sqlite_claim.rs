@@ -61,6 +61,11 @@ impl SqliteClaimReader {
 }
 
 fn read(conn: &Connection, ws: &str, claimed: &[String]) -> Result<Vec<RescoreInput>> {
+    // One snapshot for all the reads: a claim whose lease ran out may
+    // record a customer's blob between reading the blob and reading the
+    // events after its `folded_seq`; read apart, the old blob would take
+    // only the events after the new one's, and lose those in between.
+    let snapshot = conn.unchecked_transaction().map_err(map_err)?;
     let mut out = Vec::with_capacity(claimed.len());
     for chunk in claimed.chunks(IN_CHUNK) {
         let first = out.len();
@@ -117,6 +122,7 @@ fn read(conn: &Connection, ws: &str, claimed: &[String]) -> Result<Vec<RescoreIn
         }
         folding.fold();
     }
+    snapshot.commit().map_err(map_err)?;
     Ok(out)
 }
 
