@@ -1111,7 +1111,7 @@ impl SqlStore {
         // with them: each of those columns is in the customers' sort
         // indexes (six of them), whose entries SQLite rewrites whenever a
         // column is set, changed or not. Every scored customer gets its
-        // `scored_at` below.
+        // `scored_at` below, with the unscored.
         for chunk in scored.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4 \
@@ -1132,20 +1132,9 @@ impl SqlStore {
             }
             q.execute(&mut *tx).await?;
         }
-        for chunk in scored.chunks(IN_CHUNK) {
-            let sql = format!(
-                "UPDATE customers SET scored_at = $1 WHERE {} = $2 AND id IN ({})",
-                self.dialect().unindexed("workspace_id"),
-                params(3, chunk.len())
-            );
-            let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql).bind(now_ms).bind(ws_s.clone());
-            for (cid, ..) in chunk {
-                q = q.bind(cid.clone());
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for chunk in unscored.chunks(IN_CHUNK) {
+        // Every customer of the batch, scored or not, was rescored now.
+        let stamped: Vec<&String> = scored.iter().map(|s| &s.0).chain(&unscored).collect();
+        for chunk in stamped.chunks(IN_CHUNK) {
             let sql = format!(
                 "UPDATE customers SET scored_at = $1 WHERE {} = $2 AND id IN ({})",
                 self.dialect().unindexed("workspace_id"),
@@ -1154,7 +1143,7 @@ impl SqlStore {
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql).bind(now_ms).bind(ws_s.clone());
             for cid in chunk {
-                q = q.bind(cid.clone());
+                q = q.bind((*cid).clone());
             }
             q.execute(&mut *tx).await?;
         }

@@ -21,6 +21,7 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags};
 
 use crate::db::Dialect;
 use crate::sql::{claim_events_sql, claim_rows_sql, parse, ClaimedRow, Folding, IN_CHUNK, REFOLD_EVENTS};
+use crate::sqlite_ingest::map_err;
 use crate::{Error, RescoreInput, Result};
 
 /// The rescoring claims' read connection.
@@ -128,8 +129,4 @@ fn read(conn: &Connection, ws: &str, claimed: &[String]) -> Result<Vec<RescoreIn
 
 fn from_sql(e: rusqlite::types::FromSqlError) -> Error {
     crate::sql::corrupt("claimed row", e)
-}
-
-fn map_err(e: rusqlite::Error) -> Error {
-    crate::sqlite_ingest::map_err(e)
 }
