@@ -132,6 +132,9 @@ pub enum IngestOutcome {
 pub struct RescoreInput {
     pub customer_id: CustomerId,
     pub version: i64,
+    /// The lease the claim took (ms since the epoch, `rollups.lease_until`):
+    /// recording gives the customer back only while it still holds it.
+    pub lease_until: i64,
     pub rollup: Rollup,
     pub facts: CustomerFacts,
     pub state: AlertState,
@@ -168,6 +171,8 @@ impl RescoreInput {
 pub struct RescoreResult {
     pub customer_id: CustomerId,
     pub version: i64,
+    /// From [`RescoreInput::lease_until`].
+    pub lease_until: i64,
     /// `None` when the customer has no data to score yet.
     pub scored: Option<(Score, Assessment)>,
     /// The import this rescoring belongs to (from [`RescoreInput::import`]).

@@ -236,20 +236,22 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
         m_import.push(import);
         m_now.push(now);
     }
-    sqlx::query(
+    let mark = format!(
         "UPDATE rollups SET version = rollups.version + 1, dirty = 1, \
          dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.now END, updated_at = v.now, \
          dirty_import = CASE WHEN v.import IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL \
          AND rollups.version > 0) THEN NULL ELSE v.import END, last_import = COALESCE(v.import, rollups.last_import) \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS v(workspace_id, customer_id, import, now) \
-         WHERE rollups.workspace_id = v.workspace_id AND rollups.customer_id = v.customer_id",
-    )
-    .bind(&m_ws)
-    .bind(&m_id)
-    .bind(&m_import)
-    .bind(&m_now)
-    .execute(&mut **tx)
-    .await?;
+         WHERE rollups.workspace_id = v.workspace_id AND rollups.customer_id = v.customer_id AND NOT {}",
+        crate::sql::already_marked("v.import")
+    );
+    sqlx::query(&mark)
+        .bind(&m_ws)
+        .bind(&m_id)
+        .bind(&m_import)
+        .bind(&m_now)
+        .execute(&mut **tx)
+        .await?;
     Ok(outcomes)
 }
 

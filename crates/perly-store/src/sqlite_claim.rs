@@ -47,21 +47,26 @@ impl SqliteClaimReader {
 
     /// The rescoring inputs of `claimed` (customer ids of workspace `ws`),
     /// their new events folded in.
-    pub(crate) async fn read(&self, ws: WorkspaceId, claimed: Vec<String>) -> Result<Vec<RescoreInput>> {
+    pub(crate) async fn read(
+        &self,
+        ws: WorkspaceId,
+        claimed: Vec<String>,
+        lease_until: i64,
+    ) -> Result<Vec<RescoreInput>> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match conn.lock() {
                 Ok(c) => c,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            read(&conn, &ws.to_string(), &claimed)
+            read(&conn, &ws.to_string(), &claimed, lease_until)
         })
         .await
         .map_err(|e| Error::Unavailable(sqlx::Error::Protocol(format!("SQLite claim reader: {e}"))))?
     }
 }
 
-fn read(conn: &Connection, ws: &str, claimed: &[String]) -> Result<Vec<RescoreInput>> {
+fn read(conn: &Connection, ws: &str, claimed: &[String], lease_until: i64) -> Result<Vec<RescoreInput>> {
     // One snapshot for all the reads: a claim whose lease ran out may
     // record a customer's blob between reading the blob and reading the
     // events after its `folded_seq`; read apart, the old blob would take
@@ -88,7 +93,7 @@ fn read(conn: &Connection, ws: &str, claimed: &[String]) -> Result<Vec<RescoreIn
                     seats_purchased: r.get(6).map_err(map_err)?,
                     alert_state: r.get(7).map_err(map_err)?,
                 };
-                out.push(row.input(&mut refold)?);
+                out.push(row.input(lease_until, &mut refold)?);
             }
         }
         let mut folding = Folding::new(&mut out[first..]);

@@ -163,6 +163,12 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
         }
     }
     let mut events_import: Option<String> = None;
+    let mut marked_already = tx
+        .prepare_cached(&format!(
+            "SELECT 1 FROM rollups WHERE workspace_id = ?2 AND customer_id = ?1 AND {}",
+            crate::sql::already_marked("?3")
+        ))
+        .map_err(map_err)?;
     let mut mark = tx
         .prepare_cached(
             "UPDATE rollups SET version = version + 1, dirty = 1, \
@@ -172,10 +178,11 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
              WHERE workspace_id = ?3 AND customer_id = ?1",
         )
         .map_err(map_err)?;
-    // A customer already waiting for live data only needs its version
-    // moved: the same result as the full mark, without rewriting the
-    // entries of the indexes over `dirty`, `dirty_at` and `last_import`
-    // (SQLite rewrites an index whose columns are set, whatever the value).
+    // A customer leased by a rescoring claim and already waiting for live
+    // data only needs its version moved: the same result as the full mark,
+    // without rewriting the entries of the indexes over `dirty`, `dirty_at`
+    // and `last_import` (SQLite rewrites an index whose columns are set,
+    // whatever the value).
     let mut bump = tx
         .prepare_cached(
             "UPDATE rollups SET version = version + 1, updated_at = ?2 \
@@ -198,6 +205,9 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
             }),
         };
         let cid = cid.to_string();
+        if marked_already.exists(params![cid, ws, import]).map_err(map_err)? {
+            continue;
+        }
         if import.is_none() && bump.execute(params![cid, received, ws]).map_err(map_err)? == 1 {
             continue;
         }

@@ -55,6 +55,7 @@ pub fn rescore(mut input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) ->
     RescoreResult {
         customer_id: input.customer_id,
         version: input.version,
+        lease_until: input.lease_until,
         scored,
         import: input.import,
         news,

@@ -142,6 +142,46 @@ async fn a_60_day_backfill_for_100_customers_is_one_summary_per_channel_and_live
 }
 
 #[tokio::test]
+async fn a_customer_waiting_for_live_data_still_counts_in_the_import_that_adds_its_history() {
+    let app = setup(2).await;
+    let now = app.now();
+    let seats = |id: &str, customer: &str, at, used: u32| {
+        event(id, customer, at, json!({"type": "seats_changed", "seats_used": used}))
+    };
+    // c000 has live data waiting to be scored when its history arrives
+    // (ingest skips marking a customer marked already: not this one, whose
+    // import changes); c001 gets history only.
+    app.rescore().await;
+    let (status, body) = app
+        .post("/api/v1/events", json!({"events": [seats("live", "c000", now, 50)]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let history: Vec<Value> = ["c000", "c001"]
+        .iter()
+        .flat_map(|c| (1..5).map(move |d| (c, d)))
+        .map(|(c, d)| seats(&format!("{c}-{d}"), c, now - Duration::days(d), 60))
+        .collect();
+    let (status, body) = app
+        .post("/api/v1/events", json!({"events": history, "backfill": true}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 8, "{body}");
+    app.rescore().await;
+    app.advance(Duration::seconds(61));
+    assert_eq!(app.rescore().await.settled_imports, 1);
+    let (_, imports) = app.get("/api/v1/imports").await;
+    let import = &imports["items"][0];
+    assert_eq!(import["state"], "settled", "{imports}");
+    let customers: u64 = import["summary"]["levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .filter_map(|l| l["customers"].as_u64())
+        .sum();
+    assert_eq!(customers, 2, "{import}");
+}
+
+#[tokio::test]
 async fn a_scorecard_change_that_moves_100_customers_sends_at_most_one_message_per_channel() {
     let app = setup(100).await;
     let now = app.now();

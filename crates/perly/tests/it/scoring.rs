@@ -363,3 +363,116 @@ async fn a_failed_batch_gives_its_leases_back_and_only_its_own() {
     assert_eq!(app.store.release_rescore(other_ws, at).await.expect("release"), 0);
     assert!(app.store.claim_rescore(app.ws, 10, at).await.expect("claim").is_empty());
 }
+
+#[tokio::test]
+async fn events_stored_while_their_customer_is_being_rescored_are_scored_next() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
+    let nps = |id: &str, score: u8| event(id, "acme", app.now(), json!({"type": "nps_response", "score": score}));
+    app.events(vec![nps("n1", 8)]).await;
+    let card = perly_domain::scorecard::Scorecard::default();
+    // Two batches for a customer already marked: the second one, with no
+    // pass holding the customer, changes nothing (ingest skips the write).
+    app.events(vec![nps("n2", 7)]).await;
+    // A pass claims it and reads n1 and n2; n3 arrives while it scores,
+    // then a pass reading n3 gets n4 (old: history) meanwhile: each time
+    // recording what the pass read leaves the customer marked.
+    let rescore_all = |claimed: Vec<perly_store::RescoreInput>| -> Vec<_> {
+        claimed
+            .into_iter()
+            .map(|c| perly::rescore::rescore(c, &card, app.now()))
+            .collect()
+    };
+    let claimed = app.store.claim_rescore(app.ws, 10, app.now()).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    app.events(vec![nps("n3", 1)]).await;
+    let results = rescore_all(claimed);
+    app.store
+        .record_scores(app.ws, &results, app.now())
+        .await
+        .expect("record");
+    assert_eq!(
+        app.store.pending_rescore(app.ws).await.expect("pending"),
+        1,
+        "n3 waits to be scored"
+    );
+    let claimed = app.store.claim_rescore(app.ws, 10, app.now()).await.expect("claim");
+    assert_eq!(
+        claimed[0].unfolded.len() + claimed[0].folded,
+        1,
+        "the next pass reads n3"
+    );
+    let old = app.now() - Duration::days(3);
+    app.events(vec![event(
+        "n4",
+        "acme",
+        old,
+        json!({"type": "nps_response", "score": 1}),
+    )])
+    .await;
+    let results = rescore_all(claimed);
+    app.store
+        .record_scores(app.ws, &results, app.now())
+        .await
+        .expect("record");
+    assert_eq!(
+        app.store.pending_rescore(app.ws).await.expect("pending"),
+        1,
+        "n4 waits to be scored"
+    );
+    let claimed = app.store.claim_rescore(app.ws, 10, app.now()).await.expect("claim");
+    assert_eq!(
+        claimed[0].unfolded.len() + claimed[0].folded,
+        1,
+        "the next pass reads n4"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_whose_lease_ran_out_records_without_giving_back_the_next_claims_lease() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
+    let nps = |id: &str, score: u8| event(id, "acme", app.now(), json!({"type": "nps_response", "score": score}));
+    app.events(vec![nps("n1", 8)]).await;
+    let card = perly_domain::scorecard::Scorecard::default();
+    let at = app.now();
+    // A pass claims the customer; an event arrives while it holds it...
+    let first = app.store.claim_rescore(app.ws, 10, at).await.expect("claim");
+    assert_eq!(first.len(), 1);
+    app.events(vec![nps("n2", 7)]).await;
+    // ...the pass stalls past its lease, and a second pass takes the
+    // customer over, with n2...
+    let later = at + Duration::seconds(61);
+    let second = app.store.claim_rescore(app.ws, 10, later).await.expect("claim");
+    assert_eq!(second.len(), 1, "claimable once the first lease ran out");
+    // ...the first pass records late (without n2: the customer stays
+    // marked), and must leave the second pass's lease alone...
+    let results: Vec<_> = first
+        .into_iter()
+        .map(|c| perly::rescore::rescore(c, &card, later))
+        .collect();
+    app.store.record_scores(app.ws, &results, later).await.expect("record");
+    assert!(
+        app.store
+            .claim_rescore(app.ws, 10, later)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the second pass still holds the customer"
+    );
+    // ...so an event stored now tells the second pass it came: recording
+    // what it read before n3, the second pass leaves the customer marked.
+    app.events(vec![nps("n3", 1)]).await;
+    let results: Vec<_> = second
+        .into_iter()
+        .map(|c| perly::rescore::rescore(c, &card, later))
+        .collect();
+    app.store.record_scores(app.ws, &results, later).await.expect("record");
+    assert_eq!(
+        app.store.pending_rescore(app.ws).await.expect("pending"),
+        1,
+        "n3 waits to be scored"
+    );
+    let third = app.store.claim_rescore(app.ws, 10, later).await.expect("claim");
+    assert_eq!(third.len(), 1, "claimable right after the second pass recorded");
+}
