@@ -42,6 +42,7 @@ pub mod secrets;
 pub mod sql;
 mod sqlite_claim;
 mod sqlite_ingest;
+mod sqlite_thread;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

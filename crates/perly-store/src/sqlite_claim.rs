@@ -1,7 +1,7 @@
 //! The rescoring claim's reads on SQLite: each claimed customer's rollup,
 //! facts and alert state, then its new events, folded as they stream, on
 //! one read-only rusqlite connection with cached prepared statements, on a
-//! blocking thread (the statements are the sqlx path's, see
+//! thread of its own (`sqlite_thread`; the statements are the sqlx path's, see
 //! `SqlStore::claim_rescore_once`, which PostgreSQL still uses).
 //!
 //! Why: through sqlx every row crosses a channel from its SQLite thread to
@@ -14,20 +14,19 @@
 //! A WAL reader: it never blocks the writers, and each statement sees the
 //! last commit (the claim's leases are committed before it reads).
 
-use std::sync::{Arc, Mutex};
-
 use perly_domain::ids::{CustomerId, WorkspaceId};
 use rusqlite::{params, params_from_iter, Connection, OpenFlags};
 
 use crate::db::Dialect;
 use crate::sql::{claim_events_sql, claim_rows_sql, parse, ClaimedRow, Folding, IN_CHUNK, REFOLD_EVENTS};
 use crate::sqlite_ingest::map_err;
+use crate::sqlite_thread::ConnThread;
 use crate::{Error, RescoreInput, Result};
 
 /// The rescoring claims' read connection.
 #[derive(Debug)]
 pub(crate) struct SqliteClaimReader {
-    conn: Arc<Mutex<Connection>>,
+    conn: ConnThread,
 }
 
 impl SqliteClaimReader {
@@ -41,7 +40,7 @@ impl SqliteClaimReader {
         conn.busy_timeout(crate::db::SQLITE_BUSY_TIMEOUT).map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(8);
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: ConnThread::spawn("perly-sqlite-claims", conn)?,
         })
     }
 
@@ -53,16 +52,9 @@ impl SqliteClaimReader {
         claimed: Vec<String>,
         lease_until: i64,
     ) -> Result<Vec<RescoreInput>> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = match conn.lock() {
-                Ok(c) => c,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            read(&conn, &ws.to_string(), &claimed, lease_until)
-        })
-        .await
-        .map_err(|e| Error::Unavailable(sqlx::Error::Protocol(format!("SQLite claim reader: {e}"))))?
+        self.conn
+            .run(move |conn| read(conn, &ws.to_string(), &claimed, lease_until))
+            .await?
     }
 }
 

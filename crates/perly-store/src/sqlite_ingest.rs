@@ -1,6 +1,6 @@
 //! The events API's writes on SQLite: one dedicated connection (rusqlite)
 //! with prepared statements, writing each group of batches
-//! ([`crate::ingest_queue`]) in one transaction on a blocking thread.
+//! ([`crate::ingest_queue`]) in one transaction on a thread of its own (`sqlite_thread`).
 //!
 //! Why: through sqlx every statement is built on the async side and handed
 //! to sqlx's SQLite thread, which waits between the statements of a
@@ -21,7 +21,7 @@
 //! PostgreSQL) stores: the same rows, the same marks, the same import.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,11 +31,12 @@ use sqlx::AnyPool;
 
 use crate::ingest_queue::{Batch, GroupWriter};
 use crate::sql::ms;
+use crate::sqlite_thread::ConnThread;
 use crate::{Error, IngestOutcome, Result};
 
 /// The writer's connection, and sqlx's write pool it serializes with.
 pub(crate) struct SqliteWriter {
-    conn: Arc<Mutex<Connection>>,
+    conn: ConnThread,
     sqlx_writer: AnyPool,
 }
 
@@ -54,7 +55,7 @@ impl SqliteWriter {
         .map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(16);
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: ConnThread::spawn("perly-sqlite-writer", conn)?,
             sqlx_writer,
         })
     }
@@ -65,16 +66,7 @@ impl GroupWriter for SqliteWriter {
     async fn write(&self, group: Vec<Arc<Batch>>) -> Result<Vec<Vec<IngestOutcome>>> {
         // Hold sqlx's one write connection: no other write runs meanwhile.
         let held = self.sqlx_writer.acquire().await?;
-        let conn = self.conn.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let mut conn = match conn.lock() {
-                Ok(c) => c,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            transaction(&mut conn, &group)
-        })
-        .await
-        .map_err(|e| Error::Unavailable(sqlx::Error::Protocol(format!("SQLite writer: {e}"))));
+        let done = self.conn.run(move |conn| transaction(conn, &group)).await;
         drop(held);
         done?
     }
