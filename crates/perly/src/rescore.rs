@@ -217,7 +217,7 @@ impl Rescorer {
         while !active.is_empty() {
             let mut next = Vec::with_capacity(active.len());
             for (ws, card) in active {
-                match self.slice(ws, card, now(), &mut stats).await {
+                match self.slice(ws, card, now, &mut stats).await {
                     Ok(Some(card)) => next.push((ws, Some(card))),
                     Ok(None) => {}
                     // An outage fails every workspace alike: the pass stops
@@ -263,14 +263,15 @@ impl Rescorer {
         &self,
         ws: WorkspaceId,
         card: Option<Arc<Scorecard>>,
-        at: DateTime<Utc>,
+        now: &(dyn Fn() -> DateTime<Utc> + Sync),
         stats: &mut PassStats,
     ) -> perly_store::Result<Option<Arc<Scorecard>>> {
         let card = match card {
             Some(card) => card,
             None => Arc::new(self.store.scorecard(ws).await?),
         };
-        let scored = self.claim_and_score(ws, &card, at).await;
+        let at = now();
+        let scored = self.claim_and_score(ws, &card, at, now).await;
         if matches!(&scored, Err(e) if e.is_unreachable()) {
             // The claim may have committed (its leases held) even if its
             // answer or the work after it failed: give it back once the
@@ -298,19 +299,28 @@ impl Rescorer {
         Ok(full.then_some(card))
     }
 
-    /// Claims a batch of `ws`, scores it and records the scores: what was
-    /// recorded, how many customers were scored and whether the batch was
-    /// full; `None` when nobody is waiting.
+    /// Claims a batch of `ws` at `at`, scores it and records the scores:
+    /// what was recorded, how many customers were scored and whether the
+    /// batch was full; `None` when nobody is waiting.
+    ///
+    /// The scores are computed and stamped at a time read after the claim:
+    /// the claim may wait for the database's writer (an ingest group
+    /// commit) while new events are stored, and it reads them; stamped with
+    /// the time before, a score could look older than an event it counts,
+    /// and a client waiting for a score newer than its event would wait for
+    /// the customer's next change.
     async fn claim_and_score(
         &self,
         ws: WorkspaceId,
         card: &Arc<Scorecard>,
         at: DateTime<Utc>,
+        now: &(dyn Fn() -> DateTime<Utc> + Sync),
     ) -> perly_store::Result<Option<(RecordedAlerts, usize, bool)>> {
         let claimed = self.store.claim_rescore(ws, self.batch, at).await?;
         if claimed.is_empty() {
             return Ok(None);
         }
+        let at = now().max(at);
         let full = claimed.len() >= self.batch;
         let scoring = card.clone();
         let results = tokio::task::spawn_blocking(move || {

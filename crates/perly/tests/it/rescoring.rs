@@ -95,8 +95,9 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
     let (_, small_key) = app.other_workspace("Small Co").await;
     seed(&app, &small_key, "small", 1).await;
 
-    // Each batch reads the clock once; the clock moves a minute per read, so
-    // a score's time says in which slice of the pass it was computed.
+    // Each batch reads the clock twice (to claim, then to score once
+    // claimed); the clock moves a minute per read, so a score's time says
+    // in which slice of the pass it was computed.
     let start = app.now();
     let reads = AtomicI64::new(0);
     let clock = || start + Duration::minutes(reads.fetch_add(1, Ordering::SeqCst));
@@ -115,7 +116,7 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
     let small = customer_with(&app, &small_key, "small-0").await;
     // Draining A first would take 8 slices before B's turn.
     assert!(
-        at(&small) <= start + Duration::minutes(1),
+        at(&small) <= start + Duration::minutes(3),
         "B was scored in the first round, not after A's backlog: {}",
         at(&small)
     );
@@ -124,8 +125,52 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
         latest = latest.max(at(&customer_with(&app, &app.key, &format!("big-{i}")).await));
     }
     assert!(
-        latest >= start + Duration::minutes(8),
+        latest >= start + Duration::minutes(15),
         "A's backlog took several slices: {latest}"
+    );
+}
+
+/// A pass that starts, then waits to claim (the database's writer is busy
+/// with an ingest commit) while an event is stored, counts the event: its
+/// score must not look older than the event, or a client waiting for a
+/// score newer than its event waits for the customer's next change.
+#[tokio::test]
+async fn a_score_is_never_stamped_before_an_event_it_counts() {
+    let app = spawn_app().await;
+    seed(&app, &app.key, "c", 1).await;
+    app.rescore().await;
+    // The pass reads the clock at `start`; the event arrives a minute later,
+    // before the pass's claim.
+    let start = app.now();
+    app.advance(Duration::minutes(1));
+    let arrived = app.now();
+    app.events(vec![event(
+        "late-claim",
+        "c-0",
+        arrived,
+        json!({"type": "nps_response", "score": 3}),
+    )])
+    .await;
+    let reads = AtomicI64::new(0);
+    let clock = || {
+        if reads.fetch_add(1, Ordering::SeqCst) == 0 {
+            start
+        } else {
+            arrived
+        }
+    };
+    let stats = Rescorer::new(app.store.clone(), 10)
+        .run_once_with_clock(&clock)
+        .await
+        .expect("pass");
+    assert_eq!(stats.scored, 1);
+    let customer = customer_with(&app, &app.key, "c-0").await;
+    let scored_at = chrono::DateTime::parse_from_rfc3339(customer["scored_at"].as_str().expect("scored_at"))
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    assert!(
+        scored_at >= arrived,
+        "scored at {scored_at}, the event it counts arrived at {arrived}"
     );
 }
 
