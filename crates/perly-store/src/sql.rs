@@ -94,10 +94,13 @@ const MARK_DIRTY: &str =
 /// those writes were most of ingest's time: each lands on its own page of
 /// `rollups` and of its indexes). The version only tells a claim in flight
 /// that new data came; without a lease there is no claim, and the next one
-/// reads the new events. Never NULL.
+/// reads the new events. A rollup never marked by data (version 0: a new
+/// customer's) is marked, so that its version says live data came (see
+/// the mark's `dirty_import`). A release of leases moves the version too
+/// ([`Store::release_rescore`]). Never NULL.
 pub(crate) fn already_marked(import: &str) -> String {
     format!(
-        "COALESCE(rollups.dirty = 1 AND rollups.lease_until IS NULL AND CASE WHEN {import} IS NULL \
+        "COALESCE(rollups.dirty = 1 AND rollups.version > 0 AND rollups.lease_until IS NULL AND CASE WHEN {import} IS NULL \
          THEN rollups.dirty_import IS NULL ELSE rollups.last_import = {import} AND (rollups.dirty_import = {import} \
          OR (rollups.dirty_import IS NULL AND rollups.version > 0)) END, FALSE)"
     )
@@ -1262,12 +1265,21 @@ impl Store for SqlStore {
     async fn release_rescore(&self, ws: WorkspaceId, claimed_at: DateTime<Utc>) -> Result<u64> {
         // A claim at `claimed_at` set `lease_until` to this exact value; the
         // rows that still hold it are that claim's (a later claim of the same
-        // row, after the lease ran out, set another value).
-        let done = sqlx::query("UPDATE rollups SET lease_until = NULL WHERE workspace_id = $1 AND lease_until = $2")
-            .bind(ws.to_string())
-            .bind(ms(claimed_at) + LEASE_MS)
-            .execute(&self.pools.write)
-            .await?;
+        // row, after the lease ran out, set another value), or another
+        // replica's that claimed in the same millisecond. The version moves,
+        // so such a claim still in flight does not clear its rows' marks
+        // when it records: with the lease gone, ingest no longer moves the
+        // version for it (`already_marked`). Version 0 (no data mark yet)
+        // stays: ingest marks such rows whatever their lease, and the
+        // version would say live data came.
+        let done = sqlx::query(
+            "UPDATE rollups SET lease_until = NULL, version = CASE WHEN version > 0 THEN version + 1 ELSE version END \
+             WHERE workspace_id = $1 AND lease_until = $2",
+        )
+        .bind(ws.to_string())
+        .bind(ms(claimed_at) + LEASE_MS)
+        .execute(&self.pools.write)
+        .await?;
         Ok(done.rows_affected())
     }
 

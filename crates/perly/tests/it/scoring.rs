@@ -476,3 +476,60 @@ async fn a_claim_whose_lease_ran_out_records_without_giving_back_the_next_claims
     let third = app.store.claim_rescore(app.ws, 10, later).await.expect("claim");
     assert_eq!(third.len(), 1, "claimable right after the second pass recorded");
 }
+
+#[tokio::test]
+async fn a_new_customers_live_event_keeps_it_live_when_history_follows_before_its_first_score() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
+    // Live data for a customer never scored, then history for it: the
+    // customer waits for live data (its alerts are news, not an import's).
+    app.events(vec![event(
+        "live",
+        "acme",
+        app.now(),
+        json!({"type": "nps_response", "score": 8}),
+    )])
+    .await;
+    let old = app.now() - Duration::days(3);
+    app.events(vec![event(
+        "old",
+        "acme",
+        old,
+        json!({"type": "nps_response", "score": 2}),
+    )])
+    .await;
+    let claimed = app.store.claim_rescore(app.ws, 10, app.now()).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].import, None, "scored as live data");
+}
+
+#[tokio::test]
+async fn a_release_that_takes_another_claims_lease_leaves_its_customers_marked_for_new_events() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "a", "name": "A"}, {"external_id": "b", "name": "B"}]))
+        .await;
+    let nps = |id: &str, customer: &str| event(id, customer, app.now(), json!({"type": "nps_response", "score": 8}));
+    app.events(vec![nps("a1", "a"), nps("b1", "b")]).await;
+    app.rescore().await;
+    app.events(vec![nps("a2", "a"), nps("b2", "b")]).await;
+    // Two replicas claim in the same millisecond (the same lease value),
+    // one customer each; the first one's claim fails and it gives back
+    // its lease, which is also the second one's...
+    let at = app.now();
+    let first = app.store.claim_rescore(app.ws, 1, at).await.expect("claim");
+    let second = app.store.claim_rescore(app.ws, 1, at).await.expect("claim");
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_eq!(app.store.release_rescore(app.ws, at).await.expect("release"), 2);
+    // ...events come for both customers, which no lease holds now, and the
+    // second replica records what it read before them.
+    assert_ne!(first[0].customer_id, second[0].customer_id);
+    app.events(vec![nps("a3", "a"), nps("b3", "b")]).await;
+    let card = perly_domain::scorecard::Scorecard::default();
+    let results: Vec<_> = second
+        .into_iter()
+        .map(|c| perly::rescore::rescore(c, &card, at))
+        .collect();
+    app.store.record_scores(app.ws, &results, at).await.expect("record");
+    // Both customers wait: the first (released), the second for its new event.
+    assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 2);
+}
