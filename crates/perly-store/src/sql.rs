@@ -102,7 +102,7 @@ pub(crate) fn already_marked(import: &str) -> String {
     format!(
         "COALESCE(rollups.dirty = 1 AND rollups.version > 0 AND rollups.lease_until IS NULL AND CASE WHEN {import} IS NULL \
          THEN rollups.dirty_import IS NULL ELSE rollups.last_import = {import} AND (rollups.dirty_import = {import} \
-         OR (rollups.dirty_import IS NULL AND rollups.version > 0)) END, FALSE)"
+         OR rollups.dirty_import IS NULL) END, FALSE)"
     )
 }
 

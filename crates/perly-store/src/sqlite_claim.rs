@@ -5,11 +5,12 @@
 //! `SqlStore::claim_rescore_once`, which PostgreSQL still uses).
 //!
 //! Why: through sqlx every row crosses a channel from its SQLite thread to
-//! the async task that asked, and the thread waits while the task is not
-//! polled. Under ingest at 100,000 customers the claim's read of 500
-//! customers took 86 ms of statement time on sqlx's thread, against ~10 ms
-//! for the same statement with nothing else running: most of the rescoring
-//! worker's database time, waiting for a busy runtime.
+//! the async task that asked. A claim that folds a customer's whole history
+//! streams hundreds of thousands of event rows: the first pass of a full
+//! rescore of 20,000 customers (5.76 M events) took 29.0 s through sqlx and
+//! 7.4 s here. Under ingest it changed nothing measurable: there the
+//! claim's statements wait for the two busy cores, not for the channel
+//! (BENCHMARKS.md, issue 17).
 //!
 //! A WAL reader: it never blocks the writers, and each statement sees the
 //! last commit (the claim's leases are committed before it reads).

@@ -473,6 +473,17 @@ impl TestApp {
         self.rescore_in_batches(500).await
     }
 
+    /// Scores customers a test claimed itself (default scorecard) and
+    /// records the results at `at`, as a rescoring pass does after its claim.
+    pub async fn score_and_record(&self, claimed: Vec<perly_store::RescoreInput>, at: DateTime<Utc>) {
+        let card = perly_domain::scorecard::Scorecard::default();
+        let results: Vec<_> = claimed
+            .into_iter()
+            .map(|c| perly::rescore::rescore(c, &card, at))
+            .collect();
+        self.store.record_scores(self.ws, &results, at).await.expect("record");
+    }
+
     /// One rescoring pass at the test clock's time, `batch` customers at a time.
     pub async fn rescore_in_batches(&self, batch: usize) -> PassStats {
         Rescorer::new(self.store.clone(), batch)

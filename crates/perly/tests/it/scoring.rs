@@ -324,15 +324,7 @@ async fn a_scorecard_saved_during_a_rescoring_pass_is_not_lost() {
     let card = app.store.scorecard(app.ws).await.expect("card");
     app.store.set_scorecard(app.ws, &card, app.now()).await.expect("save");
     // ...and the pass records its (old) result: the customer stays marked.
-    let card = perly_domain::scorecard::Scorecard::default();
-    let results: Vec<_> = claimed
-        .into_iter()
-        .map(|c| perly::rescore::rescore(c, &card, app.now()))
-        .collect();
-    app.store
-        .record_scores(app.ws, &results, app.now())
-        .await
-        .expect("record");
+    app.score_and_record(claimed, app.now()).await;
     assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 1);
 }
 
@@ -370,27 +362,16 @@ async fn events_stored_while_their_customer_is_being_rescored_are_scored_next() 
     app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
     let nps = |id: &str, score: u8| event(id, "acme", app.now(), json!({"type": "nps_response", "score": score}));
     app.events(vec![nps("n1", 8)]).await;
-    let card = perly_domain::scorecard::Scorecard::default();
     // Two batches for a customer already marked: the second one, with no
     // pass holding the customer, changes nothing (ingest skips the write).
     app.events(vec![nps("n2", 7)]).await;
     // A pass claims it and reads n1 and n2; n3 arrives while it scores,
     // then a pass reading n3 gets n4 (old: history) meanwhile: each time
     // recording what the pass read leaves the customer marked.
-    let rescore_all = |claimed: Vec<perly_store::RescoreInput>| -> Vec<_> {
-        claimed
-            .into_iter()
-            .map(|c| perly::rescore::rescore(c, &card, app.now()))
-            .collect()
-    };
     let claimed = app.store.claim_rescore(app.ws, 10, app.now()).await.expect("claim");
     assert_eq!(claimed.len(), 1);
     app.events(vec![nps("n3", 1)]).await;
-    let results = rescore_all(claimed);
-    app.store
-        .record_scores(app.ws, &results, app.now())
-        .await
-        .expect("record");
+    app.score_and_record(claimed, app.now()).await;
     assert_eq!(
         app.store.pending_rescore(app.ws).await.expect("pending"),
         1,
@@ -410,11 +391,7 @@ async fn events_stored_while_their_customer_is_being_rescored_are_scored_next() 
         json!({"type": "nps_response", "score": 1}),
     )])
     .await;
-    let results = rescore_all(claimed);
-    app.store
-        .record_scores(app.ws, &results, app.now())
-        .await
-        .expect("record");
+    app.score_and_record(claimed, app.now()).await;
     assert_eq!(
         app.store.pending_rescore(app.ws).await.expect("pending"),
         1,
@@ -434,7 +411,6 @@ async fn a_claim_whose_lease_ran_out_records_without_giving_back_the_next_claims
     app.customers(json!([{"external_id": "acme", "name": "Acme"}])).await;
     let nps = |id: &str, score: u8| event(id, "acme", app.now(), json!({"type": "nps_response", "score": score}));
     app.events(vec![nps("n1", 8)]).await;
-    let card = perly_domain::scorecard::Scorecard::default();
     let at = app.now();
     // A pass claims the customer; an event arrives while it holds it...
     let first = app.store.claim_rescore(app.ws, 10, at).await.expect("claim");
@@ -447,11 +423,7 @@ async fn a_claim_whose_lease_ran_out_records_without_giving_back_the_next_claims
     assert_eq!(second.len(), 1, "claimable once the first lease ran out");
     // ...the first pass records late (without n2: the customer stays
     // marked), and must leave the second pass's lease alone...
-    let results: Vec<_> = first
-        .into_iter()
-        .map(|c| perly::rescore::rescore(c, &card, later))
-        .collect();
-    app.store.record_scores(app.ws, &results, later).await.expect("record");
+    app.score_and_record(first, later).await;
     assert!(
         app.store
             .claim_rescore(app.ws, 10, later)
@@ -463,11 +435,7 @@ async fn a_claim_whose_lease_ran_out_records_without_giving_back_the_next_claims
     // ...so an event stored now tells the second pass it came: recording
     // what it read before n3, the second pass leaves the customer marked.
     app.events(vec![nps("n3", 1)]).await;
-    let results: Vec<_> = second
-        .into_iter()
-        .map(|c| perly::rescore::rescore(c, &card, later))
-        .collect();
-    app.store.record_scores(app.ws, &results, later).await.expect("record");
+    app.score_and_record(second, later).await;
     assert_eq!(
         app.store.pending_rescore(app.ws).await.expect("pending"),
         1,
@@ -524,12 +492,7 @@ async fn a_release_that_takes_another_claims_lease_leaves_its_customers_marked_f
     // second replica records what it read before them.
     assert_ne!(first[0].customer_id, second[0].customer_id);
     app.events(vec![nps("a3", "a"), nps("b3", "b")]).await;
-    let card = perly_domain::scorecard::Scorecard::default();
-    let results: Vec<_> = second
-        .into_iter()
-        .map(|c| perly::rescore::rescore(c, &card, at))
-        .collect();
-    app.store.record_scores(app.ws, &results, at).await.expect("record");
+    app.score_and_record(second, at).await;
     // Both customers wait: the first (released), the second for its new event.
     assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 2);
 }
