@@ -90,4 +90,22 @@ mod tests {
         assert_eq!(names.as_deref(), Some("test-sqlite"));
         assert_eq!(sum, 3);
     }
+
+    /// The bundled SQLite is built as `.cargo/config.toml` asks: connections
+    /// on several threads at once would otherwise share one page-cache mutex
+    /// and take another on every allocation (ingest at 100,000 customers:
+    /// 11.5-11.9 k events/s with them, 16.7-17.8 k without).
+    #[test]
+    fn sqlite_is_built_without_the_process_wide_cache_and_memory_mutexes() {
+        let conn = Connection::open_in_memory().expect("open");
+        let mut stmt = conn.prepare("PRAGMA compile_options").expect("prepare");
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("options");
+        assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
+    }
 }
