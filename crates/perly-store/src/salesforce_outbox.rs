@@ -237,10 +237,16 @@ pub(crate) async fn queue_score_pushes(
     by: PushesFor,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let column = match by {
-        PushesFor::Customers => "c.id",
-        PushesFor::Accounts => "c.crm_id",
+    // The customers are found by the listed keys (ids by primary key,
+    // Salesforce ids by `customers_by_crm_id`): left indexable, SQLite
+    // walked the workspace's customers with a risk level (or a Salesforce
+    // id) for each chunk, looking each up in the list.
+    let dialect = store.dialect();
+    let (column, workspace) = match by {
+        PushesFor::Customers => ("c.id", dialect.unindexed("c.workspace_id")),
+        PushesFor::Accounts => ("c.crm_id", "c.workspace_id".to_owned()),
     };
+    let risk = dialect.unindexed("c.risk_level");
     // Only a change of value re-opens a row; a new row is always pending.
     let on_conflict = match by {
         PushesFor::Customers => {
@@ -276,8 +282,8 @@ pub(crate) async fn queue_score_pushes(
             "INSERT INTO salesforce_pushes (workspace_id, account_sf_id, customer_id, score, risk_level, scored_at, \
              pending, attempts, next_attempt_at, updated_at) \
              SELECT c.workspace_id, c.crm_id, c.id, c.score, c.risk_level, COALESCE(c.scored_at, $2), 1, 0, $2, $2 \
-             FROM customers c WHERE c.workspace_id = $1 AND {column} IN ({}) AND c.crm_id IS NOT NULL \
-             AND c.score IS NOT NULL AND c.risk_level IS NOT NULL AND c.archived_at IS NULL \
+             FROM customers c WHERE {workspace} = $1 AND {column} IN ({}) AND c.crm_id IS NOT NULL \
+             AND c.score IS NOT NULL AND {risk} IS NOT NULL AND c.archived_at IS NULL \
              AND EXISTS (SELECT 1 FROM salesforce_connections s WHERE s.workspace_id = c.workspace_id) \
              ON CONFLICT (workspace_id, account_sf_id) {on_conflict}",
             params(3, chunk.len())
@@ -325,8 +331,11 @@ pub(crate) async fn queue_actions(
     ids.dedup();
     let mut customers: HashMap<String, (String, String, String)> = HashMap::new();
     for chunk in ids.chunks(IN_CHUNK) {
+        // By primary key: with `workspace_id` indexable, SQLite walked the
+        // workspace's customers with a Salesforce id for each chunk.
         let sql = format!(
-            "SELECT id, external_id, name, crm_id FROM customers WHERE workspace_id = $1 AND crm_id IS NOT NULL AND id IN ({})",
+            "SELECT id, external_id, name, crm_id FROM customers WHERE {} = $1 AND crm_id IS NOT NULL AND id IN ({})",
+            store.dialect().unindexed("workspace_id"),
             params(2, chunk.len())
         );
         let sql = store.dialect().positional(sql);
@@ -652,8 +661,11 @@ impl SqlStore {
         if claimed.is_empty() {
             return Ok(None);
         }
+        // By primary key: with `workspace_id` indexable, SQLite walked the
+        // workspace's actions (by `alerts_by_import`).
         let sql = format!(
-            "SELECT {ACTION_COLUMNS} FROM {ACTION_FROM} WHERE a.workspace_id = $1 AND a.id IN ({}) ORDER BY a.created_at, a.id",
+            "SELECT {ACTION_COLUMNS} FROM {ACTION_FROM} WHERE {} = $1 AND a.id IN ({}) ORDER BY a.created_at, a.id",
+            self.dialect().unindexed("a.workspace_id"),
             params(2, claimed.len())
         );
         let sql = self.dialect().positional(sql);

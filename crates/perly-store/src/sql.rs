@@ -165,14 +165,20 @@ impl<'a> Folding<'a> {
 }
 
 /// A claim's columns of `n` customers (bound: the workspace three times,
-/// then the ids).
+/// then the ids). The customers are found by their keys: with the
+/// workspace columns indexable, SQLite walked all of the workspace's
+/// rollups (by `rollups_by_last_import`) or customers (by a sort index) for
+/// each chunk of ids, looking each row up in the list: a full rescore of
+/// 100,000 customers read 100,000 rows per 500 claimed.
 pub(crate) fn claim_rows_sql(dialect: Dialect, n: usize) -> String {
     dialect.positional(format!(
         "SELECT r.customer_id, r.version, b.data, b.folded_seq, r.dirty_import, c.plan, c.seats_purchased, \
          s.alert_state FROM rollups r JOIN customers c ON c.id = r.customer_id \
          LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
          LEFT JOIN customer_scores s ON s.customer_id = r.customer_id AND s.workspace_id = $1 \
-         WHERE r.workspace_id = $2 AND c.workspace_id = $3 AND r.customer_id IN ({})",
+         WHERE {} = $2 AND {} = $3 AND r.customer_id IN ({})",
+        dialect.unindexed("r.workspace_id"),
+        dialect.unindexed("c.workspace_id"),
         params(4, n)
     ))
 }
@@ -995,7 +1001,8 @@ impl SqlStore {
             needs_events_import.dedup();
             for chunk in needs_events_import.chunks(IN_CHUNK) {
                 let sql = format!(
-                    "UPDATE rollups SET last_import = $2 WHERE workspace_id = $1 AND customer_id IN ({})",
+                    "UPDATE rollups SET last_import = $2 WHERE {} = $1 AND customer_id IN ({})",
+                    self.dialect().unindexed("workspace_id"),
                     params(3, chunk.len())
                 );
                 let sql = self.dialect().positional(sql);
@@ -1922,6 +1929,37 @@ impl Store for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The claim's reads find the claimed customers by their keys, never by
+    /// walking the workspace (what SQLite, without table statistics, picked
+    /// for the rows when the workspace columns were indexable: 100,000 row
+    /// visits per chunk of 500 at 100,000 customers).
+    #[tokio::test]
+    async fn claim_reads_look_customers_up_by_key_on_sqlite() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}/plan.db", dir.path().display());
+        let pools = crate::db::connect(&url).await.expect("migrate");
+        pools.write.close().await;
+        pools.read.close().await;
+        let conn = rusqlite::Connection::open(dir.path().join("plan.db")).expect("open");
+        for (sql, bound) in [
+            (claim_rows_sql(Dialect::Sqlite, IN_CHUNK), IN_CHUNK + 3),
+            (claim_events_sql(Dialect::Sqlite, IN_CHUNK), IN_CHUNK + 1),
+        ] {
+            let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
+            let steps: Vec<String> = plan
+                .query_map(rusqlite::params_from_iter(vec!["x"; bound]), |r| r.get(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("steps");
+            assert!(
+                steps
+                    .iter()
+                    .all(|s| !s.contains("(workspace_id=?)") && !s.starts_with("SCAN")),
+                "{sql}\n{steps:#?}"
+            );
+        }
+    }
 
     #[test]
     fn placeholders_number_rows_in_order() {
