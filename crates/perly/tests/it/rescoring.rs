@@ -96,13 +96,11 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
     seed(&app, &small_key, "small", 1).await;
 
     // Each batch reads the clock twice (to claim, then to score once
-    // claimed); the clock moves ten seconds per read (well within a claim's
-    // lease: the pass claims the next batch while the last one records), so
-    // a score's time says in which slice of the pass it was computed.
+    // claimed); the clock moves a minute per read, so a score's time says
+    // in which slice of the pass it was computed.
     let start = app.now();
-    let step = Duration::seconds(10);
     let reads = AtomicI64::new(0);
-    let clock = || start + step * reads.fetch_add(1, Ordering::SeqCst) as i32;
+    let clock = || start + Duration::minutes(reads.fetch_add(1, Ordering::SeqCst));
     let stats = Rescorer::new(app.store.clone(), 5)
         .run_once_with_clock(&clock)
         .await
@@ -118,7 +116,7 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
     let small = customer_with(&app, &small_key, "small-0").await;
     // Draining A first would take 8 slices before B's turn.
     assert!(
-        at(&small) <= start + step * 3,
+        at(&small) <= start + Duration::minutes(3),
         "B was scored in the first round, not after A's backlog: {}",
         at(&small)
     );
@@ -126,7 +124,10 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
     for i in 0..40 {
         latest = latest.max(at(&customer_with(&app, &app.key, &format!("big-{i}")).await));
     }
-    assert!(latest >= start + step * 15, "A's backlog took several slices: {latest}");
+    assert!(
+        latest >= start + Duration::minutes(15),
+        "A's backlog took several slices: {latest}"
+    );
 }
 
 /// A pass that starts, then waits to claim (the database's writer is busy
