@@ -9,6 +9,13 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
+/// When a customer (as the API shows it) was last scored.
+fn scored_at(customer: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(customer["scored_at"].as_str().expect("scored_at"))
+        .expect("a time")
+        .with_timezone(&chrono::Utc)
+}
+
 /// `n` customers with some activity, through the given key.
 async fn seed(app: &TestApp, key: &str, prefix: &str, n: usize) {
     let customers: Vec<Value> = (0..n)
@@ -108,21 +115,16 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
     assert_eq!(stats.scored, 41);
     assert_eq!(stats.failed_workspaces, 0);
 
-    let at = |c: &Value| {
-        chrono::DateTime::parse_from_rfc3339(c["scored_at"].as_str().expect("scored_at"))
-            .expect("a time")
-            .with_timezone(&chrono::Utc)
-    };
     let small = customer_with(&app, &small_key, "small-0").await;
     // Draining A first would take 8 slices before B's turn.
     assert!(
-        at(&small) <= start + Duration::minutes(3),
+        scored_at(&small) <= start + Duration::minutes(3),
         "B was scored in the first round, not after A's backlog: {}",
-        at(&small)
+        scored_at(&small)
     );
     let mut latest = start;
     for i in 0..40 {
-        latest = latest.max(at(&customer_with(&app, &app.key, &format!("big-{i}")).await));
+        latest = latest.max(scored_at(&customer_with(&app, &app.key, &format!("big-{i}")).await));
     }
     assert!(
         latest >= start + Duration::minutes(15),
@@ -165,9 +167,7 @@ async fn a_score_is_never_stamped_before_an_event_it_counts() {
         .expect("pass");
     assert_eq!(stats.scored, 1);
     let customer = customer_with(&app, &app.key, "c-0").await;
-    let scored_at = chrono::DateTime::parse_from_rfc3339(customer["scored_at"].as_str().expect("scored_at"))
-        .expect("a time")
-        .with_timezone(&chrono::Utc);
+    let scored_at = scored_at(&customer);
     assert!(
         scored_at >= arrived,
         "scored at {scored_at}, the event it counts arrived at {arrived}"
