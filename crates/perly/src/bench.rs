@@ -426,6 +426,7 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
         lat.extend(probe.await.context("probe task")?);
     }
     lat.sort_by(f64::total_cmp);
+    let rescored = running.metrics.rescore.scored.get();
     running.stop().await;
     println!("accepted:            {accepted} events");
     println!(
@@ -436,6 +437,12 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
         "rescoring caught up: {caught_up:.1} s after start ({:.0} events/s end to end)",
         accepted as f64 / caught_up
     );
+    if rescoring {
+        println!(
+            "rescores:            {rescored} ({:.2} per customer of the load)",
+            rescored as f64 / n.max(1) as f64
+        );
+    }
     println!(
         "accepted → score visible: n={} p50={:.0} ms p99={} max={:.0} ms",
         lat.len(),
