@@ -13,8 +13,9 @@
 //! reason other than an outage, each batch is written again on its own, so
 //! one batch's failure is not the others'.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -99,6 +100,57 @@ type Reply = oneshot::Sender<Result<Vec<IngestOutcome>>>;
 #[derive(Debug)]
 pub(crate) struct IngestQueue {
     queue: mpsc::Sender<(Arc<Batch>, Reply)>,
+    activity: Arc<Activity>,
+}
+
+/// Whether the events API is writing: batches queued or being written, and
+/// when the last one was answered. The rescoring worker reads it to leave
+/// the database's writer to ingest ([`crate::Store::ingest_active`]).
+#[derive(Debug)]
+struct Activity {
+    started: Instant,
+    /// Batches queued or being written.
+    pending: AtomicUsize,
+    /// When the last batch was answered, in ms after `started`.
+    last_answered_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            pending: AtomicUsize::new(0),
+            last_answered_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn is_active(&self, quiet: Duration) -> bool {
+        if self.pending.load(Ordering::Relaxed) > 0 {
+            return true;
+        }
+        let last = self.last_answered_ms.load(Ordering::Relaxed);
+        // 0: never answered.
+        last > 0 && (self.started.elapsed().as_millis() as u64).saturating_sub(last) < quiet.as_millis() as u64
+    }
+}
+
+/// Counts a batch as pending while it lives (queued, written, answered or
+/// dropped with its caller).
+struct Pending(Arc<Activity>);
+
+impl Pending {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.pending.fetch_add(1, Ordering::Relaxed);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let at = (self.0.started.elapsed().as_millis() as u64).max(1);
+        self.0.last_answered_ms.store(at, Ordering::Relaxed);
+        self.0.pending.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl IngestQueue {
@@ -112,7 +164,16 @@ impl IngestQueue {
         for _ in 0..lanes.max(1) {
             tokio::spawn(run(rx.clone(), writer.clone(), group_events));
         }
-        Self { queue }
+        Self {
+            queue,
+            activity: Arc::new(Activity::new()),
+        }
+    }
+
+    /// Whether a batch is queued or being written, or one was answered
+    /// less than `quiet` ago.
+    pub(crate) fn is_active(&self, quiet: Duration) -> bool {
+        self.activity.is_active(quiet)
     }
 
     /// Stores `events` of workspace `ws`: see [`crate::Store::ingest_events`].
@@ -124,6 +185,7 @@ impl IngestQueue {
         now: DateTime<Utc>,
     ) -> Result<Vec<IngestOutcome>> {
         let batch = Arc::new(Batch::of(ws, events, mode, now)?);
+        let _pending = Pending::new(&self.activity);
         let (reply, answer) = oneshot::channel();
         self.queue.send((batch, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -182,5 +244,21 @@ fn copy(e: &Error) -> Error {
         Error::Conflict(m) => Error::Conflict(m.clone()),
         Error::Corrupt(m) => Error::Corrupt(m.clone()),
         other => Error::Unavailable(sqlx::Error::Protocol(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_is_active_while_a_batch_is_pending_and_for_a_quiet_time_after() {
+        let activity = Arc::new(Activity::new());
+        assert!(!activity.is_active(Duration::from_secs(60)), "nothing written yet");
+        let pending = Pending::new(&activity);
+        assert!(activity.is_active(Duration::ZERO), "a batch is pending");
+        drop(pending);
+        assert!(activity.is_active(Duration::from_secs(60)), "answered just now");
+        assert!(!activity.is_active(Duration::ZERO), "quiet since");
     }
 }

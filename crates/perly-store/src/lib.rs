@@ -215,6 +215,12 @@ pub trait Store: Accounts + Deliveries + Imports + Ops + Portfolio + Secrets + S
     async fn workspaces_to_rescore(&self) -> Result<Vec<WorkspaceId>>;
     /// How many customers wait for rescoring.
     async fn pending_rescore(&self, ws: WorkspaceId) -> Result<u64>;
+    /// Whether this process's events API is writing: a batch queued or
+    /// being written, or one answered less than `quiet` ago. The rescoring
+    /// worker leaves the database's writer to it meanwhile (one claim or
+    /// record at a time instead of claiming the next batch while recording
+    /// the last). Other replicas' ingest is not seen.
+    fn ingest_active(&self, quiet: std::time::Duration) -> bool;
 
     // Reading.
     async fn list_customers(&self, ws: WorkspaceId, query: &CustomerQuery) -> Result<Page<CustomerSummary>>;

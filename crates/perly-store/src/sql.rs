@@ -1265,6 +1265,10 @@ impl Store for SqlStore {
         queue.ingest(ws, events, mode, now).await
     }
 
+    fn ingest_active(&self, quiet: std::time::Duration) -> bool {
+        self.ingest.queue.get().is_some_and(|q| q.is_active(quiet))
+    }
+
     async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
         retry_conflicts(|| self.claim_rescore_once(ws, limit, now)).await
     }

@@ -4,6 +4,7 @@
 //! batch. `run_once` does one full pass and is what tests and the demo drive;
 //! `run` loops until cancelled, woken by ingest or a poll interval.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,21 @@ pub fn rescore(mut input: RescoreInput, card: &Scorecard, now: DateTime<Utc>) ->
         folded: changed.then_some((input.rollup, input.through)),
     }
 }
+
+/// A batch claimed for rescoring, waiting to be scored and recorded.
+struct Claimed {
+    ws: WorkspaceId,
+    card: Arc<Scorecard>,
+    /// The time the claim was made at (its leases run from it).
+    claimed_at: DateTime<Utc>,
+    inputs: Vec<RescoreInput>,
+    /// Whether the batch was full: more may be waiting.
+    full: bool,
+}
+
+/// How long after the events API's last write the rescoring pass still
+/// leaves the writer to it (see `Rescorer::pass`).
+pub const INGEST_QUIET: Duration = Duration::from_millis(500);
 
 /// How long an events import stays open after its last batch.
 pub const IMPORT_QUIET: chrono::Duration = chrono::Duration::seconds(60);
@@ -152,6 +168,7 @@ pub struct Rescorer {
     /// Claims whose work failed after the claim (workspace, claimed at),
     /// given back at the start of the next pass.
     unreleased: Arc<std::sync::Mutex<Vec<FailedClaim>>>,
+    ingest_quiet: Duration,
 }
 
 impl Rescorer {
@@ -163,12 +180,20 @@ impl Rescorer {
             delivery: None,
             scores: None,
             unreleased: Arc::default(),
+            ingest_quiet: INGEST_QUIET,
         }
     }
 
     /// Counts what the worker does into `metrics` (the server's registry).
     pub fn with_metrics(mut self, metrics: Arc<RescoreMetrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// How long after the events API's last write a pass still runs one
+    /// claim or record at a time ([`INGEST_QUIET`] unless set).
+    pub fn with_ingest_quiet(mut self, quiet: Duration) -> Self {
+        self.ingest_quiet = quiet;
         self
     }
 
@@ -204,36 +229,104 @@ impl Rescorer {
     /// stored data is corrupt, say) is logged and left out of the rest of
     /// the pass while the others carry on. `now` is read for each batch, so
     /// a long pass stamps scores with the time they were computed.
+    ///
+    /// Pipelined: the next slice is claimed (its rows and new events read)
+    /// while the last one is scored and recorded, so a pass keeps both
+    /// cores busy (a claim's reads and a record's writes run on different
+    /// connections). At most one claimed batch waits; a workspace whose
+    /// batch fails after its next one was claimed has that one scored too,
+    /// then leaves the pass.
+    ///
+    /// Not while the events API is writing ([`Store::ingest_active`]):
+    /// claims and records share the database's one writer with ingest, and
+    /// overlapped they took so much of it that ingest at 100,000 customers
+    /// fell from 10.6–11.1 k to 6.8 k events/s (BENCHMARKS.md). Then the
+    /// slice in flight is finished before the next is claimed, and the
+    /// writer waits for each of them in turn.
     async fn pass(&self, now: &(dyn Fn() -> DateTime<Utc> + Sync)) -> perly_store::Result<PassStats> {
         let mut stats = PassStats::default();
         self.release_failed_claims().await?;
-        let mut active: Vec<(WorkspaceId, Option<Arc<Scorecard>>)> = self
+        let mut queue: VecDeque<(WorkspaceId, Option<Arc<Scorecard>>)> = self
             .store
             .workspaces_to_rescore()
             .await?
             .into_iter()
             .map(|ws| (ws, None))
             .collect();
-        while !active.is_empty() {
-            let mut next = Vec::with_capacity(active.len());
-            for (ws, card) in active {
-                match self.slice(ws, card, now, &mut stats).await {
-                    Ok(Some(card)) => next.push((ws, Some(card))),
-                    Ok(None) => {}
-                    // An outage fails every workspace alike: the pass stops
-                    // and the loop backs off (one log line, not one per workspace).
-                    Err(e) if e.is_unreachable() => return Err(e),
-                    Err(e) => {
-                        stats.failed_workspaces += 1;
-                        self.metrics.failures.inc();
-                        tracing::error!(workspace_id = %ws, error = %e, "rescoring this workspace failed; the others carry on");
-                    }
+        let mut failed: HashSet<WorkspaceId> = HashSet::new();
+        let mut in_flight: Option<Claimed> = None;
+        loop {
+            let next = queue.pop_front();
+            if next.is_none() && in_flight.is_none() {
+                break;
+            }
+            // The batch in flight first: it reads the clock before the
+            // claim does, so scores are stamped in the order they were claimed.
+            let finishing = in_flight.take().map(|c| (c.ws, c));
+            let finish = async {
+                match finishing {
+                    Some((ws, c)) => Some((ws, self.finish(c, now, &mut stats).await)),
+                    None => None,
+                }
+            };
+            let claim = async {
+                match next {
+                    Some((ws, card)) => Some((ws, self.claim(ws, card, now).await)),
+                    None => None,
+                }
+            };
+            let (finished, claimed) = if self.store.ingest_active(self.ingest_quiet) {
+                let finished = finish.await;
+                (finished, claim.await)
+            } else {
+                tokio::join!(finish, claim)
+            };
+            let mut outage = None;
+            if let Some((ws, Err(e))) = finished {
+                if e.is_unreachable() {
+                    outage = Some(e);
+                } else {
+                    failed.insert(ws);
+                    self.failed(ws, &e, &mut stats);
                 }
             }
-            active = next;
+            match claimed {
+                Some((_, Ok(Some(c)))) if outage.is_some() => {
+                    // Its leases are given back once the database answers.
+                    self.unreleased
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((c.ws, c.claimed_at));
+                }
+                Some((ws, Ok(Some(c)))) => {
+                    if c.full && !failed.contains(&ws) {
+                        queue.push_back((ws, Some(c.card.clone())));
+                    }
+                    in_flight = Some(c);
+                }
+                Some((_, Ok(None))) | None => {}
+                Some((_, Err(e))) if e.is_unreachable() => outage = outage.or(Some(e)),
+                Some((ws, Err(e))) => {
+                    failed.insert(ws);
+                    self.failed(ws, &e, &mut stats);
+                }
+            }
+            // An outage fails every workspace alike: the pass stops and the
+            // loop backs off (one log line, not one per workspace).
+            if let Some(e) = outage {
+                return Err(e);
+            }
+            queue.retain(|(ws, _)| !failed.contains(ws));
         }
         self.settle(now(), &mut stats).await?;
         Ok(stats)
+    }
+
+    /// Counts and logs the failure of a workspace's slice.
+    fn failed(&self, ws: WorkspaceId, e: &perly_store::Error, stats: &mut PassStats) {
+        stats.failed_workspaces += 1;
+        self.metrics.failures.inc();
+        tracing::error!(workspace_id = %ws, error = %e, "rescoring this workspace failed; the others carry on");
     }
 
     /// Settles the imports whose customers are all rescored: each channel
@@ -257,32 +350,78 @@ impl Rescorer {
         Ok(())
     }
 
-    /// Scores one batch of a workspace. Returns its scorecard while more may
-    /// be waiting, `None` once the workspace is drained.
-    async fn slice(
+    /// Claims a batch of `ws` (its scorecard read first if not known yet);
+    /// `None` when nobody is waiting.
+    async fn claim(
         &self,
         ws: WorkspaceId,
         card: Option<Arc<Scorecard>>,
         now: &(dyn Fn() -> DateTime<Utc> + Sync),
-        stats: &mut PassStats,
-    ) -> perly_store::Result<Option<Arc<Scorecard>>> {
+    ) -> perly_store::Result<Option<Claimed>> {
         let card = match card {
             Some(card) => card,
             None => Arc::new(self.store.scorecard(ws).await?),
         };
         let at = now();
-        let scored = self.claim_and_score(ws, &card, at, now).await;
-        if matches!(&scored, Err(e) if e.is_unreachable()) {
-            // The claim may have committed (its leases held) even if its
-            // answer or the work after it failed: give it back once the
-            // database answers, instead of leaving those customers to wait
-            // out the lease. (Other failures keep their lease, so a batch
-            // that cannot be scored is not retried on every pass.)
-            self.unreleased.lock().unwrap_or_else(|e| e.into_inner()).push((ws, at));
-        }
-        let Some((recorded, scored, full)) = scored? else {
-            return Ok(None);
+        let inputs = match self.store.claim_rescore(ws, self.batch, at).await {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                if e.is_unreachable() {
+                    // The claim may have committed (its leases held) even
+                    // if its answer failed: give it back once the database
+                    // answers, instead of leaving those customers to wait
+                    // out the lease.
+                    self.unreleased.lock().unwrap_or_else(|e| e.into_inner()).push((ws, at));
+                }
+                return Err(e);
+            }
         };
+        if inputs.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Claimed {
+            ws,
+            full: inputs.len() >= self.batch,
+            card,
+            claimed_at: at,
+            inputs,
+        }))
+    }
+
+    /// Scores a claimed batch and records the scores.
+    ///
+    /// The scores are computed and stamped at a time read after the claim:
+    /// the claim may wait for the database's writer (an ingest group
+    /// commit) while new events are stored, and it reads them; stamped with
+    /// the time before, a score could look older than an event it counts,
+    /// and a client waiting for a score newer than its event would wait for
+    /// the customer's next change.
+    async fn finish(
+        &self,
+        claimed: Claimed,
+        now: &(dyn Fn() -> DateTime<Utc> + Sync),
+        stats: &mut PassStats,
+    ) -> perly_store::Result<()> {
+        let Claimed {
+            ws,
+            card,
+            claimed_at,
+            inputs,
+            ..
+        } = claimed;
+        let at = now().max(claimed_at);
+        let scored = self.score_and_record(ws, card, inputs, at).await;
+        if matches!(&scored, Err(e) if e.is_unreachable()) {
+            // The record may have failed after the claim committed: give
+            // the leases back once the database answers. (Other failures
+            // keep their lease, so a batch that cannot be scored is not
+            // retried on every pass.)
+            self.unreleased
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((ws, claimed_at));
+        }
+        let (recorded, scored) = scored?;
         stats.scored += scored;
         self.metrics.scored.inc_by(scored as u64);
         self.metrics.recorded(&recorded);
@@ -296,43 +435,22 @@ impl Rescorer {
             }
         }
         stats.alerts += alerts;
-        Ok(full.then_some(card))
+        Ok(())
     }
 
-    /// Claims a batch of `ws` at `at`, scores it and records the scores:
-    /// what was recorded, how many customers were scored and whether the
-    /// batch was full; `None` when nobody is waiting.
-    ///
-    /// The scores are computed and stamped at a time read after the claim:
-    /// the claim may wait for the database's writer (an ingest group
-    /// commit) while new events are stored, and it reads them; stamped with
-    /// the time before, a score could look older than an event it counts,
-    /// and a client waiting for a score newer than its event would wait for
-    /// the customer's next change.
-    async fn claim_and_score(
+    async fn score_and_record(
         &self,
         ws: WorkspaceId,
-        card: &Arc<Scorecard>,
+        card: Arc<Scorecard>,
+        claimed: Vec<RescoreInput>,
         at: DateTime<Utc>,
-        now: &(dyn Fn() -> DateTime<Utc> + Sync),
-    ) -> perly_store::Result<Option<(RecordedAlerts, usize, bool)>> {
-        let claimed = self.store.claim_rescore(ws, self.batch, at).await?;
-        if claimed.is_empty() {
-            return Ok(None);
-        }
-        let at = now().max(at);
-        let full = claimed.len() >= self.batch;
-        let scoring = card.clone();
-        let results = tokio::task::spawn_blocking(move || {
-            claimed
-                .into_iter()
-                .map(|c| rescore(c, &scoring, at))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
+    ) -> perly_store::Result<(RecordedAlerts, usize)> {
+        let results =
+            tokio::task::spawn_blocking(move || claimed.into_iter().map(|c| rescore(c, &card, at)).collect::<Vec<_>>())
+                .await
+                .map_err(|e| perly_store::Error::Corrupt(format!("scoring task failed: {e}")))?;
         let recorded = self.store.record_scores_tallied(ws, &results, at).await?;
-        Ok(Some((recorded, results.len(), full)))
+        Ok((recorded, results.len()))
     }
 
     /// Gives back the leases of claims whose work failed (see

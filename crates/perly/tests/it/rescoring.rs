@@ -96,6 +96,17 @@ async fn a_workspace_with_corrupt_data_does_not_stop_rescoring_of_the_others() {
 
 #[tokio::test]
 async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
+    // Pipelined (the seeding's ingest counts as over at once) …
+    a_big_backlog_waits_its_turn(std::time::Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_big_backlog_does_not_hold_up_another_while_ingest_writes() {
+    // … and one claim or record at a time (ingest counts as still writing).
+    a_big_backlog_waits_its_turn(std::time::Duration::from_secs(3600)).await;
+}
+
+async fn a_big_backlog_waits_its_turn(ingest_quiet: std::time::Duration) {
     let app = spawn_app().await;
     // Workspace A (met first) has 40 customers waiting, B has one.
     seed(&app, &app.key, "big", 40).await;
@@ -103,12 +114,15 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
     seed(&app, &small_key, "small", 1).await;
 
     // Each batch reads the clock twice (to claim, then to score once
-    // claimed); the clock moves a minute per read, so a score's time says
-    // in which slice of the pass it was computed.
+    // claimed); the clock moves ten seconds per read (well within a claim's
+    // lease: the pass claims the next batch while the last one records), so
+    // a score's time says in which slice of the pass it was computed.
     let start = app.now();
+    let step = Duration::seconds(10);
     let reads = AtomicI64::new(0);
-    let clock = || start + Duration::minutes(reads.fetch_add(1, Ordering::SeqCst));
+    let clock = || start + step * reads.fetch_add(1, Ordering::SeqCst) as i32;
     let stats = Rescorer::new(app.store.clone(), 5)
+        .with_ingest_quiet(ingest_quiet)
         .run_once_with_clock(&clock)
         .await
         .expect("pass");
@@ -118,7 +132,7 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
     let small = customer_with(&app, &small_key, "small-0").await;
     // Draining A first would take 8 slices before B's turn.
     assert!(
-        scored_at(&small) <= start + Duration::minutes(3),
+        scored_at(&small) <= start + step * 3,
         "B was scored in the first round, not after A's backlog: {}",
         scored_at(&small)
     );
@@ -126,10 +140,7 @@ async fn a_big_backlog_in_one_workspace_does_not_hold_up_another() {
     for i in 0..40 {
         latest = latest.max(scored_at(&customer_with(&app, &app.key, &format!("big-{i}")).await));
     }
-    assert!(
-        latest >= start + Duration::minutes(15),
-        "A's backlog took several slices: {latest}"
-    );
+    assert!(latest >= start + step * 15, "A's backlog took several slices: {latest}");
 }
 
 /// A pass that starts, then waits to claim (the database's writer is busy
@@ -226,5 +237,21 @@ async fn an_unreadable_stored_rollup_is_folded_again_from_every_event() {
     assert!(
         nps["detail"].as_str().is_some_and(|d| d.contains("(2 in 180 days)")),
         "{nps}"
+    );
+}
+
+/// The rescoring worker sees the events API writing (and leaves the
+/// database's writer to it): from the first batch on, and for the quiet
+/// time after the last one was answered.
+#[tokio::test]
+async fn the_store_tells_the_rescoring_worker_when_ingest_is_writing() {
+    let app = spawn_app().await;
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(!app.store.ingest_active(hour), "nothing ingested yet");
+    seed(&app, &app.key, "c", 3).await;
+    assert!(app.store.ingest_active(hour), "a batch was answered a moment ago");
+    assert!(
+        !app.store.ingest_active(std::time::Duration::ZERO),
+        "none is pending now"
     );
 }
