@@ -1188,12 +1188,19 @@ impl SqlStore {
         )
         .await?;
         // Marked again if its version moved since the claim (new data came
-        // while it was leased); the lease given back only if this claim
-        // still holds it: a later claim's lease (this one ran out) keeps
-        // ingest moving the version for that claim ([`already_marked`]).
+        // while it was leased), and queued again as of the claim: claims
+        // take the longest waiting first, and a customer whose data keeps
+        // coming would otherwise keep its first mark's time and be claimed
+        // before every customer marked since, pass after pass, while those
+        // waited (with 250 customers a slice, 500 busy ones starved the
+        // rest for as long as ingest lasted). The lease given back only if
+        // this claim still holds it: a later claim's lease (this one ran
+        // out) keeps ingest moving the version for that claim
+        // ([`already_marked`]).
         for chunk in results.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE rollups SET dirty = CASE WHEN rollups.version = v.column2 THEN 0 ELSE 1 END, \
+                 dirty_at = CASE WHEN rollups.version = v.column2 THEN rollups.dirty_at ELSE v.column4 - {LEASE_MS} END, \
                  lease_until = CASE WHEN rollups.lease_until = v.column4 THEN NULL ELSE rollups.lease_until END, \
                  dirty_import = CASE WHEN rollups.version = v.column2 THEN NULL ELSE rollups.dirty_import END \
                  FROM (VALUES {}) AS v WHERE rollups.workspace_id = v.column3 AND rollups.customer_id = v.column1",

@@ -405,6 +405,57 @@ async fn events_stored_while_their_customer_is_being_rescored_are_scored_next() 
     );
 }
 
+/// Claims take the customers that have waited longest. A customer whose
+/// data came again while it was being rescored waits again from its claim,
+/// not from its first mark: busy customers must not be claimed ahead of
+/// quieter ones marked since, slice after slice.
+#[tokio::test]
+async fn customers_whose_data_keeps_coming_do_not_starve_the_others() {
+    let app = spawn_app().await;
+    app.customers(json!([
+        {"external_id": "busy-1", "name": "Busy 1"},
+        {"external_id": "busy-2", "name": "Busy 2"},
+        {"external_id": "quiet", "name": "Quiet"}
+    ]))
+    .await;
+    let nps = |id: &str, customer: &str| event(id, customer, app.now(), json!({"type": "nps_response", "score": 8}));
+    app.events(vec![nps("b1", "busy-1"), nps("b2", "busy-2")]).await;
+    app.advance(Duration::seconds(1));
+    app.events(vec![nps("q1", "quiet")]).await;
+    app.advance(Duration::seconds(1));
+    // A slice of two takes the busy ones (marked first); more of their
+    // data comes while they are scored.
+    let claimed = app.store.claim_rescore(app.ws, 2, app.now()).await.expect("claim");
+    let mut names = std::collections::HashMap::new();
+    for external in ["busy-1", "busy-2", "quiet"] {
+        let c = app
+            .store
+            .get_customer(app.ws, external, app.now())
+            .await
+            .expect("read")
+            .expect("known");
+        names.insert(c.summary.id, external.to_owned());
+    }
+    let ids = |claimed: &[perly_store::RescoreInput]| {
+        let mut ids: Vec<String> = claimed.iter().map(|c| names[&c.customer_id].clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&claimed), ["busy-1", "busy-2"]);
+    app.advance(Duration::seconds(1));
+    app.events(vec![nps("b3", "busy-1"), nps("b4", "busy-2")]).await;
+    app.score_and_record(claimed, app.now()).await;
+    app.advance(Duration::seconds(1));
+    // The next slice of two serves the quiet customer, waiting since
+    // before the busy ones were claimed, first.
+    let claimed = app.store.claim_rescore(app.ws, 2, app.now()).await.expect("claim");
+    assert!(
+        ids(&claimed).contains(&"quiet".to_owned()),
+        "the quiet customer was claimed: {:?}",
+        ids(&claimed)
+    );
+}
+
 #[tokio::test]
 async fn a_claim_whose_lease_ran_out_records_without_giving_back_the_next_claims_lease() {
     let app = spawn_app().await;
