@@ -255,3 +255,37 @@ async fn the_store_tells_the_rescoring_worker_when_ingest_is_writing() {
         "none is pending now"
     );
 }
+
+/// While the events API writes, a pass takes customers in slices of at most
+/// 250 (a record holds the database's writer while ingest's callers wait);
+/// otherwise in slices of the configured size.
+#[tokio::test]
+async fn slices_are_short_while_ingest_writes() {
+    for (ingest_quiet, slices) in [
+        (std::time::Duration::from_secs(3600), 2),
+        (std::time::Duration::ZERO, 1),
+    ] {
+        let app = spawn_app().await;
+        seed(&app, &app.key, "c", 300).await;
+        // The clock moves a second per read: customers scored in the same
+        // slice share their time.
+        let start = app.now();
+        let reads = AtomicI64::new(0);
+        let clock = || start + Duration::seconds(reads.fetch_add(1, Ordering::SeqCst));
+        let stats = Rescorer::new(app.store.clone(), 1_000)
+            .with_ingest_quiet(ingest_quiet)
+            .run_once_with_clock(&clock)
+            .await
+            .expect("pass");
+        assert_eq!(stats.scored, 300);
+        let mut times = std::collections::BTreeSet::new();
+        for i in 0..300 {
+            times.insert(scored_at(&customer_with(&app, &app.key, &format!("c-{i}")).await));
+        }
+        assert_eq!(
+            times.len(),
+            slices,
+            "slices with ingest quiet for {ingest_quiet:?}: {times:?}"
+        );
+    }
+}
