@@ -176,6 +176,11 @@ impl IngestQueue {
         self.activity.is_active(quiet)
     }
 
+    /// Batches queued or being written now.
+    pub(crate) fn pending(&self) -> usize {
+        self.activity.pending.load(Ordering::Relaxed)
+    }
+
     /// Stores `events` of workspace `ws`: see [`crate::Store::ingest_events`].
     pub(crate) async fn ingest(
         &self,
@@ -256,8 +261,11 @@ mod tests {
         let activity = Arc::new(Activity::new());
         assert!(!activity.is_active(Duration::from_secs(60)), "nothing written yet");
         let pending = Pending::new(&activity);
+        let second = Pending::new(&activity);
         assert!(activity.is_active(Duration::ZERO), "a batch is pending");
-        drop(pending);
+        assert_eq!(activity.pending.load(Ordering::Relaxed), 2);
+        drop((pending, second));
+        assert_eq!(activity.pending.load(Ordering::Relaxed), 0);
         assert!(activity.is_active(Duration::from_secs(60)), "answered just now");
         assert!(!activity.is_active(Duration::ZERO), "quiet since");
     }

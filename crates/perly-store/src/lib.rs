@@ -221,6 +221,10 @@ pub trait Store: Accounts + Deliveries + Imports + Ops + Portfolio + Secrets + S
     /// record at a time instead of claiming the next batch while recording
     /// the last). Other replicas' ingest is not seen.
     fn ingest_active(&self, quiet: std::time::Duration) -> bool;
+    /// How many of this process's events API batches are queued or being
+    /// written now: more than one means callers wait for the database's
+    /// writer, and the rescoring worker takes it in shorter turns.
+    fn ingest_pending(&self) -> usize;
 
     // Reading.
     async fn list_customers(&self, ws: WorkspaceId, query: &CustomerQuery) -> Result<Page<CustomerSummary>>;

@@ -1276,6 +1276,10 @@ impl Store for SqlStore {
         self.ingest.queue.get().is_some_and(|q| q.is_active(quiet))
     }
 
+    fn ingest_pending(&self) -> usize {
+        self.ingest.queue.get().map_or(0, |q| q.pending())
+    }
+
     async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
         retry_conflicts(|| self.claim_rescore_once(ws, limit, now)).await
     }

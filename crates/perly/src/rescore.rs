@@ -80,9 +80,13 @@ struct Claimed {
 /// leaves the writer to it (see `Rescorer::pass`).
 pub const INGEST_QUIET: Duration = Duration::from_millis(500);
 
-/// Customers per slice at most while the events API is writing (see
-/// `Rescorer::pass`).
+/// Customers per slice at most while the events API's callers wait for
+/// the database's writer (see `Rescorer::pass`).
 const INGEST_BATCH: usize = 250;
+
+/// Batches of the events API queued or being written from which its
+/// callers count as waiting: one is being written; a second waits.
+pub const INGEST_WAITING: usize = 2;
 
 /// How long an events import stays open after its last batch.
 pub const IMPORT_QUIET: chrono::Duration = chrono::Duration::seconds(60);
@@ -173,6 +177,7 @@ pub struct Rescorer {
     /// given back at the start of the next pass.
     unreleased: Arc<std::sync::Mutex<Vec<FailedClaim>>>,
     ingest_quiet: Duration,
+    ingest_waiting: usize,
 }
 
 impl Rescorer {
@@ -185,6 +190,7 @@ impl Rescorer {
             scores: None,
             unreleased: Arc::default(),
             ingest_quiet: INGEST_QUIET,
+            ingest_waiting: INGEST_WAITING,
         }
     }
 
@@ -198,6 +204,13 @@ impl Rescorer {
     /// claim or record at a time ([`INGEST_QUIET`] unless set).
     pub fn with_ingest_quiet(mut self, quiet: Duration) -> Self {
         self.ingest_quiet = quiet;
+        self
+    }
+
+    /// From how many events API batches queued or being written slices are
+    /// short ([`INGEST_WAITING`] unless set).
+    pub fn with_ingest_waiting(mut self, batches: usize) -> Self {
+        self.ingest_waiting = batches;
         self
     }
 
@@ -245,12 +258,15 @@ impl Rescorer {
     /// claims and records share the database's one writer with ingest, and
     /// overlapped they took so much of it that ingest at 100,000 customers
     /// fell from 10.6–11.1 k to 6.8 k events/s (BENCHMARKS.md). Then the
-    /// slice in flight is finished before the next is claimed, and slices
-    /// are at most [`INGEST_BATCH`] customers: a record holds the writer
-    /// while ingest's callers wait, and a shorter one lets them through
-    /// sooner (at 100,000 customers, 2,000 a slice: 9.0 k events/s; 250:
-    /// 20–21 k/s, and fewer rescores, 1.9 instead of 3.4 a customer, as
-    /// each folds more events).
+    /// slice in flight is finished before the next is claimed. And while
+    /// ingest's callers wait for the writer ([`Store::ingest_pending`] at
+    /// least [`INGEST_WAITING`]), slices are at most [`INGEST_BATCH`]
+    /// customers: a record holds the writer while they wait, and a shorter
+    /// one lets them through sooner (at 100,000 customers flat out, 2,000 a
+    /// slice: 9.0 k events/s; 250: 20–21 k/s, and fewer rescores, 1.9
+    /// instead of 3.4 a customer, as each folds more events). At a pace
+    /// the writer keeps up with, slices stay whole: more of them, each
+    /// shorter, doubled the p99 from event to score at 5,000 events/s.
     async fn pass(&self, now: &(dyn Fn() -> DateTime<Utc> + Sync)) -> perly_store::Result<PassStats> {
         let mut stats = PassStats::default();
         self.release_failed_claims().await?;
@@ -371,7 +387,7 @@ impl Rescorer {
             None => Arc::new(self.store.scorecard(ws).await?),
         };
         let at = now();
-        let limit = if self.store.ingest_active(self.ingest_quiet) {
+        let limit = if self.store.ingest_pending() >= self.ingest_waiting {
             self.batch.min(INGEST_BATCH)
         } else {
             self.batch
