@@ -74,6 +74,10 @@ pub enum BenchKind {
     Rescore {
         #[arg(long, default_value_t = 100_000)]
         customers: usize,
+        /// Customers per rescoring slice (the server's `[scoring]
+        /// batch_size`, 500 unless set).
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
     },
     /// Event accepted → message received by the Slack/Discord stand-in.
     Delivery(delivery::DeliveryArgs),
@@ -252,7 +256,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             };
             ingest(args.database_url, &dir, load).await
         }
-        BenchKind::Rescore { customers: n } => rescore(args.database_url, &dir, n).await,
+        BenchKind::Rescore { customers: n, batch } => rescore(args.database_url, &dir, n, batch).await,
         BenchKind::Pages { customers: n, requests } => pages(args.database_url, &dir, n, requests).await,
         BenchKind::Delivery(a) => delivery::run(args.database_url, &dir, a).await,
         BenchKind::Drain(a) => drain::run(args.database_url, &dir, a).await,
@@ -483,9 +487,12 @@ fn load_batches(n: usize, total: usize, batch: usize, now: chrono::DateTime<Utc>
         .collect()
 }
 
-async fn rescore(url: Option<String>, dir: &tempfile::TempDir, n: usize) -> anyhow::Result<()> {
+async fn rescore(url: Option<String>, dir: &tempfile::TempDir, n: usize, batch: usize) -> anyhow::Result<()> {
     let (_, store) = bench_store(url, dir).await?;
-    println!("backend: {}; {n} customers with 90 days of history", store.backend());
+    println!(
+        "backend: {}; {n} customers with 90 days of history, {batch} a slice",
+        store.backend()
+    );
     let ws = store.create_workspace("Bench", Utc::now()).await?;
     let now = Utc::now();
     let load = Instant::now();
@@ -574,7 +581,7 @@ async fn rescore(url: Option<String>, dir: &tempfile::TempDir, n: usize) -> anyh
         }
     }
     println!("loaded {events} events in {:.1} s", load.elapsed().as_secs_f64());
-    let rescorer = crate::rescore::Rescorer::new(store.clone(), 2_000);
+    let rescorer = crate::rescore::Rescorer::new(store.clone(), batch);
     // A first pass scores everything once (so alert state exists), then the timed full rescore.
     let first = Instant::now();
     let stats = rescorer.run_once(now).await?;
