@@ -94,13 +94,19 @@ pub(crate) trait GroupWriter: Send + Sync + 'static {
     async fn write(&self, group: Vec<Arc<Batch>>) -> Result<Vec<Vec<IngestOutcome>>>;
 }
 
-type Reply = oneshot::Sender<Result<Vec<IngestOutcome>>>;
+/// Where a batch's outcome goes, and its place in the pending count: held
+/// with the batch in the queue and given up once it is answered, so a
+/// batch whose caller went away (a client that hung up) still counts until
+/// it is written.
+type Reply = (oneshot::Sender<Result<Vec<IngestOutcome>>>, Pending);
 
 /// The handle the store keeps; the writer task stops when it is dropped.
 #[derive(Debug)]
 pub(crate) struct IngestQueue {
     queue: mpsc::Sender<(Arc<Batch>, Reply)>,
     activity: Arc<Activity>,
+    /// Writer tasks taking groups from the queue.
+    lanes: usize,
 }
 
 /// Whether the events API is writing: batches queued or being written, and
@@ -125,10 +131,10 @@ impl Activity {
     }
 
     fn is_active(&self, quiet: Duration) -> bool {
-        if self.pending.load(Ordering::Relaxed) > 0 {
+        if self.pending.load(Ordering::Acquire) > 0 {
             return true;
         }
-        let last = self.last_answered_ms.load(Ordering::Relaxed);
+        let last = self.last_answered_ms.load(Ordering::Acquire);
         // 0: never answered.
         last > 0 && (self.started.elapsed().as_millis() as u64).saturating_sub(last) < quiet.as_millis() as u64
     }
@@ -140,7 +146,7 @@ struct Pending(Arc<Activity>);
 
 impl Pending {
     fn new(activity: &Arc<Activity>) -> Self {
-        activity.pending.fetch_add(1, Ordering::Relaxed);
+        activity.pending.fetch_add(1, Ordering::AcqRel);
         Self(activity.clone())
     }
 }
@@ -148,8 +154,8 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         let at = (self.0.started.elapsed().as_millis() as u64).max(1);
-        self.0.last_answered_ms.store(at, Ordering::Relaxed);
-        self.0.pending.fetch_sub(1, Ordering::Relaxed);
+        self.0.last_answered_ms.store(at, Ordering::Release);
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -167,6 +173,7 @@ impl IngestQueue {
         Self {
             queue,
             activity: Arc::new(Activity::new()),
+            lanes: lanes.max(1),
         }
     }
 
@@ -176,9 +183,11 @@ impl IngestQueue {
         self.activity.is_active(quiet)
     }
 
-    /// Batches queued or being written now.
-    pub(crate) fn pending(&self) -> usize {
-        self.activity.pending.load(Ordering::Relaxed)
+    /// Batches waiting for a writer now: those queued or being written,
+    /// less one per writer lane (a lane writes a group of one batch or
+    /// more).
+    pub(crate) fn waiting(&self) -> usize {
+        self.activity.pending.load(Ordering::Acquire).saturating_sub(self.lanes)
     }
 
     /// Stores `events` of workspace `ws`: see [`crate::Store::ingest_events`].
@@ -190,9 +199,12 @@ impl IngestQueue {
         now: DateTime<Utc>,
     ) -> Result<Vec<IngestOutcome>> {
         let batch = Arc::new(Batch::of(ws, events, mode, now)?);
-        let _pending = Pending::new(&self.activity);
+        let pending = Pending::new(&self.activity);
         let (reply, answer) = oneshot::channel();
-        self.queue.send((batch, reply)).await.map_err(|_| stopped())?;
+        self.queue
+            .send((batch, (reply, pending)))
+            .await
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -235,8 +247,9 @@ async fn run(rx: Queue, writer: Arc<impl GroupWriter>, group_events: usize) {
                 each
             }
         };
-        for (reply, answer) in replies.into_iter().zip(answers) {
+        for ((reply, pending), answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer);
+            drop(pending);
         }
     }
 }
@@ -267,6 +280,60 @@ mod tests {
         drop((pending, second));
         assert_eq!(activity.pending.load(Ordering::Relaxed), 0);
         assert!(activity.is_active(Duration::from_secs(60)), "answered just now");
-        assert!(!activity.is_active(Duration::ZERO), "quiet since");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            !activity.is_active(Duration::from_millis(20)),
+            "quiet for longer than 20 ms since"
+        );
+        assert!(activity.is_active(Duration::from_secs(60)), "but not for a minute");
+    }
+
+    /// Holds every group until a permit is given.
+    struct Gate(Arc<tokio::sync::Semaphore>);
+
+    #[async_trait]
+    impl GroupWriter for Gate {
+        async fn write(&self, group: Vec<Arc<Batch>>) -> Result<Vec<Vec<IngestOutcome>>> {
+            let _permit = self.0.acquire().await.expect("gate open");
+            Ok(group.iter().map(|_| Vec::new()).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_count_as_waiting_until_written_even_when_their_caller_went_away() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let queue = Arc::new(IngestQueue::start(Gate(gate.clone()), 1, GROUP_EVENTS));
+        let ws = WorkspaceId::new();
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.ingest(ws, &[], IngestMode::Live, Utc::now()).await })
+            })
+            .collect();
+        let settled = |want: usize| {
+            let queue = queue.clone();
+            async move {
+                for _ in 0..200 {
+                    if queue.waiting() == want {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                false
+            }
+        };
+        // Three batches in, one writer lane: two count as waiting.
+        assert!(settled(2).await, "two waiting: {}", queue.waiting());
+        // A caller that hangs up leaves its batch queued: still waiting.
+        callers[0].abort();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            queue.waiting(),
+            2,
+            "the hung-up caller's batch still waits to be written"
+        );
+        gate.add_permits(10);
+        assert!(settled(0).await, "all written: {}", queue.waiting());
+        assert!(!queue.is_active(Duration::ZERO));
     }
 }

@@ -222,9 +222,11 @@ pub trait Store: Accounts + Deliveries + Imports + Ops + Portfolio + Secrets + S
     /// the last). Other replicas' ingest is not seen.
     fn ingest_active(&self, quiet: std::time::Duration) -> bool;
     /// How many of this process's events API batches are queued or being
-    /// written now: more than one means callers wait for the database's
-    /// writer, and the rescoring worker takes it in shorter turns.
-    fn ingest_pending(&self) -> usize;
+    /// written, less one per writer lane (one on SQLite): above zero,
+    /// callers wait for the database's writer (or share a group being
+    /// written with others), and the rescoring worker takes the writer in
+    /// shorter turns.
+    fn ingest_waiting(&self) -> usize;
 
     // Reading.
     async fn list_customers(&self, ws: WorkspaceId, query: &CustomerQuery) -> Result<Page<CustomerSummary>>;

@@ -1276,8 +1276,8 @@ impl Store for SqlStore {
         self.ingest.queue.get().is_some_and(|q| q.is_active(quiet))
     }
 
-    fn ingest_pending(&self) -> usize {
-        self.ingest.queue.get().map_or(0, |q| q.pending())
+    fn ingest_waiting(&self) -> usize {
+        self.ingest.queue.get().map_or(0, |q| q.waiting())
     }
 
     async fn claim_rescore(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {

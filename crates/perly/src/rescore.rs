@@ -84,9 +84,9 @@ pub const INGEST_QUIET: Duration = Duration::from_millis(500);
 /// the database's writer (see `Rescorer::pass`).
 const INGEST_BATCH: usize = 250;
 
-/// Batches of the events API queued or being written from which its
-/// callers count as waiting: one is being written; a second waits.
-pub const INGEST_WAITING: usize = 2;
+/// Batches of the events API waiting for a writer (beyond those being
+/// written) from which its callers count as waiting.
+pub const INGEST_WAITING: usize = 1;
 
 /// How long an events import stays open after its last batch.
 pub const IMPORT_QUIET: chrono::Duration = chrono::Duration::seconds(60);
@@ -207,7 +207,7 @@ impl Rescorer {
         self
     }
 
-    /// From how many events API batches queued or being written slices are
+    /// From how many events API batches waiting for a writer slices are
     /// short ([`INGEST_WAITING`] unless set).
     pub fn with_ingest_waiting(mut self, batches: usize) -> Self {
         self.ingest_waiting = batches;
@@ -259,7 +259,7 @@ impl Rescorer {
     /// overlapped they took so much of it that ingest at 100,000 customers
     /// fell from 10.6–11.1 k to 6.8 k events/s (BENCHMARKS.md). Then the
     /// slice in flight is finished before the next is claimed. And while
-    /// ingest's callers wait for the writer ([`Store::ingest_pending`] at
+    /// ingest's callers wait for the writer ([`Store::ingest_waiting`] at
     /// least [`INGEST_WAITING`]), slices are at most [`INGEST_BATCH`]
     /// customers: a record holds the writer while they wait, and a shorter
     /// one lets them through sooner (at 100,000 customers flat out, 2,000 a
@@ -309,8 +309,7 @@ impl Rescorer {
             if let Some((ws, Err(e))) = finished {
                 if e.is_unreachable() {
                     outage = Some(e);
-                } else {
-                    failed.insert(ws);
+                } else if failed.insert(ws) {
                     self.failed(ws, &e, &mut stats);
                 }
             }
@@ -331,8 +330,9 @@ impl Rescorer {
                 Some((_, Ok(None))) | None => {}
                 Some((_, Err(e))) if e.is_unreachable() => outage = outage.or(Some(e)),
                 Some((ws, Err(e))) => {
-                    failed.insert(ws);
-                    self.failed(ws, &e, &mut stats);
+                    if failed.insert(ws) {
+                        self.failed(ws, &e, &mut stats);
+                    }
                 }
             }
             // An outage fails every workspace alike: the pass stops and the
@@ -387,7 +387,7 @@ impl Rescorer {
             None => Arc::new(self.store.scorecard(ws).await?),
         };
         let at = now();
-        let limit = if self.store.ingest_pending() >= self.ingest_waiting {
+        let limit = if self.store.ingest_waiting() >= self.ingest_waiting {
             self.batch.min(INGEST_BATCH)
         } else {
             self.batch
