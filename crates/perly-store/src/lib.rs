@@ -222,10 +222,10 @@ pub trait Store: Accounts + Deliveries + Imports + Ops + Portfolio + Secrets + S
     /// the last). Other replicas' ingest is not seen.
     fn ingest_active(&self, quiet: std::time::Duration) -> bool;
     /// How many of this process's events API batches are queued or being
-    /// written, less one per writer lane (one on SQLite): above zero,
-    /// callers wait for the database's writer (or share a group being
-    /// written with others), and the rescoring worker takes the writer in
-    /// shorter turns.
+    /// written, less one: above zero, more than one caller waits for its
+    /// commit (behind the database's writer, or rows the rescoring
+    /// worker's records hold), and the rescoring worker takes the writer
+    /// in shorter turns.
     fn ingest_waiting(&self) -> usize;
 
     // Reading.
