@@ -84,8 +84,8 @@ pub const INGEST_QUIET: Duration = Duration::from_millis(500);
 /// the database's writer (see `Rescorer::pass`).
 const INGEST_BATCH: usize = 250;
 
-/// Batches of the events API waiting for a writer (beyond those being
-/// written) from which its callers count as waiting.
+/// Batches of the events API in flight beyond the first
+/// ([`Store::ingest_waiting`]) from which its callers count as waiting.
 pub const INGEST_WAITING: usize = 1;
 
 /// How long an events import stays open after its last batch.
@@ -207,8 +207,8 @@ impl Rescorer {
         self
     }
 
-    /// From how many events API batches waiting for a writer slices are
-    /// short ([`INGEST_WAITING`] unless set).
+    /// From how many events API batches in flight beyond the first slices
+    /// are short ([`INGEST_WAITING`] unless set).
     pub fn with_ingest_waiting(mut self, batches: usize) -> Self {
         self.ingest_waiting = batches;
         self
