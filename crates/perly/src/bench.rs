@@ -286,7 +286,7 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
         rate,
     } = load;
     let batch = batch.max(1);
-    let (mut settings, store) = bench_store(url, dir).await?;
+    let (mut settings, store) = bench_store(url.clone(), dir).await?;
     settings.scoring.worker = rescoring;
     settings.scoring.poll_interval_ms = 50;
     settings.scoring.batch_size = 2_000;
@@ -458,16 +458,24 @@ async fn ingest(url: Option<String>, dir: &tempfile::TempDir, load: Load) -> any
         "peak RSS (server + load generator): {:.0} MB, of it the load generator's request bodies {bodies_mb:.0} MB",
         peak_rss_mb()
     );
-    if store.backend() == "sqlite" {
-        drop(bodies);
-        // The same rows again (same seed), built after the peak was read.
-        let floor = floor::sqlite_insert(dir.path(), &load_batches(n, total, batch, now), now).await?;
-        println!(
-            "floor, same run:     {floor:.0} events/s (the same rows into the same schema, bare rusqlite, 1 transaction per batch); Perly/floor {:.2}, floor/Perly {:.2}",
-            accepted as f64 / ingest_secs / floor,
-            floor / (accepted as f64 / ingest_secs)
-        );
-    }
+    drop(bodies);
+    // The same rows again (same seed), built after the peak was read.
+    let rows = load_batches(n, total, batch, now);
+    let (floor, how) = match &url {
+        Some(url) if store.backend() == "postgres" => (
+            floor::postgres_insert(url, &rows, now).await?,
+            "a copy of the events table, one connection, 1 INSERT … UNNEST and transaction per batch",
+        ),
+        _ => (
+            floor::sqlite_insert(dir.path(), &rows, now).await?,
+            "the same schema, bare rusqlite, 1 transaction per batch",
+        ),
+    };
+    println!(
+        "floor, same run:     {floor:.0} events/s (the same rows into {how}); Perly/floor {:.2}, floor/Perly {:.2}",
+        accepted as f64 / ingest_secs / floor,
+        floor / (accepted as f64 / ingest_secs)
+    );
     Ok(())
 }
 
