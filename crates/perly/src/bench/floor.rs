@@ -1,4 +1,4 @@
-//! The floor under `perly bench ingest` on SQLite, measured in the same run:
+//! The floors under `perly bench ingest`, measured in the same run. SQLite:
 //! the same rows (the events of the same request bodies, with the same
 //! payload JSON) inserted into the same schema (a database made by Perly's
 //! migrations, so the same table and indexes) by a bare rusqlite loop: one
