@@ -53,7 +53,10 @@ pub struct BenchArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchKind {
-    /// Sustained ingest through POST /api/v1/events with rescoring keeping up.
+    /// Sustained ingest through POST /api/v1/events with rescoring keeping up;
+    /// ends with the floor of the same run (the same rows inserted bare: on
+    /// PostgreSQL into a table `perly_bench_floor_events` made beside
+    /// `events` and dropped after).
     Ingest {
         #[arg(long, default_value_t = 100_000)]
         customers: usize,
