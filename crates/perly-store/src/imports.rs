@@ -351,7 +351,7 @@ mod tests {
 
     const CUSTOMERS: i64 = 5_000;
 
-    /// 5,000 customers of one import, written behind the store's back so no
+    /// `CUSTOMERS` customers of one import, written behind the store's back so no
     /// statistics exist (as after a big import, before the next `ANALYZE`).
     /// The summary's count is right, and each customer is found by its key:
     /// the old join walked the workspace's customers and scanned the
@@ -360,42 +360,46 @@ mod tests {
         let pools = crate::db::connect(url).await.expect("migrate");
         let mut conn = pools.write.acquire().await.expect("connection");
         let ws = WorkspaceId::new().to_string();
-        for sql in [
-            "INSERT INTO workspaces (id, name, slug, created_at) VALUES ($1, 'W', 'w', 0)",
+        sqlx::query("INSERT INTO workspaces (id, name, slug, created_at) VALUES ($1, 'W', 'w', 0)")
+            .bind(ws.clone())
+            .execute(&mut *conn)
+            .await
+            .expect("workspace");
+        sqlx::query(
             "INSERT INTO customers (id, workspace_id, external_id, name, risk_level, mrr, created_at, updated_at) \
              SELECT 'c-' || n, $1, 'e-' || n, 'C', CASE WHEN n % 2 = 0 THEN 'high' ELSE 'low' END, 10.0, 0, 0 \
-             FROM (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 5000) SELECT n FROM s) AS g",
+             FROM (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < $2) SELECT n FROM s) AS g",
+        )
+        .bind(ws.clone())
+        .bind(CUSTOMERS)
+        .execute(&mut *conn)
+        .await
+        .expect("customers");
+        sqlx::query(
             "INSERT INTO rollups (customer_id, workspace_id, data, version, dirty, updated_at, last_import) \
              SELECT id, workspace_id, $2, 1, 0, 0, 'imp' FROM customers WHERE workspace_id = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(ws.clone())
-                .bind(Vec::<u8>::new())
-                .execute(&mut *conn)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        }
+        )
+        .bind(ws.clone())
+        .bind(Vec::<u8>::new())
+        .execute(&mut *conn)
+        .await
+        .expect("rollups");
         let sql = import_levels_sql(dialect);
-        let plan: Vec<String> = match dialect {
-            Dialect::Postgres => sqlx::query(&format!("EXPLAIN {sql}"))
-                .bind(ws.clone())
-                .bind("imp")
-                .fetch_all(&mut *conn)
-                .await
-                .expect("explain")
-                .iter()
-                .map(|r| r.try_get::<String, _>(0).expect("plan line"))
-                .collect(),
-            Dialect::Sqlite => sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .bind(ws.clone())
-                .bind("imp")
-                .fetch_all(&mut *conn)
-                .await
-                .expect("explain")
-                .iter()
-                .map(|r| r.try_get::<String, _>(3).expect("plan step"))
-                .collect(),
+        // PostgreSQL's plan is one text column a line; SQLite's steps are
+        // the fourth column of its query plan.
+        let (explain, column) = match dialect {
+            Dialect::Postgres => ("EXPLAIN", 0),
+            Dialect::Sqlite => ("EXPLAIN QUERY PLAN", 3),
         };
+        let plan: Vec<String> = sqlx::query(&format!("{explain} {sql}"))
+            .bind(ws.clone())
+            .bind("imp")
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|r| r.try_get::<String, _>(column).expect("plan line"))
+            .collect();
         let by_key = match dialect {
             Dialect::Postgres => {
                 plan.iter().any(|l| l.contains("customers_pkey")) && !plan.iter().any(|l| l.contains("Join Filter"))
