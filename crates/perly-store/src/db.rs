@@ -191,6 +191,22 @@ fn sqlite_url(url: &str) -> Result<String> {
     })
 }
 
+/// `url` (a SQLite URL with its query) with `cache=shared`, whatever cache
+/// it asked for: the URL of sqlx's one write connection, which shares its
+/// page cache with the ingest writer's (see [`crate::sqlite_ingest`]). The
+/// readers keep caches of their own: a connection of a shared cache locks
+/// whole tables against the cache's other connections, and WAL readers
+/// must never wait for the writer.
+fn shared_cache_url(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("cache="))
+        .collect();
+    params.push("cache=shared");
+    format!("{base}?{}", params.join("&"))
+}
+
 /// How long a PostgreSQL request waits for a connection (connecting
 /// included): while the server is down every request fails within this
 /// ([`crate::Error::Unreachable`], 503 with `Retry-After`) instead of
@@ -262,7 +278,8 @@ pub async fn open(url: &str) -> Result<Pools> {
         Dialect::Sqlite => {
             let url = sqlite_url(url)?;
             let options = AnyConnectOptions::from_str(&url)?;
-            let pool = |max: u32, role: &'static [&'static str]| {
+            let shared = AnyConnectOptions::from_str(&shared_cache_url(&url))?;
+            let pool = |options: AnyConnectOptions, max: u32, role: &'static [&'static str]| {
                 AnyPoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(Duration::from_secs(30))
@@ -279,10 +296,10 @@ pub async fn open(url: &str) -> Result<Pools> {
                             Ok(())
                         })
                     })
-                    .connect_with(options.clone())
+                    .connect_with(options)
             };
-            let write = pool(1, WRITER_PRAGMAS).await?;
-            let read = pool(4, &[]).await?;
+            let write = pool(shared, 1, WRITER_PRAGMAS).await?;
+            let read = pool(options, 4, &[]).await?;
             Pools { dialect, write, read }
         }
         Dialect::Postgres => {
@@ -329,6 +346,19 @@ pub async fn migrate(pools: &Pools) -> Result<crate::migrations::MigrationRun> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_write_connection_asks_for_the_shared_cache_whatever_the_url_asked() {
+        assert_eq!(
+            shared_cache_url("sqlite://data/perly.db?mode=rwc"),
+            "sqlite://data/perly.db?mode=rwc&cache=shared"
+        );
+        assert_eq!(
+            shared_cache_url("sqlite://data/perly.db?cache=private&mode=rwc"),
+            "sqlite://data/perly.db?mode=rwc&cache=shared"
+        );
+        assert_eq!(shared_cache_url("sqlite://perly.db"), "sqlite://perly.db?cache=shared");
+    }
 
     #[test]
     fn sqlite_gets_anonymous_parameters_only_when_they_are_in_order() {

@@ -1256,7 +1256,7 @@ impl Store for SqlStore {
                         let path = crate::db::sqlite_path(&lane.url)
                             .ok_or_else(|| Error::Invalid("SQLite URL needs a file path".into()))?;
                         crate::ingest_queue::IngestQueue::start(
-                            crate::sqlite_ingest::SqliteWriter::open(path, self.pools.write.clone())?,
+                            crate::sqlite_ingest::SqliteWriter::new(path, self.pools.write.clone()),
                             1,
                             crate::ingest_queue::GROUP_EVENTS,
                         )
