@@ -313,3 +313,51 @@ async fn scores_do_not_depend_on_order_batching_resends_or_passes_in_between() {
         assert_eq!(verdicts(&app).await, expected, "seed {seed}");
     }
 }
+
+/// Two servers of one process on one SQLite file (a test's, or a tool's
+/// beside the server): their writers join one shared page cache, where a
+/// table another connection writes is locked without SQLite's busy wait.
+/// Every statement waits for such a lock instead (unlock notification), so
+/// flat-out ingest on both, with their rescoring workers, loses no batch to
+/// a 503 and stores every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_of_one_process_on_one_sqlite_file_both_take_every_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("perly.db").display());
+    let a = spawn_app_with_workers_and_standins_on(url.clone(), &|_| {}).await;
+    let b = spawn_app_with_workers_and_standins_on(url, &|_| {}).await;
+    for app in [&a, &b] {
+        app.customers(json!((0..50)
+            .map(|i| json!({"external_id": format!("c{i}"), "name": format!("C {i}")}))
+            .collect::<Vec<_>>()))
+            .await;
+    }
+    let send = |app: &TestApp, tag: &'static str| {
+        let (client, base, key, now) = (app.client.clone(), app.base.clone(), app.key.clone(), app.now());
+        async move {
+            let mut accepted = 0;
+            for batch in 0..20 {
+                let rows: Vec<Value> = (0..100)
+                    .map(|i| {
+                        json!({"id": format!("{tag}-{batch}-{i}"), "customer_id": format!("c{}", i % 50),
+                               "type": "user_active", "user_id": format!("u{i}"), "occurred_at": now.to_rfc3339()})
+                    })
+                    .collect();
+                let response = client
+                    .post(format!("{base}/api/v1/events"))
+                    .bearer_auth(&key)
+                    .json(&json!({ "events": rows }))
+                    .send()
+                    .await
+                    .expect("send");
+                let status = response.status();
+                let body: Value = response.json().await.expect("json");
+                assert_eq!(status, 200, "{tag} batch {batch}: {body}");
+                accepted += body["accepted"].as_u64().expect("accepted");
+            }
+            accepted
+        }
+    };
+    let (from_a, from_b) = tokio::join!(send(&a, "a"), send(&b, "b"));
+    assert_eq!((from_a, from_b), (2_000, 2_000));
+}
