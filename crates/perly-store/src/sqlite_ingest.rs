@@ -214,6 +214,16 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
              WHERE workspace_id = ?3 AND customer_id = ?1",
         )
         .map_err(map_err)?;
+    // Live data's mark: the same as `mark` with no import, without setting
+    // `last_import` to itself (SQLite would rewrite the customer's entry
+    // in `rollups_by_last_import`, a page of its own per customer).
+    let mut mark_live = tx
+        .prepare_cached(
+            "UPDATE rollups SET version = version + 1, dirty = 1, \
+             dirty_at = CASE WHEN dirty = 1 THEN dirty_at ELSE ?2 END, updated_at = ?2, dirty_import = NULL \
+             WHERE workspace_id = ?3 AND customer_id = ?1",
+        )
+        .map_err(map_err)?;
     // A customer leased by a rescoring claim and already waiting for live
     // data only needs its version moved: the same result as the full mark,
     // without rewriting the entries of the indexes over `dirty`, `dirty_at`
@@ -247,7 +257,11 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
         if import.is_none() && bump.execute(params![cid, received, ws]).map_err(map_err)? == 1 {
             continue;
         }
-        mark.execute(params![cid, received, ws, import]).map_err(map_err)?;
+        match import {
+            None => mark_live.execute(params![cid, received, ws]),
+            Some(_) => mark.execute(params![cid, received, ws, import]),
+        }
+        .map_err(map_err)?;
     }
     Ok(outcomes)
 }
