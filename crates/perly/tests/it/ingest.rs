@@ -361,3 +361,45 @@ async fn two_servers_of_one_process_on_one_sqlite_file_both_take_every_batch() {
     let (from_a, from_b) = tokio::join!(send(&a, "a"), send(&b, "b"));
     assert_eq!((from_a, from_b), (2_000, 2_000));
 }
+
+/// A customer waiting to be rescored for history (a backfill) that then
+/// gets live data waits for live data: the live batch's mark takes it out
+/// of the import, so its next verdict is news for the channels, not a line
+/// of the import's summary.
+#[tokio::test]
+async fn live_data_takes_a_customer_waiting_for_history_out_of_its_import() {
+    let app = spawn_app().await;
+    app.customers(json!([{"external_id": "acme", "name": "Acme Corp"}]))
+        .await;
+    let now = app.now();
+    let nps = |id: &str, at: chrono::DateTime<chrono::Utc>| json!({"id": id, "customer_id": "acme", "type": "nps_response", "score": 3, "occurred_at": at.to_rfc3339()});
+    let (status, body) = app
+        .post(
+            "/api/v1/events",
+            json!({"backfill": true, "events": [nps("old", now - chrono::Duration::days(3))]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let waiting = || async {
+        let mut conn = connect_database(&app.database_url).await;
+        let sql = format!(
+            "SELECT CAST(r.dirty AS BIGINT), r.dirty_import FROM rollups r JOIN customers c ON c.id = r.customer_id \
+             WHERE c.workspace_id = '{}' AND c.external_id = 'acme'",
+            app.ws
+        );
+        sqlx::query_as::<_, (i64, Option<String>)>(&sql)
+            .fetch_one(&mut conn)
+            .await
+            .expect("the customer's mark")
+    };
+    let (dirty, import) = waiting().await;
+    assert_eq!(dirty, 1);
+    assert!(import.is_some(), "the backfill's customer waits for its import");
+
+    app.events(vec![nps("new", now)]).await;
+    assert_eq!(
+        waiting().await,
+        (1, None),
+        "live data came: the customer waits for live data"
+    );
+}
