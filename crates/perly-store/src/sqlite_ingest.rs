@@ -205,18 +205,20 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
             crate::sql::already_marked("?3")
         ))
         .map_err(map_err)?;
-    let mut mark = tx
+    // History's mark (import ?4): the customer waits for that import,
+    // unless it waits for live data already.
+    let mut mark_for_import = tx
         .prepare_cached(
             "UPDATE rollups SET version = version + 1, dirty = 1, \
              dirty_at = CASE WHEN dirty = 1 THEN dirty_at ELSE ?2 END, updated_at = ?2, \
-             dirty_import = CASE WHEN ?4 IS NULL OR (dirty = 1 AND dirty_import IS NULL AND version > 0) \
-             THEN NULL ELSE ?4 END, last_import = COALESCE(?4, last_import) \
+             dirty_import = CASE WHEN dirty = 1 AND dirty_import IS NULL AND version > 0 THEN NULL ELSE ?4 END, \
+             last_import = ?4 \
              WHERE workspace_id = ?3 AND customer_id = ?1",
         )
         .map_err(map_err)?;
-    // Live data's mark: the same as `mark` with no import, without setting
-    // `last_import` to itself (SQLite would rewrite the customer's entry
-    // in `rollups_by_last_import`, a page of its own per customer).
+    // Live data's mark: it sets no `last_import` (setting it to itself,
+    // SQLite would rewrite the customer's entry in `rollups_by_last_import`,
+    // a page of its own per customer).
     let mut mark_live = tx
         .prepare_cached(
             "UPDATE rollups SET version = version + 1, dirty = 1, \
@@ -259,7 +261,7 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
         }
         match import {
             None => mark_live.execute(params![cid, received, ws]),
-            Some(_) => mark.execute(params![cid, received, ws, import]),
+            Some(import) => mark_for_import.execute(params![cid, received, ws, import]),
         }
         .map_err(map_err)?;
     }

@@ -332,34 +332,27 @@ async fn two_servers_of_one_process_on_one_sqlite_file_both_take_every_batch() {
             .collect::<Vec<_>>()))
             .await;
     }
-    let send = |app: &TestApp, tag: &'static str| {
-        let (client, base, key, now) = (app.client.clone(), app.base.clone(), app.key.clone(), app.now());
-        async move {
-            let mut accepted = 0;
-            for batch in 0..20 {
-                let rows: Vec<Value> = (0..100)
-                    .map(|i| {
-                        json!({"id": format!("{tag}-{batch}-{i}"), "customer_id": format!("c{}", i % 50),
-                               "type": "user_active", "user_id": format!("u{i}"), "occurred_at": now.to_rfc3339()})
-                    })
-                    .collect();
-                let response = client
-                    .post(format!("{base}/api/v1/events"))
-                    .bearer_auth(&key)
-                    .json(&json!({ "events": rows }))
-                    .send()
-                    .await
-                    .expect("send");
-                let status = response.status();
-                let body: Value = response.json().await.expect("json");
-                assert_eq!(status, 200, "{tag} batch {batch}: {body}");
-                accepted += body["accepted"].as_u64().expect("accepted");
-            }
-            accepted
-        }
-    };
-    let (from_a, from_b) = tokio::join!(send(&a, "a"), send(&b, "b"));
+    let (from_a, from_b) = tokio::join!(twenty_batches(&a, "a"), twenty_batches(&b, "b"));
     assert_eq!((from_a, from_b), (2_000, 2_000));
+}
+
+/// Sends 20 batches of 100 events one after the other, asserting each is
+/// answered 200, and answers how many events were accepted.
+async fn twenty_batches(app: &TestApp, tag: &str) -> u64 {
+    let now = app.now().to_rfc3339();
+    let mut accepted = 0;
+    for batch in 0..20 {
+        let rows: Vec<Value> = (0..100)
+            .map(|i| {
+                json!({"id": format!("{tag}-{batch}-{i}"), "customer_id": format!("c{}", i % 50),
+                       "type": "user_active", "user_id": format!("u{i}"), "occurred_at": now})
+            })
+            .collect();
+        let (status, body) = app.post("/api/v1/events", json!({ "events": rows })).await;
+        assert_eq!(status, 200, "{tag} batch {batch}: {body}");
+        accepted += body["accepted"].as_u64().expect("accepted");
+    }
+    accepted
 }
 
 /// A customer waiting to be rescored for history (a backfill) that then
