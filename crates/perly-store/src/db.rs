@@ -222,34 +222,29 @@ pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// they go through the one writer connection, and WAL readers do not block it.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The writer's settings on top of the shared ones, for bulk writes (a
-/// Salesforce sync's pages of 1,000 rows, event batches). Measured on a
-/// 300,000-account initial sync, 73.6 s instead of 92.1 s:
+/// The writers' settings on top of the shared ones, for bulk writes (a
+/// Salesforce sync's pages of 1,000 rows, event batches): sqlx's write
+/// connection and the ingest writer ([`crate::sqlite_ingest`]) alike.
+/// Measured on a 300,000-account initial sync, 73.6 s instead of 92.1 s:
 /// - statement journals in memory: a multi-row upsert keeps the pages it
 ///   may have to roll back, which otherwise go to a temporary file;
-/// - a checkpoint every 80,000 WAL pages instead of 1,000
-///   ([`WAL_AUTOCHECKPOINT`]).
-const WRITER_PRAGMAS: &[&str] = &[
+/// - a checkpoint every 80,000 WAL pages (320 MB) instead of SQLite's
+///   1,000 (the automatic checkpoint, run by the committing connection
+///   while it holds the write lock): pages rewritten by consecutive commits
+///   (index leaves, the rollups, the customers' rows) are copied into the
+///   database once per checkpoint, not once per commit, and every writer
+///   waits less often behind one. Measured at 100,000 customers with
+///   rescoring (BENCHMARKS.md, issue 17, ninth session): with 20,000 pages
+///   a fifth of the ingest writer's time went to checkpoints; 80,000 with
+///   the covering customer lookup took 23.9–26.9 k events/s and caught up
+///   in 31–32 s, against 21.2–24.6 k and 35–40 s. The WAL file grows to
+///   that size between checkpoints, the wal-index read by the readers to
+///   about 700 KB, and a restart after a crash reads it back once.
+pub(crate) const WRITER_PRAGMAS: &[&str] = &[
     "PRAGMA temp_store = MEMORY",
-    WAL_AUTOCHECKPOINT,
+    "PRAGMA wal_autocheckpoint = 80000",
     "PRAGMA cache_size = -65536",
 ];
-
-/// How many WAL pages a writer's commit lets accumulate before it copies
-/// them into the database (SQLite's automatic checkpoint, run by the
-/// committing connection while it holds the write lock): 80,000 pages
-/// (320 MB) instead of SQLite's 1,000. Pages rewritten by consecutive
-/// commits (index leaves, the rollups, the customers' rows) are copied
-/// once per checkpoint, not once per commit, and every writer waits less
-/// often behind one. Measured at 100,000 customers with rescoring
-/// (BENCHMARKS.md, issue 17, ninth session): with 20,000 pages a fifth of
-/// the ingest writer's time went to checkpoints; 80,000 with the covering
-/// customer lookup took 23.9–26.9 k events/s and caught up in 31–32 s,
-/// against 21.2–24.6 k and 35–40 s. The WAL file grows to that size
-/// between checkpoints, the wal-index read by the readers to about 700 KB,
-/// and a restart after a crash reads it back once. Shared by sqlx's write
-/// connection and the ingest writer ([`crate::sqlite_ingest`]).
-pub(crate) const WAL_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 80000";
 
 /// A PostgreSQL session setting of every Perly connection: statements are
 /// planned with their values each time they run, never from a generic plan

@@ -78,15 +78,14 @@ impl SqliteWriter {
 fn open(path: &str) -> Result<ConnThread> {
     let conn = open_shared(path)?;
     conn.busy_timeout(crate::db::SQLITE_BUSY_TIMEOUT).map_err(map_err)?;
-    // The same settings as sqlx's writer (see `db::WRITER_PRAGMAS`); the
-    // file is in WAL mode already (a setting of the file, made when sqlx
-    // connected; setting it again would wait for a lock).
-    conn.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;",
-    )
-    .map_err(map_err)?;
-    conn.execute_batch(crate::db::WAL_AUTOCHECKPOINT).map_err(map_err)?;
+    // The same settings as sqlx's writer; the file is in WAL mode already
+    // (a setting of the file, made when sqlx connected; setting it again
+    // would wait for a lock).
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        .map_err(map_err)?;
+    for pragma in crate::db::WRITER_PRAGMAS {
+        conn.execute_batch(pragma).map_err(map_err)?;
+    }
     conn.set_prepared_statement_cache_capacity(16);
     ConnThread::spawn("perly-sqlite-writer", conn)
 }
@@ -319,6 +318,14 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
 mod tests {
     use super::*;
 
+    /// A migrated database in a folder of its own (kept while the folder is).
+    async fn fresh() -> (tempfile::TempDir, String, crate::db::Pools) {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}/perly.db", dir.path().display());
+        let pools = crate::db::connect(&url).await.expect("connect");
+        (dir, url, pools)
+    }
+
     fn count(conn: &Connection) -> rusqlite::Result<i64> {
         conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
     }
@@ -331,9 +338,7 @@ mod tests {
     /// once. The readers keep caches of their own and read on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_writer_and_sqlx_writer_share_one_page_cache_and_the_readers_do_not() {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite://{}/perly.db", dir.path().display());
-        let pools = crate::db::connect(&url).await.expect("connect");
+        let (_dir, url, pools) = fresh().await;
         let path = crate::db::sqlite_path(&url).expect("path");
         let writer = open_shared(path).expect("writer");
         sqlx::query("CREATE TABLE t (x INTEGER)")
@@ -376,9 +381,7 @@ mod tests {
     /// read of the customer's row), and only a customer not archived.
     #[tokio::test]
     async fn the_customer_lookup_reads_one_covering_index_and_finds_live_customers_only() {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite://{}/perly.db", dir.path().display());
-        let pools = crate::db::connect(&url).await.expect("connect");
+        let (_dir, url, pools) = fresh().await;
         sqlx::query("INSERT INTO workspaces (id, name, slug, created_at) VALUES ('w1', 'W', 'w', 0)")
             .execute(&pools.write)
             .await
@@ -413,12 +416,10 @@ mod tests {
     }
 
     /// Both writer connections let the WAL grow to the same 80,000 pages
-    /// before their commit checkpoints it (`db::WAL_AUTOCHECKPOINT`).
+    /// before their commit checkpoints it (`db::WRITER_PRAGMAS`).
     #[tokio::test]
     async fn both_writers_checkpoint_the_wal_every_80000_pages() {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite://{}/perly.db", dir.path().display());
-        let pools = crate::db::connect(&url).await.expect("connect");
+        let (_dir, url, pools) = fresh().await;
         let sqlx_writer: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
             .fetch_one(&pools.write)
             .await
