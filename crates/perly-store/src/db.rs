@@ -1,11 +1,14 @@
 //! Connecting to the database named by `PERLY_DATABASE_URL`, choosing the
 //! dialect by URL scheme, and running the embedded migrations of that backend.
 //!
-//! SQLite runs in WAL mode with one writer connection (SQLite allows one
-//! writer at a time; queueing writers in the pool avoids lock errors) and a
-//! few reader connections. PostgreSQL uses one pool for both.
+//! SQLite runs in WAL mode with one writer connection per file and process
+//! (SQLite allows one writer at a time; queueing writers in the pool avoids
+//! lock errors) and a few reader connections. PostgreSQL uses one pool for both.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::any::{install_default_drivers, AnyConnectOptions, AnyPoolOptions};
@@ -158,6 +161,68 @@ pub struct Pools {
     pub dialect: Dialect,
     pub write: AnyPool,
     pub read: AnyPool,
+    /// On SQLite, this handle's share of the file's one write pool
+    /// ([`FileWriter`]), which lives as long as one of its sharers.
+    _file_writer: Option<Arc<FileWriter>>,
+}
+
+/// The write pool of one SQLite file, shared by every [`Pools`] this
+/// process opens on that file (two servers of one process, a test's, or a
+/// tool beside the server). SQLite allows one writer, and the write pools
+/// join one shared page cache ([`shared_cache_url`]), where a lock is not
+/// waited for by the busy timeout but by unlock notification, which fails
+/// at once with `SQLITE_LOCKED` when two connections wait for each other:
+/// one transaction reading the customers before writing them, another
+/// writing the rollups and then reading the customers, say. Two write pools
+/// on one file met in that deadlock (a 503 to about one run in twenty of
+/// two servers importing and ingesting side by side); with one pool the
+/// writes of every store take turns on one connection, and each store's
+/// ingest writer writes only while it holds that connection
+/// ([`crate::sqlite_ingest`]).
+#[derive(Debug)]
+struct FileWriter {
+    pool: AnyPool,
+}
+
+/// The live write pools of this process, by SQLite file.
+static FILE_WRITERS: tokio::sync::Mutex<BTreeMap<PathBuf, Weak<FileWriter>>> =
+    tokio::sync::Mutex::const_new(BTreeMap::new());
+
+/// The write pool of the SQLite file at `path`: the one this process has
+/// open on it, or a new one from `open`. A pool closed by one of its
+/// sharers is replaced, as is one all its sharers have dropped.
+async fn file_writer<F>(path: &Path, open: F) -> Result<Arc<FileWriter>>
+where
+    F: std::future::Future<Output = Result<AnyPool>>,
+{
+    let key = file_key(path)?;
+    let mut writers = FILE_WRITERS.lock().await;
+    writers.retain(|_, writer| writer.strong_count() > 0);
+    if let Some(writer) = writers
+        .get(&key)
+        .and_then(Weak::upgrade)
+        .filter(|writer| !writer.pool.is_closed())
+    {
+        return Ok(writer);
+    }
+    let writer = Arc::new(FileWriter { pool: open.await? });
+    writers.insert(key, Arc::downgrade(&writer));
+    Ok(writer)
+}
+
+/// One name for a SQLite file however its path is spelled: its folder's
+/// canonical path (the folder exists, [`sqlite_url`] makes it) and its name.
+fn file_key(path: &Path) -> Result<PathBuf> {
+    let folder = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Invalid(format!("SQLite URL names no file: {}", path.display())))?;
+    let folder =
+        std::fs::canonicalize(&folder).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", folder.display())))?;
+    Ok(folder.join(name))
 }
 
 /// The file of a SQLite URL (`None` for an in-memory database or no path).
@@ -306,9 +371,15 @@ pub async fn open(url: &str) -> Result<Pools> {
                     })
                     .connect_with(options)
             };
-            let write = pool(shared, 1, WRITER_PRAGMAS).await?;
+            let path = sqlite_path(&url).map(PathBuf::from).unwrap_or_default();
+            let writer = file_writer(&path, async { Ok(pool(shared, 1, WRITER_PRAGMAS).await?) }).await?;
             let read = pool(options, 4, &[]).await?;
-            Pools { dialect, write, read }
+            Pools {
+                dialect,
+                write: writer.pool.clone(),
+                read,
+                _file_writer: Some(writer),
+            }
         }
         Dialect::Postgres => {
             let options = AnyConnectOptions::from_str(url)?;
@@ -317,6 +388,7 @@ pub async fn open(url: &str) -> Result<Pools> {
                 dialect,
                 write: pool.clone(),
                 read: pool,
+                _file_writer: None,
             }
         }
     };
@@ -342,6 +414,7 @@ pub fn connect_lazy(url: &str) -> Result<Pools> {
         dialect,
         write: pool.clone(),
         read: pool,
+        _file_writer: None,
     })
 }
 
@@ -354,6 +427,55 @@ pub async fn migrate(pools: &Pools) -> Result<crate::migrations::MigrationRun> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `pools`' write connection can be had within 200 ms.
+    async fn writable(pools: &Pools) -> bool {
+        tokio::time::timeout(Duration::from_millis(200), pools.write.acquire())
+            .await
+            .is_ok_and(|conn| conn.is_ok())
+    }
+
+    /// Two opens of one SQLite file in one process, its path spelled two
+    /// ways, write through one connection: while one holds it, the other
+    /// waits. Another file has its own; a pool closed by one of its sharers
+    /// or dropped by all of them is replaced by the next open.
+    #[tokio::test]
+    async fn one_process_writes_a_sqlite_file_through_one_write_pool() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}/perly.db", dir.path().display());
+        let other_spelling = format!("sqlite://{}/./perly.db", dir.path().display());
+        let a = open(&url).await.expect("open a");
+        let b = open(&other_spelling).await.expect("open b");
+        let elsewhere = open(&format!("sqlite://{}/other.db", dir.path().display()))
+            .await
+            .expect("open another file");
+
+        let held = a.write.acquire().await.expect("a's write connection");
+        assert!(!writable(&b).await, "b wrote beside a's write connection");
+        assert!(writable(&elsewhere).await, "another file waited for this one's writer");
+        drop(held);
+        assert!(writable(&b).await, "b waited for a write connection nobody holds");
+
+        a.write.close().await;
+        let c = open(&url).await.expect("open c");
+        assert!(writable(&c).await, "the next open got the closed pool");
+        drop((a, b));
+        let held = c.write.acquire().await.expect("c's write connection");
+        let d = open(&url).await.expect("open d");
+        assert!(!writable(&d).await, "d wrote beside c's write connection");
+        drop((held, c, d));
+
+        let e = open(&url).await.expect("open e");
+        assert!(writable(&e).await);
+        let folder = std::fs::canonicalize(dir.path()).expect("dir");
+        let live = FILE_WRITERS
+            .lock()
+            .await
+            .iter()
+            .filter(|(file, writer)| file.starts_with(&folder) && writer.strong_count() > 0)
+            .count();
+        assert_eq!(live, 2, "e's and the other file's");
+    }
 
     #[test]
     fn the_write_connection_asks_for_the_shared_cache_whatever_the_url_asked() {
