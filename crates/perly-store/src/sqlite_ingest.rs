@@ -31,8 +31,9 @@
 //! feature; sqlx's statements do the same). In one server the two never
 //! meet: the writer writes only while it holds sqlx's connection, and a
 //! pool connection is returned only after its rollbacks are flushed. Two
-//! stores of one process on one file (a test's) join the same cache, and
-//! wait for each other there.
+//! stores of one process on one file (a test's) join the same cache and
+//! share sqlx's one write pool of that file ([`crate::db`]), so their
+//! writers take turns on it as well.
 //!
 //! What is stored is exactly what the sqlx path (`SqlStore::store_events`,
 //! still used by the Salesforce pull inside its own transactions and by
