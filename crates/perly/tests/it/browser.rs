@@ -2,6 +2,7 @@
 //! chromium-driver), driven over WebDriver with fantoccini. Set
 //! `PERLY_SCREENSHOTS=dir` to also save screenshots of the main pages.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration as StdDuration;
 
@@ -12,7 +13,8 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::web::add_user;
 
-/// chromedriver plus a WebDriver session; both end on drop.
+/// chromedriver plus a WebDriver session; both end on drop, with the
+/// Chromium the driver started.
 struct Browser {
     client: Client,
     driver: Child,
@@ -20,8 +22,13 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// chromedriver runs in a process group of its own, with the Chromium
+    /// it starts: the whole group is killed, whether the test passed or
+    /// panicked. Killing chromedriver alone left its Chromium running (about
+    /// 190 processes and 16 GB resident after two runs of the suite).
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = rustix::process::Pid::from_child(&self.driver);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         let _ = self.driver.wait();
     }
 }
@@ -35,6 +42,7 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
