@@ -418,6 +418,21 @@ pub fn connect_lazy(url: &str) -> Result<Pools> {
     })
 }
 
+/// A new, empty PostgreSQL database on the server `url` names (same host and
+/// credentials), named `perly_test_` and a random suffix: its URL. For the
+/// tests' fresh databases (`PERLY_TEST_DATABASE_URL`); nothing drops it.
+pub async fn create_scratch_postgres(url: &str) -> Result<String> {
+    use sqlx::Connection;
+    let (base, _) = url
+        .rsplit_once('/')
+        .ok_or_else(|| Error::Invalid(format!("the database URL {url} names no database")))?;
+    let name = format!("perly_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(url).await?;
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+    admin.close().await?;
+    Ok(format!("{base}/{name}"))
+}
+
 /// Runs the embedded migrations of the backend, first bringing forward
 /// those applied from earlier edits of their files (see [`crate::migrations`]).
 pub async fn migrate(pools: &Pools) -> Result<crate::migrations::MigrationRun> {

@@ -347,7 +347,6 @@ impl Imports for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::Connection;
 
     const CUSTOMERS: i64 = 5_000;
 
@@ -461,13 +460,9 @@ mod tests {
         else {
             return;
         };
-        let name = format!("perly_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
+        let url = crate::db::create_scratch_postgres(&url)
             .await
-            .expect("create database");
-        let (base, _) = url.rsplit_once('/').expect("database URL has a path");
-        levels_of_a_big_import(&format!("{base}/{name}"), Dialect::Postgres).await;
+            .expect("a fresh database");
+        levels_of_a_big_import(&url, Dialect::Postgres).await;
     }
 }

@@ -16,7 +16,7 @@ use perly_store::db::Dialect;
 use perly_store::migrations::{self, MigrationError};
 use sha2::{Digest, Sha384};
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Connection, Row};
+use sqlx::{AnyPool, Row};
 
 const INIT: i64 = 20261124000001;
 const SESSIONS: i64 = 20261124000002;
@@ -129,14 +129,9 @@ async fn fresh(dialect: Dialect, dir: &tempfile::TempDir, name: &str) -> String 
         Dialect::Sqlite => format!("sqlite://{}/{name}.db", dir.path().display()),
         Dialect::Postgres => {
             let url = std::env::var("PERLY_TEST_DATABASE_URL").expect("a postgres URL");
-            let db = format!("perly_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-            sqlx::query(&format!("CREATE DATABASE {db}"))
-                .execute(&mut conn)
+            perly_store::db::create_scratch_postgres(&url)
                 .await
-                .expect("create database");
-            let (base, _) = url.rsplit_once('/').expect("database URL has a path");
-            format!("{base}/{db}")
+                .expect("a fresh database")
         }
     }
 }

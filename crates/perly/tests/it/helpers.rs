@@ -111,18 +111,9 @@ pub async fn connect_database(url: &str) -> sqlx::AnyConnection {
 /// A fresh database URL: SQLite in a temp dir, or a new PostgreSQL database.
 pub async fn fresh_database(dir: &tempfile::TempDir) -> String {
     match std::env::var("PERLY_TEST_DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres") => {
-            let name = format!("perly_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&url)
-                .await
-                .expect("connect to PERLY_TEST_DATABASE_URL");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let (base, _) = url.rsplit_once('/').expect("database URL has a path");
-            format!("{base}/{name}")
-        }
+        Ok(url) if url.starts_with("postgres") => perly_store::db::create_scratch_postgres(&url)
+            .await
+            .expect("a fresh database on PERLY_TEST_DATABASE_URL's server"),
         _ => format!("sqlite://{}/perly.db", dir.path().display()),
     }
 }
