@@ -213,16 +213,20 @@ where
 /// One name for a SQLite file however its path is spelled: its folder's
 /// canonical path (the folder exists, [`sqlite_url`] makes it) and its name.
 fn file_key(path: &Path) -> Result<PathBuf> {
-    let folder = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) => dir.to_path_buf(),
-        None => PathBuf::from("."),
-    };
     let name = path
         .file_name()
         .ok_or_else(|| Error::Invalid(format!("SQLite URL names no file: {}", path.display())))?;
+    let folder = folder_of(path);
     let folder =
-        std::fs::canonicalize(&folder).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", folder.display())))?;
+        std::fs::canonicalize(folder).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", folder.display())))?;
     Ok(folder.join(name))
+}
+
+/// The folder of a database file's path: `.` for a bare file name.
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// The file of a SQLite URL (`None` for an in-memory database or no path).
@@ -243,12 +247,8 @@ fn sqlite_url(url: &str) -> Result<String> {
             "SQLite URL needs a file path, e.g. sqlite://data/perly.db".into(),
         ));
     };
-    if let Some(dir) = std::path::Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
-    }
+    let dir = folder_of(Path::new(path));
+    std::fs::create_dir_all(dir).map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
     Ok(if url.contains('?') {
         url.to_owned()
     } else {
