@@ -136,6 +136,17 @@ impl SqlStore {
         now: DateTime<Utc>,
     ) -> Result<usize> {
         let ws_s = ws.to_string();
+        // PostgreSQL: an import waits for its events not marked yet too
+        // (their customers are marked once every older transaction ended,
+        // see `postgres_marks`); SQLite's ingest marks them as it stores them.
+        self.mark_new_events().await?;
+        let unmarked = match self.dialect() {
+            Dialect::Postgres => {
+                " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.xid >= (SELECT through FROM event_marks WHERE id = 1) \
+                 AND e.workspace_id = $1 AND e.import_id = i.id)"
+            }
+            Dialect::Sqlite => "",
+        };
         let mut tx = self.pools.write.begin().await?;
         sqlx::query(
             "UPDATE imports SET state = 'closed', closed_at = $3 WHERE workspace_id = $1 AND state = 'open' \
@@ -146,11 +157,11 @@ impl SqlStore {
         .bind(ms(now))
         .execute(&mut *tx)
         .await?;
-        let ready = sqlx::query(
+        let ready = sqlx::query(&format!(
             "SELECT i.id, i.label FROM imports i WHERE i.workspace_id = $1 AND i.state = 'closed' AND NOT EXISTS \
-             (SELECT 1 FROM rollups r WHERE r.workspace_id = $1 AND r.dirty = 1 AND r.dirty_import = i.id) \
+             (SELECT 1 FROM rollups r WHERE r.workspace_id = $1 AND r.dirty = 1 AND r.dirty_import = i.id){unmarked} \
              ORDER BY i.started_at",
-        )
+        ))
         .bind(ws_s.clone())
         .fetch_all(&mut *tx)
         .await?;

@@ -4,12 +4,19 @@
 //! PostgreSQL driver (the `Any` driver has no array binds).
 //!
 //! Why: a batch of 1,000 events was ~10 statements of 500-row `VALUES`
-//! lists (3,500 parameters each, parsed and planned every time), and
-//! concurrent requests waited on each other's locks of the customers they
-//! shared. Here a group is four statements whatever its size: find the
-//! customers, lock their `rollups` rows in id order, insert the events
-//! (`ON CONFLICT DO NOTHING RETURNING` says which were new, exactly, even
-//! with other replicas writing the same ids), mark the customers.
+//! lists (3,500 parameters each, parsed and planned every time). Here a
+//! group is two statements whatever its size: find the customers, insert
+//! the events (`ON CONFLICT DO NOTHING RETURNING` says which were new,
+//! exactly, even with other replicas writing the same ids).
+//!
+//! Nothing else is written (a backfill's group also touches its
+//! workspace's open events import): no lock on the customers' rows, no
+//! mark. Each event carries its transaction's id and its import, and the
+//! marker marks its customer for rescoring once that transaction is
+//! certainly over ([`crate::postgres_marks`]). Before, each group locked and
+//! marked its customers' `rollups` rows, and concurrent groups, which at
+//! 100,000 customers always share some, waited for each other's commits
+//! (BENCHMARKS.md, tenth session).
 //!
 //! The statements are prepared once per connection; each run is still
 //! planned with its arrays (every PostgreSQL connection of Perly sets
@@ -19,12 +26,8 @@
 //! ids against all 100,000 customers row by row, 28 s a statement. Planned
 //! with its arrays, the join is a hash or index join (14–80 ms for 1,000
 //! ids at 100,000 customers).
-//!
-//! The lock is why folding after `folded_seq` never skips an event: a
-//! customer's events commit in `seq` order (see `SqlStore::store_events`,
-//! which the Salesforce pull still uses inside its own transactions).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -36,13 +39,10 @@ use crate::ingest_queue::{Batch, GroupWriter};
 use crate::sql::{ms, parse, retry_conflicts, ImportOf};
 use crate::{IngestOutcome, Result};
 
-/// Writer tasks: groups in flight at once. A group waits for the rollups
-/// rows a rescoring batch holds while it records (up to ~1.5 s for 2,000
-/// customers at 100,000); with one lane every request waited behind it.
+/// Writer tasks: groups in flight at once (one lane left the other core
+/// idle while a group's statements travelled).
 pub(crate) const LANES: usize = 4;
-/// Events per group at most: about one request's batch. A larger group
-/// locks more customers' rows and is more likely to wait on a rescoring
-/// batch recording; concurrent lanes do better than big groups here.
+/// Events per group at most: about one request's batch.
 pub(crate) const GROUP_EVENTS: usize = 1_000;
 /// Connections of the ingest pool: one per lane.
 const CONNECTIONS: u32 = LANES as u32;
@@ -135,22 +135,27 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
         }
     }
 
-    // Lock the customers' rollups in id order (as rescoring and upserts do).
-    let mut locks: Vec<(String, String)> = rows
-        .iter()
-        .map(|((bi, _), cid)| (wss_of[*bi].clone(), cid.to_string()))
-        .collect();
-    locks.sort_unstable_by(|a, b| a.1.cmp(&b.1));
-    locks.dedup();
-    let (lock_ws, lock_ids): (Vec<String>, Vec<String>) = locks.into_iter().unzip();
-    sqlx::query(
-        "SELECT r.customer_id FROM rollups r JOIN UNNEST($1::text[], $2::text[]) AS l(workspace_id, customer_id) \
-         ON r.workspace_id = l.workspace_id AND r.customer_id = l.customer_id ORDER BY r.customer_id FOR UPDATE OF r",
-    )
-    .bind(&lock_ws)
-    .bind(&lock_ids)
-    .fetch_all(&mut **tx)
-    .await?;
+    // Each row's import (NULL for live data): the marker
+    // ([`crate::postgres_marks`]) marks its customer from it.
+    let now = group.iter().map(|b| ms(b.now)).max().unwrap_or_default();
+    let mut events_imports: HashMap<&str, String> = HashMap::new();
+    let mut c_import: Vec<Option<String>> = Vec::with_capacity(rows.len());
+    for ((bi, ri), _) in &rows {
+        let (b, r) = (&group[*bi], &group[*bi].rows[*ri]);
+        let ws = wss_of[*bi].as_str();
+        c_import.push(match b.origin.import_of(!r.late) {
+            ImportOf::Live => None,
+            ImportOf::Import(id) => Some(id.to_string()),
+            ImportOf::EventsImport => Some(match events_imports.get(ws) {
+                Some(id) => id.clone(),
+                None => {
+                    let id = events_import(tx, ws, now).await?;
+                    events_imports.insert(ws, id.clone());
+                    id
+                }
+            }),
+        });
+    }
 
     // Insert; the rows that come back were new.
     let n = rows.len();
@@ -174,9 +179,9 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
         c_payload.push(r.payload.as_str());
     }
     let stored: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[]) \
-         ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING workspace_id, event_id",
+        "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload, import_id) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], \
+         $8::text[]) ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING workspace_id, event_id",
     )
     .bind(&c_ws)
     .bind(&c_id)
@@ -185,73 +190,18 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
     .bind(&c_at)
     .bind(&c_received)
     .bind(&c_payload)
+    .bind(&c_import)
     .fetch_all(&mut **tx)
     .await?;
     let stored: HashSet<(&str, &str)> = stored.iter().map(|(w, e)| (w.as_str(), e.as_str())).collect();
-
-    // Per (workspace, customer) with new events: whether one of them is
-    // live (a live batch's event within the live window), and the origin.
-    let mut marks: BTreeMap<(&str, CustomerId), ImportOf> = BTreeMap::new();
-    for ((bi, ri), cid) in &rows {
-        let (b, r) = (&group[*bi], &group[*bi].rows[*ri]);
-        let ws = &wss_of[*bi];
-        let new = stored.contains(&(ws.as_str(), r.event_id.as_str()));
+    for ((bi, ri), _) in &rows {
+        let new = stored.contains(&(wss_of[*bi].as_str(), group[*bi].rows[*ri].event_id.as_str()));
         outcomes[*bi][*ri] = if new {
             IngestOutcome::Accepted
         } else {
             IngestOutcome::Duplicate
         };
-        if new {
-            let this = b.origin.import_of(!r.late);
-            // Live wins over an import; imports of one workspace are its one
-            // open events import.
-            marks
-                .entry((ws.as_str(), *cid))
-                .and_modify(|m| {
-                    if this == ImportOf::Live {
-                        *m = ImportOf::Live;
-                    }
-                })
-                .or_insert(this);
-        }
     }
-    let mut events_imports: HashMap<&str, String> = HashMap::new();
-    let (mut m_ws, mut m_id, mut m_import, mut m_now) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let now = group.iter().map(|b| ms(b.now)).max().unwrap_or_default();
-    for ((ws, cid), of) in marks {
-        let import = match of {
-            ImportOf::Live => None,
-            ImportOf::Import(id) => Some(id.to_string()),
-            ImportOf::EventsImport => Some(match events_imports.get(ws) {
-                Some(id) => id.clone(),
-                None => {
-                    let id = events_import(tx, ws, now).await?;
-                    events_imports.insert(ws, id.clone());
-                    id
-                }
-            }),
-        };
-        m_ws.push(ws);
-        m_id.push(cid.to_string());
-        m_import.push(import);
-        m_now.push(now);
-    }
-    let mark = format!(
-        "UPDATE rollups SET version = rollups.version + 1, dirty = 1, \
-         dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.now END, updated_at = v.now, \
-         dirty_import = CASE WHEN v.import IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL \
-         AND rollups.version > 0) THEN NULL ELSE v.import END, last_import = COALESCE(v.import, rollups.last_import) \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS v(workspace_id, customer_id, import, now) \
-         WHERE rollups.workspace_id = v.workspace_id AND rollups.customer_id = v.customer_id AND NOT {}",
-        crate::sql::already_marked("v.import")
-    );
-    sqlx::query(&mark)
-        .bind(&m_ws)
-        .bind(&m_id)
-        .bind(&m_import)
-        .bind(&m_now)
-        .execute(&mut **tx)
-        .await?;
     Ok(outcomes)
 }
 

@@ -172,38 +172,61 @@ impl<'a> Folding<'a> {
 /// 100,000 customers read 100,000 rows per 500 claimed.
 pub(crate) fn claim_rows_sql(dialect: Dialect, n: usize) -> String {
     dialect.positional(format!(
-        "SELECT r.customer_id, r.version, b.data, b.folded_seq, r.dirty_import, c.plan, c.seats_purchased, \
+        "SELECT r.customer_id, r.version, b.data, b.{} AS folded_seq, r.dirty_import, c.plan, c.seats_purchased, \
          s.alert_state FROM rollups r JOIN customers c ON c.id = r.customer_id \
          LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
          LEFT JOIN customer_scores s ON s.customer_id = r.customer_id AND s.workspace_id = $1 \
          WHERE {} = $2 AND {} = $3 AND r.customer_id IN ({})",
+        folded_column(dialect),
         dialect.unindexed("r.workspace_id"),
         dialect.unindexed("c.workspace_id"),
         params(4, n)
     ))
 }
 
+/// The column of `rollup_blobs` that says which events a blob folded: on
+/// SQLite `folded_seq`, the newest event's `seq` (its one writer commits
+/// events in `seq` order); on PostgreSQL `folded_xid`, a bound of
+/// transaction ids below which every event is folded and from which none
+/// is ([`crate::postgres_marks`]).
+pub(crate) fn folded_column(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "folded_seq",
+        Dialect::Postgres => "folded_xid",
+    }
+}
+
 /// The events each of `n` claimed customers got since its rollup was
-/// folded (bound: the workspace, then the ids): one range of the customer
-/// index per customer. The join order is forced (SQLite's CROSS JOIN;
-/// PostgreSQL plans it freely): left to itself SQLite reads `events` first,
-/// by customer, and cannot start the range at `folded_seq`, which comes
-/// from the blob, so it read every event of each claimed customer. `r` is
-/// found by its key, not by the workspace index.
+/// folded (bound: the workspace, on PostgreSQL the snapshot's bound of
+/// transaction ids, then the ids): one range of the customer index per
+/// customer. The join order is forced (SQLite's CROSS JOIN; PostgreSQL
+/// plans it freely): left to itself SQLite reads `events` first, by
+/// customer, and cannot start the range at `folded_seq`, which comes from
+/// the blob, so it read every event of each claimed customer. `r` is found
+/// by its key, not by the workspace index. The column `seq` is what the
+/// blob will say it folded through: on PostgreSQL the transaction id
+/// (the claim records its bound instead).
 pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
+    let (range, first_id) = match dialect {
+        Dialect::Sqlite => ("e.seq > COALESCE(b.folded_seq, 0)", 2),
+        Dialect::Postgres => ("e.xid >= COALESCE(b.folded_xid, 0) AND e.xid < $2", 3),
+    };
     dialect.positional(format!(
-        "SELECT e.customer_id, e.seq, e.payload FROM rollups r \
+        "SELECT e.customer_id, e.{} AS seq, e.payload FROM rollups r \
          LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
          CROSS JOIN events e WHERE e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
-         AND e.seq > COALESCE(b.folded_seq, 0) \
-         AND {} = $1 AND r.customer_id IN ({})",
+         AND {range} AND {} = $1 AND r.customer_id IN ({})",
+        if dialect == Dialect::Postgres { "xid" } else { "seq" },
         dialect.unindexed("r.workspace_id"),
-        params(2, n)
+        params(first_id, n)
     ))
 }
 
-/// All the events of a customer whose rollup is folded again.
+/// All the events of a customer whose rollup is folded again (SQLite).
 pub(crate) const REFOLD_EVENTS: &str = "SELECT seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2";
+/// The same on PostgreSQL, below the claim's bound (`$3`).
+const REFOLD_EVENTS_POSTGRES: &str =
+    "SELECT xid AS seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2 AND xid < $3";
 
 /// The claim's columns of one customer (rollup, blob, facts, alert state),
 /// as read by either driver.
@@ -287,13 +310,18 @@ impl IngestLane {
 
 impl SqlStore {
     /// Connects, migrates, and keeps the cipher for secrets.
+    /// On PostgreSQL the marker runs once before anything is served, so
+    /// that a database restored into a younger cluster is renumbered before
+    /// new events arrive ([`crate::postgres_marks`]).
     pub async fn connect(url: &str, cipher: SecretCipher) -> Result<Self> {
-        Ok(Self {
+        let store = Self {
             pools: crate::db::connect(url).await?,
             cipher,
             ingest: IngestLane::of(url),
             claims: Arc::default(),
-        })
+        };
+        store.mark_new_events().await?;
+        Ok(store)
     }
 
     /// As [`SqlStore::connect`], but connecting on first use and without
@@ -695,18 +723,22 @@ impl SqlStore {
     ) -> Result<HashSet<String>> {
         let ws_s = ws.to_string();
         let received = ms(now);
-        // Same lock order as rescoring and upserts: the rollups first, by
-        // id. Locking a customer's row before storing its events also makes
-        // its events commit in `seq` order on PostgreSQL (the rescoring
-        // worker folds each customer's events after the newest it folded).
-        // Then the ids not stored yet are the new ones: exactly on SQLite
-        // (one writer); on PostgreSQL the insert also says which rows it
-        // stored, since a transaction for other customers may store one of
-        // the same ids meanwhile.
-        let mut ids: Vec<CustomerId> = rows.iter().map(|(cid, _)| *cid).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        self.lock_rollup_rows(tx, ws, &ids).await?;
+        // SQLite: same lock order as rescoring and upserts, the rollups
+        // first, by id (the one writer commits events in `seq` order).
+        // PostgreSQL locks nothing: the marker marks the customers of new
+        // events once their transaction is certainly over, and rescoring
+        // folds by transaction id ([`crate::postgres_marks`]). Then the ids
+        // not stored yet are the new ones: exactly on SQLite (one writer);
+        // on PostgreSQL the insert also says which rows it stored, since a
+        // transaction for other customers may store one of the same ids
+        // meanwhile.
+        let postgres = self.dialect() == Dialect::Postgres;
+        if !postgres {
+            let mut ids: Vec<CustomerId> = rows.iter().map(|(cid, _)| *cid).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            self.lock_rollup_rows(tx, ws, &ids).await?;
+        }
         let mut inserted: HashSet<String> = rows.iter().map(|(_, e)| e.id.clone()).collect();
         let wanted: Vec<&str> = inserted.iter().map(String::as_str).collect();
         let mut stored = Vec::new();
@@ -728,12 +760,41 @@ impl SqlStore {
         // The first row of each new id.
         let mut pending = inserted.clone();
         let new: Vec<&(CustomerId, &Event)> = rows.iter().filter(|(_, e)| pending.remove(&e.id)).collect();
+        // Each customer's import: a customer whose new events are all
+        // history waits to be scored as part of an import (live data for
+        // it, now or already waiting, wins; a new customer's empty rollup,
+        // version 0, waits for no live data).
+        let mut new_of: BTreeMap<CustomerId, Vec<&Event>> = BTreeMap::new();
+        for (cid, e) in &new {
+            new_of.entry(*cid).or_default().push(e);
+        }
+        let mut import_of: HashMap<CustomerId, Option<String>> = HashMap::with_capacity(new_of.len());
+        let mut events_import: Option<String> = None;
+        for (cid, evs) in &new_of {
+            let any_live = evs.iter().any(|e| !perly_domain::imports::is_late(e.occurred_at, now));
+            let import = match origin.import_of(any_live) {
+                ImportOf::Live => None,
+                ImportOf::Import(id) => Some(id.to_string()),
+                ImportOf::EventsImport => match &events_import {
+                    Some(id) => Some(id.clone()),
+                    None => {
+                        let id = crate::imports::events_import(tx, ws, now).await?.to_string();
+                        events_import = Some(id.clone());
+                        Some(id)
+                    }
+                },
+            };
+            import_of.insert(*cid, import);
+        }
         let mut taken: HashSet<String> = HashSet::new();
         for chunk in new.chunks(CHUNK) {
+            // PostgreSQL's rows also carry their import, for the marker.
+            let width = if postgres { 8 } else { 7 };
             let insert = format!(
-                "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) VALUES {} \
-                 ON CONFLICT (workspace_id, event_id) DO NOTHING",
-                value_rows(1, chunk.len(), 7)
+                "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload{}) \
+                 VALUES {} ON CONFLICT (workspace_id, event_id) DO NOTHING",
+                if postgres { ", import_id" } else { "" },
+                value_rows(1, chunk.len(), width)
             );
             let answering = self.dialect().inserted_json(&insert, "event_id");
             let sql = self.dialect().positional(answering.clone().unwrap_or(insert));
@@ -748,6 +809,9 @@ impl SqlStore {
                     .bind(ms(e.occurred_at))
                     .bind(received)
                     .bind(payload);
+                if postgres {
+                    q = q.bind(import_of.get(cid).cloned().flatten());
+                }
             }
             match answering {
                 Some(_) => {
@@ -770,34 +834,19 @@ impl SqlStore {
             }
         }
         inserted.retain(|id| !taken.contains(id));
-        let mut by_customer: BTreeMap<CustomerId, Vec<&Event>> = BTreeMap::new();
-        for (cid, e) in new.into_iter().filter(|(_, e)| !taken.contains(&e.id)) {
-            by_customer.entry(*cid).or_default().push(e);
+        if postgres {
+            return Ok(inserted);
         }
-
         // Mark the customers with new events for rescoring (which folds the
-        // events into their rollups). A customer whose new events are all
-        // history waits to be scored as part of an import (live data for
-        // it, now or already waiting, wins; a new customer's empty rollup,
-        // version 0, waits for no live data).
-        let mut marks = Vec::with_capacity(by_customer.len());
-        let mut events_import: Option<String> = None;
-        for (cid, evs) in &by_customer {
-            let any_live = evs.iter().any(|e| !perly_domain::imports::is_late(e.occurred_at, now));
-            let import = match origin.import_of(any_live) {
-                ImportOf::Live => None,
-                ImportOf::Import(id) => Some(id.to_string()),
-                ImportOf::EventsImport => match &events_import {
-                    Some(id) => Some(id.clone()),
-                    None => {
-                        let id = crate::imports::events_import(tx, ws, now).await?.to_string();
-                        events_import = Some(id.clone());
-                        Some(id)
-                    }
-                },
-            };
-            marks.push((cid.to_string(), import));
-        }
+        // events into their rollups).
+        let marks: Vec<(String, Option<String>)> = new
+            .iter()
+            .filter(|(_, e)| !taken.contains(&e.id))
+            .map(|(cid, _)| *cid)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|cid| (cid.to_string(), import_of.get(&cid).cloned().flatten()))
+            .collect();
         for chunk in marks.chunks(CHUNK) {
             // Each row carries (customer, now, workspace, import): parameters in order.
             let sql = format!(
@@ -827,6 +876,9 @@ impl SqlStore {
     async fn claim_rescore_once(&self, ws: WorkspaceId, limit: usize, now: DateTime<Utc>) -> Result<Vec<RescoreInput>> {
         let now_ms = ms(now);
         let lease_until = now_ms + LEASE_MS;
+        // PostgreSQL: the customers of the events stored since the last
+        // pass are marked first ([`crate::postgres_marks`]).
+        self.mark_new_events().await?;
         let mut tx = self.pools.write.begin().await?;
         // The claimed rows are found by key: with `workspace_id` indexable,
         // SQLite walked all of the workspace's rollups (by
@@ -863,6 +915,16 @@ impl SqlStore {
         }
         // One snapshot for all the reads (see `sqlite_claim::read`): a claim
         // whose lease ran out may record a blob between the two reads.
+        // Taken before the snapshot: every transaction of this database below
+        // the bound has ended before it, so the events below the bound are
+        // all there will ever be below it ([`crate::postgres_marks`]).
+        let bound: i64 = sqlx::query(&format!(
+            "SELECT {} AS bound",
+            crate::postgres_marks::NEXT_STATEMENTS_BOUND
+        ))
+        .fetch_one(&self.pools.read)
+        .await?
+        .try_get("bound")?;
         let mut snapshot = self.pools.read.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *snapshot)
@@ -896,7 +958,7 @@ impl SqlStore {
             }
             let fresh = &mut out[first..];
             let sql = claim_events_sql(self.dialect(), chunk.len());
-            let mut q = sqlx::query(&sql).bind(ws.to_string());
+            let mut q = sqlx::query(&sql).bind(ws.to_string()).bind(bound);
             for id in chunk {
                 q = q.bind(id.clone());
             }
@@ -915,15 +977,20 @@ impl SqlStore {
             }
             drop(rows);
             for id in &refold {
-                let mut all = sqlx::query(REFOLD_EVENTS)
+                let mut all = sqlx::query(REFOLD_EVENTS_POSTGRES)
                     .bind(ws.to_string())
                     .bind(id.to_string())
+                    .bind(bound)
                     .fetch(&mut *snapshot);
                 while let Some(row) = all.try_next().await? {
                     folding.add(*id, row.try_get("seq")?, &row.try_get::<String, _>("payload")?)?;
                 }
             }
             folding.fold();
+            // Folded through the bound, whatever the newest event's id.
+            for input in out[first..].iter_mut() {
+                input.through = bound;
+            }
         }
         snapshot.commit().await?;
         Ok(out)
@@ -1122,10 +1189,11 @@ impl SqlStore {
         }
         for chunk in blobs.chunks(CHUNK) {
             let sql = format!(
-                "INSERT INTO rollup_blobs (customer_id, workspace_id, data, folded_seq) VALUES {} \
-                 ON CONFLICT (customer_id) DO UPDATE SET data = excluded.data, folded_seq = excluded.folded_seq \
-                 WHERE rollup_blobs.workspace_id = excluded.workspace_id AND rollup_blobs.folded_seq <= excluded.folded_seq",
-                value_rows(1, chunk.len(), 4)
+                "INSERT INTO rollup_blobs (customer_id, workspace_id, data, {folded}) VALUES {} \
+                 ON CONFLICT (customer_id) DO UPDATE SET data = excluded.data, {folded} = excluded.{folded} \
+                 WHERE rollup_blobs.workspace_id = excluded.workspace_id AND rollup_blobs.{folded} <= excluded.{folded}",
+                value_rows(1, chunk.len(), 4),
+                folded = folded_column(self.dialect())
             );
             let sql = self.dialect().positional(sql);
             let mut q = sqlx::query(&sql);
@@ -1391,6 +1459,7 @@ impl Store for SqlStore {
     }
 
     async fn workspaces_to_rescore(&self) -> Result<Vec<WorkspaceId>> {
+        self.mark_new_events().await?;
         sqlx::query("SELECT DISTINCT workspace_id FROM rollups WHERE dirty = 1")
             .fetch_all(&self.pools.read)
             .await?
@@ -1400,6 +1469,7 @@ impl Store for SqlStore {
     }
 
     async fn pending_rescore(&self, ws: WorkspaceId) -> Result<u64> {
+        self.mark_new_events().await?;
         let row = sqlx::query("SELECT COUNT(*) AS n FROM rollups WHERE workspace_id = $1 AND dirty = 1")
             .bind(ws.to_string())
             .fetch_one(&self.pools.read)

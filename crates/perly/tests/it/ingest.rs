@@ -375,6 +375,9 @@ async fn live_data_takes_a_customer_waiting_for_history_out_of_its_import() {
         .await;
     assert_eq!(status, 200, "{body}");
     let waiting = || async {
+        // As the rescoring worker sees it (PostgreSQL marks customers once
+        // their events' transactions are certainly over).
+        app.store.pending_rescore(app.ws).await.expect("pending");
         let mut conn = connect_database(&app.database_url).await;
         let sql = format!(
             "SELECT CAST(r.dirty AS BIGINT), r.dirty_import FROM rollups r JOIN customers c ON c.id = r.customer_id \

@@ -1,0 +1,178 @@
+//! PostgreSQL: marking the customers of new events for rescoring, after
+//! the fact (issue 17).
+//!
+//! Ingest on PostgreSQL only appends events ([`crate::postgres_ingest`]):
+//! it locks and updates no shared row, so its lanes no longer wait for each
+//! other (before, 85–88 % of their waits were for another lane's lock on
+//! the customers' `rollups` rows they shared). Each event carries the id of
+//! the transaction that stored it (`events.xid`) and the import it belongs
+//! to (`events.import_id`, NULL for live data).
+//!
+//! Transaction ids are not commit order, but every transaction with an id
+//! below the oldest one still running (a snapshot's `xmin`; see
+//! [`NEXT_STATEMENTS_BOUND`] for transactions of other databases) has ended: the
+//! events below that bound are final, and no event can appear below it
+//! later. So:
+//! * the marker ([`SqlStore::mark_new_events`]) marks the customers of the
+//!   events from `event_marks.through` up to its snapshot's bound, with the
+//!   same mark ingest used to write, then moves `through` to the bound;
+//! * a rescoring claim folds a customer's events from
+//!   `rollup_blobs.folded_xid` up to a bound taken just before its
+//!   snapshot, and records that bound as the new `folded_xid`
+//!   ([`crate::sql::SqlStore`]'s claim).
+//!
+//! Each event is thus marked once and folded once, whatever order the
+//! transactions committed in. A customer whose events are marked while a
+//! claim holds it has its version moved, so that claim does not clear its
+//! mark; a claim's bound is never below the marker's bound of a mark it
+//! saw (a later snapshot's `xmin` is never lower).
+//!
+//! A transaction of Perly's database that writes and stays open holds the
+//! bound back: events stored after it are scored once it ends. Perly's own
+//! writes are short; read-only transactions (`pg_dump`, reports) have no id
+//! and hold nothing; other databases' transactions are not waited for.
+//!
+//! A database restored with `pg_restore` into another cluster keeps the
+//! source's transaction ids, which may be ahead of the new cluster's: new
+//! events would then sort below what was folded. The marker sees its
+//! `through` ahead of the current transaction id and rebases: every event
+//! gets 1 (folded) or 2 (not yet), every stored rollup `folded_xid` 2, and
+//! the customers of the events not folded yet are marked. The server runs
+//! the marker when it connects, before it takes any event: an event stored
+//! in the new cluster before the rebase could not be told from the
+//! restored ones by its id.
+
+use sqlx::Row;
+
+use crate::db::Dialect;
+use crate::sql::{already_marked, SqlStore};
+use crate::Result;
+
+/// The new events' customers from `$1` (`through`) to `$2` (the bound),
+/// marked as ingest marked them batch by batch: one row per customer, live
+/// when one of its new events is live (NULL import, which wins over an
+/// import), counted in the import of its history if it has some
+/// (`last_import`), waiting since its oldest new event arrived. A customer
+/// marked for the same already, and not claimed, is skipped (as
+/// [`already_marked`]). Rows are locked in customer order first, as
+/// rescoring and upserts lock them, so the marker and a record never wait
+/// for each other in a cycle.
+fn mark_sql() -> String {
+    format!(
+        "WITH new AS (SELECT workspace_id, customer_id, bool_or(import_id IS NULL) AS live, max(import_id) AS import, \
+         min(received_at) AS since, max(received_at) AS latest FROM events WHERE xid >= $1 AND xid < $2 \
+         GROUP BY workspace_id, customer_id), \
+         locked AS (SELECT r.workspace_id, r.customer_id FROM rollups r JOIN new n \
+         ON r.workspace_id = n.workspace_id AND r.customer_id = n.customer_id ORDER BY r.customer_id FOR UPDATE OF r) \
+         UPDATE rollups SET version = rollups.version + 1, dirty = 1, \
+         dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.since END, updated_at = v.latest, \
+         dirty_import = CASE WHEN v.live OR v.import IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL \
+         AND rollups.version > 0) THEN NULL ELSE v.import END, last_import = COALESCE(v.import, rollups.last_import) \
+         FROM new v JOIN locked l ON l.workspace_id = v.workspace_id AND l.customer_id = v.customer_id \
+         WHERE rollups.workspace_id = v.workspace_id AND rollups.customer_id = v.customer_id \
+         AND NOT ({} AND (NOT v.live OR rollups.dirty_import IS NULL))",
+        already_marked("v.import")
+    )
+}
+
+/// A bound on transaction ids for the statements that run after this one
+/// (not for this one's own snapshot): every transaction of this database
+/// below it has ended before those statements start, so its events are in
+/// their snapshots, and every transaction to come gets an id above it.
+///
+/// It is the statement's snapshot `xmax` or its oldest transaction still
+/// running, not counting the ones known to run in another database of the
+/// cluster (they cannot write Perly's events, and a long one, another
+/// application's or a test's next door, would hold scoring back) nor the
+/// ones that have ended since the snapshot was taken (over before the next
+/// statement starts). A transaction whose database is not known
+/// (`pg_stat_activity` hides other roles' sessions without
+/// `pg_read_all_stats`) and that still runs is counted. Which database a
+/// transaction runs in is a fact, so it does not matter when
+/// `pg_stat_activity` is read.
+pub(crate) const NEXT_STATEMENTS_BOUND: &str = "(SELECT LEAST(pg_snapshot_xmax(c.s)::text::bigint, \
+     (SELECT min(x::text::bigint) FROM pg_snapshot_xip(c.s) AS x WHERE pg_xact_status(x) = 'in progress' \
+     AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
+     WHERE a.backend_xid = x::xid AND a.datname IS DISTINCT FROM current_database()))) \
+     FROM (SELECT pg_current_snapshot() AS s) c)";
+
+impl SqlStore {
+    /// Marks the customers of the events stored since the last run for
+    /// rescoring (PostgreSQL; nothing to do on SQLite, whose ingest marks
+    /// them). Returns the customers marked. Another replica marking at the
+    /// same moment makes this a no-op: it marks the same events.
+    pub async fn mark_new_events(&self) -> Result<u64> {
+        if self.dialect() != Dialect::Postgres {
+            return Ok(0);
+        }
+        crate::sql::retry_conflicts(|| self.mark_new_events_once()).await
+    }
+
+    async fn mark_new_events_once(&self) -> Result<u64> {
+        let mut tx = self.pools.write.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT through, {NEXT_STATEMENTS_BOUND} AS bound, pg_current_xact_id()::text::bigint AS current \
+             FROM event_marks WHERE id = 1 FOR UPDATE SKIP LOCKED"
+        ))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(0);
+        };
+        let (through, bound, current): (i64, i64, i64) =
+            (row.try_get("through")?, row.try_get("bound")?, row.try_get("current")?);
+        if through > current {
+            let marked = rebase(&mut tx, through, current).await?;
+            tx.commit().await?;
+            return Ok(marked);
+        }
+        if bound <= through {
+            return Ok(0);
+        }
+        let marked = sqlx::query(&mark_sql())
+            .bind(through)
+            .bind(bound)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE event_marks SET through = GREATEST(through, $1) WHERE id = 1")
+            .bind(bound)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(marked)
+    }
+}
+
+/// After a restore into a cluster whose transaction ids are behind the
+/// source's: renumbers every event as folded (1) or not (2), every stored
+/// rollup's bound to 2, marks the customers of the events not folded (a
+/// claim before this may have cleared their marks without folding them,
+/// its bound being below theirs), and starts the marker at the current id.
+async fn rebase(tx: &mut sqlx::Transaction<'static, sqlx::Any>, through: i64, current: i64) -> Result<u64> {
+    tracing::warn!(
+        marker_through = through,
+        current_transaction = current,
+        "the events' transaction ids are ahead of this database's (restored into another cluster?): renumbering them"
+    );
+    sqlx::query(
+        "UPDATE events e SET xid = CASE WHEN e.xid >= COALESCE((SELECT b.folded_xid FROM rollup_blobs b \
+         WHERE b.customer_id = e.customer_id AND b.workspace_id = e.workspace_id), 0) THEN 2 ELSE 1 END",
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE rollup_blobs SET folded_xid = 2")
+        .execute(&mut **tx)
+        .await?;
+    let marked = sqlx::query(&mark_sql())
+        .bind(2_i64)
+        .bind(3_i64)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    sqlx::query("UPDATE event_marks SET through = $1 WHERE id = 1")
+        .bind(current)
+        .execute(&mut **tx)
+        .await?;
+    Ok(marked)
+}
