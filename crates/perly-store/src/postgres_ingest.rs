@@ -205,9 +205,28 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
     Ok(outcomes)
 }
 
+/// How stale the open events import's `last_activity_at` may get before a
+/// group writes it again. Imports close after a minute without activity
+/// (`IMPORT_QUIET`); a group that wrote it every time held the import's
+/// row locked until its commit, and every lane with history waited for it.
+const TOUCH_EVERY_MS: i64 = 1_000;
+
 /// The workspace's open events import, started if there is none (as
-/// `imports::events_import`).
+/// `imports::events_import`). Its activity time is written only when it is
+/// over [`TOUCH_EVERY_MS`] old: an import seen active within the last
+/// second is not closed for the next 59 seconds.
 async fn events_import(tx: &mut Transaction<'static, Postgres>, ws: &str, now: i64) -> Result<String> {
+    let fresh: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM imports WHERE workspace_id = $1 AND source = 'events' AND state = 'open' \
+         AND last_activity_at > $2 ORDER BY started_at DESC LIMIT 1",
+    )
+    .bind(ws)
+    .bind(now - TOUCH_EVERY_MS)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((id,)) = fresh {
+        return Ok(id);
+    }
     let open: Option<(String,)> = sqlx::query_as(crate::imports::TOUCH_EVENTS_IMPORT)
         .bind(now)
         .bind(ws)
