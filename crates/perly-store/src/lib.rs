@@ -36,7 +36,7 @@ pub mod ops;
 pub mod outage;
 pub mod portfolio;
 mod postgres_ingest;
-mod postgres_marks;
+pub mod postgres_marks;
 pub mod salesforce;
 pub mod salesforce_outbox;
 pub mod secrets;

@@ -75,25 +75,39 @@ fn mark_sql() -> String {
     )
 }
 
+/// Taken first by a transaction that stores no event (a rescoring record,
+/// which runs beside the next claim): a shared advisory lock (two-key
+/// form, keys "Perl" and 1), held to its end. Its transaction id only
+/// exists once it writes, after this, so while the id shows the lock shows
+/// too, and the bound does not wait for it.
+pub const WRITES_NO_EVENTS: &str = "SELECT pg_advisory_xact_lock_shared(1348825708, 1)";
+
 /// A bound on transaction ids for the statements that run after this one
-/// (not for this one's own snapshot): every transaction of this database
-/// below it has ended before those statements start, so its events are in
-/// their snapshots, and every transaction to come gets an id above it.
+/// (not for this one's own snapshot): every transaction below it that may
+/// store events has ended before those statements start, so its events are
+/// in their snapshots, and every transaction to come gets an id above it.
 ///
 /// It is the statement's snapshot `xmax` or its oldest transaction still
-/// running, not counting the ones known to run in another database of the
-/// cluster (they cannot write Perly's events, and a long one, another
-/// application's or a test's next door, would hold scoring back) nor the
-/// ones that have ended since the snapshot was taken (over before the next
-/// statement starts). A transaction whose database is not known
-/// (`pg_stat_activity` hides other roles' sessions without
-/// `pg_read_all_stats`) and that still runs is counted. Which database a
-/// transaction runs in is a fact, so it does not matter when
-/// `pg_stat_activity` is read.
+/// running, not counting:
+/// * the ones known to run in another database of the cluster (they cannot
+///   write Perly's events, and a long one, another application's or a
+///   test's next door, would hold scoring back);
+/// * the ones holding [`WRITES_NO_EVENTS`] (the rescoring worker's records,
+///   which would hold back the claim pipelined beside them);
+/// * the ones that have ended since the snapshot was taken (over before the
+///   next statement starts).
+///
+/// A transaction whose session is not visible (`pg_stat_activity` hides
+/// other roles' sessions without `pg_read_all_stats`) and that still runs
+/// is counted. Which database a transaction runs in, and that it took the
+/// lock before it had an id, are facts, so it does not matter when
+/// `pg_stat_activity` and `pg_locks` are read.
 pub(crate) const NEXT_STATEMENTS_BOUND: &str = "(SELECT LEAST(pg_snapshot_xmax(c.s)::text::bigint, \
      (SELECT min(x::text::bigint) FROM pg_snapshot_xip(c.s) AS x WHERE pg_xact_status(x) = 'in progress' \
-     AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
-     WHERE a.backend_xid = x::xid AND a.datname IS DISTINCT FROM current_database()))) \
+     AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid = x::xid \
+     AND (a.datname IS DISTINCT FROM current_database() OR EXISTS (SELECT 1 FROM pg_locks l \
+     WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.classid = 1348825708::oid AND l.objid = 1::oid \
+     AND l.objsubid = 2 AND l.granted))))) \
      FROM (SELECT pg_current_snapshot() AS s) c)";
 
 impl SqlStore {

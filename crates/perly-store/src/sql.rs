@@ -1046,6 +1046,13 @@ impl SqlStore {
             }
         }
         let mut tx = self.pools.write.begin().await?;
+        if self.dialect() == Dialect::Postgres {
+            // A record stores no event: so marked, it does not hold back the
+            // bound of the claims it runs beside ([`crate::postgres_marks`]).
+            sqlx::query(crate::postgres_marks::WRITES_NO_EVENTS)
+                .execute(&mut *tx)
+                .await?;
+        }
         // The customers' rollups rows are locked (in id order, as ingest
         // and upserts lock them) as late as possible: ingest waits for
         // them, and a batch of 2,000 customers takes over a second to

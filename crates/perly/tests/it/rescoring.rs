@@ -303,6 +303,56 @@ async fn an_event_committed_after_a_later_one_was_folded_is_still_folded() {
     assert_eq!(app.rescore().await.scored, 0);
 }
 
+/// A transaction that stores no event and says so
+/// ([`perly_store::postgres_marks::WRITES_NO_EVENTS`], as rescoring's
+/// records do) does not hold scoring back while it stays open: the events
+/// stored after it began are scored in the next pass. (Records run beside
+/// the next claim; waited for, they kept every claim one record behind.)
+#[tokio::test]
+async fn a_transaction_that_stores_no_events_does_not_hold_scoring_back() {
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return;
+    }
+    app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 10}]))
+        .await;
+    let nps = |id: &str| event(id, "acme", app.now(), json!({"type": "nps_response", "score": 9}));
+    let mut rows = activity("acme", 5, 40, 0, app.now());
+    rows.push(nps("nps-0"));
+    app.events(rows).await;
+    app.rescore().await;
+
+    let mut conn = connect_database(&app.database_url).await;
+    let mut open = conn.begin().await.expect("begin");
+    sqlx::query(perly_store::postgres_marks::WRITES_NO_EVENTS)
+        .execute(&mut *open)
+        .await
+        .expect("lock");
+    sqlx::query(&format!("UPDATE workspaces SET name = name WHERE id = '{}'", app.ws))
+        .execute(&mut *open)
+        .await
+        .expect("a write: the transaction has an id");
+
+    app.events(vec![nps("nps-1")]).await;
+    assert_eq!(
+        app.rescore().await.scored,
+        1,
+        "scored while the other transaction is open"
+    );
+    let after = app.customer("acme").await;
+    let measure = after["explanation"]["measures"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["measure"] == "nps"))
+        .unwrap_or_else(|| panic!("an NPS measure: {after}"));
+    assert!(
+        measure["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("(2 in 180 days)")),
+        "{measure}"
+    );
+    open.commit().await.expect("commit");
+}
+
 /// A PostgreSQL database restored (`pg_restore`) into a younger cluster
 /// keeps the source's transaction ids, ahead of the new cluster's: new
 /// events would sort below what the stored rollups folded and what the
