@@ -17,15 +17,15 @@
 //!   events from `event_marks.through` up to its snapshot's bound, with the
 //!   same mark ingest used to write, then moves `through` to the bound;
 //! * a rescoring claim folds a customer's events from
-//!   `rollup_blobs.folded_xid` up to a bound taken just before its
-//!   snapshot, and records that bound as the new `folded_xid`
-//!   ([`crate::sql::SqlStore`]'s claim).
+//!   `rollup_blobs.folded_xid` up to `event_marks.through` as its snapshot
+//!   sees it, and records that as the new `folded_xid`
+//!   ([`crate::sql::SqlStore`]'s claim): it folds only events whose marks
+//!   it sees, so a live event is never scored under an import's mark.
 //!
 //! Each event is thus marked once and folded once, whatever order the
 //! transactions committed in. A customer whose events are marked while a
 //! claim holds it has its version moved, so that claim does not clear its
-//! mark; a claim's bound is never below the marker's bound of a mark it
-//! saw (a later snapshot's `xmin` is never lower).
+//! mark, and the next claim folds them.
 //!
 //! A transaction of Perly's database that writes and stays open holds the
 //! bound back: events stored after it are scored once it ends. Perly's own
@@ -76,7 +76,7 @@ fn mark_sql() -> String {
 }
 
 /// Taken first by a transaction that stores no event (a rescoring record,
-/// which runs beside the next claim): a shared advisory lock (two-key
+/// which runs beside the next claim, and the marker): a shared advisory lock (two-key
 /// form, keys "Perl" and 1), held to its end. Its transaction id only
 /// exists once it writes, after this, so while the id shows the lock shows
 /// too, and the bound does not wait for it.
@@ -102,7 +102,7 @@ pub const WRITES_NO_EVENTS: &str = "SELECT pg_advisory_xact_lock_shared(13488257
 /// is counted. Which database a transaction runs in, and that it took the
 /// lock before it had an id, are facts, so it does not matter when
 /// `pg_stat_activity` and `pg_locks` are read.
-pub(crate) const NEXT_STATEMENTS_BOUND: &str = "(SELECT LEAST(pg_snapshot_xmax(c.s)::text::bigint, \
+const NEXT_STATEMENTS_BOUND: &str = "(SELECT LEAST(pg_snapshot_xmax(c.s)::text::bigint, \
      (SELECT min(x::text::bigint) FROM pg_snapshot_xip(c.s) AS x WHERE pg_xact_status(x) = 'in progress' \
      AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid = x::xid \
      AND (a.datname IS DISTINCT FROM current_database() OR EXISTS (SELECT 1 FROM pg_locks l \
@@ -124,6 +124,8 @@ impl SqlStore {
 
     async fn mark_new_events_once(&self) -> Result<u64> {
         let mut tx = self.pools.write.begin().await?;
+        // The marker stores no event: the claims beside it need not wait.
+        sqlx::query(WRITES_NO_EVENTS).execute(&mut *tx).await?;
         let row = sqlx::query(&format!(
             "SELECT through, {NEXT_STATEMENTS_BOUND} AS bound, pg_current_xact_id()::text::bigint AS current \
              FROM event_marks WHERE id = 1 FOR UPDATE SKIP LOCKED"

@@ -915,20 +915,21 @@ impl SqlStore {
         }
         // One snapshot for all the reads (see `sqlite_claim::read`): a claim
         // whose lease ran out may record a blob between the two reads.
-        // Taken before the snapshot: every transaction of this database below
-        // the bound has ended before it, so the events below the bound are
-        // all there will ever be below it ([`crate::postgres_marks`]).
-        let bound: i64 = sqlx::query(&format!(
-            "SELECT {} AS bound",
-            crate::postgres_marks::NEXT_STATEMENTS_BOUND
-        ))
-        .fetch_one(&self.pools.read)
-        .await?
-        .try_get("bound")?;
         let mut snapshot = self.pools.read.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *snapshot)
             .await?;
+        // The claim folds the events the marker has marked, no further
+        // ([`crate::postgres_marks`]): they are final (their transactions
+        // ended before the marker's statement), in this snapshot, and their
+        // marks too, so the customer's import (`dirty_import`) and version
+        // read below already count them. An event the marker has not
+        // reached is left for the claim after it: folded now, a live event
+        // of a customer waiting for an import would be scored as history.
+        let bound: i64 = sqlx::query("SELECT through FROM event_marks WHERE id = 1")
+            .fetch_one(&mut *snapshot)
+            .await?
+            .try_get("through")?;
         let mut out = Vec::with_capacity(claimed.len());
         for chunk in claimed.chunks(IN_CHUNK) {
             let sql = claim_rows_sql(self.dialect(), chunk.len());

@@ -303,6 +303,61 @@ async fn an_event_committed_after_a_later_one_was_folded_is_still_folded() {
     assert_eq!(app.rescore().await.scored, 0);
 }
 
+/// A live event that arrives while its customer waits to be rescored for
+/// an import (a scorecard change here) is news, also when a claim runs
+/// before the marker has marked the event: a claim folds only the events
+/// whose marks it sees, so the event is not scored under the import's mark
+/// as history.
+#[tokio::test]
+async fn a_live_event_is_never_scored_under_an_imports_mark() {
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return;
+    }
+    app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 10}]))
+        .await;
+    app.events(activity("acme", 5, 40, 0, app.now())).await;
+    app.rescore().await;
+    // Billing health is the whole scorecard: a failed retry alone is data
+    // enough for a verdict.
+    let (_, mut card) = app.get("/api/v1/scorecard").await;
+    if let Some(measures) = card["measures"].as_object_mut() {
+        for (name, m) in measures.iter_mut() {
+            if name != "billing_health" {
+                m["weight"] = json!(0.0);
+            }
+        }
+    }
+    let (status, body) = app.put("/api/v1/scorecard", card).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Another replica's marker is busy: this one's claims run without it.
+    let mut conn = connect_database(&app.database_url).await;
+    let mut busy = conn.begin().await.expect("begin");
+    sqlx::query(perly_store::postgres_marks::WRITES_NO_EVENTS)
+        .execute(&mut *busy)
+        .await
+        .expect("lock");
+    sqlx::query("SELECT through FROM event_marks WHERE id = 1 FOR UPDATE")
+        .execute(&mut *busy)
+        .await
+        .expect("the marker's row");
+    app.events(vec![event(
+        "retry-1",
+        "acme",
+        app.now(),
+        json!({"type": "billing_retry_failed", "amount": 100.0, "attempt": 1}),
+    )])
+    .await;
+    app.rescore().await;
+    busy.commit().await.expect("commit");
+    app.rescore().await;
+
+    let alerts = app.alerts("acme", "billing_retry_failed").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0]["import_id"].is_null(), "news, not history: {}", alerts[0]);
+}
+
 /// A transaction that stores no event and says so
 /// ([`perly_store::postgres_marks::WRITES_NO_EVENTS`], as rescoring's
 /// records do) does not hold scoring back while it stays open: the events
