@@ -241,6 +241,38 @@ async fn an_unreadable_stored_rollup_is_folded_again_from_every_event() {
     );
 }
 
+/// A PostgreSQL app (`None` on SQLite, whose one writer never has two
+/// transactions open at once) with the customer `acme`: five users active
+/// over 40 days and one NPS answer (`nps-0`), not rescored yet.
+async fn postgres_acme() -> Option<TestApp> {
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return None;
+    }
+    app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 10}]))
+        .await;
+    let mut rows = activity("acme", 5, 40, 0, app.now());
+    rows.push(nps(&app, "nps-0"));
+    app.events(rows).await;
+    Some(app)
+}
+
+/// An NPS answer of `acme`, now.
+fn nps(app: &TestApp, id: &str) -> Value {
+    event(id, "acme", app.now(), json!({"type": "nps_response", "score": 9}))
+}
+
+/// The detail of `acme`'s NPS measure, which counts its answers.
+async fn nps_answers(app: &TestApp) -> String {
+    let customer = app.customer("acme").await;
+    customer["explanation"]["measures"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["measure"] == "nps"))
+        .and_then(|m| m["detail"].as_str())
+        .unwrap_or_else(|| panic!("an NPS measure: {customer}"))
+        .to_owned()
+}
+
 /// PostgreSQL's ingest locks no row, so a customer's events may commit out
 /// of the order they were stored in. An event whose transaction is still
 /// open while a later event of the same customer commits and a rescore
@@ -250,16 +282,9 @@ async fn an_unreadable_stored_rollup_is_folded_again_from_every_event() {
 /// beside another, so there is nothing to check there.
 #[tokio::test]
 async fn an_event_committed_after_a_later_one_was_folded_is_still_folded() {
-    let app = spawn_app().await;
-    if !app.database_url.starts_with("postgres") {
+    let Some(app) = postgres_acme().await else {
         return;
-    }
-    app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 10}]))
-        .await;
-    let nps = |id: &str| event(id, "acme", app.now(), json!({"type": "nps_response", "score": 9}));
-    let mut rows = activity("acme", 5, 40, 0, app.now());
-    rows.push(nps("nps-0"));
-    app.events(rows).await;
+    };
 
     // Another writer stores `nps-1` for the same customer and stays open,
     // as an ingest lane in the middle of its transaction would.
@@ -282,22 +307,16 @@ async fn an_event_committed_after_a_later_one_was_folded_is_still_folded() {
 
     // `nps-2` is stored after `nps-1` and commits first; the customer is
     // rescored meanwhile (for `nps-0` and the activity).
-    app.events(vec![nps("nps-2")]).await;
+    app.events(vec![nps(&app, "nps-2")]).await;
     app.rescore().await;
     assert!(app.customer("acme").await["score"].is_number());
 
     open.commit().await.expect("commit nps-1");
     app.rescore().await;
-    let after = app.customer("acme").await;
-    let measure = after["explanation"]["measures"]
-        .as_array()
-        .and_then(|m| m.iter().find(|m| m["measure"] == "nps"))
-        .unwrap_or_else(|| panic!("an NPS measure: {after}"));
+    let answers = nps_answers(&app).await;
     assert!(
-        measure["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("(3 in 180 days)")),
-        "every NPS answer counted once: {measure}"
+        answers.contains("(3 in 180 days)"),
+        "every NPS answer counted once: {answers}"
     );
     // Nothing left to fold or mark: another pass scores nobody.
     assert_eq!(app.rescore().await.scored, 0);
@@ -310,13 +329,9 @@ async fn an_event_committed_after_a_later_one_was_folded_is_still_folded() {
 /// as history.
 #[tokio::test]
 async fn a_live_event_is_never_scored_under_an_imports_mark() {
-    let app = spawn_app().await;
-    if !app.database_url.starts_with("postgres") {
+    let Some(app) = postgres_acme().await else {
         return;
-    }
-    app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 10}]))
-        .await;
-    app.events(activity("acme", 5, 40, 0, app.now())).await;
+    };
     app.rescore().await;
     // Billing health is the whole scorecard: a failed retry alone is data
     // enough for a verdict.
@@ -365,16 +380,9 @@ async fn a_live_event_is_never_scored_under_an_imports_mark() {
 /// the next claim; waited for, they kept every claim one record behind.)
 #[tokio::test]
 async fn a_transaction_that_stores_no_events_does_not_hold_scoring_back() {
-    let app = spawn_app().await;
-    if !app.database_url.starts_with("postgres") {
+    let Some(app) = postgres_acme().await else {
         return;
-    }
-    app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 10}]))
-        .await;
-    let nps = |id: &str| event(id, "acme", app.now(), json!({"type": "nps_response", "score": 9}));
-    let mut rows = activity("acme", 5, 40, 0, app.now());
-    rows.push(nps("nps-0"));
-    app.events(rows).await;
+    };
     app.rescore().await;
 
     let mut conn = connect_database(&app.database_url).await;
@@ -388,23 +396,14 @@ async fn a_transaction_that_stores_no_events_does_not_hold_scoring_back() {
         .await
         .expect("a write: the transaction has an id");
 
-    app.events(vec![nps("nps-1")]).await;
+    app.events(vec![nps(&app, "nps-1")]).await;
     assert_eq!(
         app.rescore().await.scored,
         1,
         "scored while the other transaction is open"
     );
-    let after = app.customer("acme").await;
-    let measure = after["explanation"]["measures"]
-        .as_array()
-        .and_then(|m| m.iter().find(|m| m["measure"] == "nps"))
-        .unwrap_or_else(|| panic!("an NPS measure: {after}"));
-    assert!(
-        measure["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("(2 in 180 days)")),
-        "{measure}"
-    );
+    let answers = nps_answers(&app).await;
+    assert!(answers.contains("(2 in 180 days)"), "{answers}");
     open.commit().await.expect("commit");
 }
 
@@ -416,16 +415,9 @@ async fn a_transaction_that_stores_no_events_does_not_hold_scoring_back() {
 /// old ones once.
 #[tokio::test]
 async fn events_after_a_restore_into_a_younger_cluster_are_still_folded() {
-    let app = spawn_app().await;
-    if !app.database_url.starts_with("postgres") {
+    let Some(app) = postgres_acme().await else {
         return;
-    }
-    app.customers(json!([{"external_id": "acme", "name": "Acme", "seats_purchased": 10}]))
-        .await;
-    let nps = |id: &str| event(id, "acme", app.now(), json!({"type": "nps_response", "score": 9}));
-    let mut rows = activity("acme", 5, 40, 0, app.now());
-    rows.push(nps("nps-0"));
-    app.events(rows).await;
+    };
     app.rescore().await;
     assert!(app.customer("acme").await["score"].is_number());
 
@@ -440,20 +432,14 @@ async fn events_after_a_restore_into_a_younger_cluster_are_still_folded() {
     // it before it serves anything).
     app.rescore().await;
 
-    app.events(vec![nps("nps-1")]).await;
+    app.events(vec![nps(&app, "nps-1")]).await;
     app.rescore().await;
-    let after = app.customer("acme").await;
-    let measure = after["explanation"]["measures"]
-        .as_array()
-        .and_then(|m| m.iter().find(|m| m["measure"] == "nps"))
-        .unwrap_or_else(|| panic!("an NPS measure: {after}"));
+    let answers = nps_answers(&app).await;
     assert!(
-        measure["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("(2 in 180 days)")),
-        "the new answer counted, the old one once: {measure}"
+        answers.contains("(2 in 180 days)"),
+        "the new answer counted, the old one once: {answers}"
     );
-    app.events(vec![nps("nps-2")]).await;
+    app.events(vec![nps(&app, "nps-2")]).await;
     assert_eq!(app.rescore().await.scored, 1, "later events are marked as usual");
 }
 
