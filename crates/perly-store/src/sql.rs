@@ -197,7 +197,7 @@ pub(crate) fn folded_column(dialect: Dialect) -> &'static str {
 }
 
 /// The events each of `n` claimed customers got since its rollup was
-/// folded (bound: the workspace, on PostgreSQL the snapshot's bound of
+/// folded (bound: the workspace, on PostgreSQL the marker's bound of
 /// transaction ids, then the ids): one range of the customer index per
 /// customer. The join order is forced (SQLite's CROSS JOIN; PostgreSQL
 /// plans it freely): left to itself SQLite reads `events` first, by
@@ -710,9 +710,11 @@ impl SqlStore {
     }
 
     /// Inserts events of known customers (ids unique within `rows`), skips
-    /// those already stored, folds the new ones into their customers'
-    /// rollups and marks those customers for rescoring. Returns the ids of
-    /// the events that were new. Shared by API ingest and the Salesforce pull.
+    /// those already stored, and marks the customers of the new ones for
+    /// rescoring (on PostgreSQL the marker does, from each event's import;
+    /// [`crate::postgres_marks`]). Returns the ids of the events that were
+    /// new. Used by the Salesforce pull (the events API has its own
+    /// writers, `sqlite_ingest` and `postgres_ingest`).
     pub(crate) async fn store_events(
         &self,
         tx: &mut Transaction<'static, Any>,
