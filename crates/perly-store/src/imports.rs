@@ -48,6 +48,10 @@ pub(crate) const INSERT_IMPORT: &str =
 pub(crate) const TOUCH_EVENTS_IMPORT: &str =
     "UPDATE imports SET last_activity_at = $1 WHERE workspace_id = $2 AND source = 'events' AND state = 'open' \
      RETURNING id";
+/// The open events import of a workspace ($1) if it saw activity after $2:
+/// read without a lock, for writers that need not write the time again.
+pub(crate) const FRESH_EVENTS_IMPORT: &str = "SELECT id FROM imports WHERE workspace_id = $1 AND source = 'events' \
+     AND state = 'open' AND last_activity_at > $2 ORDER BY started_at DESC LIMIT 1";
 pub(crate) const EVENTS_IMPORT_LABEL: &str = "History through the events API";
 
 pub(crate) async fn create_import(
@@ -138,8 +142,8 @@ impl SqlStore {
         let ws_s = ws.to_string();
         // PostgreSQL: an import waits for its events not marked yet too
         // (their customers are marked once every older transaction ended,
-        // see `postgres_marks`); SQLite's ingest marks them as it stores them.
-        self.mark_new_events().await?;
+        // see `postgres_marks`; the pass that settles ran the marker before
+        // its claims); SQLite's ingest marks them as it stores them.
         let unmarked = match self.dialect() {
             Dialect::Postgres => {
                 " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.xid >= (SELECT through FROM event_marks WHERE id = 1) \

@@ -216,14 +216,11 @@ const TOUCH_EVERY_MS: i64 = 1_000;
 /// over [`TOUCH_EVERY_MS`] old: an import seen active within the last
 /// second is not closed for the next 59 seconds.
 async fn events_import(tx: &mut Transaction<'static, Postgres>, ws: &str, now: i64) -> Result<String> {
-    let fresh: Option<(String,)> = sqlx::query_as(
-        "SELECT id FROM imports WHERE workspace_id = $1 AND source = 'events' AND state = 'open' \
-         AND last_activity_at > $2 ORDER BY started_at DESC LIMIT 1",
-    )
-    .bind(ws)
-    .bind(now - TOUCH_EVERY_MS)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let fresh: Option<(String,)> = sqlx::query_as(crate::imports::FRESH_EVENTS_IMPORT)
+        .bind(ws)
+        .bind(now - TOUCH_EVERY_MS)
+        .fetch_optional(&mut **tx)
+        .await?;
     if let Some((id,)) = fresh {
         return Ok(id);
     }

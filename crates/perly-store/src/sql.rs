@@ -207,16 +207,15 @@ pub(crate) fn folded_column(dialect: Dialect) -> &'static str {
 /// blob will say it folded through: on PostgreSQL the transaction id
 /// (the claim records its bound instead).
 pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
-    let (range, first_id) = match dialect {
-        Dialect::Sqlite => ("e.seq > COALESCE(b.folded_seq, 0)", 2),
-        Dialect::Postgres => ("e.xid >= COALESCE(b.folded_xid, 0) AND e.xid < $2", 3),
+    let (order, range, first_id) = match dialect {
+        Dialect::Sqlite => ("seq", "e.seq > COALESCE(b.folded_seq, 0)", 2),
+        Dialect::Postgres => ("xid", "e.xid >= COALESCE(b.folded_xid, 0) AND e.xid < $2", 3),
     };
     dialect.positional(format!(
-        "SELECT e.customer_id, e.{} AS seq, e.payload FROM rollups r \
+        "SELECT e.customer_id, e.{order} AS seq, e.payload FROM rollups r \
          LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
          CROSS JOIN events e WHERE e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
          AND {range} AND {} = $1 AND r.customer_id IN ({})",
-        if dialect == Dialect::Postgres { "xid" } else { "seq" },
         dialect.unindexed("r.workspace_id"),
         params(first_id, n)
     ))
@@ -1056,10 +1055,10 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        // The customers' rollups rows are locked (in id order, as ingest
-        // and upserts lock them) as late as possible: ingest waits for
-        // them, and a batch of 2,000 customers takes over a second to
-        // record on PostgreSQL. Before them come only the rows no other
+        // The customers' rollups rows are locked (in id order, as SQLite's
+        // ingest, the marker and upserts lock them) as late as possible:
+        // those wait for them, and a batch of 2,000 customers takes over a
+        // second to record on PostgreSQL. Before them come only the rows no other
         // writer takes (scores, history, alerts and their outbox, blobs);
         // after them the customers and their Salesforce pushes, which
         // upserts and the Salesforce pull take after the rollups too. A
