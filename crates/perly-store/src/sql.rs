@@ -197,28 +197,46 @@ pub(crate) fn folded_column(dialect: Dialect) -> &'static str {
 }
 
 /// The events each of `n` claimed customers got since its rollup was
-/// folded (bound: the workspace, on PostgreSQL the marker's bound of
-/// transaction ids, then the ids): one range of the customer index per
-/// customer. The join order is forced (SQLite's CROSS JOIN; PostgreSQL
-/// plans it freely): left to itself SQLite reads `events` first, by
-/// customer, and cannot start the range at `folded_seq`, which comes from
-/// the blob, so it read every event of each claimed customer. `r` is found
-/// by its key, not by the workspace index. The column `seq` is what the
-/// blob will say it folded through: on PostgreSQL the transaction id
-/// (the claim records its bound instead).
+/// folded: one range of the customer index per customer. The column `seq`
+/// is what the blob will say it folded through: on PostgreSQL the
+/// transaction id (the claim records its bound instead).
+///
+/// On SQLite (bound: the workspace, then the ids) the ranges start at each
+/// blob's `folded_seq`. The join order is forced (CROSS JOIN): left to
+/// itself SQLite reads `events` first, by customer, and cannot start the
+/// range at `folded_seq`, which comes from the blob, so it read every
+/// event of each claimed customer. `r` is found by its key, not by the
+/// workspace index.
+///
+/// On PostgreSQL (bound: the workspace, the marker's bound, then each
+/// customer's id and `folded_xid` as the claim read them) the rollups and
+/// blobs are not read again: with a database bigger than PostgreSQL's
+/// buffers, their index and heap pages were a third of the pages the claim
+/// read from the disk cache.
 pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
-    let (order, range, first_id) = match dialect {
-        Dialect::Sqlite => ("seq", "e.seq > COALESCE(b.folded_seq, 0)", 2),
-        Dialect::Postgres => ("xid", "e.xid >= COALESCE(b.folded_xid, 0) AND e.xid < $2", 3),
-    };
-    dialect.positional(format!(
-        "SELECT e.customer_id, e.{order} AS seq, e.payload FROM rollups r \
-         LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
-         CROSS JOIN events e WHERE e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
-         AND {range} AND {} = $1 AND r.customer_id IN ({})",
-        dialect.unindexed("r.workspace_id"),
-        params(first_id, n)
-    ))
+    match dialect {
+        Dialect::Sqlite => dialect.positional(format!(
+            "SELECT e.customer_id, e.seq AS seq, e.payload FROM rollups r \
+             LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
+             CROSS JOIN events e WHERE e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
+             AND e.seq > COALESCE(b.folded_seq, 0) AND {} = $1 AND r.customer_id IN ({})",
+            dialect.unindexed("r.workspace_id"),
+            params(2, n)
+        )),
+        Dialect::Postgres => {
+            let ranges: Vec<String> = (0..n)
+                .map(|i| match i {
+                    0 => "($3::text, $4::bigint)".to_owned(),
+                    _ => format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i),
+                })
+                .collect();
+            format!(
+                "SELECT e.customer_id, e.xid AS seq, e.payload FROM (VALUES {}) AS c(id, folded) \
+                 JOIN events e ON e.workspace_id = $1 AND e.customer_id = c.id AND e.xid >= c.folded AND e.xid < $2",
+                ranges.join(", ")
+            )
+        }
+    }
 }
 
 /// All the events of a customer whose rollup is folded again (SQLite).
@@ -277,6 +295,50 @@ impl ClaimedRow {
             through,
         })
     }
+}
+
+/// A scored customer as the record writes it: id, score, risk level,
+/// delta, explanation and alert state (JSON).
+type ScoredRow<'a> = (String, i64, Option<&'a str>, Option<i64>, String, String);
+
+/// Writes the score, risk level and delta of up to [`CHUNK`] scored
+/// customers, whose rows are locked. Without `scored_at` only the customers
+/// whose values moved are written; with it (PostgreSQL) every one, stamped.
+async fn update_scores(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
+    ws: &str,
+    chunk: &[ScoredRow<'_>],
+    scored_at: Option<i64>,
+) -> Result<()> {
+    let (stamp, moved) = match scored_at {
+        Some(_) => (format!(", scored_at = ${}", chunk.len() * 5 + 1), String::new()),
+        None => (
+            String::new(),
+            " AND (customers.score IS DISTINCT FROM v.column2 OR customers.risk_level IS DISTINCT FROM v.column3 \
+             OR customers.delta IS DISTINCT FROM v.column4)"
+                .to_owned(),
+        ),
+    };
+    let sql = dialect.positional(format!(
+        "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4{stamp} \
+         FROM (VALUES {}) AS v WHERE customers.workspace_id = v.column5 AND customers.id = v.column1{moved}",
+        value_rows(1, chunk.len(), 5)
+    ));
+    let mut q = sqlx::query(&sql);
+    for (cid, score, risk, delta, _, _) in chunk {
+        q = q
+            .bind(cid.clone())
+            .bind(*score)
+            .bind(*risk)
+            .bind(*delta)
+            .bind(ws.to_owned());
+    }
+    if let Some(at) = scored_at {
+        q = q.bind(at);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// The SQL store.
@@ -959,10 +1021,13 @@ impl SqlStore {
                 out.push(claimed.input(lease_until, &mut refold)?);
             }
             let fresh = &mut out[first..];
-            let sql = claim_events_sql(self.dialect(), chunk.len());
+            if fresh.is_empty() {
+                continue;
+            }
+            let sql = claim_events_sql(self.dialect(), fresh.len());
             let mut q = sqlx::query(&sql).bind(ws.to_string()).bind(bound);
-            for id in chunk {
-                q = q.bind(id.clone());
+            for input in fresh.iter() {
+                q = q.bind(input.customer_id.to_string()).bind(input.through);
             }
             // Streamed and folded as they come, FOLD_EVERY events at a
             // time: a claim of customers with 90 days of history each is
@@ -1214,33 +1279,30 @@ impl SqlStore {
         if !locked_first {
             self.lock_rollup_rows(&mut tx, ws, &ids).await?;
         }
-        // Only the customers whose score, risk or delta moved are written
-        // with them: each of those columns is in the customers' sort
-        // indexes (six of them), whose entries SQLite rewrites whenever a
-        // column is set, changed or not. Every scored customer gets its
-        // `scored_at` below, with the unscored.
-        for chunk in scored.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE customers SET score = v.column2, sort_score = v.column2, risk_level = v.column3, delta = v.column4 \
-                 FROM (VALUES {}) AS v WHERE customers.workspace_id = v.column5 AND customers.id = v.column1 \
-                 AND (customers.score IS DISTINCT FROM v.column2 OR customers.risk_level IS DISTINCT FROM v.column3 \
-                 OR customers.delta IS DISTINCT FROM v.column4)",
-                value_rows(1, chunk.len(), 5)
-            );
-            let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql);
-            for (cid, score, risk, delta, _, _) in chunk {
-                q = q
-                    .bind(cid.clone())
-                    .bind(*score)
-                    .bind(*risk)
-                    .bind(*delta)
-                    .bind(ws_s.clone());
-            }
-            q.execute(&mut *tx).await?;
-        }
         // Every customer of the batch, scored or not, was rescored now.
-        let stamped: Vec<&String> = scored.iter().map(|s| &s.0).chain(&unscored).collect();
+        let stamped: Vec<&String> = match self.dialect() {
+            // SQLite rewrites a row's entries in the customers' sort indexes
+            // (six of them) whenever one of their columns is set, changed
+            // or not: only the customers whose score, risk or delta moved
+            // are written with them, every customer's `scored_at` after.
+            Dialect::Sqlite => {
+                for chunk in scored.chunks(CHUNK) {
+                    update_scores(&mut tx, self.dialect(), &ws_s, chunk, None).await?;
+                }
+                scored.iter().map(|s| &s.0).chain(&unscored).collect()
+            }
+            // PostgreSQL writes a new version of the row for each UPDATE,
+            // with new entries in every one of its 14 indexes unless no
+            // indexed column changed and the page has room (a HOT update):
+            // one UPDATE a customer, with its `scored_at`, which an
+            // unchanged score leaves HOT.
+            Dialect::Postgres => {
+                for chunk in scored.chunks(CHUNK) {
+                    update_scores(&mut tx, self.dialect(), &ws_s, chunk, Some(now_ms)).await?;
+                }
+                unscored.iter().collect()
+            }
+        };
         for chunk in stamped.chunks(IN_CHUNK) {
             let sql = format!(
                 "UPDATE customers SET scored_at = $1 WHERE {} = $2 AND id IN ({})",
