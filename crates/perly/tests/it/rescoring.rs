@@ -492,3 +492,46 @@ async fn slices_are_short_while_ingest_waits_for_the_writer() {
         );
     }
 }
+
+/// Every customer of a rescored batch is stamped as scored, whether its
+/// data gave a score or not: the profile's `scored_at` says when Perly last
+/// looked, and a customer without a verdict is not left looking unscored.
+#[tokio::test]
+async fn a_customer_without_a_score_is_stamped_with_the_one_scored_beside_it() {
+    let app = spawn_app().await;
+    // Billing health is the whole scorecard: a failed retry is data for a
+    // score, seats are data for none.
+    let (_, mut card) = app.get("/api/v1/scorecard").await;
+    if let Some(measures) = card["measures"].as_object_mut() {
+        for (name, m) in measures.iter_mut() {
+            if name != "billing_health" {
+                m["weight"] = json!(0.0);
+            }
+        }
+    }
+    let (status, body) = app.put("/api/v1/scorecard", card).await;
+    assert_eq!(status, 200, "{body}");
+    app.customers(json!([
+        {"external_id": "paying", "name": "Paying", "seats_purchased": 10},
+        {"external_id": "quiet", "name": "Quiet", "seats_purchased": 10},
+    ]))
+    .await;
+    app.events(vec![
+        event(
+            "retry-1",
+            "paying",
+            app.now(),
+            json!({"type": "billing_retry_failed", "amount": 100.0, "attempt": 1}),
+        ),
+        event("seats-1", "quiet", app.now(), json!({"type": "seats_changed", "seats_used": 7})),
+    ])
+    .await;
+    app.rescore().await;
+
+    let paying = app.customer("paying").await;
+    let quiet = app.customer("quiet").await;
+    assert!(paying["score"].is_i64(), "{paying}");
+    assert!(quiet["score"].is_null(), "{quiet}");
+    assert_eq!(scored_at(&paying), app.now(), "{paying}");
+    assert_eq!(scored_at(&quiet), app.now(), "{quiet}");
+}
