@@ -230,9 +230,15 @@ pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
                     _ => format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i),
                 })
                 .collect();
+            // The events are read customer by customer (`LATERAL`, kept a
+            // subquery by `OFFSET 0`): joined plainly, PostgreSQL hashed the
+            // values and scanned the workspace's whole `events` table for
+            // each claim when its statistics said the workspace was small
+            // (a full rescore of 20,000 customers: 75 s instead of 4).
             format!(
-                "SELECT e.customer_id, e.xid AS seq, e.payload FROM (VALUES {}) AS c(id, folded) \
-                 JOIN events e ON e.workspace_id = $1 AND e.customer_id = c.id AND e.xid >= c.folded AND e.xid < $2",
+                "SELECT c.id AS customer_id, e.xid AS seq, e.payload FROM (VALUES {}) AS c(id, folded) \
+                 CROSS JOIN LATERAL (SELECT e.xid, e.payload FROM events e WHERE e.workspace_id = $1 \
+                 AND e.customer_id = c.id AND e.xid >= c.folded AND e.xid < $2 OFFSET 0) e",
                 ranges.join(", ")
             )
         }

@@ -523,7 +523,12 @@ async fn a_customer_without_a_score_is_stamped_with_the_one_scored_beside_it() {
             app.now(),
             json!({"type": "billing_retry_failed", "amount": 100.0, "attempt": 1}),
         ),
-        event("seats-1", "quiet", app.now(), json!({"type": "seats_changed", "seats_used": 7})),
+        event(
+            "seats-1",
+            "quiet",
+            app.now(),
+            json!({"type": "seats_changed", "seats_used": 7}),
+        ),
     ])
     .await;
     app.rescore().await;
