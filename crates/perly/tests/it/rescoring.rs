@@ -257,6 +257,20 @@ async fn postgres_acme() -> Option<TestApp> {
     Some(app)
 }
 
+/// Makes billing health the whole scorecard (every other measure weighs 0).
+async fn billing_only_scorecard(app: &TestApp) {
+    let (_, mut card) = app.get("/api/v1/scorecard").await;
+    if let Some(measures) = card["measures"].as_object_mut() {
+        for (name, m) in measures.iter_mut() {
+            if name != "billing_health" {
+                m["weight"] = json!(0.0);
+            }
+        }
+    }
+    let (status, body) = app.put("/api/v1/scorecard", card).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// An NPS answer of `acme`, now.
 fn nps(app: &TestApp, id: &str) -> Value {
     event(id, "acme", app.now(), json!({"type": "nps_response", "score": 9}))
@@ -335,16 +349,7 @@ async fn a_live_event_is_never_scored_under_an_imports_mark() {
     app.rescore().await;
     // Billing health is the whole scorecard: a failed retry alone is data
     // enough for a verdict.
-    let (_, mut card) = app.get("/api/v1/scorecard").await;
-    if let Some(measures) = card["measures"].as_object_mut() {
-        for (name, m) in measures.iter_mut() {
-            if name != "billing_health" {
-                m["weight"] = json!(0.0);
-            }
-        }
-    }
-    let (status, body) = app.put("/api/v1/scorecard", card).await;
-    assert_eq!(status, 200, "{body}");
+    billing_only_scorecard(&app).await;
 
     // Another replica's marker is busy: this one's claims run without it.
     let mut conn = connect_database(&app.database_url).await;
@@ -499,18 +504,8 @@ async fn slices_are_short_while_ingest_waits_for_the_writer() {
 #[tokio::test]
 async fn a_customer_without_a_score_is_stamped_with_the_one_scored_beside_it() {
     let app = spawn_app().await;
-    // Billing health is the whole scorecard: a failed retry is data for a
-    // score, seats are data for none.
-    let (_, mut card) = app.get("/api/v1/scorecard").await;
-    if let Some(measures) = card["measures"].as_object_mut() {
-        for (name, m) in measures.iter_mut() {
-            if name != "billing_health" {
-                m["weight"] = json!(0.0);
-            }
-        }
-    }
-    let (status, body) = app.put("/api/v1/scorecard", card).await;
-    assert_eq!(status, 200, "{body}");
+    // A failed retry is data for a score, seats are data for none.
+    billing_only_scorecard(&app).await;
     app.customers(json!([
         {"external_id": "paying", "name": "Paying", "seats_purchased": 10},
         {"external_id": "quiet", "name": "Quiet", "seats_purchased": 10},
