@@ -318,12 +318,11 @@ async fn update_scores(
     scored_at: Option<i64>,
 ) -> Result<()> {
     let (stamp, moved) = match scored_at {
-        Some(_) => (format!(", scored_at = ${}", chunk.len() * 5 + 1), String::new()),
+        Some(_) => (format!(", scored_at = ${}", chunk.len() * 5 + 1), ""),
         None => (
             String::new(),
             " AND (customers.score IS DISTINCT FROM v.column2 OR customers.risk_level IS DISTINCT FROM v.column3 \
-             OR customers.delta IS DISTINCT FROM v.column4)"
-                .to_owned(),
+             OR customers.delta IS DISTINCT FROM v.column4)",
         ),
     };
     let sql = dialect.positional(format!(
@@ -1285,29 +1284,24 @@ impl SqlStore {
         if !locked_first {
             self.lock_rollup_rows(&mut tx, ws, &ids).await?;
         }
+        // SQLite rewrites a row's entries in the customers' sort indexes
+        // (six of them) whenever one of their columns is set, changed or
+        // not: only the customers whose score, risk or delta moved are
+        // written with them, every customer's `scored_at` after. PostgreSQL
+        // writes a new version of the row for each UPDATE, with new entries
+        // in every one of its 14 indexes unless no indexed column changed
+        // and the page has room (a HOT update): one UPDATE a customer, with
+        // its `scored_at`, which an unchanged score leaves HOT.
+        let stamped_with_score = self.dialect() == Dialect::Postgres;
+        for chunk in scored.chunks(CHUNK) {
+            let scored_at = stamped_with_score.then_some(now_ms);
+            update_scores(&mut tx, self.dialect(), &ws_s, chunk, scored_at).await?;
+        }
         // Every customer of the batch, scored or not, was rescored now.
-        let stamped: Vec<&String> = match self.dialect() {
-            // SQLite rewrites a row's entries in the customers' sort indexes
-            // (six of them) whenever one of their columns is set, changed
-            // or not: only the customers whose score, risk or delta moved
-            // are written with them, every customer's `scored_at` after.
-            Dialect::Sqlite => {
-                for chunk in scored.chunks(CHUNK) {
-                    update_scores(&mut tx, self.dialect(), &ws_s, chunk, None).await?;
-                }
-                scored.iter().map(|s| &s.0).chain(&unscored).collect()
-            }
-            // PostgreSQL writes a new version of the row for each UPDATE,
-            // with new entries in every one of its 14 indexes unless no
-            // indexed column changed and the page has room (a HOT update):
-            // one UPDATE a customer, with its `scored_at`, which an
-            // unchanged score leaves HOT.
-            Dialect::Postgres => {
-                for chunk in scored.chunks(CHUNK) {
-                    update_scores(&mut tx, self.dialect(), &ws_s, chunk, Some(now_ms)).await?;
-                }
-                unscored.iter().collect()
-            }
+        let stamped: Vec<&String> = if stamped_with_score {
+            unscored.iter().collect()
+        } else {
+            scored.iter().map(|s| &s.0).chain(&unscored).collect()
         };
         for chunk in stamped.chunks(IN_CHUNK) {
             let sql = format!(
