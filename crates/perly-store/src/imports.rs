@@ -140,17 +140,14 @@ impl SqlStore {
         now: DateTime<Utc>,
     ) -> Result<usize> {
         let ws_s = ws.to_string();
-        // PostgreSQL: an import waits for its events not marked yet too
-        // (their customers are marked once every older transaction ended,
-        // see `postgres_marks`; the pass that settles ran the marker before
-        // its claims); SQLite's ingest marks them as it stores them.
-        let unmarked = match self.dialect() {
-            Dialect::Postgres => {
-                " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.xid >= (SELECT through FROM event_marks WHERE id = 1) \
-                 AND e.workspace_id = $1 AND e.import_id = i.id)"
-            }
-            Dialect::Sqlite => "",
-        };
+        // An import waits for its events not marked yet too (the marker
+        // marks customers after the fact, see `event_marks`; the pass that
+        // settles ran the marker before its claims).
+        let position = crate::event_marks::position_column(self.dialect());
+        let unmarked = format!(
+            " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.{position} >= (SELECT through FROM event_marks WHERE id = 1) \
+             AND e.workspace_id = $1 AND e.import_id = i.id)"
+        );
         let mut tx = self.pools.write.begin().await?;
         sqlx::query(
             "UPDATE imports SET state = 'closed', closed_at = $3 WHERE workspace_id = $1 AND state = 'open' \

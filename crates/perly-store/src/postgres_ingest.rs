@@ -13,7 +13,7 @@
 //! workspace's open events import): no lock on the customers' rows, no
 //! mark. Each event carries its transaction's id and its import, and the
 //! marker marks its customer for rescoring once that transaction is
-//! certainly over ([`crate::postgres_marks`]). Before, each group locked and
+//! certainly over ([`crate::event_marks`]). Before, each group locked and
 //! marked its customers' `rollups` rows, and concurrent groups, which at
 //! 100,000 customers always share some, waited for each other's commits
 //! (BENCHMARKS.md, tenth session).
@@ -136,7 +136,7 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
     }
 
     // Each row's import (NULL for live data): the marker
-    // ([`crate::postgres_marks`]) marks its customer from it.
+    // ([`crate::event_marks`]) marks its customer from it.
     let now = group.iter().map(|b| ms(b.now)).max().unwrap_or_default();
     let mut events_imports: HashMap<&str, String> = HashMap::new();
     let mut c_import: Vec<Option<String>> = Vec::with_capacity(rows.len());

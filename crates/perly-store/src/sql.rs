@@ -87,25 +87,6 @@ impl Origin {
 const MARK_DIRTY: &str =
     "dirty = 1, version = rollups.version + 1, dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE $2 END";
 
-/// Whether marking a rollup for `import` (an SQL expression, NULL for live
-/// data) would change nothing of it but its version: it is marked for the
-/// same data already and no rescoring claim holds it. Ingest skips such
-/// rows, which spares a write per customer per batch (at 100,000 customers
-/// those writes were most of ingest's time: each lands on its own page of
-/// `rollups` and of its indexes). The version only tells a claim in flight
-/// that new data came; without a lease there is no claim, and the next one
-/// reads the new events. A rollup never marked by data (version 0: a new
-/// customer's) is marked, so that its version says live data came (see
-/// the mark's `dirty_import`). A release of leases moves the version too
-/// ([`Store::release_rescore`]). Never NULL.
-pub(crate) fn already_marked(import: &str) -> String {
-    format!(
-        "COALESCE(rollups.dirty = 1 AND rollups.version > 0 AND rollups.lease_until IS NULL AND CASE WHEN {import} IS NULL \
-         THEN rollups.dirty_import IS NULL ELSE rollups.last_import = {import} AND (rollups.dirty_import = {import} \
-         OR rollups.dirty_import IS NULL) END, FALSE)"
-    )
-}
-
 /// Runs a query written with [`Dialect::json_rows`] and parses its rows.
 pub(crate) async fn fetch_json_rows<'q, T: serde::de::DeserializeOwned>(
     q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
@@ -188,7 +169,7 @@ pub(crate) fn claim_rows_sql(dialect: Dialect, n: usize) -> String {
 /// SQLite `folded_seq`, the newest event's `seq` (its one writer commits
 /// events in `seq` order); on PostgreSQL `folded_xid`, a bound of
 /// transaction ids below which every event is folded and from which none
-/// is ([`crate::postgres_marks`]).
+/// is ([`crate::event_marks`]).
 pub(crate) fn folded_column(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => "folded_seq",
@@ -197,31 +178,32 @@ pub(crate) fn folded_column(dialect: Dialect) -> &'static str {
 }
 
 /// The events each of `n` claimed customers got since its rollup was
-/// folded: one range of the customer index per customer. The column `seq`
-/// is what the blob will say it folded through: on PostgreSQL the
-/// transaction id (the claim records its bound instead).
+/// folded, below the marker's `through` (`$2`): one range of the customer
+/// index per customer. The column `seq` is what the blob will say it
+/// folded through: on PostgreSQL the transaction id (the claim records its
+/// bound instead).
 ///
-/// On SQLite (bound: the workspace, then the ids) the ranges start at each
-/// blob's `folded_seq`. The join order is forced (CROSS JOIN): left to
-/// itself SQLite reads `events` first, by customer, and cannot start the
-/// range at `folded_seq`, which comes from the blob, so it read every
-/// event of each claimed customer. `r` is found by its key, not by the
-/// workspace index.
+/// On SQLite (bound: the workspace, `through`, then the ids) the ranges
+/// start at each blob's `folded_seq`. The join order is forced (CROSS
+/// JOIN): left to itself SQLite reads `events` first, by customer, and
+/// cannot start the range at `folded_seq`, which comes from the blob, so it
+/// read every event of each claimed customer. `r` is found by its key, not
+/// by the workspace index.
 ///
-/// On PostgreSQL (bound: the workspace, the marker's bound, then each
-/// customer's id and `folded_xid` as the claim read them) the rollups and
-/// blobs are not read again: with a database bigger than PostgreSQL's
-/// buffers, their index and heap pages were a third of the pages the claim
-/// read from the disk cache.
+/// On PostgreSQL (bound: the workspace, `through`, then each customer's id
+/// and `folded_xid` as the claim read them) the rollups and blobs are not
+/// read again: with a database bigger than PostgreSQL's buffers, their
+/// index and heap pages were a third of the pages the claim read from the
+/// disk cache.
 pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
     match dialect {
         Dialect::Sqlite => dialect.positional(format!(
             "SELECT e.customer_id, e.seq AS seq, e.payload FROM rollups r \
              LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
              CROSS JOIN events e WHERE e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
-             AND e.seq > COALESCE(b.folded_seq, 0) AND {} = $1 AND r.customer_id IN ({})",
+             AND e.seq > COALESCE(b.folded_seq, 0) AND {} = $1 AND e.seq < $2 AND r.customer_id IN ({})",
             dialect.unindexed("r.workspace_id"),
-            params(2, n)
+            params(3, n)
         )),
         Dialect::Postgres => {
             let ranges: Vec<String> = (0..n)
@@ -245,11 +227,18 @@ pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
     }
 }
 
-/// All the events of a customer whose rollup is folded again (SQLite).
-pub(crate) const REFOLD_EVENTS: &str = "SELECT seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2";
-/// The same on PostgreSQL, below the claim's bound (`$3`).
-const REFOLD_EVENTS_POSTGRES: &str =
-    "SELECT xid AS seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2 AND xid < $3";
+/// All the events of a customer whose rollup is folded again, below the
+/// marker's `through` (`$3`).
+pub(crate) fn refold_events_sql(dialect: Dialect) -> String {
+    let position = crate::event_marks::position_column(dialect);
+    dialect.positional(format!(
+        "SELECT {position} AS seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2 AND {position} < $3"
+    ))
+}
+
+/// The marker's `through`, read in a claim's snapshot: the claim folds the
+/// events below it, whose marks it sees ([`crate::event_marks`]).
+pub(crate) const MARKED_THROUGH: &str = "SELECT through FROM event_marks WHERE id = 1";
 
 /// The claim's columns of one customer (rollup, blob, facts, alert state),
 /// as read by either driver.
@@ -378,7 +367,7 @@ impl SqlStore {
     /// Connects, migrates, and keeps the cipher for secrets.
     /// On PostgreSQL the marker runs once before anything is served, so
     /// that a database restored into a younger cluster is renumbered before
-    /// new events arrive ([`crate::postgres_marks`]).
+    /// new events arrive ([`crate::event_marks`]).
     pub async fn connect(url: &str, cipher: SecretCipher) -> Result<Self> {
         let store = Self {
             pools: crate::db::connect(url).await?,
@@ -775,12 +764,12 @@ impl SqlStore {
         Ok(out)
     }
 
-    /// Inserts events of known customers (ids unique within `rows`), skips
-    /// those already stored, and marks the customers of the new ones for
-    /// rescoring (on PostgreSQL the marker does, from each event's import;
-    /// [`crate::postgres_marks`]). Returns the ids of the events that were
-    /// new. Used by the Salesforce pull (the events API has its own
-    /// writers, `sqlite_ingest` and `postgres_ingest`).
+    /// Inserts events of known customers (ids unique within `rows`) with
+    /// their imports, and skips those already stored; the marker marks the
+    /// customers of the new ones for rescoring ([`crate::event_marks`]).
+    /// Returns the ids of the events that were new. Used by the Salesforce
+    /// pull (the events API has its own writers, `sqlite_ingest` and
+    /// `postgres_ingest`).
     pub(crate) async fn store_events(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -791,22 +780,12 @@ impl SqlStore {
     ) -> Result<HashSet<String>> {
         let ws_s = ws.to_string();
         let received = ms(now);
-        // SQLite: same lock order as rescoring and upserts, the rollups
-        // first, by id (the one writer commits events in `seq` order).
-        // PostgreSQL locks nothing: the marker marks the customers of new
-        // events once their transaction is certainly over, and rescoring
-        // folds by transaction id ([`crate::postgres_marks`]). Then the ids
-        // not stored yet are the new ones: exactly on SQLite (one writer);
-        // on PostgreSQL the insert also says which rows it stored, since a
+        // No customer's row is locked or written: the marker marks the
+        // customers of new events ([`crate::event_marks`]). The ids not
+        // stored yet are the new ones: exactly on SQLite (one writer); on
+        // PostgreSQL the insert also says which rows it stored, since a
         // transaction for other customers may store one of the same ids
         // meanwhile.
-        let postgres = self.dialect() == Dialect::Postgres;
-        if !postgres {
-            let mut ids: Vec<CustomerId> = rows.iter().map(|(cid, _)| *cid).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            self.lock_rollup_rows(tx, ws, &ids).await?;
-        }
         let mut inserted: HashSet<String> = rows.iter().map(|(_, e)| e.id.clone()).collect();
         let wanted: Vec<&str> = inserted.iter().map(String::as_str).collect();
         let mut stored = Vec::new();
@@ -856,13 +835,11 @@ impl SqlStore {
         }
         let mut taken: HashSet<String> = HashSet::new();
         for chunk in new.chunks(CHUNK) {
-            // PostgreSQL's rows also carry their import, for the marker.
-            let width = if postgres { 8 } else { 7 };
+            // Each row carries its import, for the marker.
             let insert = format!(
-                "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload{}) \
-                 VALUES {} ON CONFLICT (workspace_id, event_id) DO NOTHING",
-                if postgres { ", import_id" } else { "" },
-                value_rows(1, chunk.len(), width)
+                "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload, \
+                 import_id) VALUES {} ON CONFLICT (workspace_id, event_id) DO NOTHING",
+                value_rows(1, chunk.len(), 8)
             );
             let answering = self.dialect().inserted_json(&insert, "event_id");
             let sql = self.dialect().positional(answering.clone().unwrap_or(insert));
@@ -876,10 +853,8 @@ impl SqlStore {
                     .bind(e.kind.type_name())
                     .bind(ms(e.occurred_at))
                     .bind(received)
-                    .bind(payload);
-                if postgres {
-                    q = q.bind(import_of.get(cid).cloned().flatten());
-                }
+                    .bind(payload)
+                    .bind(import_of.get(cid).cloned().flatten());
             }
             match answering {
                 Some(_) => {
@@ -902,42 +877,6 @@ impl SqlStore {
             }
         }
         inserted.retain(|id| !taken.contains(id));
-        if postgres {
-            return Ok(inserted);
-        }
-        // Mark the customers with new events for rescoring (which folds the
-        // events into their rollups).
-        let marks: Vec<(String, Option<String>)> = new
-            .iter()
-            .filter(|(_, e)| !taken.contains(&e.id))
-            .map(|(cid, _)| *cid)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|cid| (cid.to_string(), import_of.get(&cid).cloned().flatten()))
-            .collect();
-        for chunk in marks.chunks(CHUNK) {
-            // Each row carries (customer, now, workspace, import): parameters in order.
-            let sql = format!(
-                "UPDATE rollups SET version = version + 1, dirty = 1, \
-                 dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.column2 END, updated_at = v.column2, \
-                 dirty_import = CASE WHEN v.column4 IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL \
-                 AND rollups.version > 0) THEN NULL ELSE v.column4 END, last_import = COALESCE(v.column4, rollups.last_import) \
-                 FROM (VALUES {}) AS v WHERE rollups.workspace_id = v.column3 AND rollups.customer_id = v.column1 \
-                 AND NOT {}",
-                value_rows(1, chunk.len(), 4),
-                already_marked("v.column4")
-            );
-            let sql = self.dialect().positional(sql);
-            let mut q = sqlx::query(&sql);
-            for (cid, import) in chunk {
-                q = q
-                    .bind(cid.clone())
-                    .bind(received)
-                    .bind(ws_s.clone())
-                    .bind(import.clone());
-            }
-            q.execute(&mut **tx).await?;
-        }
         Ok(inserted)
     }
 
@@ -945,7 +884,7 @@ impl SqlStore {
         let now_ms = ms(now);
         let lease_until = now_ms + LEASE_MS;
         // PostgreSQL: the customers of the events stored since the last
-        // pass are marked first ([`crate::postgres_marks`]).
+        // pass are marked first ([`crate::event_marks`]).
         self.mark_new_events().await?;
         let mut tx = self.pools.write.begin().await?;
         // The claimed rows are found by key: with `workspace_id` indexable,
@@ -988,13 +927,14 @@ impl SqlStore {
             .execute(&mut *snapshot)
             .await?;
         // The claim folds the events the marker has marked, no further
-        // ([`crate::postgres_marks`]): they are final (their transactions
+        // ([`crate::event_marks`]): they are final (their transactions
         // ended before the marker's statement), in this snapshot, and their
         // marks too, so the customer's import (`dirty_import`) and version
         // read below already count them. An event the marker has not
         // reached is left for the claim after it: folded now, a live event
         // of a customer waiting for an import would be scored as history.
-        let bound: i64 = sqlx::query("SELECT through FROM event_marks WHERE id = 1")
+        let refold_sql = refold_events_sql(self.dialect());
+        let bound: i64 = sqlx::query(MARKED_THROUGH)
             .fetch_one(&mut *snapshot)
             .await?
             .try_get("through")?;
@@ -1049,7 +989,7 @@ impl SqlStore {
             }
             drop(rows);
             for id in &refold {
-                let mut all = sqlx::query(REFOLD_EVENTS_POSTGRES)
+                let mut all = sqlx::query(&refold_sql)
                     .bind(ws.to_string())
                     .bind(id.to_string())
                     .bind(bound)
@@ -1120,8 +1060,8 @@ impl SqlStore {
         let mut tx = self.pools.write.begin().await?;
         if self.dialect() == Dialect::Postgres {
             // A record stores no event: so marked, it does not hold back the
-            // bound of the claims it runs beside ([`crate::postgres_marks`]).
-            sqlx::query(crate::postgres_marks::WRITES_NO_EVENTS)
+            // bound of the claims it runs beside ([`crate::event_marks`]).
+            sqlx::query(crate::event_marks::WRITES_NO_EVENTS)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -1335,7 +1275,7 @@ impl SqlStore {
         // rest for as long as ingest lasted). The lease given back only if
         // this claim still holds it: a later claim's lease (this one ran
         // out) keeps ingest moving the version for that claim
-        // ([`already_marked`]).
+        // ([`crate::event_marks::already_marked`]).
         for chunk in results.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE rollups SET dirty = CASE WHEN rollups.version = v.column2 THEN 0 ELSE 1 END, \
@@ -2100,7 +2040,7 @@ mod tests {
         let conn = rusqlite::Connection::open(dir.path().join("plan.db")).expect("open");
         for (sql, bound) in [
             (claim_rows_sql(Dialect::Sqlite, IN_CHUNK), IN_CHUNK + 3),
-            (claim_events_sql(Dialect::Sqlite, IN_CHUNK), IN_CHUNK + 1),
+            (claim_events_sql(Dialect::Sqlite, IN_CHUNK), IN_CHUNK + 2),
         ] {
             let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
             let steps: Vec<String> = plan

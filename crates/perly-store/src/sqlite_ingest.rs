@@ -36,8 +36,9 @@
 //! writers take turns on it as well.
 //!
 //! What is stored is exactly what the sqlx path (`SqlStore::store_events`,
-//! still used by the Salesforce pull inside its own transactions and by
-//! PostgreSQL) stores: the same rows, the same marks, the same import.
+//! still used by the Salesforce pull inside its own transactions) stores:
+//! the same rows, the same imports. Neither marks a customer: the marker
+//! does, after the fact ([`crate::event_marks`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -49,7 +50,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::AnyPool;
 
 use crate::ingest_queue::{Batch, GroupWriter};
-use crate::sql::ms;
+use crate::sql::{ms, ImportOf};
 use crate::sqlite_thread::ConnThread;
 use crate::{Error, IngestOutcome, Result};
 
@@ -147,129 +148,75 @@ const FIND_CUSTOMER: &str = "SELECT id FROM customers INDEXED BY customers_live_
      WHERE workspace_id = ?1 AND external_id = ?2 AND archived_at IS NULL";
 
 /// One batch: the rows of known customers, first of each id in the batch,
-/// not stored before, are inserted; their customers are marked for
-/// rescoring (see `SqlStore::store_events` for the import rules).
+/// not stored before, are inserted with their imports (see
+/// `SqlStore::store_events` for the import rules); the marker marks their
+/// customers for rescoring ([`crate::event_marks`]).
 fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcome>> {
     let ws = job.ws.to_string();
     let received = ms(job.now);
     let mut outcomes = vec![IngestOutcome::UnknownCustomer; job.rows.len()];
     let mut customers: HashMap<&str, Option<CustomerId>> = HashMap::new();
     let mut seen: HashSet<&str> = HashSet::with_capacity(job.rows.len());
-    // Per customer with new events: whether one of them is live.
-    let mut marked: HashMap<CustomerId, bool> = HashMap::new();
-    {
-        let mut find = tx.prepare_cached(FIND_CUSTOMER).map_err(map_err)?;
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (workspace_id, event_id) DO NOTHING",
-            )
-            .map_err(map_err)?;
-        for (i, row) in job.rows.iter().enumerate() {
-            let cid = match customers.get(row.customer.as_str()) {
-                Some(known) => *known,
-                None => {
-                    let id: Option<String> = find
-                        .query_row(params![ws, row.customer], |r| r.get(0))
-                        .optional()
-                        .map_err(map_err)?;
-                    let id = id
-                        .map(|s| crate::sql::parse::<CustomerId>("customer id", &s))
-                        .transpose()?;
-                    customers.insert(&row.customer, id);
-                    id
-                }
-            };
-            let Some(cid) = cid else { continue };
-            if !seen.insert(&row.event_id) {
-                outcomes[i] = IngestOutcome::Duplicate;
-                continue;
-            }
-            let stored = insert
-                .execute(params![
-                    ws,
-                    row.event_id,
-                    cid.to_string(),
-                    row.kind,
-                    row.occurred_at,
-                    received,
-                    row.payload
-                ])
-                .map_err(map_err)?;
-            if stored == 1 {
-                outcomes[i] = IngestOutcome::Accepted;
-                *marked.entry(cid).or_default() |= !row.late;
-            } else {
-                outcomes[i] = IngestOutcome::Duplicate;
-            }
-        }
-    }
+    // A batch of an import: that import's id, as text once.
+    let origin_import = match job.origin.import_of(false) {
+        ImportOf::Import(id) => Some(id.to_string()),
+        ImportOf::Live | ImportOf::EventsImport => None,
+    };
     let mut events_import: Option<String> = None;
-    let mut marked_already = tx
-        .prepare_cached(&format!(
-            "SELECT 1 FROM rollups WHERE workspace_id = ?2 AND customer_id = ?1 AND {}",
-            crate::sql::already_marked("?3")
-        ))
-        .map_err(map_err)?;
-    // History's mark (import ?4): the customer waits for that import,
-    // unless it waits for live data already.
-    let mut mark_for_import = tx
+    let mut find = tx.prepare_cached(FIND_CUSTOMER).map_err(map_err)?;
+    let mut insert = tx
         .prepare_cached(
-            "UPDATE rollups SET version = version + 1, dirty = 1, \
-             dirty_at = CASE WHEN dirty = 1 THEN dirty_at ELSE ?2 END, updated_at = ?2, \
-             dirty_import = CASE WHEN dirty = 1 AND dirty_import IS NULL AND version > 0 THEN NULL ELSE ?4 END, \
-             last_import = ?4 \
-             WHERE workspace_id = ?3 AND customer_id = ?1",
+            "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload, import_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (workspace_id, event_id) DO NOTHING",
         )
         .map_err(map_err)?;
-    // Live data's mark: it sets no `last_import` (setting it to itself,
-    // SQLite would rewrite the customer's entry in `rollups_by_last_import`,
-    // a page of its own per customer).
-    let mut mark_live = tx
-        .prepare_cached(
-            "UPDATE rollups SET version = version + 1, dirty = 1, \
-             dirty_at = CASE WHEN dirty = 1 THEN dirty_at ELSE ?2 END, updated_at = ?2, dirty_import = NULL \
-             WHERE workspace_id = ?3 AND customer_id = ?1",
-        )
-        .map_err(map_err)?;
-    // A customer leased by a rescoring claim and already waiting for live
-    // data only needs its version moved: the same result as the full mark,
-    // without rewriting the entries of the indexes over `dirty`, `dirty_at`
-    // and `last_import` (SQLite rewrites an index whose columns are set,
-    // whatever the value).
-    let mut bump = tx
-        .prepare_cached(
-            "UPDATE rollups SET version = version + 1, updated_at = ?2 \
-             WHERE workspace_id = ?3 AND customer_id = ?1 AND dirty = 1 AND dirty_import IS NULL",
-        )
-        .map_err(map_err)?;
-    let mut marked: Vec<(CustomerId, bool)> = marked.into_iter().collect();
-    marked.sort_unstable();
-    for (cid, any_live) in marked {
-        let import = match job.origin.import_of(any_live) {
-            crate::sql::ImportOf::Live => None,
-            crate::sql::ImportOf::Import(id) => Some(id.to_string()),
-            crate::sql::ImportOf::EventsImport => Some(match &events_import {
-                Some(id) => id.clone(),
-                None => {
-                    let id = open_events_import(tx, &ws, received)?;
-                    events_import = Some(id.clone());
-                    id
-                }
-            }),
+    for (i, row) in job.rows.iter().enumerate() {
+        let cid = match customers.get(row.customer.as_str()) {
+            Some(known) => *known,
+            None => {
+                let id: Option<String> = find
+                    .query_row(params![ws, row.customer], |r| r.get(0))
+                    .optional()
+                    .map_err(map_err)?;
+                let id = id
+                    .map(|s| crate::sql::parse::<CustomerId>("customer id", &s))
+                    .transpose()?;
+                customers.insert(&row.customer, id);
+                id
+            }
         };
-        let cid = cid.to_string();
-        if marked_already.exists(params![cid, ws, import]).map_err(map_err)? {
+        let Some(cid) = cid else { continue };
+        if !seen.insert(&row.event_id) {
+            outcomes[i] = IngestOutcome::Duplicate;
             continue;
         }
-        if import.is_none() && bump.execute(params![cid, received, ws]).map_err(map_err)? == 1 {
-            continue;
-        }
-        match import {
-            None => mark_live.execute(params![cid, received, ws]),
-            Some(import) => mark_for_import.execute(params![cid, received, ws, import]),
-        }
-        .map_err(map_err)?;
+        let import: Option<&str> = match job.origin.import_of(!row.late) {
+            ImportOf::Live => None,
+            ImportOf::Import(_) => origin_import.as_deref(),
+            ImportOf::EventsImport => {
+                if events_import.is_none() {
+                    events_import = Some(open_events_import(tx, &ws, received)?);
+                }
+                events_import.as_deref()
+            }
+        };
+        let stored = insert
+            .execute(params![
+                ws,
+                row.event_id,
+                cid.to_string(),
+                row.kind,
+                row.occurred_at,
+                received,
+                row.payload,
+                import
+            ])
+            .map_err(map_err)?;
+        outcomes[i] = if stored == 1 {
+            IngestOutcome::Accepted
+        } else {
+            IngestOutcome::Duplicate
+        };
     }
     Ok(outcomes)
 }

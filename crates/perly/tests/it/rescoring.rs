@@ -354,7 +354,7 @@ async fn a_live_event_is_never_scored_under_an_imports_mark() {
     // Another replica's marker is busy: this one's claims run without it.
     let mut conn = connect_database(&app.database_url).await;
     let mut busy = conn.begin().await.expect("begin");
-    sqlx::query(perly_store::postgres_marks::WRITES_NO_EVENTS)
+    sqlx::query(perly_store::event_marks::WRITES_NO_EVENTS)
         .execute(&mut *busy)
         .await
         .expect("lock");
@@ -379,7 +379,7 @@ async fn a_live_event_is_never_scored_under_an_imports_mark() {
 }
 
 /// A transaction that stores no event and says so
-/// ([`perly_store::postgres_marks::WRITES_NO_EVENTS`], as rescoring's
+/// ([`perly_store::event_marks::WRITES_NO_EVENTS`], as rescoring's
 /// records do) does not hold scoring back while it stays open: the events
 /// stored after it began are scored in the next pass. (Records run beside
 /// the next claim; waited for, they kept every claim one record behind.)
@@ -392,7 +392,7 @@ async fn a_transaction_that_stores_no_events_does_not_hold_scoring_back() {
 
     let mut conn = connect_database(&app.database_url).await;
     let mut open = conn.begin().await.expect("begin");
-    sqlx::query(perly_store::postgres_marks::WRITES_NO_EVENTS)
+    sqlx::query(perly_store::event_marks::WRITES_NO_EVENTS)
         .execute(&mut *open)
         .await
         .expect("lock");
@@ -446,6 +446,50 @@ async fn events_after_a_restore_into_a_younger_cluster_are_still_folded() {
     );
     app.events(vec![nps(&app, "nps-2")]).await;
     assert_eq!(app.rescore().await.scored, 1, "later events are marked as usual");
+}
+
+/// SQLite's marker marks a flood's backlog in slices of 20,000 events
+/// (ingest's groups take turns between them), and all of it in one run: a
+/// customer whose events all come after the first slice is marked too.
+/// (PostgreSQL marks up to its bound in one statement.)
+#[tokio::test]
+async fn the_sqlite_marker_marks_a_backlog_bigger_than_a_slice_in_one_run() {
+    let app = spawn_app().await;
+    if app.database_url.starts_with("postgres") {
+        return;
+    }
+    app.customers(json!([
+        {"external_id": "early", "name": "Early"},
+        {"external_id": "late", "name": "Late"},
+    ]))
+    .await;
+    app.rescore().await;
+    assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 0);
+
+    // Stored as the events API stores them, without marks: 25,000 events
+    // of `early`, then 20,000 of `late`.
+    for (customer, n) in [("early", 25_000), ("late", 20_000)] {
+        app.execute_sql(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) \
+             SELECT c.workspace_id, '{customer}-' || i, c.id, 'nps_response', 0, 0, '{{}}' FROM n \
+             JOIN customers c ON c.workspace_id = '{}' AND c.external_id = '{customer}'",
+            app.ws
+        ))
+        .await;
+    }
+    assert_eq!(
+        app.store.pending_rescore(app.ws).await.expect("pending"),
+        2,
+        "both customers marked"
+    );
+    let mut conn = connect_database(&app.database_url).await;
+    let (through, newest): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT through FROM event_marks), (SELECT MAX(seq) FROM events)")
+            .fetch_one(&mut conn)
+            .await
+            .expect("the marker's position");
+    assert_eq!(through, newest + 1, "every event marked");
 }
 
 /// The rescoring worker sees the events API writing (and leaves the

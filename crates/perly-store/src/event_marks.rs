@@ -1,0 +1,290 @@
+//! Marking the customers of new events for rescoring, after the fact
+//! (issue 17), on both databases.
+//!
+//! Ingest only appends events ([`crate::sqlite_ingest`],
+//! [`crate::postgres_ingest`], and the Salesforce pull's
+//! `SqlStore::store_events`): it reads and writes no customer's row. Each
+//! event carries a position (below) and the import it belongs to
+//! (`events.import_id`, NULL for live data). Before, every batch read each
+//! of its customers' `rollups` row and often wrote it: on PostgreSQL
+//! concurrent batches waited for each other's locks on the rows they
+//! shared (85–88 % of their waits), on SQLite the marks were about 45 % of
+//! the one writer's time at 100,000 customers (BENCHMARKS.md).
+//!
+//! The marker ([`SqlStore::mark_new_events`]) marks the customers of the
+//! events from `event_marks.through` up to a bound below which every event
+//! is final, with the mark ingest used to write, then moves `through` to
+//! the bound. A rescoring claim folds a customer's events below
+//! `event_marks.through` as its snapshot sees it, from where its blob
+//! stopped: it folds only events whose marks it sees, so a live event is
+//! never scored under an import's mark. Each event is thus marked once and
+//! folded once. A customer whose events are marked while a claim holds it
+//! has its version moved, so that claim does not clear its mark, and the
+//! next claim folds them.
+//!
+//! **SQLite:** the position is `seq`. The one writer commits events in
+//! `seq` order, so the bound is the newest `seq` plus one, read inside the
+//! marker's write transaction: no event can appear below it later. A blob
+//! says the newest `seq` it folded (`rollup_blobs.folded_seq`).
+//!
+//! **PostgreSQL:** the position is the id of the transaction that stored
+//! the event (`events.xid`). Transaction ids are not commit order, but
+//! every transaction with an id below the oldest one still running (a
+//! snapshot's `xmin`; see [`NEXT_STATEMENTS_BOUND`] for transactions of
+//! other databases) has ended: the events below that bound are final, and
+//! no event can appear below it later. A blob says the bound it folded
+//! through (`rollup_blobs.folded_xid`).
+//!
+//! A transaction of Perly's PostgreSQL database that writes and stays open
+//! holds the bound back: events stored after it are scored once it ends.
+//! Perly's own writes are short; read-only transactions (`pg_dump`,
+//! reports) have no id and hold nothing; other databases' transactions are
+//! not waited for.
+//!
+//! A database restored with `pg_restore` into another cluster keeps the
+//! source's transaction ids, which may be ahead of the new cluster's: new
+//! events would then sort below what was folded. The marker sees its
+//! `through` ahead of the current transaction id and rebases: every event
+//! gets 1 (folded) or 2 (not yet), every stored rollup `folded_xid` 2, and
+//! the customers of the events not folded yet are marked. The server runs
+//! the marker when it connects, before it takes any event: an event stored
+//! in the new cluster before the rebase could not be told from the
+//! restored ones by its id. (An SQLite backup is a copy of the file: its
+//! `seq`s go on from where they were.)
+
+use sqlx::Row;
+
+use crate::db::Dialect;
+use crate::sql::SqlStore;
+use crate::Result;
+
+/// Whether marking a rollup for `import` (an SQL expression, NULL for live
+/// data) would change nothing of it but its version: it is marked for the
+/// same data already and no rescoring claim holds it. The marker skips
+/// such rows, which spares a write per customer (at 100,000 customers,
+/// when ingest marked batch by batch, those writes were most of its time:
+/// each lands on its own page of `rollups` and of its indexes). The version only tells a claim in flight
+/// that new data came; without a lease there is no claim, and the next one
+/// reads the new events. A rollup never marked by data (version 0: a new
+/// customer's) is marked, so that its version says live data came (see
+/// the mark's `dirty_import`). A release of leases moves the version too
+/// ([`Store::release_rescore`]). Never NULL.
+fn already_marked(import: &str) -> String {
+    format!(
+        "COALESCE(rollups.dirty = 1 AND rollups.version > 0 AND rollups.lease_until IS NULL AND CASE WHEN {import} IS NULL \
+         THEN rollups.dirty_import IS NULL ELSE rollups.last_import = {import} AND (rollups.dirty_import = {import} \
+         OR rollups.dirty_import IS NULL) END, FALSE)"
+    )
+}
+
+/// The column that places an event for the marker and the claims: `seq`
+/// on SQLite, the transaction's id on PostgreSQL (see the module's doc).
+pub(crate) fn position_column(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "seq",
+        Dialect::Postgres => "xid",
+    }
+}
+
+/// The new events' customers from `$1` (`through`) to `$2` (the bound),
+/// marked as ingest marked them batch by batch: one row per customer, live
+/// when one of its new events is live (NULL import, which wins over an
+/// import), counted in the import of its history if it has some
+/// (`last_import`), waiting since its oldest new event arrived. A customer
+/// marked for the same already, and not claimed, is skipped (as
+/// [`already_marked`]). On PostgreSQL rows are locked in customer order
+/// first, as rescoring and upserts lock them, so the marker and a record
+/// never wait for each other in a cycle (SQLite has one writer).
+fn mark_sql(dialect: Dialect) -> String {
+    let (live, locked, join_locked) = match dialect {
+        Dialect::Sqlite => ("max(import_id IS NULL)", "", ""),
+        Dialect::Postgres => (
+            "bool_or(import_id IS NULL)",
+            ", locked AS (SELECT r.workspace_id, r.customer_id FROM rollups r JOIN new n \
+             ON r.workspace_id = n.workspace_id AND r.customer_id = n.customer_id ORDER BY r.customer_id FOR UPDATE OF r)",
+            " JOIN locked l ON l.workspace_id = v.workspace_id AND l.customer_id = v.customer_id",
+        ),
+    };
+    let position = position_column(dialect);
+    dialect.positional(format!(
+        "WITH new AS (SELECT workspace_id, customer_id, {live} AS live, max(import_id) AS import, \
+         min(received_at) AS since, max(received_at) AS latest FROM events WHERE {position} >= $1 AND {position} < $2 \
+         GROUP BY workspace_id, customer_id){locked} \
+         UPDATE rollups SET version = rollups.version + 1, dirty = 1, \
+         dirty_at = CASE WHEN rollups.dirty = 1 THEN rollups.dirty_at ELSE v.since END, updated_at = v.latest, \
+         dirty_import = CASE WHEN v.live OR v.import IS NULL OR (rollups.dirty = 1 AND rollups.dirty_import IS NULL \
+         AND rollups.version > 0) THEN NULL ELSE v.import END, last_import = COALESCE(v.import, rollups.last_import) \
+         FROM new v{join_locked} \
+         WHERE rollups.workspace_id = v.workspace_id AND rollups.customer_id = v.customer_id \
+         AND NOT ({} AND (NOT v.live OR rollups.dirty_import IS NULL))",
+        already_marked("v.import")
+    ))
+}
+
+/// Taken first by a transaction that stores no event (a rescoring record,
+/// which runs beside the next claim, and the marker): a shared advisory lock (two-key
+/// form, keys "Perl" and 1), held to its end. Its transaction id only
+/// exists once it writes, after this, so while the id shows the lock shows
+/// too, and the bound does not wait for it.
+pub const WRITES_NO_EVENTS: &str = "SELECT pg_advisory_xact_lock_shared(1348825708, 1)";
+
+/// Events the SQLite marker marks in one transaction at most: a flood's
+/// backlog is marked in slices, with ingest's groups in between.
+const SQLITE_SLICE: i64 = 20_000;
+
+/// The marker's working memory for grouping new events by customer.
+const MARKER_WORK_MEM: &str = "SET LOCAL work_mem = '64MB'";
+
+/// A bound on transaction ids for the statements that run after this one
+/// (not for this one's own snapshot): every transaction below it that may
+/// store events has ended before those statements start, so its events are
+/// in their snapshots, and every transaction to come gets an id above it.
+///
+/// It is the statement's snapshot `xmax` or its oldest transaction still
+/// running, not counting:
+/// * the ones known to run in another database of the cluster (they cannot
+///   write Perly's events, and a long one, another application's or a
+///   test's next door, would hold scoring back);
+/// * the ones holding [`WRITES_NO_EVENTS`] (the rescoring worker's records,
+///   which would hold back the claim pipelined beside them);
+/// * the ones that have ended since the snapshot was taken (over before the
+///   next statement starts).
+///
+/// A transaction whose session is not visible (`pg_stat_activity` hides
+/// other roles' sessions without `pg_read_all_stats`) and that still runs
+/// is counted. Which database a transaction runs in, and that it took the
+/// lock before it had an id, are facts, so it does not matter when
+/// `pg_stat_activity` and `pg_locks` are read.
+const NEXT_STATEMENTS_BOUND: &str = "(SELECT LEAST(pg_snapshot_xmax(c.s)::text::bigint, \
+     (SELECT min(x::text::bigint) FROM pg_snapshot_xip(c.s) AS x WHERE pg_xact_status(x) = 'in progress' \
+     AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid = x::xid \
+     AND (a.datname IS DISTINCT FROM current_database() OR EXISTS (SELECT 1 FROM pg_locks l \
+     WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.classid = 1348825708::oid AND l.objid = 1::oid \
+     AND l.objsubid = 2 AND l.granted))))) \
+     FROM (SELECT pg_current_snapshot() AS s) c)";
+
+impl SqlStore {
+    /// Marks the customers of the events stored since the last run for
+    /// rescoring. Returns the customers marked. Another replica marking at
+    /// the same moment makes this a no-op on PostgreSQL: it marks the same
+    /// events.
+    pub async fn mark_new_events(&self) -> Result<u64> {
+        match self.dialect() {
+            Dialect::Sqlite => self.mark_new_events_sqlite().await,
+            Dialect::Postgres => crate::sql::retry_conflicts(|| self.mark_new_events_once()).await,
+        }
+    }
+
+    /// SQLite: the events up to the newest when it starts, a slice of
+    /// [`SQLITE_SLICE`] at a time, each in a transaction of its own on
+    /// sqlx's write connection, so that ingest's groups take turns with
+    /// the slices of a flood's backlog.
+    async fn mark_new_events_sqlite(&self) -> Result<u64> {
+        let sql = mark_sql(Dialect::Sqlite);
+        let mut marked = 0;
+        let mut newest = None;
+        loop {
+            let mut tx = self.pools.write.begin().await?;
+            // Read inside the write transaction: no other writer runs while
+            // it holds sqlx's one write connection (nor the events API's,
+            // which holds it too while it writes).
+            let row = sqlx::query(
+                "SELECT through, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events) AS bound \
+                 FROM event_marks WHERE id = 1",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            let (through, bound): (i64, i64) = (row.try_get("through")?, row.try_get("bound")?);
+            let bound = bound.min(*newest.get_or_insert(bound));
+            let slice_end = bound.min(through.saturating_add(SQLITE_SLICE));
+            if slice_end <= through {
+                return Ok(marked);
+            }
+            marked += sqlx::query(&sql)
+                .bind(through)
+                .bind(slice_end)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE event_marks SET through = $1 WHERE id = 1")
+                .bind(slice_end)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+    }
+
+    async fn mark_new_events_once(&self) -> Result<u64> {
+        let mut tx = self.pools.write.begin().await?;
+        // The marker stores no event: the claims beside it need not wait.
+        sqlx::query(WRITES_NO_EVENTS).execute(&mut *tx).await?;
+        // Grouping the events of a flood by customer took more than the
+        // default 4 MB of working memory and spilled to temporary files
+        // (350 MB written in one benchmark run): one marker runs at a time.
+        sqlx::query(MARKER_WORK_MEM).execute(&mut *tx).await?;
+        let row = sqlx::query(&format!(
+            "SELECT through, {NEXT_STATEMENTS_BOUND} AS bound, pg_current_xact_id()::text::bigint AS current \
+             FROM event_marks WHERE id = 1 FOR UPDATE SKIP LOCKED"
+        ))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(0);
+        };
+        let (through, bound, current): (i64, i64, i64) =
+            (row.try_get("through")?, row.try_get("bound")?, row.try_get("current")?);
+        if through > current {
+            let marked = rebase(&mut tx, through, current).await?;
+            tx.commit().await?;
+            return Ok(marked);
+        }
+        if bound <= through {
+            return Ok(0);
+        }
+        let marked = sqlx::query(&mark_sql(Dialect::Postgres))
+            .bind(through)
+            .bind(bound)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE event_marks SET through = GREATEST(through, $1) WHERE id = 1")
+            .bind(bound)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(marked)
+    }
+}
+
+/// After a restore into a cluster whose transaction ids are behind the
+/// source's: renumbers every event as folded (1) or not (2), every stored
+/// rollup's bound to 2, marks the customers of the events not folded (a
+/// claim before this may have cleared their marks without folding them,
+/// its bound being below theirs), and starts the marker at the current id.
+async fn rebase(tx: &mut sqlx::Transaction<'static, sqlx::Any>, through: i64, current: i64) -> Result<u64> {
+    tracing::warn!(
+        marker_through = through,
+        current_transaction = current,
+        "the events' transaction ids are ahead of this database's (restored into another cluster?): renumbering them"
+    );
+    sqlx::query(
+        "UPDATE events e SET xid = CASE WHEN e.xid >= COALESCE((SELECT b.folded_xid FROM rollup_blobs b \
+         WHERE b.customer_id = e.customer_id AND b.workspace_id = e.workspace_id), 0) THEN 2 ELSE 1 END",
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE rollup_blobs SET folded_xid = 2")
+        .execute(&mut **tx)
+        .await?;
+    let marked = sqlx::query(&mark_sql(Dialect::Postgres))
+        .bind(2_i64)
+        .bind(3_i64)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    sqlx::query("UPDATE event_marks SET through = $1 WHERE id = 1")
+        .bind(current)
+        .execute(&mut **tx)
+        .await?;
+    Ok(marked)
+}
