@@ -180,7 +180,6 @@ impl SqlStore {
     /// sqlx's write connection, so that ingest's groups take turns with
     /// the slices of a flood's backlog.
     async fn mark_new_events_sqlite(&self) -> Result<u64> {
-        let sql = mark_sql(Dialect::Sqlite);
         let mut marked = 0;
         let mut newest = None;
         loop {
@@ -200,16 +199,7 @@ impl SqlStore {
             if slice_end <= through {
                 return Ok(marked);
             }
-            marked += sqlx::query(&sql)
-                .bind(through)
-                .bind(slice_end)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            sqlx::query("UPDATE event_marks SET through = $1 WHERE id = 1")
-                .bind(slice_end)
-                .execute(&mut *tx)
-                .await?;
+            marked += mark_range(&mut tx, Dialect::Sqlite, through, slice_end).await?;
             tx.commit().await?;
         }
     }
@@ -241,19 +231,32 @@ impl SqlStore {
         if bound <= through {
             return Ok(0);
         }
-        let marked = sqlx::query(&mark_sql(Dialect::Postgres))
-            .bind(through)
-            .bind(bound)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("UPDATE event_marks SET through = GREATEST(through, $1) WHERE id = 1")
-            .bind(bound)
-            .execute(&mut *tx)
-            .await?;
+        let marked = mark_range(&mut tx, Dialect::Postgres, through, bound).await?;
         tx.commit().await?;
         Ok(marked)
     }
+}
+
+/// Marks the customers of the events from `through` to `bound` and moves
+/// the marker's position to `bound` (never back). Returns the customers
+/// marked.
+async fn mark_range(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
+    through: i64,
+    bound: i64,
+) -> Result<u64> {
+    let marked = sqlx::query(&mark_sql(dialect))
+        .bind(through)
+        .bind(bound)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    sqlx::query("UPDATE event_marks SET through = CASE WHEN through > $1 THEN through ELSE $1 END WHERE id = 1")
+        .bind(bound)
+        .execute(&mut **tx)
+        .await?;
+    Ok(marked)
 }
 
 /// After a restore into a cluster whose transaction ids are behind the
