@@ -237,6 +237,17 @@ impl SqlStore {
     }
 }
 
+/// Marks the customers of the events from `from` to `to` ([`mark_sql`]).
+/// Returns the customers marked.
+async fn mark(tx: &mut sqlx::Transaction<'static, sqlx::Any>, dialect: Dialect, from: i64, to: i64) -> Result<u64> {
+    Ok(sqlx::query(&mark_sql(dialect))
+        .bind(from)
+        .bind(to)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
 /// Marks the customers of the events from `through` to `bound` and moves
 /// the marker's position to `bound` (never back). Returns the customers
 /// marked.
@@ -246,12 +257,7 @@ async fn mark_range(
     through: i64,
     bound: i64,
 ) -> Result<u64> {
-    let marked = sqlx::query(&mark_sql(dialect))
-        .bind(through)
-        .bind(bound)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let marked = mark(tx, dialect, through, bound).await?;
     sqlx::query("UPDATE event_marks SET through = CASE WHEN through > $1 THEN through ELSE $1 END WHERE id = 1")
         .bind(bound)
         .execute(&mut **tx)
@@ -279,12 +285,7 @@ async fn rebase(tx: &mut sqlx::Transaction<'static, sqlx::Any>, through: i64, cu
     sqlx::query("UPDATE rollup_blobs SET folded_xid = 2")
         .execute(&mut **tx)
         .await?;
-    let marked = sqlx::query(&mark_sql(Dialect::Postgres))
-        .bind(2_i64)
-        .bind(3_i64)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let marked = mark(tx, Dialect::Postgres, 2, 3).await?;
     sqlx::query("UPDATE event_marks SET through = $1 WHERE id = 1")
         .bind(current)
         .execute(&mut **tx)
