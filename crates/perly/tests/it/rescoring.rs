@@ -542,6 +542,25 @@ async fn slices_are_short_while_ingest_waits_for_the_writer() {
     }
 }
 
+/// While ingest has a backlog the pass steps aside between slices (from 0
+/// batches on stands for a backlog here), and every customer is still
+/// scored; without one it never waits. Nothing is stepped aside for after
+/// the last slice.
+#[tokio::test]
+async fn the_pass_steps_aside_between_slices_while_ingest_has_a_backlog() {
+    for (backlog, stepped_aside) in [(0, 3), (perly::rescore::INGEST_BACKLOG, 0)] {
+        let app = spawn_app().await;
+        seed(&app, &app.key, "c", 300).await;
+        let stats = Rescorer::new(app.store.clone(), 100)
+            .with_ingest_backlog(backlog)
+            .run_once(app.now())
+            .await
+            .expect("pass");
+        assert_eq!(stats.scored, 300, "backlog from {backlog}");
+        assert_eq!(stats.stepped_aside, stepped_aside, "backlog from {backlog}");
+    }
+}
+
 /// Every customer of a rescored batch is stamped as scored, whether its
 /// data gave a score or not: the profile's `scored_at` says when Perly last
 /// looked, and a customer without a verdict is not left looking unscored.
