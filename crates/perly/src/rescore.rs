@@ -299,11 +299,12 @@ impl Rescorer {
     /// waiting), the pass steps aside after each slice for as long as the
     /// slice took ([`step_aside`]): rescoring then takes at most half the
     /// time, ingest's callers get the writer and the cores, and a customer
-    /// rescored later folds more of its events at once. At 100,000
-    /// customers flat out: 8–10 % more events/s accepted, rescoring caught
-    /// up 3–4 s sooner, 1.54–1.63 rescores a customer instead of 1.66–1.68.
-    /// From a backlog of one batch it also slowed scores at 5,000 events/s
-    /// (BENCHMARKS.md, "Fourteenth session").
+    /// rescored later folds more of its events at once. On SQLite at
+    /// 100,000 customers flat out: 19.0–20.4 k events/s accepted instead
+    /// of 17.4–17.8 k, rescoring caught up 42.5–47.5 s after the start
+    /// instead of 47.5–48.7 s, 1.57–1.59 rescores a customer instead of
+    /// 1.64–1.66. From a backlog of one batch it also slowed scores at
+    /// 5,000 events/s (BENCHMARKS.md, "Fourteenth session").
     async fn pass(&self, now: &(dyn Fn() -> DateTime<Utc> + Sync)) -> perly_store::Result<PassStats> {
         let mut stats = PassStats::default();
         self.release_failed_claims().await?;
@@ -379,12 +380,14 @@ impl Rescorer {
                 return Err(e);
             }
             queue.retain(|(ws, _)| !failed.contains(ws));
+            // Only between slices: with nothing left, the pass ends.
             let more = in_flight.is_some() || !queue.is_empty();
-            if let Some(pause) = step_aside(self.store.ingest_waiting(), self.ingest_backlog, started.elapsed()) {
-                if more {
-                    stats.stepped_aside += 1;
-                    tokio::time::sleep(pause).await;
-                }
+            let pause = more
+                .then(|| step_aside(self.store.ingest_waiting(), self.ingest_backlog, started.elapsed()))
+                .flatten();
+            if let Some(pause) = pause {
+                stats.stepped_aside += 1;
+                tokio::time::sleep(pause).await;
             }
         }
         self.settle(now(), &mut stats).await?;
