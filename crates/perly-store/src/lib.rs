@@ -216,6 +216,11 @@ pub trait Store: Accounts + Deliveries + Imports + Ops + Portfolio + Secrets + S
     async fn workspaces_to_rescore(&self) -> Result<Vec<WorkspaceId>>;
     /// How many customers wait for rescoring.
     async fn pending_rescore(&self, ws: WorkspaceId) -> Result<u64>;
+    /// Whether no customer waits for rescoring: [`Store::pending_rescore`]
+    /// is zero, told from the first marked customer's index entry instead
+    /// of counting them all (a count of 100,000 marks took 79 ms on
+    /// PostgreSQL, for a benchmark polling every 200 ms).
+    async fn rescore_caught_up(&self, ws: WorkspaceId) -> Result<bool>;
     /// Whether this process's events API is writing: a batch queued or
     /// being written, or one answered less than `quiet` ago. The rescoring
     /// worker leaves the database's writer to it meanwhile (one claim or

@@ -1488,6 +1488,15 @@ impl Store for SqlStore {
         Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
     }
 
+    async fn rescore_caught_up(&self, ws: WorkspaceId) -> Result<bool> {
+        self.mark_new_events().await?;
+        let marked = sqlx::query("SELECT 1 AS one FROM rollups WHERE workspace_id = $1 AND dirty = 1 LIMIT 1")
+            .bind(ws.to_string())
+            .fetch_optional(&self.pools.read)
+            .await?;
+        Ok(marked.is_none())
+    }
+
     async fn list_customers(&self, ws: WorkspaceId, query: &CustomerQuery) -> Result<Page<CustomerSummary>> {
         let limit = query.limit.clamp(1, 500);
         let sort = query.sort;

@@ -93,6 +93,8 @@ async fn a_workspace_with_corrupt_data_does_not_stop_rescoring_of_the_others() {
     // The broken workspace's customers wait (still marked) for a fix.
     assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 3);
     assert_eq!(app.store.pending_rescore(other).await.expect("pending"), 0);
+    assert!(!app.store.rescore_caught_up(app.ws).await.expect("caught up"));
+    assert!(app.store.rescore_caught_up(other).await.expect("caught up"));
 }
 
 #[tokio::test]
@@ -465,6 +467,7 @@ async fn the_sqlite_marker_marks_a_backlog_bigger_than_a_slice_in_one_run() {
     .await;
     app.rescore().await;
     assert_eq!(app.store.pending_rescore(app.ws).await.expect("pending"), 0);
+    assert!(app.store.rescore_caught_up(app.ws).await.expect("caught up"));
 
     // Stored as the events API stores them, without marks: 25,000 events
     // of `early`, then 20,000 of `late`.
@@ -478,6 +481,10 @@ async fn the_sqlite_marker_marks_a_backlog_bigger_than_a_slice_in_one_run() {
         ))
         .await;
     }
+    assert!(
+        !app.store.rescore_caught_up(app.ws).await.expect("caught up"),
+        "events not marked yet are waited for"
+    );
     assert_eq!(
         app.store.pending_rescore(app.ws).await.expect("pending"),
         2,
