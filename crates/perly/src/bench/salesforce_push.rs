@@ -111,8 +111,7 @@ pub async fn run(url: Option<String>, dir: &tempfile::TempDir, a: SalesforcePush
             .first()
             .is_some_and(|s| s.state == perly_store::SyncState::Succeeded);
         let pushes = store.salesforce_push_status(ws.id).await?;
-        if synced && store.pending_rescore(ws.id).await? == 0 && pushes.pending == 0 && pushes.last_pushed_at.is_some()
-        {
+        if synced && store.rescore_caught_up(ws.id).await? && pushes.pending == 0 && pushes.last_pushed_at.is_some() {
             break;
         }
         anyhow::ensure!(setup.elapsed() < StdDuration::from_secs(600), "setup did not finish");
