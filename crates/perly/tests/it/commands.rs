@@ -196,6 +196,25 @@ fn perly_bench_runs_at_a_small_size() {
         delivery.contains("20 alert messages expected, 20 received"),
         "{delivery}"
     );
+    // Every score change reaches its Account, and every alert its Task and
+    // post (the Accounts are given data enough for a verdict first).
+    let push = run(&[
+        "bench",
+        "salesforce-push",
+        "--accounts",
+        "50",
+        "--rate",
+        "10",
+        "--seconds",
+        "2",
+    ]);
+    for line in [
+        "score → Account: 20 seen",
+        "alert → Task:    20 seen",
+        "alert → post:    20 seen",
+    ] {
+        assert!(push.contains(line), "{line}: {push}");
+    }
 }
 
 /// `perly standin salesforce` serves a generated org and says where, as one
