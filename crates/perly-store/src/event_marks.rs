@@ -69,11 +69,14 @@ use crate::Result;
 /// customer's) is marked, so that its version says live data came (see
 /// the mark's `dirty_import`). A release of leases moves the version too
 /// ([`Store::release_rescore`]). Never NULL.
-fn already_marked(import: &str) -> String {
+///
+/// `r` names the row as it is now: on PostgreSQL the marker's locked copy,
+/// not the statement's snapshot of the table (see [`mark_sql`]).
+fn already_marked(r: &str, import: &str) -> String {
     format!(
-        "COALESCE(rollups.dirty = 1 AND rollups.version > 0 AND rollups.lease_until IS NULL AND CASE WHEN {import} IS NULL \
-         THEN rollups.dirty_import IS NULL ELSE rollups.last_import = {import} AND (rollups.dirty_import = {import} \
-         OR rollups.dirty_import IS NULL) END, FALSE)"
+        "COALESCE({r}.dirty = 1 AND {r}.version > 0 AND {r}.lease_until IS NULL AND CASE WHEN {import} IS NULL \
+         THEN {r}.dirty_import IS NULL ELSE {r}.last_import = {import} AND ({r}.dirty_import = {import} \
+         OR {r}.dirty_import IS NULL) END, FALSE)"
     )
 }
 
@@ -94,15 +97,24 @@ pub(crate) fn position_column(dialect: Dialect) -> &'static str {
 /// marked for the same already, and not claimed, is skipped (as
 /// [`already_marked`]). On PostgreSQL rows are locked in customer order
 /// first, as rescoring and upserts lock them, so the marker and a record
-/// never wait for each other in a cycle (SQLite has one writer).
+/// never wait for each other in a cycle (SQLite has one writer); whether a
+/// row is marked already is read from the locked row (`l`), which is its
+/// newest version: the `UPDATE`'s own scan reads the statement's
+/// snapshot, and a row that fails its condition there is skipped without
+/// a look at a newer version. A customer a claim leased (or a record
+/// cleared) after that snapshot was taken looked marked and unclaimed, was
+/// skipped, and the claim, which folds only what was marked before, then
+/// cleared its mark: its new events waited for its next one.
 fn mark_sql(dialect: Dialect) -> String {
-    let (live, locked, join_locked) = match dialect {
-        Dialect::Sqlite => ("max(import_id IS NULL)", "", ""),
+    let (live, locked, join_locked, current) = match dialect {
+        Dialect::Sqlite => ("max(import_id IS NULL)", "", "", "rollups"),
         Dialect::Postgres => (
             "bool_or(import_id IS NULL)",
-            ", locked AS (SELECT r.workspace_id, r.customer_id FROM rollups r JOIN new n \
+            ", locked AS (SELECT r.workspace_id, r.customer_id, r.dirty, r.version, r.lease_until, r.dirty_import, \
+             r.last_import FROM rollups r JOIN new n \
              ON r.workspace_id = n.workspace_id AND r.customer_id = n.customer_id ORDER BY r.customer_id FOR UPDATE OF r)",
             " JOIN locked l ON l.workspace_id = v.workspace_id AND l.customer_id = v.customer_id",
+            "l",
         ),
     };
     let position = position_column(dialect);
@@ -116,8 +128,8 @@ fn mark_sql(dialect: Dialect) -> String {
          AND rollups.version > 0) THEN NULL ELSE v.import END, last_import = COALESCE(v.import, rollups.last_import) \
          FROM new v{join_locked} \
          WHERE rollups.workspace_id = v.workspace_id AND rollups.customer_id = v.customer_id \
-         AND NOT ({} AND (NOT v.live OR rollups.dirty_import IS NULL))",
-        already_marked("v.import")
+         AND NOT ({} AND (NOT v.live OR {current}.dirty_import IS NULL))",
+        already_marked(current, "v.import")
     ))
 }
 

@@ -380,6 +380,63 @@ async fn a_live_event_is_never_scored_under_an_imports_mark() {
     assert!(alerts[0]["import_id"].is_null(), "news, not history: {}", alerts[0]);
 }
 
+/// A customer whose new events are marked while another replica's claim
+/// takes its lease has its version moved, so that claim, which folds only
+/// what was marked before, does not clear the mark: the events are scored
+/// by the next claim. The marker decides whether a customer is marked
+/// already from the row it holds locked, not from the statement's
+/// snapshot: one leased just after that snapshot was taken was skipped,
+/// the claim then cleared its mark, and its events waited for the
+/// customer's next event (tried: the count below stayed at 1).
+#[tokio::test]
+async fn events_marked_while_another_replica_takes_the_lease_are_scored() {
+    let Some(app) = postgres_acme().await else {
+        return;
+    };
+    app.rescore().await;
+    // `nps-1` is marked (live) and waits for a claim.
+    app.events(vec![nps(&app, "nps-1")]).await;
+    assert!(!app.store.rescore_caught_up(app.ws).await.expect("marker"));
+    let mut conn = connect_database(&app.database_url).await;
+    let (customer, version): (String, i64) = sqlx::query_as(
+        "SELECT r.customer_id, r.version FROM rollups r JOIN customers c ON c.id = r.customer_id \
+         WHERE c.external_id = 'acme'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("acme's rollup");
+    // `nps-2` is stored; another replica's claim leases acme and has not
+    // committed when this replica's marker starts.
+    app.events(vec![nps(&app, "nps-2")]).await;
+    let mut claim = conn.begin().await.expect("begin");
+    sqlx::query(&format!(
+        "UPDATE rollups SET lease_until = 9000000000000 WHERE customer_id = '{customer}'"
+    ))
+    .execute(&mut *claim)
+    .await
+    .expect("lease");
+    let store = app.store.clone();
+    let ws = app.ws;
+    let marker = tokio::spawn(async move { store.rescore_caught_up(ws).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    claim.commit().await.expect("commit the lease");
+    marker.await.expect("marker task").expect("marker");
+    // The other replica's claim read its bound before the marker moved it:
+    // it folded `nps-1` only, and its record clears the mark if the
+    // version is the one it claimed.
+    app.execute_sql(&format!(
+        "UPDATE rollups SET dirty = CASE WHEN version = {version} THEN 0 ELSE 1 END, lease_until = NULL \
+         WHERE customer_id = '{customer}'"
+    ))
+    .await;
+    app.rescore().await;
+    let answers = nps_answers(&app).await;
+    assert!(
+        answers.contains("(3 in 180 days)"),
+        "nps-2 scored by the next claim: {answers}"
+    );
+}
+
 /// A transaction that stores no event and says so
 /// ([`perly_store::event_marks::WRITES_NO_EVENTS`], as rescoring's
 /// records do) does not hold scoring back while it stays open: the events
