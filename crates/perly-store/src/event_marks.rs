@@ -30,7 +30,7 @@
 //! **PostgreSQL:** the position is the id of the transaction that stored
 //! the event (`events.xid`). Transaction ids are not commit order, but
 //! every transaction with an id below the oldest one still running (a
-//! snapshot's `xmin`; see [`NEXT_STATEMENTS_BOUND`] for transactions of
+//! snapshot's `xmin`; see [`next_statements_bound`] for transactions of
 //! other databases) has ended: the events below that bound are final, and
 //! no event can appear below it later. A blob says the bound it folded
 //! through (`rollup_blobs.folded_xid`).
@@ -147,16 +147,19 @@ const SQLITE_SLICE: i64 = 20_000;
 /// The marker's working memory for grouping new events by customer.
 const MARKER_WORK_MEM: &str = "SET LOCAL work_mem = '64MB'";
 
-/// A bound on transaction ids for the statements that run after this one
-/// (not for this one's own snapshot): every transaction below it that may
-/// store events has ended before those statements start, so its events are
-/// in their snapshots, and every transaction to come gets an id above it.
+/// A bound on transaction ids for the statements that run after the
+/// marker's first one (not for that one's own snapshot): every transaction
+/// below it that may store events has ended before those statements start,
+/// so its events are in their snapshots, and every transaction to come gets
+/// an id above it.
 ///
-/// It is the statement's snapshot `xmax` or its oldest transaction still
-/// running, not counting:
+/// It is the first statement's snapshot `xmax` or its oldest transaction
+/// still running, not counting:
 /// * the ones known to run in another database of the cluster (they cannot
 ///   write Perly's events, and a long one, another application's or a
 ///   test's next door, would hold scoring back);
+/// * autovacuum's (an `ANALYZE` has an id while it writes its statistics,
+///   and never an event);
 /// * the ones holding [`WRITES_NO_EVENTS`] (the rescoring worker's records,
 ///   which would hold back the claim pipelined beside them);
 /// * the ones that have ended since the snapshot was taken (over before the
@@ -164,16 +167,71 @@ const MARKER_WORK_MEM: &str = "SET LOCAL work_mem = '64MB'";
 ///
 /// A transaction whose session is not visible (`pg_stat_activity` hides
 /// other roles' sessions without `pg_read_all_stats`) and that still runs
-/// is counted. Which database a transaction runs in, and that it took the
-/// lock before it had an id, are facts, so it does not matter when
-/// `pg_stat_activity` and `pg_locks` are read.
-const NEXT_STATEMENTS_BOUND: &str = "(SELECT LEAST(pg_snapshot_xmax(c.s)::text::bigint, \
-     (SELECT min(x::text::bigint) FROM pg_snapshot_xip(c.s) AS x WHERE pg_xact_status(x) = 'in progress' \
-     AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid = x::xid \
-     AND (a.datname IS DISTINCT FROM current_database() OR EXISTS (SELECT 1 FROM pg_locks l \
-     WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.classid = 1348825708::oid AND l.objid = 1::oid \
-     AND l.objsubid = 2 AND l.granted))))) \
-     FROM (SELECT pg_current_snapshot() AS s) c)";
+/// is counted.
+///
+/// The order of the reads is what makes this safe and live (see
+/// [`excluded`] and [`running`]): the snapshot, then the sessions and
+/// their locks, then whether each transaction of the snapshot still runs.
+/// One that still runs at the last read ran at the second, so its
+/// session showed it with its database and its lock. Read in one
+/// statement, the status came first: a transaction of another database
+/// that ended between the two reads showed no session, counted as one of
+/// Perly's, and held every event stored after it back for one pass (a
+/// test that asserts after one pass failed in CI with many databases
+/// busy).
+async fn next_statements_bound(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    snapshot: &str,
+    xmax: i64,
+) -> Result<i64> {
+    let excluded = excluded(tx).await?;
+    let running = running(tx, snapshot).await?;
+    Ok(bound(xmax, &running, &excluded))
+}
+
+/// The transactions that cannot store events, as their 32-bit ids: those
+/// of other databases, of autovacuum and of the holders of
+/// [`WRITES_NO_EVENTS`]. `pg_stat_activity` is read once per transaction
+/// (PostgreSQL keeps what the first read saw until the transaction ends),
+/// `pg_locks` as it is now; both after the snapshot was taken. A lock seen
+/// held is held by the transaction the session showed, if that one still
+/// runs: the lock is taken before the id exists.
+async fn excluded(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<std::collections::HashSet<i64>> {
+    let rows = sqlx::query(
+        "SELECT a.backend_xid::text::bigint AS x FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL \
+         AND (a.datname IS DISTINCT FROM current_database() OR a.backend_type = 'autovacuum worker' \
+         OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' \
+         AND l.classid = 1348825708::oid AND l.objid = 1::oid AND l.objsubid = 2 AND l.granted))",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get::<i64, _>("x")?)).collect()
+}
+
+/// The transactions of `snapshot` still running, read after [`excluded`]:
+/// (full id, 32-bit id).
+async fn running(tx: &mut sqlx::Transaction<'static, sqlx::Any>, snapshot: &str) -> Result<Vec<(i64, i64)>> {
+    let rows = sqlx::query(
+        "SELECT x::text::bigint AS x, x::xid::text::bigint AS short FROM pg_snapshot_xip($1::text::pg_snapshot) AS x \
+         WHERE pg_xact_status(x) = 'in progress'",
+    )
+    .bind(snapshot)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<i64, _>("x")?, r.try_get::<i64, _>("short")?)))
+        .collect()
+}
+
+/// The snapshot's `xmax`, or the oldest of the `running` transactions
+/// (full id, 32-bit id) that is not `excluded` (32-bit ids), if lower.
+fn bound(xmax: i64, running: &[(i64, i64)], excluded: &std::collections::HashSet<i64>) -> i64 {
+    running
+        .iter()
+        .filter(|(_, short)| !excluded.contains(short))
+        .map(|(x, _)| *x)
+        .fold(xmax, i64::min)
+}
 
 impl SqlStore {
     /// Marks the customers of the events stored since the last run for
@@ -224,22 +282,29 @@ impl SqlStore {
         // default 4 MB of working memory and spilled to temporary files
         // (350 MB written in one benchmark run): one marker runs at a time.
         sqlx::query(MARKER_WORK_MEM).execute(&mut *tx).await?;
-        let row = sqlx::query(&format!(
-            "SELECT through, {NEXT_STATEMENTS_BOUND} AS bound, pg_current_xact_id()::text::bigint AS current \
-             FROM event_marks WHERE id = 1 FOR UPDATE SKIP LOCKED"
-        ))
+        let row = sqlx::query(
+            "SELECT through, pg_current_snapshot()::text AS snapshot, \
+             pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, \
+             pg_current_xact_id()::text::bigint AS current \
+             FROM event_marks WHERE id = 1 FOR UPDATE SKIP LOCKED",
+        )
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
             return Ok(0);
         };
-        let (through, bound, current): (i64, i64, i64) =
-            (row.try_get("through")?, row.try_get("bound")?, row.try_get("current")?);
+        let (through, snapshot, xmax, current): (i64, String, i64, i64) = (
+            row.try_get("through")?,
+            row.try_get("snapshot")?,
+            row.try_get("xmax")?,
+            row.try_get("current")?,
+        );
         if through > current {
             let marked = rebase(&mut tx, through, current).await?;
             tx.commit().await?;
             return Ok(marked);
         }
+        let bound = next_statements_bound(&mut tx, &snapshot, xmax).await?;
         if bound <= through {
             return Ok(0);
         }
@@ -303,4 +368,30 @@ async fn rebase(tx: &mut sqlx::Transaction<'static, sqlx::Any>, through: i64, cu
         .execute(&mut **tx)
         .await?;
     Ok(marked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound is the snapshot's `xmax` or the oldest running transaction
+    /// that may store events, by its full id; the excluded ones are known
+    /// by their 32-bit ids (a session shows no more), which differ from the
+    /// full ones after the first wraparound.
+    #[test]
+    fn the_bound_is_the_oldest_running_transaction_that_may_store_events() {
+        let epoch = 1_i64 << 32;
+        let running = [(epoch + 100, 100), (epoch + 105, 105), (epoch + 103, 103)];
+        let none = std::collections::HashSet::new();
+        assert_eq!(bound(epoch + 110, &running, &none), epoch + 100);
+        let other_databases = std::collections::HashSet::from([100, 103]);
+        assert_eq!(bound(epoch + 110, &running, &other_databases), epoch + 105);
+        let all = std::collections::HashSet::from([100, 103, 105]);
+        assert_eq!(
+            bound(epoch + 110, &running, &all),
+            epoch + 110,
+            "nothing running counts: xmax"
+        );
+        assert_eq!(bound(epoch + 90, &[], &none), epoch + 90);
+    }
 }

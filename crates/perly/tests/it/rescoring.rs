@@ -471,6 +471,51 @@ async fn a_transaction_that_stores_no_events_does_not_hold_scoring_back() {
     open.commit().await.expect("commit");
 }
 
+/// A transaction open in another database of the cluster (another
+/// application's, or a test's next door) cannot store Perly's events and
+/// does not hold scoring back; one open in Perly's own database that
+/// writes may store events, and the events stored after it began wait for
+/// its end (their order against its own is not known before).
+#[tokio::test]
+async fn only_transactions_of_perlys_own_database_hold_scoring_back() {
+    let Some(app) = postgres_acme().await else {
+        return;
+    };
+    app.rescore().await;
+    let next_door = std::env::var("PERLY_TEST_DATABASE_URL").expect("a postgres URL");
+    let mut other = connect_database(&next_door).await;
+    let mut other_tx = other.begin().await.expect("begin next door");
+    sqlx::query("SELECT pg_current_xact_id()::text")
+        .execute(&mut *other_tx)
+        .await
+        .expect("next door's transaction has an id");
+
+    app.events(vec![nps(&app, "nps-1")]).await;
+    assert_eq!(
+        app.rescore().await.scored,
+        1,
+        "next door's open transaction is not waited for"
+    );
+
+    let mut own = connect_database(&app.database_url).await;
+    let mut own_tx = own.begin().await.expect("begin");
+    sqlx::query(&format!("UPDATE workspaces SET name = name WHERE id = '{}'", app.ws))
+        .execute(&mut *own_tx)
+        .await
+        .expect("a write: the transaction has an id");
+    app.events(vec![nps(&app, "nps-2")]).await;
+    assert_eq!(
+        app.rescore().await.scored,
+        0,
+        "waits for the open transaction of its own database"
+    );
+    own_tx.commit().await.expect("commit");
+    assert_eq!(app.rescore().await.scored, 1);
+    let answers = nps_answers(&app).await;
+    assert!(answers.contains("(3 in 180 days)"), "{answers}");
+    other_tx.commit().await.expect("commit next door");
+}
+
 /// A PostgreSQL database restored (`pg_restore`) into a younger cluster
 /// keeps the source's transaction ids, ahead of the new cluster's: new
 /// events would sort below what the stored rollups folded and what the
