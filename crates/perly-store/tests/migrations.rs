@@ -473,3 +473,49 @@ async fn a_database_a_newer_perly_migrated_is_refused() {
         .await;
     }
 }
+
+/// `20261210000001_events_by_customer_key`: every event stored before it
+/// gets the key Perly computes from its customer's id (the customer's
+/// events are read by that key), on both databases.
+#[tokio::test]
+async fn events_stored_before_the_customer_key_get_the_key_perly_reads_them_by() {
+    const CUSTOMER_KEY: i64 = 20261210000001;
+    for dialect in backends() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = fresh(dialect, &dir, "keys").await;
+        let old = pool(&url).await;
+        let before: Vec<(i64, Option<&str>)> = migrations::migrator(dialect)
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| *v < CUSTOMER_KEY)
+            .map(|v| (v, None))
+            .collect();
+        migrations::apply_as_of(&old, dialect, &before)
+            .await
+            .expect("the migrations before");
+        let mut customers: Vec<perly_domain::ids::CustomerId> =
+            (0..20).map(|_| perly_domain::ids::CustomerId::new()).collect();
+        customers.push("019a2b00-0000-7000-8000-000000000011".parse().expect("id"));
+        customers.push("019a2b00-0000-7000-bfff-ffffffffffff".parse().expect("id"));
+        for (i, c) in customers.iter().enumerate() {
+            sqlx::query(&format!(
+                "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) \
+                 VALUES ('w', 'e{i}', '{c}', 'nps_response', 0, 0, '{{}}')"
+            ))
+            .execute(&old)
+            .await
+            .expect("an event");
+        }
+        old.close().await;
+        perly_store::db::connect(&url).await.expect("migrate");
+        let got: Vec<(String, i64)> = sqlx::query_as("SELECT customer_id, customer_key FROM events")
+            .fetch_all(&pool(&url).await)
+            .await
+            .expect("keys");
+        assert_eq!(got.len(), customers.len());
+        for (id, key) in got {
+            let id: perly_domain::ids::CustomerId = id.parse().expect("id");
+            assert_eq!(key, perly_store::customer_key::customer_key(&id), "{dialect:?} {id}");
+        }
+    }
+}
