@@ -934,6 +934,15 @@ impl SqlStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *snapshot)
             .await?;
+        // Each customer's new events are a short range of the index by
+        // customer key, often empty: read by index scans. Without
+        // statistics of the key (a young table, or one no `ANALYZE` has
+        // visited since a flood) PostgreSQL expected 191 rows a customer
+        // and chose a bitmap scan for each, 8 times the time of an index
+        // scan (0.023 against 0.003 ms a customer).
+        sqlx::query("SET LOCAL enable_bitmapscan = off")
+            .execute(&mut *snapshot)
+            .await?;
         // The claim folds the events the marker has marked, no further
         // ([`crate::event_marks`]): they are final (their transactions
         // ended before the marker's statement), in this snapshot, and their
