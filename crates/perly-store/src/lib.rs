@@ -26,7 +26,6 @@ pub mod auth;
 pub mod backup;
 pub mod channels;
 pub mod cipher;
-pub mod customer_key;
 pub mod db;
 pub mod delivery;
 pub mod event_marks;

@@ -159,8 +159,7 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
 
     // Insert; the rows that come back were new.
     let n = rows.len();
-    let (mut c_ws, mut c_id, mut c_customer, mut c_key, mut c_kind, mut c_at, mut c_received, mut c_payload) = (
-        Vec::with_capacity(n),
+    let (mut c_ws, mut c_id, mut c_customer, mut c_kind, mut c_at, mut c_received, mut c_payload) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -174,17 +173,15 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
         c_ws.push(wss_of[*bi].as_str());
         c_id.push(r.event_id.as_str());
         c_customer.push(cid.to_string());
-        c_key.push(crate::customer_key::customer_key(cid));
         c_kind.push(r.kind);
         c_at.push(r.occurred_at);
         c_received.push(ms(b.now));
         c_payload.push(r.payload.as_str());
     }
     let stored: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload, import_id, \
-         customer_key) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
-         $7::text[], $8::text[], $9::bigint[]) ON CONFLICT (workspace_id, event_id) DO NOTHING \
-         RETURNING workspace_id, event_id",
+        "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload, import_id) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], \
+         $8::text[]) ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING workspace_id, event_id",
     )
     .bind(&c_ws)
     .bind(&c_id)
@@ -194,7 +191,6 @@ async fn store(tx: &mut Transaction<'static, Postgres>, group: &[Arc<Batch>]) ->
     .bind(&c_received)
     .bind(&c_payload)
     .bind(&c_import)
-    .bind(&c_key)
     .fetch_all(&mut **tx)
     .await?;
     let stored: HashSet<(&str, &str)> = stored.iter().map(|(w, e)| (w.as_str(), e.as_str())).collect();

@@ -178,43 +178,38 @@ pub(crate) fn folded_column(dialect: Dialect) -> &'static str {
 }
 
 /// The events each of `n` claimed customers got since its rollup was
-/// folded, below the marker's `through` (`$2`): one range of the index by
-/// customer key ([`crate::customer_key`]) per customer, the rows checked
-/// for the customer's id and workspace. The column `seq` is what the blob
-/// will say it folded through: on PostgreSQL the transaction id (the claim
-/// records its bound instead).
+/// folded, below the marker's `through` (`$2`): one range of the customer
+/// index per customer. The column `seq` is what the blob will say it
+/// folded through: on PostgreSQL the transaction id (the claim records its
+/// bound instead).
 ///
-/// On SQLite (bound: each customer's id and key, then the workspace and
-/// `through`, in the order they appear: rusqlite numbers `$n` parameters
-/// by their first appearance) the ranges start at each blob's `folded_seq`. The join order is
-/// forced (CROSS JOIN): left to itself SQLite reads `events` first, by
-/// customer, and cannot start the range at `folded_seq`, which comes from
-/// the blob, so it read every event of each claimed customer. `r` is found
-/// by its key, not by the workspace index.
+/// On SQLite (bound: the workspace, `through`, then the ids) the ranges
+/// start at each blob's `folded_seq`. The join order is forced (CROSS
+/// JOIN): left to itself SQLite reads `events` first, by customer, and
+/// cannot start the range at `folded_seq`, which comes from the blob, so it
+/// read every event of each claimed customer. `r` is found by its key, not
+/// by the workspace index.
 ///
-/// On PostgreSQL (bound: the workspace, `through`, then each customer's id,
-/// `folded_xid` as the claim read it, and key) the rollups and blobs are not
+/// On PostgreSQL (bound: the workspace, `through`, then each customer's id
+/// and `folded_xid` as the claim read them) the rollups and blobs are not
 /// read again: with a database bigger than PostgreSQL's buffers, their
 /// index and heap pages were a third of the pages the claim read from the
 /// disk cache.
 pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
     match dialect {
         Dialect::Sqlite => dialect.positional(format!(
-            "WITH c(id, key) AS (VALUES {}) SELECT e.customer_id, e.seq AS seq, e.payload FROM c \
-             CROSS JOIN rollups r LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id \
-             AND b.workspace_id = r.workspace_id CROSS JOIN events e WHERE r.customer_id = c.id AND {} = ${} \
-             AND e.customer_key = c.key AND e.seq > COALESCE(b.folded_seq, 0) AND e.seq < ${} \
-             AND e.customer_id = r.customer_id AND e.workspace_id = r.workspace_id",
-            value_rows(1, n, 2),
+            "SELECT e.customer_id, e.seq AS seq, e.payload FROM rollups r \
+             LEFT JOIN rollup_blobs b ON b.customer_id = r.customer_id AND b.workspace_id = r.workspace_id \
+             CROSS JOIN events e WHERE e.workspace_id = r.workspace_id AND e.customer_id = r.customer_id \
+             AND e.seq > COALESCE(b.folded_seq, 0) AND {} = $1 AND e.seq < $2 AND r.customer_id IN ({})",
             dialect.unindexed("r.workspace_id"),
-            2 * n + 1,
-            2 * n + 2,
+            params(3, n)
         )),
         Dialect::Postgres => {
             let ranges: Vec<String> = (0..n)
                 .map(|i| match i {
-                    0 => "($3::text, $4::bigint, $5::bigint)".to_owned(),
-                    _ => format!("(${}, ${}, ${})", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i),
+                    0 => "($3::text, $4::bigint)".to_owned(),
+                    _ => format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i),
                 })
                 .collect();
             // The events are read customer by customer (`LATERAL`, kept a
@@ -223,9 +218,9 @@ pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
             // each claim when its statistics said the workspace was small
             // (a full rescore of 20,000 customers: 75 s instead of 4).
             format!(
-                "SELECT c.id AS customer_id, e.xid AS seq, e.payload FROM (VALUES {}) AS c(id, folded, key) \
-                 CROSS JOIN LATERAL (SELECT e.xid, e.payload FROM events e WHERE e.customer_key = c.key \
-                 AND e.xid >= c.folded AND e.xid < $2 AND e.customer_id = c.id AND e.workspace_id = $1 OFFSET 0) e",
+                "SELECT c.id AS customer_id, e.xid AS seq, e.payload FROM (VALUES {}) AS c(id, folded) \
+                 CROSS JOIN LATERAL (SELECT e.xid, e.payload FROM events e WHERE e.workspace_id = $1 \
+                 AND e.customer_id = c.id AND e.xid >= c.folded AND e.xid < $2 OFFSET 0) e",
                 ranges.join(", ")
             )
         }
@@ -233,13 +228,11 @@ pub(crate) fn claim_events_sql(dialect: Dialect, n: usize) -> String {
 }
 
 /// All the events of a customer whose rollup is folded again, below the
-/// marker's `through` (`$3`). Bound: the workspace, the customer's id,
-/// `through`, the customer's key ([`crate::customer_key`]).
+/// marker's `through` (`$3`).
 pub(crate) fn refold_events_sql(dialect: Dialect) -> String {
     let position = crate::event_marks::position_column(dialect);
     dialect.positional(format!(
-        "SELECT {position} AS seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2 \
-         AND {position} < $3 AND customer_key = $4"
+        "SELECT {position} AS seq, payload FROM events WHERE workspace_id = $1 AND customer_id = $2 AND {position} < $3"
     ))
 }
 
@@ -845,8 +838,8 @@ impl SqlStore {
             // Each row carries its import, for the marker.
             let insert = format!(
                 "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload, \
-                 import_id, customer_key) VALUES {} ON CONFLICT (workspace_id, event_id) DO NOTHING",
-                value_rows(1, chunk.len(), 9)
+                 import_id) VALUES {} ON CONFLICT (workspace_id, event_id) DO NOTHING",
+                value_rows(1, chunk.len(), 8)
             );
             let answering = self.dialect().inserted_json(&insert, "event_id");
             let sql = self.dialect().positional(answering.clone().unwrap_or(insert));
@@ -861,8 +854,7 @@ impl SqlStore {
                     .bind(ms(e.occurred_at))
                     .bind(received)
                     .bind(payload)
-                    .bind(import_of.get(cid).cloned().flatten())
-                    .bind(crate::customer_key::customer_key(cid));
+                    .bind(import_of.get(cid).cloned().flatten());
             }
             match answering {
                 Some(_) => {
@@ -934,15 +926,6 @@ impl SqlStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *snapshot)
             .await?;
-        // Each customer's new events are a short range of the index by
-        // customer key, often empty: read by index scans. Without
-        // statistics of the key (a young table, or one no `ANALYZE` has
-        // visited since a flood) PostgreSQL expected 191 rows a customer
-        // and chose a bitmap scan for each, 8 times the time of an index
-        // scan (0.023 against 0.003 ms a customer).
-        sqlx::query("SET LOCAL enable_bitmapscan = off")
-            .execute(&mut *snapshot)
-            .await?;
         // The claim folds the events the marker has marked, no further
         // ([`crate::event_marks`]): they are final (their transactions
         // ended before the marker's statement), in this snapshot, and their
@@ -989,10 +972,7 @@ impl SqlStore {
             let sql = claim_events_sql(self.dialect(), fresh.len());
             let mut q = sqlx::query(&sql).bind(ws.to_string()).bind(bound);
             for input in fresh.iter() {
-                q = q
-                    .bind(input.customer_id.to_string())
-                    .bind(input.through)
-                    .bind(crate::customer_key::customer_key(&input.customer_id));
+                q = q.bind(input.customer_id.to_string()).bind(input.through);
             }
             // Streamed and folded as they come, FOLD_EVERY events at a
             // time: a claim of customers with 90 days of history each is
@@ -1013,7 +993,6 @@ impl SqlStore {
                     .bind(ws.to_string())
                     .bind(id.to_string())
                     .bind(bound)
-                    .bind(crate::customer_key::customer_key(id))
                     .fetch(&mut *snapshot);
                 while let Some(row) = all.try_next().await? {
                     folding.add(*id, row.try_get("seq")?, &row.try_get::<String, _>("payload")?)?;
@@ -1724,11 +1703,10 @@ impl Store for SqlStore {
         };
         sqlx::query(
             "SELECT event_id, type, occurred_at, payload FROM events \
-             WHERE workspace_id = $1 AND customer_id = $2 AND customer_key = $3 ORDER BY occurred_at DESC LIMIT $4",
+             WHERE workspace_id = $1 AND customer_id = $2 ORDER BY occurred_at DESC LIMIT $3",
         )
         .bind(ws.to_string())
         .bind(customer.to_string())
-        .bind(crate::customer_key::customer_key(&customer))
         .bind(limit.clamp(1, 500) as i64)
         .fetch_all(&self.pools.read)
         .await?
@@ -2057,9 +2035,8 @@ impl Store for SqlStore {
 mod tests {
     use super::*;
 
-    /// The claim's reads find the claimed customers by their keys, and
-    /// their events by customer key and position, never by walking the
-    /// workspace (what SQLite, without table statistics, picked
+    /// The claim's reads find the claimed customers by their keys, never by
+    /// walking the workspace (what SQLite, without table statistics, picked
     /// for the rows when the workspace columns were indexable: 100,000 row
     /// visits per chunk of 500 at 100,000 customers).
     #[tokio::test]
@@ -2072,8 +2049,7 @@ mod tests {
         let conn = rusqlite::Connection::open(dir.path().join("plan.db")).expect("open");
         for (sql, bound) in [
             (claim_rows_sql(Dialect::Sqlite, IN_CHUNK), IN_CHUNK + 3),
-            (claim_events_sql(Dialect::Sqlite, IN_CHUNK), 2 * IN_CHUNK + 2),
-            (refold_events_sql(Dialect::Sqlite), 4),
+            (claim_events_sql(Dialect::Sqlite, IN_CHUNK), IN_CHUNK + 2),
         ] {
             let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
             let steps: Vec<String> = plan
@@ -2081,22 +2057,12 @@ mod tests {
                 .expect("plan")
                 .collect::<Result<_, _>>()
                 .expect("steps");
-            // The claimed customers' ids and keys are a list of constants
-            // (`c`), scanned; every table is searched.
             assert!(
-                steps.iter().all(|s| !s.contains("(workspace_id=?)")
-                    && (!s.starts_with("SCAN") || s == "SCAN c" || s.ends_with("CONSTANT ROWS"))),
+                steps
+                    .iter()
+                    .all(|s| !s.contains("(workspace_id=?)") && !s.starts_with("SCAN")),
                 "{sql}\n{steps:#?}"
             );
-            // Events are read by customer key, from where the blob stopped.
-            if sql.contains("FROM events") || sql.contains("JOIN events") {
-                assert!(
-                    steps
-                        .iter()
-                        .any(|s| s.contains("USING INDEX events_by_customer_key (customer_key=? AND seq")),
-                    "{sql}\n{steps:#?}"
-                );
-            }
         }
     }
 

@@ -18,7 +18,6 @@
 use perly_domain::ids::{CustomerId, WorkspaceId};
 use rusqlite::{params, params_from_iter, Connection, OpenFlags};
 
-use crate::customer_key::customer_key;
 use crate::db::Dialect;
 use crate::sql::{
     claim_events_sql, claim_rows_sql, parse, refold_events_sql, ClaimedRow, Folding, IN_CHUNK, MARKED_THROUGH,
@@ -102,18 +101,10 @@ fn read(conn: &Connection, ws: &str, claimed: &[String], lease_until: i64) -> Re
             let mut events = conn
                 .prepare_cached(&claim_events_sql(Dialect::Sqlite, chunk.len()))
                 .map_err(map_err)?;
-            // Each customer's id and key ([`crate::customer_key`]), then
-            // the workspace and `through`.
-            let keys = chunk
-                .iter()
-                .map(|id| Ok(customer_key(&parse::<CustomerId>("customer id", id)?)))
-                .collect::<Result<Vec<i64>>>()?;
             let through: &dyn rusqlite::ToSql = &through;
-            let bound = chunk
-                .iter()
-                .zip(&keys)
-                .flat_map(|(id, key)| [id as &dyn rusqlite::ToSql, key as &dyn rusqlite::ToSql])
-                .chain([&ws as &dyn rusqlite::ToSql, through]);
+            let bound = [&ws as &dyn rusqlite::ToSql, through]
+                .into_iter()
+                .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
             let mut q = events.query(params_from_iter(bound)).map_err(map_err)?;
             while let Some(r) = q.next().map_err(map_err)? {
                 let customer: CustomerId = parse(
@@ -132,9 +123,7 @@ fn read(conn: &Connection, ws: &str, claimed: &[String], lease_until: i64) -> Re
                 .prepare_cached(&refold_events_sql(Dialect::Sqlite))
                 .map_err(map_err)?;
             for id in &refold {
-                let mut q = all
-                    .query(params![ws, id.to_string(), through, customer_key(id)])
-                    .map_err(map_err)?;
+                let mut q = all.query(params![ws, id.to_string(), through]).map_err(map_err)?;
                 while let Some(r) = q.next().map_err(map_err)? {
                     let payload = r.get_ref(1).map_err(map_err)?.as_str().map_err(from_sql)?;
                     folding.add(*id, r.get(0).map_err(map_err)?, payload)?;
@@ -184,15 +173,14 @@ mod tests {
                 r#"{{"id":"nps-{seq}","customer_id":"acme","occurred_at":"2026-12-01T00:00:00Z","type":"nps_response","score":9}}"#
             );
             sqlx::query(
-                "INSERT INTO events (seq, workspace_id, event_id, customer_id, type, occurred_at, received_at, payload, \
-                 customer_key) VALUES (?1, ?2, ?3, ?4, 'nps_response', 0, 0, ?5, ?6)",
+                "INSERT INTO events (seq, workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) \
+                 VALUES (?1, ?2, ?3, ?4, 'nps_response', 0, 0, ?5)",
             )
             .bind(seq)
             .bind(ws.to_string())
             .bind(format!("nps-{seq}"))
             .bind(customer.to_string())
             .bind(payload)
-            .bind(customer_key(&customer))
             .execute(&pools.write)
             .await
             .expect("event");

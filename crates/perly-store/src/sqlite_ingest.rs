@@ -166,8 +166,8 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
     let mut find = tx.prepare_cached(FIND_CUSTOMER).map_err(map_err)?;
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload, import_id, \
-             customer_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (workspace_id, event_id) DO NOTHING",
+            "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload, import_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (workspace_id, event_id) DO NOTHING",
         )
         .map_err(map_err)?;
     for (i, row) in job.rows.iter().enumerate() {
@@ -209,8 +209,7 @@ fn store(tx: &rusqlite::Transaction<'_>, job: &Batch) -> Result<Vec<IngestOutcom
                 row.occurred_at,
                 received,
                 row.payload,
-                import,
-                crate::customer_key::customer_key(&cid)
+                import
             ])
             .map_err(map_err)?;
         outcomes[i] = if stored == 1 {

@@ -14,24 +14,26 @@ use chrono::{DateTime, Utc};
 use perly_domain::event::Event;
 use perly_domain::ids::{CustomerId, WorkspaceId};
 
-/// One event as the floors insert it: (event id, customer id, customer
-/// key, type, occurred at, payload).
-type FloorRow = (String, String, i64, &'static str, i64, String);
+/// One event as the floors insert it: (event id, customer id, type,
+/// occurred at, payload).
+type FloorRow = (String, String, &'static str, i64, String);
 
 /// The rows of `batches`, built before a floor's clock starts (as the load
 /// generator's bodies are): each external customer id gets a customer id of
 /// Perly's form, the payload is the JSON Perly stores.
 fn floor_rows(batches: &[Vec<Event>]) -> anyhow::Result<Vec<Vec<FloorRow>>> {
-    let mut ids: HashMap<&str, CustomerId> = HashMap::new();
+    let mut ids: HashMap<&str, String> = HashMap::new();
     let mut rows = Vec::with_capacity(batches.len());
     for batch in batches {
         let mut out = Vec::with_capacity(batch.len());
         for e in batch {
-            let cid = *ids.entry(e.customer_id.as_str()).or_default(); // a fresh id
+            let cid = ids
+                .entry(e.customer_id.as_str())
+                .or_insert_with(|| CustomerId::new().to_string())
+                .clone();
             out.push((
                 e.id.clone(),
-                cid.to_string(),
-                perly_store::customer_key::customer_key(&cid),
+                cid,
                 e.kind.type_name(),
                 e.occurred_at.timestamp_millis(),
                 serde_json::to_string(e)?,
@@ -71,11 +73,11 @@ pub async fn sqlite_insert(
             let tx = conn.transaction()?;
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO events (workspace_id, event_id, customer_id, customer_key, type, occurred_at, \
-                     received_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
-                for (id, cid, key, kind, at, payload) in batch {
-                    insert.execute(rusqlite::params![ws, id, cid, key, kind, at, received, payload])?;
+                for (id, cid, kind, at, payload) in batch {
+                    insert.execute(rusqlite::params![ws, id, cid, kind, at, received, payload])?;
                 }
             }
             tx.commit()?;
@@ -113,9 +115,8 @@ pub async fn postgres_insert(url: &str, batches: &[Vec<Event>], received: DateTi
     let rows = floor_rows(batches)?;
     let events: usize = rows.iter().map(Vec::len).sum();
     let insert = format!(
-        "INSERT INTO {PG_FLOOR_TABLE} (workspace_id, event_id, customer_id, customer_key, type, occurred_at, \
-         received_at, payload) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
-         $6::bigint[], $7::bigint[], $8::text[])"
+        "INSERT INTO {PG_FLOOR_TABLE} (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])"
     );
     let started = Instant::now();
     for batch in &rows {
@@ -127,9 +128,8 @@ pub async fn postgres_insert(url: &str, batches: &[Vec<Event>], received: DateTi
             .bind(batch.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
             .bind(batch.iter().map(|r| r.2).collect::<Vec<_>>())
             .bind(batch.iter().map(|r| r.3).collect::<Vec<_>>())
-            .bind(batch.iter().map(|r| r.4).collect::<Vec<_>>())
             .bind(vec![received; n])
-            .bind(batch.iter().map(|r| r.5.as_str()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|r| r.4.as_str()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

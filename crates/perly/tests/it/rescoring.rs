@@ -312,8 +312,8 @@ async fn an_event_committed_after_a_later_one_was_folded_is_still_folded() {
             .expect("nps-0 stored");
     let mut open = conn.begin().await.expect("begin");
     sqlx::query(&format!(
-        "INSERT INTO events (workspace_id, event_id, customer_id, customer_key, type, occurred_at, received_at, \
-         payload) SELECT workspace_id, 'nps-1', customer_id, customer_key, type, occurred_at, received_at, '{}' FROM events \
+        "INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) \
+         SELECT workspace_id, 'nps-1', customer_id, type, occurred_at, received_at, '{}' FROM events \
          WHERE event_id = 'nps-0' AND customer_id = '{customer}'",
         payload.replace("nps-0", "nps-1").replace('\'', "''")
     ))
@@ -573,20 +573,12 @@ async fn the_sqlite_marker_marks_a_backlog_bigger_than_a_slice_in_one_run() {
 
     // Stored as the events API stores them, without marks: 25,000 events
     // of `early`, then 20,000 of `late`.
-    let mut conn = connect_database(&app.database_url).await;
     for (customer, n) in [("early", 25_000), ("late", 20_000)] {
-        let id: String = sqlx::query_scalar(&format!(
-            "SELECT id FROM customers WHERE workspace_id = '{}' AND external_id = '{customer}'",
-            app.ws
-        ))
-        .fetch_one(&mut conn)
-        .await
-        .expect("the customer");
-        let key = perly_store::customer_key::customer_key(&id.parse().expect("a customer id"));
         app.execute_sql(&format!(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
-             INSERT INTO events (workspace_id, event_id, customer_id, customer_key, type, occurred_at, received_at, \
-             payload) SELECT '{}', '{customer}-' || i, '{id}', {key}, 'nps_response', 0, 0, '{{}}' FROM n",
+             INSERT INTO events (workspace_id, event_id, customer_id, type, occurred_at, received_at, payload) \
+             SELECT c.workspace_id, '{customer}-' || i, c.id, 'nps_response', 0, 0, '{{}}' FROM n \
+             JOIN customers c ON c.workspace_id = '{}' AND c.external_id = '{customer}'",
             app.ws
         ))
         .await;
