@@ -437,6 +437,15 @@ async fn events_marked_while_another_replica_takes_the_lease_are_scored() {
     );
 }
 
+/// Gives the open transaction `tx` an id, as its first write would: from
+/// then on it is among the running transactions the marker's bound looks at.
+async fn with_an_id(tx: &mut sqlx::Transaction<'_, sqlx::Any>) {
+    sqlx::query("SELECT pg_current_xact_id()::text")
+        .execute(&mut **tx)
+        .await
+        .expect("the transaction has an id");
+}
+
 /// A transaction that stores no event and says so
 /// ([`perly_store::event_marks::WRITES_NO_EVENTS`], as rescoring's
 /// records do) does not hold scoring back while it stays open: the events
@@ -455,10 +464,7 @@ async fn a_transaction_that_stores_no_events_does_not_hold_scoring_back() {
         .execute(&mut *open)
         .await
         .expect("lock");
-    sqlx::query(&format!("UPDATE workspaces SET name = name WHERE id = '{}'", app.ws))
-        .execute(&mut *open)
-        .await
-        .expect("a write: the transaction has an id");
+    with_an_id(&mut open).await;
 
     app.events(vec![nps(&app, "nps-1")]).await;
     assert_eq!(
@@ -485,10 +491,7 @@ async fn only_transactions_of_perlys_own_database_hold_scoring_back() {
     let next_door = std::env::var("PERLY_TEST_DATABASE_URL").expect("a postgres URL");
     let mut other = connect_database(&next_door).await;
     let mut other_tx = other.begin().await.expect("begin next door");
-    sqlx::query("SELECT pg_current_xact_id()::text")
-        .execute(&mut *other_tx)
-        .await
-        .expect("next door's transaction has an id");
+    with_an_id(&mut other_tx).await;
 
     app.events(vec![nps(&app, "nps-1")]).await;
     assert_eq!(
@@ -499,10 +502,7 @@ async fn only_transactions_of_perlys_own_database_hold_scoring_back() {
 
     let mut own = connect_database(&app.database_url).await;
     let mut own_tx = own.begin().await.expect("begin");
-    sqlx::query(&format!("UPDATE workspaces SET name = name WHERE id = '{}'", app.ws))
-        .execute(&mut *own_tx)
-        .await
-        .expect("a write: the transaction has an id");
+    with_an_id(&mut own_tx).await;
     app.events(vec![nps(&app, "nps-2")]).await;
     assert_eq!(
         app.rescore().await.scored,
